@@ -1,0 +1,178 @@
+"""Everything that touches timm: building classifiers and resolving their data configuration.
+
+This is the only module that imports timm (and, through it, torchvision), so the torchvision
+compatibility step runs in exactly one place, before that import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from veracity._torchvision_compat import ensure_torchvision_importable
+from veracity.errors import CheckpointError, ConfigurationError
+from veracity.preprocess import PreprocessConfig
+
+ensure_torchvision_importable()
+
+import timm  # noqa: E402 - must follow the compatibility step above
+import timm.data  # noqa: E402
+
+# The order is part of the contract: output index 0 is "real", index 1 is "fake".
+CLASS_NAMES: tuple[str, str] = ("real", "fake")
+DEFAULT_ARCHITECTURE = "efficientnet_b0"
+
+
+def timm_version() -> str:
+    return str(timm.__version__)
+
+
+def create_classifier(
+    architecture: str = DEFAULT_ARCHITECTURE,
+    *,
+    num_classes: int = len(CLASS_NAMES),
+    pretrained_file: Path | None = None,
+) -> nn.Module:
+    """Build a timm classifier with a ``num_classes`` head, never touching the network.
+
+    Args:
+        architecture: Any name ``timm.list_models()`` knows.
+        num_classes: Size of the classification head.
+        pretrained_file: Optional local weights (safetensors, or a PyTorch file read with
+            ``weights_only=True``) for the backbone; a head of another size is discarded.
+
+    Raises:
+        ConfigurationError: unknown architecture, or a pretrained file that is missing or
+            does not fit the architecture.
+    """
+    if not timm.is_model(architecture):
+        raise ConfigurationError(
+            f"unknown architecture {architecture!r}; list the valid names with "
+            "`python -c 'import timm; print(timm.list_models())'`"
+        )
+    if pretrained_file is None:
+        model: nn.Module = timm.create_model(
+            architecture, pretrained=False, num_classes=num_classes
+        )
+        _zero_init_head(model)
+        return model
+    if not pretrained_file.is_file():
+        raise ConfigurationError(f"pretrained weights file {pretrained_file} does not exist")
+    try:
+        # An explicit local file makes timm load it (weights_only=True for pickles) instead
+        # of resolving a hub address.
+        model = timm.create_model(
+            architecture,
+            pretrained=True,
+            num_classes=num_classes,
+            pretrained_cfg_overlay={"file": str(pretrained_file)},
+        )
+    except (RuntimeError, ValueError, OSError, KeyError) as e:
+        raise ConfigurationError(
+            f"pretrained weights {pretrained_file} do not fit {architecture}: {e}"
+        ) from e
+    return model
+
+
+def _zero_init_head(model: nn.Module) -> None:
+    """Start a new classification head at exactly 0.5/0.5 for every input.
+
+    Several timm families initialise the head with a range scaled by 1/sqrt(num_classes),
+    tuned for 1000 classes; with two classes that gives logits of several units and gradient
+    norms in the hundreds on the first step, and from-scratch training diverges.
+    """
+    get_classifier = getattr(model, "get_classifier", None)
+    head = get_classifier() if callable(get_classifier) else None
+    if not isinstance(head, nn.Module):
+        return
+    for module in head.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.zeros_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def resolve_preprocess_config(
+    model: nn.Module, *, image_size: int | None = None
+) -> PreprocessConfig:
+    """The eval transform timm defines for ``model``, optionally at another square size."""
+    overrides: dict[str, Any] = {}
+    if image_size is not None:
+        overrides["input_size"] = (3, image_size, image_size)
+    data_config = timm.data.resolve_data_config(overrides, model=model)
+    crop_mode = data_config.get("crop_mode", "center")
+    interpolation = data_config.get("interpolation", "bicubic")
+    return PreprocessConfig(
+        input_size=tuple(int(v) for v in data_config["input_size"]),  # type: ignore[arg-type]
+        mean=tuple(float(v) for v in data_config["mean"]),  # type: ignore[arg-type]
+        std=tuple(float(v) for v in data_config["std"]),  # type: ignore[arg-type]
+        # Modes this project's transform does not implement fall back to timm's default.
+        interpolation=interpolation if interpolation != "random" else "bicubic",
+        crop_pct=float(data_config.get("crop_pct", 0.875)),
+        crop_mode=crop_mode if crop_mode in ("center", "squash") else "center",
+    )
+
+
+def create_train_transform(
+    config: PreprocessConfig,
+    *,
+    scale: tuple[float, float],
+    hflip: float,
+    color_jitter: float,
+) -> Callable[[Any], torch.Tensor]:
+    """timm's training augmentation for an upright RGB PIL image, matched to ``config``."""
+    transform: Callable[[Any], torch.Tensor] = timm.data.create_transform(
+        input_size=config.input_size,
+        is_training=True,
+        scale=scale,
+        hflip=hflip,
+        color_jitter=color_jitter,
+        interpolation=config.interpolation,
+        mean=config.mean,
+        std=config.std,
+    )
+    return transform
+
+
+def reference_eval_transform(config: PreprocessConfig) -> Callable[[Any], torch.Tensor]:
+    """timm's own eval transform for ``config``: the yardstick the parity tests compare to."""
+    transform: Callable[[Any], torch.Tensor] = timm.data.create_transform(
+        input_size=config.input_size,
+        is_training=False,
+        interpolation=config.interpolation,
+        mean=config.mean,
+        std=config.std,
+        crop_pct=config.crop_pct,
+        crop_mode=config.crop_mode,
+    )
+    return transform
+
+
+def check_state_dict_fits(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], *, architecture: str
+) -> None:
+    """Raise a CheckpointError naming every key or shape that does not match ``model``."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state_dict.items()}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    mismatched = [
+        f"{k}: weights {found[k]} vs model {expected[k]}"
+        for k in sorted(set(expected) & set(found))
+        if expected[k] != found[k]
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing tensors (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches ({'; '.join(mismatched[:3])})")
+    if problems:
+        raise CheckpointError(
+            f"weights do not match architecture {architecture!r}: " + ", ".join(problems)
+        )

@@ -1,0 +1,48 @@
+"""Fixtures shared by every test layer: tiny datasets and checkpoints built on the spot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from veracity.checkpoint import save_checkpoint
+from veracity.models import CLASS_NAMES, create_classifier, resolve_preprocess_config
+from veracity.sampledata import SampleDataSpec, generate_sample_data
+
+TINY_ARCH = "test_efficientnet"  # ~100k parameters: builds and runs in milliseconds
+TINY_SIZE = 64
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_CHECKPOINT = REPO_ROOT / "checkpoints" / "demo.safetensors"
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny-data")
+    generate_sample_data(
+        root, seed=7, spec=SampleDataSpec(train_per_class=6, val_per_class=4, image_size=80)
+    )
+    return root
+
+
+def write_tiny_checkpoint(path: Path, *, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = create_classifier(TINY_ARCH)
+    save_checkpoint(
+        path,
+        model,
+        architecture=TINY_ARCH,
+        class_names=CLASS_NAMES,
+        preprocess=resolve_preprocess_config(model, image_size=TINY_SIZE),
+        model_name="tiny",
+        model_version="0.0.1",
+        metrics={"val_accuracy": 0.5},
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")

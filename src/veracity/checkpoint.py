@@ -1,0 +1,260 @@
+"""Checkpoints: safetensors weights plus a JSON metadata file beside them.
+
+``NAME.safetensors`` holds only tensors (no code can run when it is read) and ``NAME.json``
+holds what is needed to rebuild and trust them: architecture, class order, the exact eval
+transform, version, metrics and the weights' SHA-256. Loading checks every one of those
+against the file and the rebuilt model, and names what does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from veracity.errors import CheckpointError, ConfigurationError
+from veracity.preprocess import CropMode, Interpolation, PreprocessConfig
+
+FORMAT_VERSION: Literal[1] = 1
+WEIGHTS_SUFFIX = ".safetensors"
+METADATA_SUFFIX = ".json"
+LEGACY_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class PreprocessMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_size: tuple[int, int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: Interpolation
+    crop_pct: Annotated[float, Field(gt=0.0, le=1.0)]
+    crop_mode: CropMode
+
+    def to_config(self) -> PreprocessConfig:
+        return PreprocessConfig(**self.model_dump())
+
+    @classmethod
+    def from_config(cls, config: PreprocessConfig) -> PreprocessMetadata:
+        return cls(
+            input_size=config.input_size,
+            mean=config.mean,
+            std=config.std,
+            interpolation=config.interpolation,
+            crop_pct=config.crop_pct,
+            crop_mode=config.crop_mode,
+        )
+
+
+class CheckpointMetadata(BaseModel):
+    """The JSON file beside the weights. ``extra="forbid"``: an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    format_version: Literal[1]
+    architecture: Annotated[str, Field(min_length=1)]
+    class_names: tuple[str, ...]
+    preprocess: PreprocessMetadata
+    model_name: Annotated[str, Field(min_length=1)]
+    model_version: Annotated[str, Field(min_length=1)]
+    created_at: datetime
+    weights_sha256: Sha256
+    metrics: dict[str, float] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointPaths:
+    weights: Path
+    metadata: Path
+
+    @classmethod
+    def resolve(cls, path: Path) -> CheckpointPaths:
+        """Accept ``NAME.safetensors``, ``NAME.json`` or a bare ``NAME``."""
+        if path.suffix.lower() in LEGACY_SUFFIXES:
+            raise CheckpointError(
+                f"{path} is a legacy PyTorch checkpoint; convert it once with "
+                f"`veracity convert-legacy {path} --out NAME.safetensors`"
+            )
+        base = path.with_suffix("") if path.suffix in (WEIGHTS_SUFFIX, METADATA_SUFFIX) else path
+        return cls(
+            weights=base.with_name(base.name + WEIGHTS_SUFFIX),
+            metadata=base.with_name(base.name + METADATA_SUFFIX),
+        )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    model: nn.Module
+    metadata: CheckpointMetadata
+    paths: CheckpointPaths
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.metadata.preprocess.to_config()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same directory, so a reader never sees half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    *,
+    architecture: str,
+    class_names: tuple[str, ...],
+    preprocess: PreprocessConfig,
+    model_name: str,
+    model_version: str,
+    metrics: Mapping[str, float] | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> CheckpointMetadata:
+    """Write ``path`` (weights) and its metadata file; return the metadata written."""
+    paths = CheckpointPaths.resolve(path)
+    # Cloning breaks storage sharing (tied weights), which safetensors refuses to write.
+    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(paths.weights, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    metadata = CheckpointMetadata(
+        format_version=FORMAT_VERSION,
+        architecture=architecture,
+        class_names=class_names,
+        preprocess=PreprocessMetadata.from_config(preprocess),
+        model_name=model_name,
+        model_version=model_version,
+        created_at=datetime.now(UTC),
+        weights_sha256=file_sha256(paths.weights),
+        metrics=dict(metrics or {}),
+        training=dict(training or {}),
+    )
+    text = metadata.model_dump_json(indent=2) + "\n"
+    _atomic_write(paths.metadata, lambda p: p.write_text(text, encoding="utf-8"))
+    return metadata
+
+
+def read_metadata(path: Path) -> CheckpointMetadata:
+    """Read and validate a checkpoint's metadata file without touching the weights."""
+    paths = CheckpointPaths.resolve(path)
+    if not paths.metadata.is_file():
+        raise CheckpointError(
+            f"metadata file {paths.metadata} not found; a checkpoint is NAME{WEIGHTS_SUFFIX} "
+            f"with NAME{METADATA_SUFFIX} beside it"
+        )
+    try:
+        raw = json.loads(paths.metadata.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"metadata file {paths.metadata} is not valid JSON: {e}") from e
+    try:
+        return CheckpointMetadata.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise CheckpointError(f"metadata file {paths.metadata} is invalid: {problems}") from e
+
+
+def load_checkpoint(
+    path: Path,
+    *,
+    expected_classes: tuple[str, ...] | None = None,
+    device: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Load and verify a checkpoint; the returned model is in eval mode on ``device``.
+
+    Raises:
+        CheckpointError: missing files, invalid metadata, a weights hash that does not match,
+            classes other than ``expected_classes``, or weights that do not fit the
+            architecture. The message names what is wrong.
+    """
+    # Imported here so reading metadata (e.g. for /model) never pays for importing timm.
+    from veracity.models import CLASS_NAMES, check_state_dict_fits, create_classifier
+
+    paths = CheckpointPaths.resolve(path)
+    metadata = read_metadata(paths.weights)
+    if not paths.weights.is_file():
+        raise CheckpointError(f"weights file {paths.weights} not found")
+    actual_sha = file_sha256(paths.weights)
+    if actual_sha != metadata.weights_sha256:
+        raise CheckpointError(
+            f"weights file {paths.weights} has SHA-256 {actual_sha}, but its metadata records "
+            f"{metadata.weights_sha256}: the weights were modified or the metadata belongs to "
+            "another checkpoint"
+        )
+    wanted = expected_classes if expected_classes is not None else CLASS_NAMES
+    if metadata.class_names != wanted:
+        raise CheckpointError(
+            f"checkpoint classes {list(metadata.class_names)} do not match the expected "
+            f"{list(wanted)} (count and order both matter)"
+        )
+    try:
+        state_dict = load_file(str(paths.weights), device="cpu")
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"weights file {paths.weights} is not valid safetensors: {e}") from e
+    try:
+        model = create_classifier(metadata.architecture, num_classes=len(metadata.class_names))
+    except ConfigurationError as e:
+        raise CheckpointError(f"cannot build the checkpoint's architecture: {e.message}") from e
+    check_state_dict_fits(model, state_dict, architecture=metadata.architecture)
+    model.load_state_dict(state_dict)
+    model.eval()
+    model.to(device)
+    return Checkpoint(model=model, metadata=metadata, paths=paths)
+
+
+def read_legacy_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a legacy ``.pth`` state dict without executing pickled code.
+
+    ``torch.load(weights_only=True)`` only reconstructs tensors and plain containers; a file
+    that needs anything else is refused rather than trusted.
+    """
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"legacy checkpoint {path} not found") from e
+    except Exception as e:
+        raise CheckpointError(
+            f"{path} cannot be read safely (weights_only=True refused it): {e}"
+        ) from e
+    # Training scripts commonly wrap the weights: {"state_dict": ...} or {"model": ...}.
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
+            loaded = loaded[wrapper]
+            break
+    if not isinstance(loaded, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        raise CheckpointError(f"{path} does not contain a state dict of named tensors")
+    # nn.DataParallel / DistributedDataParallel prefix every key with "module.".
+    return {k.removeprefix("module."): v for k, v in loaded.items()}

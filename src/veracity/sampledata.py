@@ -1,0 +1,201 @@
+"""A deterministic synthetic real/fake dataset, so the pipeline can be trained with no download.
+
+"Real" images are synthetic scenes built the way a camera image is formed: smooth lighting,
+textured surfaces, objects, optical blur, then sensor noise and one JPEG encode. "Fake"
+images start as the same kind of scene and then carry traces that manipulated media shows:
+
+- a region re-rendered by a generator: produced at half resolution and upsampled the way a
+  transposed convolution does it, leaving a periodic checkerboard and no sensor noise;
+- a spliced region taken from another scene, resampled and with a different noise level;
+- a blending seam: a feathered boundary with a colour/brightness mismatch;
+- double JPEG compression at two different qualities.
+
+Every fake carries the generator region and a seam (the face-swap pattern), plus a random
+subset of the others. The traces are what forensic detectors look for; they demonstrate the
+pipeline and are not a substitute for real deepfake data.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+SPLITS = ("train", "val")
+CLASSES = ("real", "fake")
+
+Rng = np.random.Generator
+
+
+@dataclass(frozen=True)
+class SampleDataSpec:
+    train_per_class: int = 200
+    val_per_class: int = 100
+    image_size: int = 256
+
+
+def _gradient(rng: Rng, size: int) -> np.ndarray:
+    """Smooth lighting: a linear or radial blend between two colours."""
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    if rng.random() < 0.5:
+        angle = rng.uniform(0, 2 * np.pi)
+        t = (np.cos(angle) * xx + np.sin(angle) * yy + 1.5) / 3.0
+    else:
+        cx, cy = rng.uniform(0.2, 0.8, 2)
+        t = np.clip(np.hypot(xx - cx, yy - cy) * rng.uniform(0.8, 1.6), 0, 1)
+    blend: np.ndarray = c0[None, None, :] * (1 - t[..., None]) + c1[None, None, :] * t[..., None]
+    return blend.astype(np.float32)
+
+
+def _texture(rng: Rng, size: int) -> np.ndarray:
+    """Fractal value noise: a few octaves of random grids, smoothly upsampled."""
+    out = np.zeros((size, size), dtype=np.float32)
+    amplitude = 1.0
+    for cells in (4, 8, 16, 32):
+        grid = rng.uniform(-1, 1, (cells, cells)).astype(np.float32)
+        layer = Image.fromarray(grid, mode="F").resize((size, size), Image.Resampling.BICUBIC)
+        out += amplitude * np.asarray(layer, dtype=np.float32)
+        amplitude *= rng.uniform(0.4, 0.6)
+    return out
+
+
+def _shapes(rng: Rng, canvas: Image.Image) -> None:
+    draw = ImageDraw.Draw(canvas)
+    size = canvas.size[0]
+    for _ in range(int(rng.integers(3, 9))):
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        x0, y0 = rng.uniform(-0.1, 0.9, 2) * size
+        w, h = rng.uniform(0.08, 0.45, 2) * size
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            draw.ellipse((x0, y0, x0 + w, y0 + h), fill=colour)
+        elif kind == 1:
+            draw.rectangle((x0, y0, x0 + w, y0 + h), fill=colour)
+        else:
+            points = [
+                (float(x0 + rng.uniform(0, w)), float(y0 + rng.uniform(0, h))) for _ in range(5)
+            ]
+            draw.polygon(points, fill=colour)
+
+
+def _scene(rng: Rng, size: int) -> np.ndarray:
+    """A noise-free scene as float32 HxWx3 in [0, 255]: lighting, texture, objects, optics."""
+    base = _gradient(rng, size)
+    base += _texture(rng, size)[..., None] * rng.uniform(10, 35) * rng.uniform(0.6, 1.0, 3)
+    canvas = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), mode="RGB")
+    _shapes(rng, canvas)
+    canvas = canvas.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.4, 1.4))))
+    return np.asarray(canvas, dtype=np.float32)
+
+
+def _sensor_noise(rng: Rng, image: np.ndarray, sigma: float) -> np.ndarray:
+    # Shot noise grows with brightness; read noise is constant.
+    scale = sigma * np.sqrt(0.3 + image / 255.0)
+    return image + rng.normal(0.0, 1.0, image.shape).astype(np.float32) * scale
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8), mode="RGB").save(
+        buffer, format="JPEG", quality=quality
+    )
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert("RGB"), dtype=np.float32)
+
+
+def _region_mask(rng: Rng, size: int, feather: float) -> np.ndarray:
+    """A soft elliptical mask near the centre (where the eval centre crop looks)."""
+    mask = Image.new("L", (size, size), 0)
+    w, h = rng.uniform(0.35, 0.65, 2) * size
+    cx, cy = rng.uniform(0.35, 0.65, 2) * size
+    ImageDraw.Draw(mask).ellipse((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), fill=255)
+    if feather > 0:
+        mask = mask.filter(ImageFilter.GaussianBlur(radius=feather))
+    return np.asarray(mask, dtype=np.float32)[..., None] / 255.0
+
+
+def _generator_upsample(rng: Rng, image: np.ndarray) -> np.ndarray:
+    """Half-resolution content upsampled like a stride-2 transposed convolution.
+
+    Zero-insertion followed by a small uneven kernel gives each of the four pixel phases a
+    different gain: the checkerboard fingerprint of generator decoders.
+    """
+    size = image.shape[0]
+    half = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), mode="RGB").resize(
+        (size // 2, size // 2), Image.Resampling.BILINEAR
+    )
+    up = np.asarray(half.resize((size, size), Image.Resampling.NEAREST), dtype=np.float32)
+    # Phase offsets in grey levels, so the fingerprint is as visible in dark regions as in
+    # bright ones; strong enough to survive the final JPEG encode.
+    phase_offset = rng.uniform(6.0, 12.0) * np.array([[1.0, -1.0], [-0.5, 0.5]])
+    tiled = np.tile(phase_offset, (size // 2 + 1, size // 2 + 1))[:size, :size, None]
+    return up + tiled.astype(np.float32)
+
+
+def _splice(rng: Rng, image: np.ndarray, size: int) -> np.ndarray:
+    """Paste a resampled patch of another scene with a different noise level."""
+    donor = _scene(rng, size)
+    factor = rng.uniform(0.5, 0.8)
+    small = int(size * factor)
+    resampled = (
+        Image.fromarray(np.clip(donor, 0, 255).astype(np.uint8), mode="RGB")
+        .resize((small, small), Image.Resampling.BILINEAR)
+        .resize((size, size), Image.Resampling.BILINEAR)
+    )
+    patch = _sensor_noise(rng, np.asarray(resampled, dtype=np.float32), rng.uniform(0.0, 1.0))
+    mask = _region_mask(rng, size, feather=float(rng.uniform(0.0, 2.0)))
+    spliced: np.ndarray = image * (1 - mask) + patch * mask
+    return spliced
+
+
+def make_real(rng: Rng, size: int) -> np.ndarray:
+    image = _sensor_noise(rng, _scene(rng, size), rng.uniform(4.0, 8.0))
+    return _jpeg(image, int(rng.integers(80, 96)))
+
+
+def make_fake(rng: Rng, size: int) -> np.ndarray:
+    clean = _scene(rng, size)
+    image = _sensor_noise(rng, clean, rng.uniform(4.0, 8.0))
+    generated = _generator_upsample(rng, clean)
+    # Blending seam: the generated region is colour-shifted and feathered into the frame.
+    generated = generated * rng.uniform(0.8, 1.2, 3)[None, None, :] + rng.uniform(-15, 15)
+    mask = _region_mask(rng, size, feather=float(rng.uniform(2.0, 6.0)))
+    image = image * (1 - mask) + generated * mask
+    if rng.random() < 0.5:
+        image = _splice(rng, image, size)
+    if rng.random() < 0.5:
+        image = _jpeg(image, int(rng.integers(50, 76)))
+    return _jpeg(image, int(rng.integers(80, 96)))
+
+
+_MAKERS: dict[str, Callable[[Rng, int], np.ndarray]] = {"real": make_real, "fake": make_fake}
+
+
+def generate_sample_data(out: Path, *, seed: int, spec: SampleDataSpec | None = None) -> int:
+    """Write ``out/{train,val}/{real,fake}/*.png`` deterministically from ``seed``.
+
+    Images are stored losslessly (PNG) so the JPEG history baked into the pixels is exactly
+    what the generator decided, not a further encode. Returns the number of images written.
+    """
+    spec = spec or SampleDataSpec()
+    counts = {"train": spec.train_per_class, "val": spec.val_per_class}
+    written = 0
+    for split_index, split in enumerate(SPLITS):
+        for class_index, label in enumerate(CLASSES):
+            folder = out / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(counts[split]):
+                # One independent stream per image: the same seed gives the same file
+                # whatever the other counts are.
+                rng = np.random.default_rng([seed, split_index, class_index, i])
+                pixels = _MAKERS[label](rng, spec.image_size)
+                image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
+                image.save(folder / f"{label}_{i:04d}.png", format="PNG", compress_level=1)
+                written += 1
+    return written

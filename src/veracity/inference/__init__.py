@@ -1,0 +1,1 @@
+"""Running a checkpoint: preprocessing, batched forward passes, probabilities."""

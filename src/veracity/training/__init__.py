@@ -1,0 +1,1 @@
+"""Training: dataset scanning, the training loop, resumable state and metrics."""

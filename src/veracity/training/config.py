@@ -1,0 +1,58 @@
+"""The training run's configuration, built once by the CLI and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from veracity.devices import DevicePreference
+from veracity.errors import ConfigurationError
+from veracity.models import DEFAULT_ARCHITECTURE
+from veracity.training.augment import AugmentMode
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; recorded in each checkpoint's metadata."""
+
+    data_dir: Path
+    out_dir: Path
+    architecture: str = DEFAULT_ARCHITECTURE
+    image_size: int | None = None  # None: the architecture's default input size
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    seed: int = 0
+    workers: int = 0
+    device: DevicePreference = "auto"
+    # "forensic" never resamples differently from evaluation (see training/augment.py);
+    # "timm" is timm's RandomResizedCrop pipeline, tuned by aug_scale and color_jitter.
+    augment: AugmentMode = "forensic"
+    aug_scale: tuple[float, float] = (0.08, 1.0)
+    hflip: float = 0.5
+    color_jitter: float = 0.0
+    resume: Path | None = None
+    pretrained: Path | None = None
+    model_name: str = "veracity"
+    model_version: str = "0.1.0"
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "warmup_epochs": self.warmup_epochs >= 0,
+            "workers": self.workers >= 0,
+            "image_size": self.image_size is None or self.image_size >= 32,
+            "aug_scale": 0 < self.aug_scale[0] <= self.aug_scale[1] <= 1,
+            "hflip": 0 <= self.hflip <= 1,
+            "augment": self.augment in ("forensic", "timm"),
+            "color_jitter": self.color_jitter >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ConfigurationError(f"invalid training settings: {values}")

@@ -1,0 +1,247 @@
+"""The training loop: AdamW with warm-up and cosine decay, per-epoch validation, checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from veracity import __version__
+from veracity.checkpoint import CheckpointPaths, load_checkpoint, save_checkpoint
+from veracity.devices import select_device
+from veracity.errors import ConfigurationError
+from veracity.models import (
+    CLASS_NAMES,
+    create_classifier,
+    resolve_preprocess_config,
+    timm_version,
+)
+from veracity.preprocess import EvalTransform, PreprocessConfig
+from veracity.training.augment import create_augmentation
+from veracity.training.config import TrainConfig
+from veracity.training.dataset import ImageFolderDataset, scan_split
+from veracity.training.metrics import ValidationMetrics, compute_metrics
+from veracity.training.state import (
+    TrainingProgress,
+    load_training_state,
+    save_training_state,
+    state_path_for,
+)
+
+logger = logging.getLogger(__name__)
+
+BEST = "best.safetensors"
+LAST = "last.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list[dict[str, float]]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _worker_init(worker_id: int) -> None:
+    # Each DataLoader worker gets a distinct, reproducible seed derived by torch.
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def lr_at(step: int, *, base_lr: float, warmup_steps: int, total_steps: int) -> float:
+    """Linear warm-up to ``base_lr``, then cosine decay to zero at ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _ranking_key(metrics: ValidationMetrics) -> list[float]:
+    # Best = highest accuracy, then highest ROC-AUC, then lowest loss.
+    auc = metrics.roc_auc if not math.isnan(metrics.roc_auc) else 0.0
+    return [metrics.accuracy, auc, -metrics.loss]
+
+
+def evaluate(
+    model: nn.Module, loader: DataLoader[tuple[torch.Tensor, int]], device: torch.device
+) -> ValidationMetrics:
+    model.eval()
+    logits, labels = [], []
+    with torch.inference_mode():
+        for images, targets in loader:
+            logits.append(model(images.to(device)).float().cpu())
+            labels.append(targets)
+    return compute_metrics(torch.cat(logits), torch.cat(labels))
+
+
+class Trainer:
+    """One training run. ``run()`` returns where the best and last checkpoints were written."""
+
+    def __init__(self, config: TrainConfig, *, progress: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+        self.device = select_device(config.device)
+
+    def _build_model(self) -> tuple[nn.Module, str, PreprocessConfig]:
+        cfg = self.config
+        if cfg.resume is None:
+            model = create_classifier(cfg.architecture, pretrained_file=cfg.pretrained)
+            return (
+                model,
+                cfg.architecture,
+                resolve_preprocess_config(model, image_size=cfg.image_size),
+            )
+        checkpoint = load_checkpoint(cfg.resume)
+        arch = checkpoint.metadata.architecture
+        if arch != cfg.architecture:
+            raise ConfigurationError(
+                f"--resume checkpoint is {arch!r} but --arch is {cfg.architecture!r}; "
+                "pass the same architecture"
+            )
+        return checkpoint.model, arch, checkpoint.preprocess
+
+    def _loaders(
+        self, preprocess: PreprocessConfig
+    ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
+        cfg = self.config
+        train_samples = scan_split(cfg.data_dir, "train", CLASS_NAMES)
+        val_samples = scan_split(cfg.data_dir, "val", CLASS_NAMES)
+        train_tf = create_augmentation(
+            cfg.augment,
+            preprocess,
+            scale=cfg.aug_scale,
+            hflip=cfg.hflip,
+            color_jitter=cfg.color_jitter,
+        )
+        return (
+            ImageFolderDataset(train_samples, train_tf),
+            ImageFolderDataset(val_samples, EvalTransform(preprocess)),
+        )
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        seed_everything(cfg.seed)
+        model, architecture, preprocess = self._build_model()
+        model.to(self.device)
+        train_set, val_set = self._loaders(preprocess)
+        val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers)
+
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+        total_steps = steps_per_epoch * cfg.epochs
+        warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+        progress = TrainingProgress(epoch=0, step=0, best_score=[-math.inf])
+        if cfg.resume is not None:
+            resume_weights = CheckpointPaths.resolve(cfg.resume).weights
+            progress = load_training_state(state_path_for(resume_weights), optimizer)
+        if progress.epoch >= cfg.epochs:
+            raise ConfigurationError(
+                f"nothing to train: the run already completed {progress.epoch} of "
+                f"{cfg.epochs} epochs; raise --epochs to continue"
+            )
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        best_path, last_path = cfg.out_dir / BEST, cfg.out_dir / LAST
+        history: list[dict[str, float]] = []
+        criterion = nn.CrossEntropyLoss()
+        training_info = self._training_info(train_set, val_set)
+
+        for epoch in range(progress.epoch + 1, cfg.epochs + 1):
+            # A per-epoch generator makes the shuffle order a function of (seed, epoch),
+            # so a resumed run sees the same batches as an uninterrupted one.
+            generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            train_loader = DataLoader(
+                train_set,
+                batch_size=cfg.batch_size,
+                shuffle=True,
+                drop_last=len(train_set) > cfg.batch_size,
+                num_workers=cfg.workers,
+                generator=generator,
+                worker_init_fn=_worker_init,
+            )
+            model.train()
+            step = progress.step
+            running = 0.0
+            bar = tqdm(
+                train_loader,
+                desc=f"epoch {epoch}/{cfg.epochs}",
+                unit="batch",
+                disable=None if self.progress else True,
+                leave=False,
+            )
+            for images, targets in bar:
+                lr = lr_at(step, base_lr=cfg.lr, warmup_steps=warmup_steps, total_steps=total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss = criterion(model(images.to(self.device)), targets.to(self.device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                running += loss.item()
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+            metrics = evaluate(model, val_loader, self.device)
+            record = {"epoch": float(epoch), "train_loss": running / max(1, len(train_loader))}
+            record |= metrics.as_dict()
+            history.append(record)
+            logger.info("epoch finished", extra=record)
+            if self.progress:
+                tqdm.write(
+                    f"epoch {epoch}: train_loss={record['train_loss']:.4f} "
+                    f"val_loss={metrics.loss:.4f} val_acc={metrics.accuracy:.4f} "
+                    f"val_auc={metrics.roc_auc:.4f}"
+                )
+            score = _ranking_key(metrics)
+            save_args: dict[str, Any] = {
+                "architecture": architecture,
+                "class_names": CLASS_NAMES,
+                "preprocess": preprocess,
+                "model_name": cfg.model_name,
+                "model_version": cfg.model_version,
+                "metrics": metrics.as_dict() | {"epoch": float(epoch)},
+                "training": training_info | {"epoch": epoch},
+            }
+            # A run resumed into a new directory still gets a best checkpoint there.
+            if score > progress.best_score or not best_path.exists():
+                save_checkpoint(best_path, model, **save_args)
+            progress = TrainingProgress(
+                epoch=epoch, step=step, best_score=max(score, progress.best_score)
+            )
+            save_checkpoint(last_path, model, **save_args)
+            save_training_state(state_path_for(last_path), optimizer, progress)
+        return TrainResult(best_checkpoint=best_path, last_checkpoint=last_path, history=history)
+
+    def _training_info(
+        self, train_set: ImageFolderDataset, val_set: ImageFolderDataset
+    ) -> dict[str, Any]:
+        cfg = asdict(self.config)
+        info = {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items()}
+        info |= {
+            "train_images": len(train_set),
+            "val_images": len(val_set),
+            "device": str(self.device),
+            "veracity_version": __version__,
+            "torch_version": torch.__version__,
+            "timm_version": timm_version(),
+        }
+        return info
+
+
+def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """Run one training job described by ``config``."""
+    return Trainer(config, progress=progress).run()

@@ -151,6 +151,23 @@ def _cmd_convert_legacy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from veracity.settings import Settings, describe_validation_error
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        for line in describe_validation_error(e):
+            print(f"veracity serve: invalid configuration: {line}", file=sys.stderr)
+        return 2
+    from veracity.server import serve
+
+    return serve(settings)
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
@@ -269,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", default="veracity-legacy", help="default: %(default)s")
     p.add_argument("--model-version", default="0.0.0", help="default: %(default)s")
     p.set_defaults(handler=_cmd_convert_legacy)
+
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP inference service",
+        description="Run the service. Configuration comes from VERACITY_* environment variables "
+        "and ./.env (see .env.example); --host/--port override them.",
+    )
+    p.add_argument("--host", default=None, help="default: VERACITY_HOST or 127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="default: VERACITY_PORT or 8001")
+    p.set_defaults(handler=_cmd_serve)
     return parser
 
 

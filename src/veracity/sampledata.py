@@ -8,11 +8,11 @@ images start as the same kind of scene and then carry traces that manipulated me
   transposed convolution does it, leaving a periodic checkerboard and no sensor noise;
 - a spliced region taken from another scene, resampled and with a different noise level;
 - a blending seam: a feathered boundary with a colour/brightness mismatch;
-- double JPEG compression at two different qualities.
+- double JPEG compression: a lower-quality encode before the final one.
 
-Every fake carries the generator region and a seam (the face-swap pattern), plus a random
-subset of the others. The traces are what forensic detectors look for; they demonstrate the
-pipeline and are not a substitute for real deepfake data.
+Every fake carries the generator region with a seam (the face-swap pattern) and double
+compression; half also carry a splice. The traces are what forensic detectors look for;
+they demonstrate the pipeline and are not a substitute for real deepfake data.
 """
 
 from __future__ import annotations
@@ -120,21 +120,29 @@ def _region_mask(rng: Rng, size: int, feather: float) -> np.ndarray:
     return np.asarray(mask, dtype=np.float32)[..., None] / 255.0
 
 
-def _generator_upsample(rng: Rng, image: np.ndarray) -> np.ndarray:
-    """Half-resolution content upsampled like a stride-2 transposed convolution.
+# The fingerprint of one generator: two stride-2 transposed convolutions leave a fixed 4x4
+# pattern of per-phase offsets (the "checkerboard" of generator decoders, at period 4).
+_GRID_KERNEL = np.array([1.0, -0.6, 0.4, -0.8])
+_GENERATOR_GRID = np.outer(_GRID_KERNEL, _GRID_KERNEL[::-1]) + 0.5 * np.outer(
+    _GRID_KERNEL[::-1], _GRID_KERNEL
+)
 
-    Zero-insertion followed by a small uneven kernel gives each of the four pixel phases a
-    different gain: the checkerboard fingerprint of generator decoders.
+
+def _generator_upsample(rng: Rng, image: np.ndarray) -> np.ndarray:
+    """Quarter-resolution content upsampled the way a generator's decoder does it.
+
+    Smooth, noise-free content (decoders do not reproduce sensor noise) carrying the
+    periodic grid fingerprint of stride-2 transposed convolutions.
     """
     size = image.shape[0]
-    half = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), mode="RGB").resize(
-        (size // 2, size // 2), Image.Resampling.BILINEAR
+    small = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), mode="RGB").resize(
+        (max(1, size // 4), max(1, size // 4)), Image.Resampling.BILINEAR
     )
-    up = np.asarray(half.resize((size, size), Image.Resampling.NEAREST), dtype=np.float32)
-    # Phase offsets in grey levels, so the fingerprint is as visible in dark regions as in
-    # bright ones; strong enough to survive the final JPEG encode.
-    phase_offset = rng.uniform(6.0, 12.0) * np.array([[1.0, -1.0], [-0.5, 0.5]])
-    tiled = np.tile(phase_offset, (size // 2 + 1, size // 2 + 1))[:size, :size, None]
+    up = np.asarray(small.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    # Offsets in grey levels, so the fingerprint is as visible in dark regions as in bright
+    # ones; faint next to sensor noise, as in real generator output.
+    grid = rng.uniform(2.0, 4.0) * _GENERATOR_GRID / np.abs(_GENERATOR_GRID).max()
+    tiled = np.tile(grid, (size // 4 + 1, size // 4 + 1))[:size, :size, None]
     return up + tiled.astype(np.float32)
 
 
@@ -155,13 +163,13 @@ def _splice(rng: Rng, image: np.ndarray, size: int) -> np.ndarray:
 
 
 def make_real(rng: Rng, size: int) -> np.ndarray:
-    image = _sensor_noise(rng, _scene(rng, size), rng.uniform(4.0, 8.0))
+    image = _sensor_noise(rng, _scene(rng, size), rng.uniform(5.0, 9.0))
     return _jpeg(image, int(rng.integers(80, 96)))
 
 
 def make_fake(rng: Rng, size: int) -> np.ndarray:
     clean = _scene(rng, size)
-    image = _sensor_noise(rng, clean, rng.uniform(4.0, 8.0))
+    image = _sensor_noise(rng, clean, rng.uniform(5.0, 9.0))
     generated = _generator_upsample(rng, clean)
     # Blending seam: the generated region is colour-shifted and feathered into the frame.
     generated = generated * rng.uniform(0.8, 1.2, 3)[None, None, :] + rng.uniform(-15, 15)
@@ -169,8 +177,9 @@ def make_fake(rng: Rng, size: int) -> np.ndarray:
     image = image * (1 - mask) + generated * mask
     if rng.random() < 0.5:
         image = _splice(rng, image, size)
-    if rng.random() < 0.5:
-        image = _jpeg(image, int(rng.integers(50, 76)))
+    # Manipulated media is decoded, edited and re-encoded: the first, lower-quality encode
+    # leaves an 8x8 block grid that the final high-quality encode does not remove.
+    image = _jpeg(image, int(rng.integers(30, 61)))
     return _jpeg(image, int(rng.integers(80, 96)))
 
 

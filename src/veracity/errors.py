@@ -18,9 +18,10 @@ class VeracityError(Exception):
     status_code: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers
 
 
 class InvalidImageError(VeracityError):
@@ -60,3 +61,30 @@ class ConfigurationError(VeracityError):
     """A setting or command-line value is invalid."""
 
     code = "configuration_error"
+
+
+class AuthenticationError(VeracityError):
+    """Missing or wrong API key."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
+
+
+class BadRequestError(VeracityError):
+    """A request that is malformed in a way the client can fix (e.g. no file part)."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class ServiceUnavailableError(VeracityError):
+    """The model is not loaded yet, failed to load, or the service is shutting down."""
+
+    status_code = 503
+    code = "not_ready"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})

@@ -1,0 +1,1 @@
+"""The HTTP layer: app factory, routes, auth, error handling and response schemas."""

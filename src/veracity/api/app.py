@@ -1,0 +1,101 @@
+"""The app factory: one FastAPI app per Settings, owning its model service and metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from veracity import __version__
+from veracity.api.auth import ApiKeyAuth, key_id
+from veracity.api.errors import install_error_handlers
+from veracity.api.routes import MULTIPART_OVERHEAD_BYTES, build_router
+from veracity.inference.service import ModelService
+from veracity.metrics import ServiceMetrics
+from veracity.middleware import ContentLengthLimitMiddleware, RequestIdMiddleware
+from veracity.settings import Settings
+
+logger = logging.getLogger("veracity.app")
+
+DESCRIPTION = """
+Tells whether an image or video frame is **real or manipulated**.
+
+Send an image as multipart field `file` to `POST /infer` with your key in `X-API-Key`.
+Every error has the same shape: `{"error": {"code", "message", "request_id"}}`.
+"""
+
+
+def create_app(settings: Settings, *, model_service: ModelService | None = None) -> FastAPI:
+    """Build the app.
+
+    Args:
+        settings: The validated configuration; nothing else is read from the environment.
+        model_service: A service to use instead of one built from ``settings`` (tests).
+    """
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    service = model_service or ModelService(
+        settings.checkpoint,
+        device=settings.device,
+        workers=settings.resolved_inference_threads,
+        torch_threads=settings.resolved_torch_threads,
+        max_pixels=settings.max_image_pixels,
+        metrics=metrics,
+    )
+    auth = ApiKeyAuth(settings.effective_api_keys, enabled=not settings.auth_disabled)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auth_disabled:
+            logger.warning(
+                "API-key authentication is DISABLED (VERACITY_AUTH_DISABLED=true); "
+                "anyone who can reach this port can use the model. Local development only."
+            )
+        else:
+            logger.info(
+                "API keys configured",
+                extra={"key_ids": [key_id(k) for k in settings.effective_api_keys]},
+            )
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop(settings.shutdown_drain_s)
+
+    app = FastAPI(
+        title="veracity",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+    )
+    app.state.settings = settings
+    app.state.model_service = service
+    app.state.auth = auth
+    app.state.metrics = metrics
+
+    install_error_handlers(app, on_rejection=lambda code: metrics.rejected.labels(code).inc())
+    app.include_router(build_router(max_upload_bytes=settings.max_upload_bytes))
+    Instrumentator(
+        registry=registry,
+        # Label by route template, never the raw path, so random URLs cannot create series.
+        should_group_untemplated=True,
+        excluded_handlers=["/metrics"],
+    ).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
+    # Starlette runs the last-added middleware first: request IDs wrap everything, so even
+    # a 413 from the length guard carries one and is logged.
+    app.add_middleware(
+        ContentLengthLimitMiddleware,
+        max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        message=f"request body exceeds the {settings.max_upload_mb:g} MB upload limit; "
+        "send a smaller image",
+        on_reject=lambda: metrics.rejected.labels("payload_too_large").inc(),
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app

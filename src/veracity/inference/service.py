@@ -1,0 +1,236 @@
+"""The model service: owns the checkpoint, the device and the worker pool for one app.
+
+Created and closed by the app's lifespan. Loading runs in the background so the HTTP server
+answers probes at once: ``/health`` is live while the model loads and ``/ready`` turns 200
+only after a warm-up inference. Decoding and inference run in a bounded thread pool, never
+on the event loop. Stopping refuses new work, waits for in-flight jobs (up to a drain
+time), then releases the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import torch
+
+from veracity.checkpoint import CheckpointMetadata, CheckpointPaths, load_checkpoint
+from veracity.devices import DevicePreference, select_device
+from veracity.errors import ServiceUnavailableError
+from veracity.images import DEFAULT_FORMATS
+from veracity.inference.predictor import Prediction, Predictor
+from veracity.metrics import ServiceMetrics
+
+logger = logging.getLogger("veracity.service")
+
+State = Literal["starting", "ok", "stopping", "failed"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    prediction: Prediction
+    preprocess_ms: float
+    inference_ms: float
+
+
+class ModelService:
+    """Loads one checkpoint and serves predictions from a bounded pool of threads."""
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        *,
+        device: DevicePreference = "auto",
+        workers: int = 1,
+        torch_threads: int | None = None,
+        max_pixels: int,
+        formats: tuple[str, ...] = DEFAULT_FORMATS,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.checkpoint_path = checkpoint
+        self._device_preference = device
+        self._workers = workers
+        self._torch_threads = torch_threads
+        self._max_pixels = max_pixels
+        self._formats = formats
+        self._metrics = metrics
+        self._executor: ThreadPoolExecutor | None = None
+        self._predictor: Predictor | None = None
+        self._load_task: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.state: State = "starting"
+        self.failure: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ok"
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._predictor is not None
+
+    @property
+    def checkpoint_exists(self) -> bool:
+        paths = CheckpointPaths.resolve(self.checkpoint_path)
+        return paths.weights.is_file() and paths.metadata.is_file()
+
+    @property
+    def metadata(self) -> CheckpointMetadata:
+        if self._predictor is None:
+            raise ServiceUnavailableError("the model is not loaded yet; retry shortly")
+        return self._predictor.checkpoint.metadata
+
+    @property
+    def device(self) -> str:
+        return str(self._predictor.device) if self._predictor else "none"
+
+    async def start(self) -> None:
+        """Begin loading in the background; returns at once."""
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._workers, thread_name_prefix="veracity-infer"
+        )
+        self._load_task = asyncio.create_task(self._load(), name="veracity-model-load")
+
+    async def wait_ready(self) -> None:
+        """Wait for loading to finish (tests and the CLI); raises if it failed."""
+        if self._load_task is not None:
+            await asyncio.shield(self._load_task)
+        if self.state == "failed":
+            raise ServiceUnavailableError(f"model failed to load: {self.failure}")
+
+    async def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            predictor = await self._run(self._load_blocking)
+            await self._run(lambda: self._warm_up(predictor))
+        except Exception as e:
+            self.state = "failed"
+            self.failure = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+            logger.error("model failed to load", extra={"reason": self.failure}, exc_info=e)
+            return
+        self._predictor = predictor
+        if self.state == "starting":
+            self.state = "ok"
+        meta = predictor.checkpoint.metadata
+        if self._metrics is not None:
+            self._metrics.model_info.labels(
+                meta.model_name, meta.model_version, meta.architecture, meta.weights_sha256
+            ).set(1)
+        logger.info(
+            "model ready",
+            extra={
+                "model_name": meta.model_name,
+                "model_version": meta.model_version,
+                "architecture": meta.architecture,
+                "device": str(predictor.device),
+                "workers": self._workers,
+                "torch_threads": torch.get_num_threads(),
+                "load_s": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    def _load_blocking(self) -> Predictor:
+        if self._torch_threads is not None:
+            torch.set_num_threads(self._torch_threads)
+        device = select_device(self._device_preference)
+        checkpoint = load_checkpoint(self.checkpoint_path, device=device)
+        return Predictor(checkpoint, device, formats=self._formats, max_pixels=self._max_pixels)
+
+    @staticmethod
+    def _warm_up(predictor: Predictor) -> None:
+        # The first forward pass allocates buffers and picks kernels; pay for it before
+        # reporting ready rather than in the first client's latency.
+        channels, height, width = predictor.checkpoint.metadata.preprocess.input_size
+        for _ in range(2):
+            predictor.predict(torch.zeros(1, channels, height, width))
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        assert self._executor is not None, "start() must be called first"
+        loop = asyncio.get_running_loop()
+        # run_in_executor does not carry context variables; copy them so log lines written
+        # in the worker thread keep the request ID.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, context.run, fn)
+
+    async def predict(self, data: bytes) -> InferenceResult:
+        """Decode, preprocess and classify one upload off the event loop.
+
+        Raises:
+            ServiceUnavailableError: not ready (loading, failed or shutting down).
+            InvalidImageError: and subclasses, for uploads that are not accepted images.
+        """
+        predictor = self._predictor
+        # "stopping" fails readiness only: requests the server accepted before the signal
+        # still finish. New connections are refused by the server; new work is refused here
+        # only once stop() has begun.
+        if predictor is None or self._closed:
+            raise ServiceUnavailableError(self._unavailable_reason())
+        self._in_flight += 1
+        self._idle.clear()
+        if self._metrics is not None:
+            self._metrics.in_flight.inc()
+        try:
+            return await self._run(lambda: self._predict_blocking(predictor, data))
+        finally:
+            self._in_flight -= 1
+            if self._metrics is not None:
+                self._metrics.in_flight.dec()
+            if self._in_flight == 0:
+                self._idle.set()
+
+    def _predict_blocking(self, predictor: Predictor, data: bytes) -> InferenceResult:
+        t0 = time.perf_counter()
+        tensor = predictor.preprocess(data)
+        t1 = time.perf_counter()
+        prediction = predictor.predict(tensor.unsqueeze(0))[0]
+        t2 = time.perf_counter()
+        if self._metrics is not None:
+            self._metrics.preprocess_seconds.observe(t1 - t0)
+            self._metrics.inference_seconds.observe(t2 - t1)
+            self._metrics.images.labels(prediction.label).inc()
+        return InferenceResult(
+            prediction=prediction,
+            preprocess_ms=round((t1 - t0) * 1000, 3),
+            inference_ms=round((t2 - t1) * 1000, 3),
+        )
+
+    def _unavailable_reason(self) -> str:
+        if self._closed or self.state == "stopping":
+            return "the service is shutting down; retry on another replica"
+        if self.state == "starting":
+            return "the model is still loading; retry shortly"
+        return f"the model failed to load ({self.failure}); see the server log"
+
+    def begin_shutdown(self) -> None:
+        """Fail readiness (the first step of a graceful shutdown); requests continue."""
+        if self.state in ("ok", "starting"):
+            self.state = "stopping"
+            logger.info(
+                "shutdown started: readiness now failing", extra={"in_flight": self._in_flight}
+            )
+
+    async def stop(self, drain_s: float) -> None:
+        """Refuse new work, wait up to ``drain_s`` for in-flight jobs, release the model."""
+        self.begin_shutdown()
+        self._closed = True
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=drain_s)
+        except TimeoutError:
+            logger.warning("drain time exceeded", extra={"in_flight": self._in_flight})
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        self._predictor = None
+        logger.info("model service stopped")

@@ -1,0 +1,48 @@
+"""The service's own Prometheus metrics, registered in a registry owned by one app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Latencies of a CPU classifier range from a few ms (small input, GPU) to seconds (overload).
+_LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5)
+
+
+class ServiceMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.inference_seconds = Histogram(
+            "veracity_inference_seconds",
+            "Model forward-pass time per request.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.preprocess_seconds = Histogram(
+            "veracity_preprocess_seconds",
+            "Decode and preprocessing time per image.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.images = Counter(
+            "veracity_images_processed",
+            "Images classified, by predicted label.",
+            ["label"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "veracity_rejected_requests",
+            "Requests rejected with a 4xx, by reason (error code).",
+            ["reason"],
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "veracity_model_info",
+            "The loaded model (value 1), labelled by name, version and architecture.",
+            ["name", "version", "architecture", "weights_sha256"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "veracity_inference_in_flight",
+            "Inference jobs submitted to the worker pool and not yet finished.",
+            registry=registry,
+        )

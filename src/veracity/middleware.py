@@ -1,0 +1,153 @@
+"""Pure ASGI middleware: request IDs and the access log.
+
+Pure ASGI (rather than BaseHTTPMiddleware) so nothing here buffers a body or changes how
+the response streams. The request-body size limit is Starlette's own
+(``RequestBodyLimitMiddleware``, applied per route by FastAPI's ``max_body_size``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from veracity.api.schemas import ErrorDetail, ErrorResponse
+from veracity.logs import REQUEST_ID
+
+logger = logging.getLogger("veracity.access")
+
+REQUEST_ID_HEADER = "x-request-id"
+# Accept a caller's ID only if it is safe to echo into headers and logs.
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None,
+    *,
+    close: bool = False,
+) -> None:
+    """Send the project's error shape from below the framework."""
+    body = (
+        ErrorResponse(error=ErrorDetail(code=code, message=message, request_id=request_id))
+        .model_dump_json()
+        .encode()
+    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestIdMiddleware:
+    """Assigns each request an ID, returns it as ``X-Request-ID``, logs one access line.
+
+    Also the last line of defence: an exception nothing else handled is logged with its
+    traceback and answered with a generic 500 that names only the request ID.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        started_response = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started_response
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started_response = True
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("unhandled exception")
+            if started_response:
+                raise
+            await send_error(
+                send_with_id,
+                500,
+                "internal_error",
+                "internal server error; quote the request_id if you report it",
+                request_id,
+            )
+        finally:
+            client = scope.get("client")
+            logger.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": f"{client[0]}:{client[1]}" if client else None,
+                },
+            )
+            REQUEST_ID.reset(token)
+
+
+class ContentLengthLimitMiddleware:
+    """Answers 413 at once when a request *declares* a body above ``max_bytes``.
+
+    Starlette's RequestBodyLimitMiddleware (applied per route by FastAPI) counts the bytes
+    actually received, which also covers chunked bodies; for a declared oversize length it
+    replaces the response with plain text. Rejecting those here, before routing, keeps the
+    project's error shape and never reads a byte of the body.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        message: str,
+        on_reject: Callable[[], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.message = message
+        self.on_reject = on_reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = Headers(scope=scope).get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                await self._reject(scope, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        if self.on_reject is not None:
+            self.on_reject()
+        await send_error(
+            send,
+            413,
+            "payload_too_large",
+            self.message,
+            scope.get("state", {}).get("request_id"),
+            # The unread body would otherwise be parsed as the next request.
+            close=True,
+        )

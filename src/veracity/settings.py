@@ -1,0 +1,132 @@
+"""Service configuration: environment variables (prefix ``VERACITY_``) and an optional ``.env``.
+
+Built once by the entry point (or by a test) and passed down; nothing reads the environment
+at import time. Every field is validated when ``Settings()`` is constructed, so a bad value
+stops the process before it binds a port.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from veracity.devices import DevicePreference
+
+ENV_PREFIX = "VERACITY_"
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (affinity-aware; cgroup quotas are handled in issue 4)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. ``.env.example`` documents each with its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated API keys accepted in X-API-Key; several allow rotation.",
+    )
+    # The previous service read its single key from MODEL_API_KEY; deployments that still
+    # set it keep working.
+    legacy_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("MODEL_API_KEY")
+    )
+    auth_disabled: bool = Field(
+        default=False, description="Serve without API keys. Local development only."
+    )
+    checkpoint: Path = Field(default=Path("checkpoints/demo.safetensors"))
+    device: DevicePreference = "auto"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8001
+    max_upload_mb: Annotated[float, Field(gt=0, le=100)] = 10.0
+    max_image_pixels: Annotated[int, Field(ge=1024, le=200_000_000)] = 40_000_000
+    log_level: LogLevel = "INFO"
+    inference_threads: Annotated[int, Field(ge=1, le=64)] | None = None
+    torch_threads: Annotated[int, Field(ge=1, le=256)] | None = None
+    shutdown_drain_s: Annotated[float, Field(ge=0, le=600)] = 20.0
+    docs_enabled: bool = True
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _require_keys(self) -> Settings:
+        if not self.auth_disabled and not self.effective_api_keys:
+            raise ValueError(
+                f"no API key configured: set {ENV_PREFIX}API_KEYS (comma-separated) or "
+                f"MODEL_API_KEY, or set {ENV_PREFIX}AUTH_DISABLED=true for local development"
+            )
+        for key in self.effective_api_keys:
+            if len(key) < 16:
+                raise ValueError(
+                    f"API keys must be at least 16 characters ({ENV_PREFIX}API_KEYS / "
+                    'MODEL_API_KEY); generate one with `python -c "import secrets; '
+                    'print(secrets.token_urlsafe(32))"`'
+                )
+        return self
+
+    @property
+    def effective_api_keys(self) -> tuple[str, ...]:
+        keys = [k.get_secret_value() for k in self.api_keys]
+        if self.legacy_api_key is not None and self.legacy_api_key.get_secret_value():
+            keys.append(self.legacy_api_key.get_secret_value())
+        return tuple(dict.fromkeys(keys))
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def resolved_inference_threads(self) -> int:
+        """Decode/inference worker threads: one per CPU unless configured."""
+        return self.inference_threads or available_cpus()
+
+    @property
+    def resolved_torch_threads(self) -> int:
+        return self.torch_threads or available_cpus()
+
+
+def describe_validation_error(error: Exception) -> list[str]:
+    """One line per invalid setting, naming the environment variable to fix."""
+    from pydantic import ValidationError
+
+    if not isinstance(error, ValidationError):
+        return [str(error)]
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        if field == "legacy_api_key":
+            name = "MODEL_API_KEY"
+        elif field:
+            name = ENV_PREFIX + field.upper()
+        else:
+            name = "configuration"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name}: {message}" if field else message)
+    return lines

@@ -1,0 +1,129 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from veracity.cli import main
+from veracity.settings import Settings, describe_validation_error
+
+KEY_A = "a" * 24
+KEY_B = "b" * 24
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path: Path) -> None:
+    for name in ("VERACITY_API_KEYS", "MODEL_API_KEY", "VERACITY_AUTH_DISABLED", "VERACITY_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_match_the_documented_contract(monkeypatch) -> None:
+    monkeypatch.setenv("VERACITY_API_KEYS", KEY_A)
+    settings = Settings()
+    assert settings.port == 8001
+    assert settings.host == "127.0.0.1"
+    assert settings.device == "auto"
+    assert settings.checkpoint == Path("checkpoints/demo.safetensors")
+    assert settings.max_upload_bytes == 10 * 1024 * 1024
+
+
+def test_comma_separated_keys_for_rotation(monkeypatch) -> None:
+    monkeypatch.setenv("VERACITY_API_KEYS", f" {KEY_A} ,{KEY_B},")
+    assert Settings().effective_api_keys == (KEY_A, KEY_B)
+
+
+def test_legacy_model_api_key_still_works(monkeypatch) -> None:
+    monkeypatch.setenv("MODEL_API_KEY", KEY_B)
+    assert Settings().effective_api_keys == (KEY_B,)
+    monkeypatch.setenv("VERACITY_API_KEYS", KEY_A)
+    assert Settings().effective_api_keys == (KEY_A, KEY_B)
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"VERACITY_API_KEYS={KEY_A}\nVERACITY_PORT=9100\n")
+    settings = Settings()
+    assert settings.effective_api_keys == (KEY_A,)
+    assert settings.port == 9100
+
+
+def test_no_key_refuses_to_start() -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    (line,) = describe_validation_error(info.value)
+    assert "VERACITY_API_KEYS" in line
+    assert "VERACITY_AUTH_DISABLED" in line
+
+
+def test_auth_can_be_switched_off_explicitly(monkeypatch) -> None:
+    monkeypatch.setenv("VERACITY_AUTH_DISABLED", "true")
+    assert Settings().auth_disabled
+
+
+def test_short_keys_are_refused(monkeypatch) -> None:
+    monkeypatch.setenv("VERACITY_API_KEYS", "short")
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VERACITY_PORT", "99999"),
+        ("VERACITY_PORT", "http"),
+        ("VERACITY_DEVICE", "tpu"),
+        ("VERACITY_MAX_UPLOAD_MB", "0"),
+        ("VERACITY_LOG_LEVEL", "chatty"),
+        ("VERACITY_INFERENCE_THREADS", "0"),
+    ],
+)
+def test_each_bad_value_is_reported_by_variable_name(monkeypatch, name: str, value: str) -> None:
+    monkeypatch.setenv("VERACITY_API_KEYS", KEY_A)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    lines = describe_validation_error(info.value)
+    assert lines
+    assert all(line.startswith(f"{name}: ") for line in lines)
+
+
+def test_keys_never_appear_in_the_settings_repr(monkeypatch) -> None:
+    monkeypatch.setenv("VERACITY_API_KEYS", KEY_A)
+    monkeypatch.setenv("MODEL_API_KEY", KEY_B)
+    text = repr(Settings())
+    assert KEY_A not in text
+    assert KEY_B not in text
+
+
+def test_serve_with_bad_configuration_prints_one_line_per_problem(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("VERACITY_API_KEYS", KEY_A)
+    monkeypatch.setenv("VERACITY_PORT", "0")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]]
+    assert err[0].startswith("veracity serve: invalid configuration: VERACITY_PORT: ")
+
+
+def test_env_example_documents_every_setting_with_its_default() -> None:
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    documented: dict[str, str] = {}
+    for raw in example.read_text().splitlines():
+        line = raw.lstrip("# ").strip()
+        if "=" in line and line.split("=", 1)[0].isupper():
+            name, value = line.split("=", 1)
+            documented[name] = value
+    fields = {f"VERACITY_{name.upper()}": name for name in Settings.model_fields}
+    fields["MODEL_API_KEY"] = fields.pop("VERACITY_LEGACY_API_KEY")
+    assert set(documented) == set(fields)
+    for env_name, field in fields.items():
+        value, default = (
+            documented[env_name],
+            Settings.model_fields[field].get_default(call_default_factory=True),
+        )
+        if value == "":
+            assert default in (None, []), env_name  # optional, or a list with no entries
+        elif isinstance(default, bool):
+            assert value == str(default).lower(), env_name
+        elif isinstance(default, int | float):
+            assert float(value) == default, env_name
+        else:
+            assert value == str(default), env_name

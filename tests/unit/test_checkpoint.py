@@ -55,6 +55,8 @@ def test_round_trip_restores_identical_outputs(tmp_path: Path) -> None:
     assert meta.model_name == "tiny"
     assert meta.metrics == {"val_accuracy": 0.5}
     assert not loaded.model.training
+    for written in (path, path.with_suffix(".json")):
+        assert written.stat().st_mode & 0o777 == 0o644
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "model.json", "model"])

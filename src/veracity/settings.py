@@ -21,7 +21,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on (affinity-aware; cgroup quotas are handled in issue 4)."""
+    """CPUs this process may run on (affinity-aware; a cgroup CPU quota is not read yet)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux

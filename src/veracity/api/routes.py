@@ -99,7 +99,7 @@ def build_router(*, max_upload_bytes: int) -> APIRouter:
             request_id=request.state.request_id,
             fake_prob=result.prediction.fake_prob,
             real_prob=result.prediction.real_prob,
-            label=result.prediction.label,  # type: ignore[arg-type]
+            label=result.prediction.label,
             model_name=meta.model_name,
             model_version=meta.model_version,
             timings_ms={"preprocess": result.preprocess_ms, "inference": result.inference_ms},

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import torch
 
@@ -24,7 +24,7 @@ class Prediction:
     fake_prob: float
 
     @property
-    def label(self) -> str:
+    def label(self) -> Literal["real", "fake"]:
         return "fake" if self.fake_prob > self.real_prob else "real"
 
 

@@ -7,25 +7,17 @@ stops the process before it binds a port.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from veracity.cpus import available_cpus
 from veracity.devices import DevicePreference
 
 ENV_PREFIX = "VERACITY_"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (affinity-aware; a cgroup CPU quota is not read yet)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class Settings(BaseSettings):
@@ -104,12 +96,17 @@ class Settings(BaseSettings):
 
     @property
     def resolved_inference_threads(self) -> int:
-        """Decode/inference worker threads: one per CPU unless configured."""
+        """Decode/inference worker threads: one per available CPU unless configured."""
         return self.inference_threads or available_cpus()
 
     @property
     def resolved_torch_threads(self) -> int:
-        return self.torch_threads or available_cpus()
+        """Intra-op threads per forward pass, so that workers x threads <= available CPUs.
+
+        Each worker runs its own forward pass; giving each the full core count would run
+        workers x cores threads on cores CPUs.
+        """
+        return self.torch_threads or max(1, available_cpus() // self.resolved_inference_threads)
 
 
 def describe_validation_error(error: Exception) -> list[str]:

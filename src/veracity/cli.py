@@ -168,6 +168,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def _cmd_healthcheck(args: argparse.Namespace) -> int:
+    import os
+    import urllib.error
+    import urllib.request
+
+    # The port of the server in this container; read at run time, never at import.
+    port = args.port or int(os.environ.get("VERACITY_PORT", "8001"))
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            healthy = response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        healthy = False
+    return 0 if healthy else 1
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
@@ -296,6 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="default: VERACITY_HOST or 127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: VERACITY_PORT or 8001")
     p.set_defaults(handler=_cmd_serve)
+
+    p = sub.add_parser(
+        "healthcheck",
+        help="exit 0 if the local service's /health answers 200 (container HEALTHCHECK)",
+    )
+    p.add_argument("--port", type=int, default=None, help="default: VERACITY_PORT or 8001")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds (default: %(default)s)")
+    p.set_defaults(handler=_cmd_healthcheck)
     return parser
 
 

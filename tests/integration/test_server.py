@@ -131,6 +131,14 @@ def test_starts_becomes_ready_and_predicts(server: Server) -> None:
     assert all(API_KEY not in json.dumps(line) for line in logs)
 
 
+def test_healthcheck_command_follows_the_server(server: Server) -> None:
+    port = server.base_url.rsplit(":", 1)[1]
+    command = [sys.executable, "-m", "veracity", "healthcheck", "--port", port]
+    assert subprocess.run(command, timeout=60, check=False).returncode == 0
+    assert server.stop() == 0
+    assert subprocess.run(command, timeout=60, check=False).returncode == 1
+
+
 def test_sigterm_lets_an_in_flight_request_finish(server: Server) -> None:
     image = jpeg_bytes(1280, 720, seed=5)
     boundary = "veracityboundary"

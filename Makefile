@@ -4,8 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
+DEPLOY_VENV ?= .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 
-.PHONY: install install-dev run test lint typecheck demo-model clean
+.PHONY: install install-dev install-deploy run test lint typecheck demo-model clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +22,15 @@ $(DEV_STAMP): requirements-dev.txt $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+$(DEPLOY_STAMP): requirements-deploy.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet -r requirements-deploy.txt
+	touch $@
+
 install: $(STAMP)
+
+# hadolint, checkov, kubernetes-validate and yamllint for tests/deploy.
+install-deploy: $(DEPLOY_STAMP)
 
 install-dev: $(DEV_STAMP)
 
@@ -35,8 +45,9 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-# The whole suite: lint, types, then every test (the demo-model accuracy test included).
-test: lint typecheck
+# The whole suite: lint, types, then every test (the demo-model accuracy test and the
+# offline Dockerfile/Compose/Kubernetes checks included).
+test: lint typecheck $(DEPLOY_STAMP)
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage report --skip-covered --skip-empty
 
@@ -55,4 +66,4 @@ demo-model: $(STAMP)
 	cp runs/demo/best.json checkpoints/demo.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage runs
+	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache .mypy_cache .ruff_cache .coverage runs

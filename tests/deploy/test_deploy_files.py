@@ -1,0 +1,283 @@
+"""Dockerfile, Compose file and Kubernetes manifests, checked offline.
+
+No Docker engine or cluster is needed: kustomize (kubectl's built-in) renders the overlays,
+kubernetes-validate checks them against the Kubernetes schemas, hadolint and checkov lint
+the Dockerfile and the rendered manifests, and the rest checks that all three deployment
+paths start the same entry point and probe endpoints the app really serves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from tests.conftest import REPO_ROOT
+from veracity.api.app import create_app
+from veracity.settings import Settings
+
+DEPLOY_BIN = REPO_ROOT / ".venv-deploy" / "bin"
+K8S = REPO_ROOT / "deploy" / "k8s"
+ENTRY_POINT = ["veracity", "serve"]
+
+
+def tool(name: str) -> str:
+    path = DEPLOY_BIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    assert found, f"{name} not found: run `make install-deploy`"
+    return found
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=300, check=False, cwd=REPO_ROOT
+    )
+
+
+@pytest.fixture(scope="module", params=["cpu", "gpu"])
+def rendered(request, tmp_path_factory) -> tuple[str, Path, list[dict]]:
+    """An overlay rendered by kustomize: (name, file, documents)."""
+    result = run(tool("kubectl"), "kustomize", str(K8S / "overlays" / request.param))
+    assert result.returncode == 0, result.stderr
+    out = tmp_path_factory.mktemp("k8s") / f"{request.param}.yaml"
+    out.write_text(result.stdout)
+    return request.param, out, [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def by_kind(documents: list[dict], kind: str) -> dict:
+    (doc,) = [d for d in documents if d["kind"] == kind]
+    return doc
+
+
+def container(documents: list[dict]) -> dict:
+    (spec,) = by_kind(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return spec
+
+
+@pytest.fixture(scope="module")
+def served(tiny_checkpoint: Path):
+    """GET a path on the real app (lifespan running); True if the app serves it."""
+    app = create_app(Settings(_env_file=None, auth_disabled=True, checkpoint=tiny_checkpoint))
+    with TestClient(app) as client:
+        client.portal.call(app.state.model_service.wait_ready)
+        yield lambda path: client.get(path).status_code == 200
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    stages: dict[str, list[str]] = {}
+    current = ""
+    for line in (REPO_ROOT / "Dockerfile").read_text().splitlines():
+        match = re.match(r"FROM \S+ AS (\S+)", line)
+        if match:
+            current = match.group(1)
+            stages[current] = []
+        elif current:
+            stages[current].append(line)
+    return stages
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    result = run(tool("hadolint"), "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_has_no_checkov_findings() -> None:
+    result = run(
+        tool("checkov"),
+        "-f",
+        "Dockerfile",
+        "--framework",
+        "dockerfile",
+        "--skip-download",
+        "-o",
+        "json",
+    )
+    report = json.loads(result.stdout)
+    assert report["summary"]["failed"] == 0, report["results"]["failed_checks"]
+    assert report["summary"]["passed"] > 0
+
+
+def test_manifests_render_and_validate_against_the_kubernetes_schemas(rendered) -> None:
+    _, path, documents = rendered
+    result = run(tool("kubernetes-validate"), "--strict", "--quiet", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The only resource without a bundled schema is the Prometheus Operator's CRD.
+    unvalidated = re.findall(r"Couldn't find schema for kind (\w+)", result.stdout + result.stderr)
+    assert unvalidated == ["ServiceMonitor"]
+    kinds = sorted(d["kind"] for d in documents)
+    assert kinds == sorted(
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ConfigMap",
+            "Deployment",
+            "Service",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+            "ServiceMonitor",
+        ]
+    )
+    assert all(d["metadata"].get("namespace", "veracity") == "veracity" for d in documents)
+
+
+def test_manifests_have_no_checkov_findings(rendered) -> None:
+    _, path, _ = rendered
+    result = run(
+        tool("checkov"),
+        "-f",
+        str(path),
+        "--framework",
+        "kubernetes",
+        "--skip-download",
+        "-o",
+        "json",
+    )
+    report = json.loads(result.stdout)
+    assert report["summary"]["failed"] == 0, [
+        c["check_id"] for c in report["results"]["failed_checks"]
+    ]
+    skipped = {c["check_id"] for c in report["results"]["skipped_checks"]}
+    assert skipped <= {"CKV_K8S_43", "CKV_K8S_35"}  # each justified in deployment.yaml
+
+
+def test_yaml_files_pass_yamllint() -> None:
+    result = run(tool("yamllint"), "-s", "docker-compose.yml", "deploy/", ".yamllint.yaml")
+    assert result.returncode == 0, result.stdout
+
+
+def test_every_deployment_path_starts_the_same_entry_point(rendered) -> None:
+    _, _, documents = rendered
+    stages = dockerfile_stages()
+    for stage in ("cpu", "gpu"):
+        entrypoints = [line for line in stages[stage] if line.startswith("ENTRYPOINT")]
+        assert entrypoints == [f"ENTRYPOINT {json.dumps(ENTRY_POINT)}"], stage
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["veracity"]["command"] == ENTRY_POINT
+    assert container(documents)["command"] == ENTRY_POINT
+    # ...and it is the command the integration tests start.
+    integration = (REPO_ROOT / "tests" / "integration" / "test_server.py").read_text()
+    assert '"-m", "veracity", "serve"' in integration
+    assert list(stages)[-1] == "cpu"  # the default target
+
+
+def test_probes_and_ports_point_at_what_the_app_serves(rendered, served) -> None:
+    name, _, documents = rendered
+    spec = container(documents)
+    probes = {
+        kind: spec[kind]["httpGet"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")
+    }
+    assert probes["readinessProbe"]["path"] == "/ready"
+    assert probes["livenessProbe"]["path"] == "/health"
+    assert all(served(p["path"]) and p["port"] == "http" for p in probes.values())
+    (port,) = spec["ports"]
+    config = by_kind(documents, "ConfigMap")["data"]
+    assert port == {
+        "name": "http",
+        "containerPort": int(config["VERACITY_PORT"]),
+        "protocol": "TCP",
+    }
+    assert config["VERACITY_HOST"] == "0.0.0.0"
+    assert config["VERACITY_DEVICE"] == {"cpu": "cpu", "gpu": "cuda"}[name]
+    service = by_kind(documents, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    policy = by_kind(documents, "NetworkPolicy")
+    assert policy["spec"]["ingress"][0]["ports"][0]["port"] == port["containerPort"]
+    monitor = by_kind(documents, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert served("/metrics")
+    assert not served("/no-such-endpoint")
+    assert set(monitor["spec"]["selector"]["matchLabels"].items()) <= set(
+        service["metadata"]["labels"].items()
+    )
+    # Every configured variable is a real setting.
+    fields = {f"VERACITY_{f.upper()}" for f in Settings.model_fields}
+    assert set(config) <= fields
+
+
+def test_container_is_locked_down_and_drains_before_it_is_killed(rendered) -> None:
+    name, _, documents = rendered
+    pod = by_kind(documents, "Deployment")["spec"]["template"]["spec"]
+    spec = container(documents)
+    security = spec["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    pause = int(spec["lifecycle"]["preStop"]["exec"]["command"][1])
+    drain = float(by_kind(documents, "ConfigMap")["data"]["VERACITY_SHUTDOWN_DRAIN_S"])
+    assert pod["terminationGracePeriodSeconds"] > pause + drain
+    threads = next(e for e in spec["env"] if e["name"] == "VERACITY_INFERENCE_THREADS")
+    assert threads["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"
+    limits = spec["resources"]["limits"]
+    assert ("nvidia.com/gpu" in limits) == (name == "gpu")
+    assert [s["secretRef"]["name"] for s in spec["envFrom"] if "secretRef" in s] == [
+        "veracity-api-keys"
+    ]
+
+
+def test_the_api_key_secret_is_an_example_only() -> None:
+    secret = yaml.safe_load((K8S / "secret.example.yaml").read_text())
+    assert secret["kind"] == "Secret"
+    assert secret["metadata"]["name"] == "veracity-api-keys"
+    assert secret["stringData"]["VERACITY_API_KEYS"] == "REPLACE-WITH-GENERATED-KEY"
+    for kustomization in K8S.rglob("kustomization.yaml"):
+        assert "secret" not in kustomization.read_text().split("resources:")[1].split("#")[0]
+
+
+def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
+    for stage in ("cpu", "gpu"):
+        lines = dockerfile_stages()[stage]
+        assert "USER 10001:10001" in lines
+        assert any(line.strip() == 'CMD ["veracity", "healthcheck"]' for line in lines)
+        assert "EXPOSE 8001" in lines
+        assert any(
+            "checkpoints/demo.safetensors" in line for line in lines if line.startswith("COPY")
+        )
+
+
+def test_dockerignore_keeps_secrets_data_and_environments_out() -> None:
+    patterns = [
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert patterns[0] == "*"  # everything is excluded unless re-included below
+    included = [p[1:] for p in patterns if p.startswith("!")]
+    for private in (".env", "data", ".venv", ".venv-deploy", "tests", "runs", ".git"):
+        assert not any(p == private or p.startswith(f"{private}/") for p in included), private
+    # What the Dockerfile copies is re-included.
+    copied = {"src/", "pyproject.toml", "README.md", "requirements.txt"}
+    assert copied <= set(included)
+
+
+def test_compose_runs_the_service_with_health_check_volume_and_prometheus() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    service = compose["services"]["veracity"]
+    assert service["build"]["target"] == "cpu"
+    assert service["env_file"][0]["path"] == ".env"
+    assert service["restart"] == "unless-stopped"
+    assert service["healthcheck"]["test"] == ["CMD", "veracity", "healthcheck"]
+    assert "./checkpoints:/app/checkpoints:ro" in service["volumes"]
+    assert service["environment"]["VERACITY_HOST"] == "0.0.0.0"
+    grace = int(service["stop_grace_period"].removesuffix("s"))
+    assert grace > Settings.model_fields["shutdown_drain_s"].default
+    prometheus = compose["services"]["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"]
+    config_mount = next(v for v in prometheus["volumes"] if v.endswith("prometheus.yml:ro"))
+    scrape = yaml.safe_load((REPO_ROOT / config_mount.split(":")[0]).read_text())
+    (job,) = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == [
+        f"veracity:{service['environment']['VERACITY_PORT']}"
+    ]

@@ -32,8 +32,9 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 COPY pyproject.toml README.md ./
 COPY src ./src
+COPY deploy/docker/slim-venv.sh /usr/local/bin/slim-venv
 RUN pip install --no-deps . \
-    && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+    && slim-venv /opt/venv
 
 FROM ${CUDA_IMAGE} AS gpu
 ENV DEBIAN_FRONTEND=noninteractive
@@ -81,8 +82,9 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
     && pip install -r requirements.txt
 COPY pyproject.toml README.md ./
 COPY src ./src
+COPY deploy/docker/slim-venv.sh /usr/local/bin/slim-venv
 RUN pip install --no-deps . \
-    && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+    && slim-venv /opt/venv
 
 FROM ${PYTHON_IMAGE} AS cpu
 ENV PATH=/opt/venv/bin:$PATH \

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,40 @@ def test_compose_runs_the_service_with_health_check_volume_and_prometheus() -> N
     assert job["static_configs"][0]["targets"] == [
         f"veracity:{service['environment']['VERACITY_PORT']}"
     ]
+
+
+def test_slim_venv_removes_build_only_files_and_keeps_the_runtime(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
+    site = Path(
+        subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+    )
+    torch_dir = site / "torch"
+    for relative in (
+        "include/ATen/core.h",
+        "share/cmake/Torch.cmake",
+        "bin/test_api",
+        "bin/protoc",
+        "bin/torch_shm_manager",
+        "lib/libtorch_cpu.so",
+        "__pycache__/x.pyc",
+        "__init__.py",
+    ):
+        (torch_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        (torch_dir / relative).write_text("x")
+    result = run("sh", "deploy/docker/slim-venv.sh", str(venv))
+    assert result.returncode == 0, result.stderr
+    remaining = {str(p.relative_to(torch_dir)) for p in torch_dir.rglob("*") if p.is_file()}
+    assert remaining == {"bin/torch_shm_manager", "lib/libtorch_cpu.so", "__init__.py"}

@@ -13,7 +13,7 @@ class ServiceMetrics:
         self.registry = registry
         self.inference_seconds = Histogram(
             "veracity_inference_seconds",
-            "Model forward-pass time per request.",
+            "Model forward-pass time per batch.",
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
@@ -39,6 +39,12 @@ class ServiceMetrics:
             "veracity_model_info",
             "The loaded model (value 1), labelled by name, version and architecture.",
             ["name", "version", "architecture", "weights_sha256"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "veracity_batch_size",
+            "Requests served by each forward pass (micro-batching).",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
             registry=registry,
         )
         self.in_flight = Gauge(

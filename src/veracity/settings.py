@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     inference_threads: Annotated[int, Field(ge=1, le=64)] | None = None
     torch_threads: Annotated[int, Field(ge=1, le=256)] | None = None
+    max_batch_size: Annotated[int, Field(ge=1, le=256)] = 8
+    batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
     shutdown_drain_s: Annotated[float, Field(ge=0, le=600)] = 20.0
     docs_enabled: bool = True
 

@@ -121,22 +121,25 @@ def test_unexpected_errors_are_500_without_details_and_logged(
     tiny_checkpoint: Path, json_logs
 ) -> None:
     for client in started_client(make_settings(tiny_checkpoint)):
-        service = client.app.state.model_service
+        predictor = client.app.state.model_service._predictor
 
         def explode(*args, **kwargs):
             raise RuntimeError("secret internal detail /srv/app/x.py")
 
-        service._predict_blocking = explode
+        predictor.predict = explode
         response = infer(client, jpeg_bytes())
         error = assert_error(response, 500, "internal_error")
         assert "secret" not in response.text
         assert "quote the request_id" in error["message"]
-        del service._predict_blocking
+        del predictor.predict
         assert_still_serving(client)
-    logged = [line for line in json_logs() if line.get("exc_info")]
-    assert logged
-    assert logged[0]["request_id"] == error["request_id"]
-    assert "secret internal detail" in logged[0]["exc_info"]
+    lines = json_logs()
+    # The shared batch's failure is logged once, then each request's own error with its ID.
+    (batch_line,) = [line for line in lines if line["message"] == "batch failed"]
+    assert batch_line["batch_size"] == 1
+    (request_line,) = [line for line in lines if line["message"] == "unhandled exception"]
+    assert request_line["request_id"] == error["request_id"]
+    assert "secret internal detail" in request_line["exc_info"]
 
 
 def test_logs_are_json_with_request_id_and_never_the_key(client, json_logs) -> None:

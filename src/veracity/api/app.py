@@ -43,6 +43,8 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         device=settings.device,
         workers=settings.resolved_inference_threads,
         torch_threads=settings.resolved_torch_threads,
+        max_batch_size=settings.max_batch_size,
+        batch_wait_s=settings.batch_wait_ms / 1000,
         max_pixels=settings.max_image_pixels,
         metrics=metrics,
     )

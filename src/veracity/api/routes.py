@@ -103,6 +103,7 @@ def build_router(*, max_upload_bytes: int) -> APIRouter:
             model_name=meta.model_name,
             model_version=meta.model_version,
             timings_ms={"preprocess": result.preprocess_ms, "inference": result.inference_ms},
+            batch_size=result.batch_size,
         )
 
     @router.get(

@@ -22,6 +22,7 @@ class InferResponse(BaseModel):
                     "model_name": "veracity-demo",
                     "model_version": "1.0.0",
                     "timings_ms": {"preprocess": 6.1, "inference": 21.4},
+                    "batch_size": 1,
                 }
             ]
         },
@@ -34,6 +35,7 @@ class InferResponse(BaseModel):
     model_name: str
     model_version: str
     timings_ms: dict[str, float] = Field(description="Server-side preprocess/inference times.")
+    batch_size: int = Field(ge=1, description="Requests that shared this forward pass.")
 
 
 class HealthResponse(BaseModel):

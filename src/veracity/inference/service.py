@@ -2,8 +2,10 @@
 
 Created and closed by the app's lifespan. Loading runs in the background so the HTTP server
 answers probes at once: ``/health`` is live while the model loads and ``/ready`` turns 200
-only after a warm-up inference. Decoding and inference run in a bounded thread pool, never
-on the event loop. Stopping refuses new work, waits for in-flight jobs (up to a drain
+only after a warm-up inference. Nothing runs on the event loop: decoding and preprocessing
+run in a bounded pool of worker threads, and forward passes run one batch at a time on a
+single inference thread, fed by the micro-batcher (concurrent requests share a forward
+pass; see batcher.py). Stopping refuses new work, waits for in-flight jobs (up to a drain
 time), then releases the model.
 """
 
@@ -25,6 +27,7 @@ from veracity.checkpoint import CheckpointMetadata, CheckpointPaths, load_checkp
 from veracity.devices import DevicePreference, select_device
 from veracity.errors import ServiceUnavailableError
 from veracity.images import DEFAULT_FORMATS
+from veracity.inference.batcher import MicroBatcher
 from veracity.inference.predictor import Prediction, Predictor
 from veracity.metrics import ServiceMetrics
 
@@ -35,10 +38,18 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class BatchOutput:
+    prediction: Prediction
+    inference_ms: float  # the whole batch's forward pass
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class InferenceResult:
     prediction: Prediction
     preprocess_ms: float
     inference_ms: float
+    batch_size: int
 
 
 class ModelService:
@@ -51,6 +62,8 @@ class ModelService:
         device: DevicePreference = "auto",
         workers: int = 1,
         torch_threads: int | None = None,
+        max_batch_size: int = 8,
+        batch_wait_s: float = 0.002,
         max_pixels: int,
         formats: tuple[str, ...] = DEFAULT_FORMATS,
         metrics: ServiceMetrics | None = None,
@@ -62,7 +75,11 @@ class ModelService:
         self._max_pixels = max_pixels
         self._formats = formats
         self._metrics = metrics
+        self._max_batch_size = max_batch_size
+        self._batch_wait_s = batch_wait_s
         self._executor: ThreadPoolExecutor | None = None
+        self._inference_executor: ThreadPoolExecutor | None = None
+        self._batcher: MicroBatcher[torch.Tensor, BatchOutput] | None = None
         self._predictor: Predictor | None = None
         self._load_task: asyncio.Task[None] | None = None
         self._in_flight = 0
@@ -98,7 +115,19 @@ class ModelService:
     async def start(self) -> None:
         """Begin loading in the background; returns at once."""
         self._executor = ThreadPoolExecutor(
-            max_workers=self._workers, thread_name_prefix="veracity-infer"
+            max_workers=self._workers, thread_name_prefix="veracity-preprocess"
+        )
+        # One thread: forward passes run one batch at a time, each using torch's intra-op
+        # threads, while the pool above decodes the next requests.
+        self._inference_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="veracity-infer"
+        )
+        self._batcher = MicroBatcher(
+            self._infer_batch,
+            max_batch_size=self._max_batch_size,
+            max_wait_s=self._batch_wait_s,
+            executor=self._inference_executor,
+            on_batch=self._metrics.batch_size.observe if self._metrics is not None else None,
         )
         self._load_task = asyncio.create_task(self._load(), name="veracity-model-load")
 
@@ -112,14 +141,16 @@ class ModelService:
     async def _load(self) -> None:
         started = time.perf_counter()
         try:
-            predictor = await self._run(self._load_blocking)
-            await self._run(lambda: self._warm_up(predictor))
+            predictor = await self._run(self._load_blocking, self._inference_executor)
+            await self._run(lambda: self._warm_up(predictor), self._inference_executor)
         except Exception as e:
             self.state = "failed"
             self.failure = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
             logger.error("model failed to load", extra={"reason": self.failure}, exc_info=e)
             return
         self._predictor = predictor
+        assert self._batcher is not None
+        self._batcher.start()
         if self.state == "starting":
             self.state = "ok"
         meta = predictor.checkpoint.metadata
@@ -135,6 +166,8 @@ class ModelService:
                 "architecture": meta.architecture,
                 "device": str(predictor.device),
                 "workers": self._workers,
+                "max_batch_size": self._max_batch_size,
+                "batch_wait_ms": self._batch_wait_s * 1000,
                 "torch_threads": torch.get_num_threads(),
                 "load_s": round(time.perf_counter() - started, 3),
             },
@@ -147,21 +180,22 @@ class ModelService:
         checkpoint = load_checkpoint(self.checkpoint_path, device=device)
         return Predictor(checkpoint, device, formats=self._formats, max_pixels=self._max_pixels)
 
-    @staticmethod
-    def _warm_up(predictor: Predictor) -> None:
-        # The first forward pass allocates buffers and picks kernels; pay for it before
-        # reporting ready rather than in the first client's latency.
+    def _warm_up(self, predictor: Predictor) -> None:
+        # The first forward pass of each shape allocates buffers and picks kernels; pay for
+        # it before reporting ready rather than in the first clients' latency.
         channels, height, width = predictor.checkpoint.metadata.preprocess.input_size
-        for _ in range(2):
-            predictor.predict(torch.zeros(1, channels, height, width))
+        for batch_size in sorted({1, self._max_batch_size}):
+            for _ in range(2):
+                predictor.predict(torch.zeros(batch_size, channels, height, width))
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        assert self._executor is not None, "start() must be called first"
+    async def _run(self, fn: Callable[[], T], executor: ThreadPoolExecutor | None = None) -> T:
+        pool = executor or self._executor
+        assert pool is not None, "start() must be called first"
         loop = asyncio.get_running_loop()
         # run_in_executor does not carry context variables; copy them so log lines written
         # in the worker thread keep the request ID.
         context = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor, context.run, fn)
+        return await loop.run_in_executor(pool, context.run, fn)
 
     async def predict(self, data: bytes) -> InferenceResult:
         """Decode, preprocess and classify one upload off the event loop.
@@ -181,7 +215,19 @@ class ModelService:
         if self._metrics is not None:
             self._metrics.in_flight.inc()
         try:
-            return await self._run(lambda: self._predict_blocking(predictor, data))
+            t0 = time.perf_counter()
+            tensor = await self._run(lambda: predictor.preprocess(data))
+            preprocess_s = time.perf_counter() - t0
+            if self._metrics is not None:
+                self._metrics.preprocess_seconds.observe(preprocess_s)
+            assert self._batcher is not None
+            output = await self._batcher.submit(tensor)
+            return InferenceResult(
+                prediction=output.prediction,
+                preprocess_ms=round(preprocess_s * 1000, 3),
+                inference_ms=output.inference_ms,
+                batch_size=output.batch_size,
+            )
         finally:
             self._in_flight -= 1
             if self._metrics is not None:
@@ -189,21 +235,20 @@ class ModelService:
             if self._in_flight == 0:
                 self._idle.set()
 
-    def _predict_blocking(self, predictor: Predictor, data: bytes) -> InferenceResult:
+    def _infer_batch(self, tensors: list[torch.Tensor]) -> list[BatchOutput]:
+        """One forward pass for a whole batch (runs on the inference thread)."""
+        predictor = self._predictor
+        if predictor is None:
+            raise ServiceUnavailableError(self._unavailable_reason())
         t0 = time.perf_counter()
-        tensor = predictor.preprocess(data)
-        t1 = time.perf_counter()
-        prediction = predictor.predict(tensor.unsqueeze(0))[0]
-        t2 = time.perf_counter()
+        predictions = predictor.predict(torch.stack(tensors))
+        elapsed = time.perf_counter() - t0
         if self._metrics is not None:
-            self._metrics.preprocess_seconds.observe(t1 - t0)
-            self._metrics.inference_seconds.observe(t2 - t1)
-            self._metrics.images.labels(prediction.label).inc()
-        return InferenceResult(
-            prediction=prediction,
-            preprocess_ms=round((t1 - t0) * 1000, 3),
-            inference_ms=round((t2 - t1) * 1000, 3),
-        )
+            self._metrics.inference_seconds.observe(elapsed)
+            for prediction in predictions:
+                self._metrics.images.labels(prediction.label).inc()
+        ms = round(elapsed * 1000, 3)
+        return [BatchOutput(p, ms, len(tensors)) for p in predictions]
 
     def _unavailable_reason(self) -> str:
         if self._closed or self.state == "stopping":
@@ -230,7 +275,10 @@ class ModelService:
             await asyncio.wait_for(self._idle.wait(), timeout=drain_s)
         except TimeoutError:
             logger.warning("drain time exceeded", extra={"in_flight": self._in_flight})
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._batcher is not None:
+            await self._batcher.stop()
+        for executor in (self._executor, self._inference_executor):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
         self._predictor = None
         logger.info("model service stopped")

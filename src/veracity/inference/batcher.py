@@ -1,0 +1,151 @@
+"""Dynamic micro-batching: concurrent requests share one forward pass.
+
+Each submission gets its own future. One collector task takes the first waiting item, then
+keeps collecting until the batch is full or ``max_wait_s`` has passed since that first item
+(a monotonic deadline), runs the whole batch with one call in the inference executor, and
+hands each result back to its own future. While a batch runs, new submissions queue up, so
+preprocessing of the next batch overlaps inference of this one.
+
+A lone request waits at most ``max_wait_s`` for company; ``max_batch_size=1`` disables
+waiting altogether. A submission whose caller has gone away (its future cancelled, e.g. a
+client disconnect) is dropped before the batch runs. If the batch call itself raises, every
+request in that batch gets the exception: per-request failures (a corrupt image) happen
+before submission, so they never reach a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Generic, TypeVar
+
+from veracity.errors import ServiceUnavailableError
+
+logger = logging.getLogger("veracity.batcher")
+
+I = TypeVar("I")  # noqa: E741 - the conventional name of an input type variable
+O = TypeVar("O")  # noqa: E741
+
+_Entry = tuple[I, "asyncio.Future[O]"]
+
+
+class MicroBatcher(Generic[I, O]):
+    """Collects ``submit``-ted items into batches for ``run_batch``.
+
+    Args:
+        run_batch: Called in ``executor`` with a list of items; returns one output per item,
+            in order.
+        max_batch_size: Largest batch (>= 1).
+        max_wait_s: How long the first item of a batch waits for more (>= 0).
+        executor: Where ``run_batch`` runs (one worker keeps forward passes sequential).
+        on_batch: Optional observer called with each dispatched batch's size.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[list[I]], Sequence[O]],
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        executor: Executor,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be >= 1")
+        if max_wait_s < 0:
+            raise ValueError("max_wait_s must be >= 0")
+        self._run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self._executor = executor
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[_Entry[I, O]] = asyncio.Queue()
+        # The batch being collected lives here, not in a local, so stop() can fail it too.
+        self._collecting: list[_Entry[I, O]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._collect(), name="veracity-batcher")
+
+    async def submit(self, item: I) -> O:
+        """Queue ``item`` and wait for its output."""
+        if self._task is None or self._task.done():
+            raise ServiceUnavailableError("the inference queue is not running")
+        future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def stop(self) -> None:
+        """Finish the batch in progress, then fail whatever is still queued."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        leftovers = self._collecting + [
+            self._queue.get_nowait() for _ in range(self._queue.qsize())
+        ]
+        self._collecting = []
+        for _, future in leftovers:
+            if not future.done():
+                future.set_exception(
+                    ServiceUnavailableError(
+                        "the service is shutting down; retry on another replica"
+                    )
+                )
+
+    async def _next_batch(self) -> list[_Entry[I, O]]:
+        loop = asyncio.get_running_loop()
+        batch = self._collecting = [await self._queue.get()]
+        # loop.time() is monotonic: the deadline cannot jump with the wall clock.
+        deadline = loop.time() + self.max_wait_s
+        while len(batch) < self.max_batch_size:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [entry for entry in await self._next_batch() if not entry[1].cancelled()]
+            self._collecting = []
+            if not batch:
+                continue
+            if self._on_batch is not None:
+                self._on_batch(len(batch))
+            items = [item for item, _ in batch]
+            # Shielded: cancelling the collector (stop) lets the running batch finish and
+            # deliver its results instead of abandoning it mid-forward.
+            run = loop.run_in_executor(self._executor, self._run_batch, items)
+            try:
+                outputs = await asyncio.shield(run)
+            except asyncio.CancelledError:
+                outputs = await run
+                self._deliver(batch, outputs)
+                raise
+            except Exception as e:
+                logger.error("batch failed", extra={"batch_size": len(batch)}, exc_info=e)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            self._deliver(batch, outputs)
+
+    @staticmethod
+    def _deliver(batch: list[_Entry[I, O]], outputs: Sequence[O]) -> None:
+        assert len(outputs) == len(batch), "run_batch must return one output per item"
+        for (_, future), output in zip(batch, outputs, strict=True):
+            if not future.done():
+                future.set_result(output)

@@ -1,0 +1,141 @@
+"""The micro-batcher: batching, routing, isolation, bounds and shutdown."""
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from veracity.errors import ServiceUnavailableError
+from veracity.inference.batcher import MicroBatcher
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def executor():
+    pool = ThreadPoolExecutor(max_workers=1)
+    yield pool
+    pool.shutdown(wait=True)
+
+
+class Recorder:
+    """A run_batch that doubles its inputs and records every batch it was given."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = gate
+
+    def __call__(self, items: list[int]) -> list[int]:
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        self.batches.append(list(items))
+        return [2 * item for item in items]
+
+
+async def started(run_batch, executor, **kwargs) -> MicroBatcher:
+    batcher = MicroBatcher(run_batch, executor=executor, **kwargs)
+    batcher.start()
+    return batcher
+
+
+@pytest.mark.anyio
+async def test_concurrent_requests_share_batches_and_get_their_own_results(executor) -> None:
+    recorder = Recorder()
+    batcher = await started(recorder, executor, max_batch_size=4, max_wait_s=0.05)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(10)))
+    assert results == [2 * i for i in range(10)]
+    sizes = [len(batch) for batch in recorder.batches]
+    assert sum(sizes) == 10
+    assert max(sizes) == 4
+    assert sorted(item for batch in recorder.batches for item in batch) == list(range(10))
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_a_lone_request_is_dispatched_once_the_wait_bound_passes(executor) -> None:
+    recorder = Recorder()
+    batcher = await started(recorder, executor, max_batch_size=8, max_wait_s=0.02)
+    loop = asyncio.get_running_loop()
+    started_at = loop.time()
+    # Generous outer bound: the test checks that a lone request is not held for company
+    # indefinitely, not how fast this machine is.
+    assert await asyncio.wait_for(batcher.submit(21), timeout=5) == 42
+    assert loop.time() - started_at >= 0.02
+    assert recorder.batches == [[21]]
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_batch_size_one_never_waits(executor) -> None:
+    recorder = Recorder()
+    batcher = await started(recorder, executor, max_batch_size=1, max_wait_s=3600)
+    results = await asyncio.wait_for(asyncio.gather(*(batcher.submit(i) for i in range(3))), 5)
+    assert results == [0, 2, 4]
+    assert recorder.batches == [[0], [1], [2]]
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_a_failing_batch_fails_its_requests_and_the_next_batch_succeeds(executor) -> None:
+    calls = []
+
+    def flaky(items: list[int]) -> list[int]:
+        calls.append(items)
+        if len(calls) == 1:
+            raise RuntimeError("forward pass failed")
+        return [-item for item in items]
+
+    batcher = await started(flaky, executor, max_batch_size=4, max_wait_s=0.01)
+    with pytest.raises(RuntimeError, match="forward pass failed"):
+        await batcher.submit(1)
+    assert await batcher.submit(2) == -2
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_request_never_reaches_the_model(executor) -> None:
+    gate = threading.Event()
+    recorder = Recorder(gate)
+    batcher = await started(recorder, executor, max_batch_size=1, max_wait_s=0)
+    first = asyncio.create_task(batcher.submit(1))  # occupies the model until the gate opens
+    await asyncio.sleep(0.05)
+    abandoned = asyncio.create_task(batcher.submit(2))
+    kept = asyncio.create_task(batcher.submit(3))
+    await asyncio.sleep(0.05)
+    abandoned.cancel()  # the client disconnected while queued
+    gate.set()
+    assert await first == 2
+    assert await kept == 6
+    assert [2] not in recorder.batches
+    assert recorder.batches == [[1], [3]]
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_stop_finishes_the_running_batch_and_fails_queued_ones(executor) -> None:
+    gate = threading.Event()
+    recorder = Recorder(gate)
+    batcher = await started(recorder, executor, max_batch_size=1, max_wait_s=0)
+    running = asyncio.create_task(batcher.submit(5))
+    await asyncio.sleep(0.05)
+    queued = asyncio.create_task(batcher.submit(6))
+    await asyncio.sleep(0.05)
+    stopping = asyncio.create_task(batcher.stop())
+    await asyncio.sleep(0.05)
+    gate.set()
+    await stopping
+    assert await running == 10
+    with pytest.raises(ServiceUnavailableError, match="shutting down"):
+        await queued
+    with pytest.raises(ServiceUnavailableError, match="not running"):
+        await batcher.submit(7)
+
+
+@pytest.mark.parametrize(("size", "wait"), [(0, 0.01), (4, -1.0)])
+def test_invalid_limits_are_refused(executor, size: int, wait: float) -> None:
+    with pytest.raises(ValueError, match="max_"):
+        MicroBatcher(Recorder(), executor=executor, max_batch_size=size, max_wait_s=wait)

@@ -75,17 +75,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_predictor(checkpoint: Path, device: str) -> Predictor:
+def _load_predictor(
+    checkpoint: Path, device: str, backend: str = "torch", export_dir: Path | None = None
+) -> Predictor:
     from veracity.checkpoint import load_checkpoint
     from veracity.devices import select_device
     from veracity.inference.predictor import Predictor
 
     target = select_device(device)  # type: ignore[arg-type]
-    return Predictor(load_checkpoint(checkpoint), target)
+    loaded = load_checkpoint(checkpoint, device=target)
+    if backend == "onnx":
+        import tempfile
+
+        from veracity.export import ensure_onnx
+        from veracity.inference.backends import OnnxBackend
+
+        cache = export_dir or Path(tempfile.gettempdir()) / "veracity-exports"
+        onnx = OnnxBackend(ensure_onnx(loaded, cache), target, threads=None)
+        return Predictor(loaded, target, backend=onnx)
+    return Predictor(loaded, target)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    predictor = _load_predictor(args.checkpoint, args.device)
+    predictor = _load_predictor(args.checkpoint, args.device, args.backend, args.export_dir)
     failures = 0
     for path in args.files:
         record: dict[str, object] = {"path": str(path)}
@@ -106,6 +118,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             }
         print(json.dumps(record), flush=True)
     return 1 if failures else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from veracity.checkpoint import load_checkpoint
+    from veracity.export import ensure_onnx
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    path = ensure_onnx(checkpoint, args.out_dir)
+    print(json.dumps({"onnx": str(path), "weights_sha256": checkpoint.metadata.weights_sha256}))
+    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -280,8 +302,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="default: %(default)s"
     )
+    p.add_argument(
+        "--backend", choices=("torch", "onnx"), default="torch", help="default: %(default)s"
+    )
+    p.add_argument(
+        "--export-dir", type=Path, default=None, help="ONNX export cache (default: a temp dir)"
+    )
     _add_device(p)
     p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (cached under its weights' SHA-256)",
+        description="Writes OUT_DIR/<weights-sha256>.onnx and a sidecar JSON; a valid existing "
+        "export is reused. Serve it with VERACITY_BACKEND=onnx and VERACITY_EXPORT_DIR=OUT_DIR.",
+    )
+    p.add_argument(
+        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="default: %(default)s"
+    )
+    p.add_argument("--out-dir", type=Path, required=True, help="the export cache directory")
+    p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("evaluate", help="accuracy and ROC-AUC of a checkpoint on a dataset split")
     p.add_argument("--data", type=Path, required=True, help="dataset root (ImageFolder layout)")

@@ -7,6 +7,7 @@ stops the process before it binds a port.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from veracity.cpus import available_cpus
 from veracity.devices import DevicePreference
+from veracity.inference.backends import BackendName
 
 ENV_PREFIX = "VERACITY_"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -28,6 +30,8 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        # An empty value (as .env.example documents optional settings) means "the default".
+        env_ignore_empty=True,
         validate_default=True,
     )
 
@@ -52,6 +56,10 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     inference_threads: Annotated[int, Field(ge=1, le=64)] | None = None
     torch_threads: Annotated[int, Field(ge=1, le=256)] | None = None
+    backend: BackendName = "torch"
+    export_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "veracity-exports"
+    )
     max_batch_size: Annotated[int, Field(ge=1, le=256)] = 8
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
     shutdown_drain_s: Annotated[float, Field(ge=0, le=600)] = 20.0

@@ -156,3 +156,15 @@ def test_logs_are_json_with_request_id_and_never_the_key(client, json_logs) -> N
     assert {"time", "level", "message"} <= set(line)
     for entry in lines:
         assert API_KEY not in json.dumps(entry)
+
+
+def test_onnx_backend_serves_the_same_numbers(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    image = jpeg_bytes(400, 300, seed=12)
+    answers = {}
+    for backend in ("torch", "onnx"):
+        settings = make_settings(tiny_checkpoint, backend=backend, export_dir=tmp_path)
+        for client in started_client(settings):
+            answers[backend] = infer(client, image).json()
+            assert client.get("/model", headers={"X-API-Key": API_KEY}).json()["backend"] == backend
+    assert answers["onnx"]["fake_prob"] == pytest.approx(answers["torch"]["fake_prob"], abs=1e-4)
+    assert list(tmp_path.glob("*.onnx"))

@@ -315,7 +315,11 @@ def test_slim_venv_removes_build_only_files_and_keeps_the_runtime(tmp_path: Path
     ):
         (torch_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         (torch_dir / relative).write_text("x")
+    fixture = site / "onnx" / "backend" / "test" / "data" / "node" / "model.onnx"
+    fixture.parent.mkdir(parents=True)
+    fixture.write_text("x")
     result = run("sh", "deploy/docker/slim-venv.sh", str(venv))
     assert result.returncode == 0, result.stderr
     remaining = {str(p.relative_to(torch_dir)) for p in torch_dir.rglob("*") if p.is_file()}
     assert remaining == {"bin/torch_shm_manager", "lib/libtorch_cpu.so", "__init__.py"}
+    assert not fixture.exists()

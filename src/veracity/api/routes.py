@@ -152,6 +152,7 @@ def build_router(*, max_upload_bytes: int) -> APIRouter:
             created_at=meta.created_at.isoformat(),
             metrics=meta.metrics,
             device=service.device,
+            backend=service.backend,
         )
 
     return router

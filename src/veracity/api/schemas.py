@@ -78,6 +78,7 @@ class ModelResponse(BaseModel):
     created_at: str
     metrics: dict[str, float]
     device: str
+    backend: str
 
 
 class ErrorDetail(BaseModel):

@@ -15,6 +15,7 @@ import torch
 
 from veracity.checkpoint import Checkpoint
 from veracity.images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, load_rgb
+from veracity.inference.backends import Backend, TorchBackend
 from veracity.preprocess import EvalTransform
 
 
@@ -37,12 +38,14 @@ class Predictor:
         checkpoint: Checkpoint,
         device: torch.device,
         *,
+        backend: Backend | None = None,
         formats: Iterable[str] = DEFAULT_FORMATS,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.checkpoint = checkpoint
         self.device = device
         self.model = checkpoint.model.to(device).eval()
+        self.backend: Backend = backend or TorchBackend(self.model, device)
         self.transform = EvalTransform(checkpoint.preprocess)
         self.formats = tuple(formats)
         self.max_pixels = max_pixels
@@ -61,10 +64,9 @@ class Predictor:
     def predict(self, batch: Sequence[torch.Tensor] | torch.Tensor) -> list[Prediction]:
         """Classify preprocessed tensors in one forward pass."""
         inputs = batch if isinstance(batch, torch.Tensor) else torch.stack(list(batch))
-        with torch.inference_mode():
-            logits = self.model(inputs.to(self.device, non_blocking=True))
-            # float64 so the two probabilities sum to 1 to within 1e-15, as the contract promises.
-            probs = torch.softmax(logits.double(), dim=1).cpu().tolist()
+        logits = self.backend(inputs)
+        # float64 so the two probabilities sum to 1 to within 1e-15, as the contract promises.
+        probs = torch.softmax(logits.double(), dim=1).tolist()
         return [
             Prediction(real_prob=row[self._real_index], fake_prob=row[self._fake_index])
             for row in probs

@@ -26,7 +26,9 @@ import torch
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths, load_checkpoint
 from veracity.devices import DevicePreference, select_device
 from veracity.errors import ServiceUnavailableError
+from veracity.export import ensure_onnx
 from veracity.images import DEFAULT_FORMATS
+from veracity.inference.backends import BackendName, OnnxBackend
 from veracity.inference.batcher import MicroBatcher
 from veracity.inference.predictor import Prediction, Predictor
 from veracity.metrics import ServiceMetrics
@@ -64,6 +66,8 @@ class ModelService:
         torch_threads: int | None = None,
         max_batch_size: int = 8,
         batch_wait_s: float = 0.002,
+        backend: BackendName = "torch",
+        export_dir: Path | None = None,
         max_pixels: int,
         formats: tuple[str, ...] = DEFAULT_FORMATS,
         metrics: ServiceMetrics | None = None,
@@ -75,6 +79,8 @@ class ModelService:
         self._max_pixels = max_pixels
         self._formats = formats
         self._metrics = metrics
+        self._backend_name = backend
+        self._export_dir = export_dir
         self._max_batch_size = max_batch_size
         self._batch_wait_s = batch_wait_s
         self._executor: ThreadPoolExecutor | None = None
@@ -111,6 +117,10 @@ class ModelService:
     @property
     def device(self) -> str:
         return str(self._predictor.device) if self._predictor else "none"
+
+    @property
+    def backend(self) -> str:
+        return self._predictor.backend.name if self._predictor else self._backend_name
 
     async def start(self) -> None:
         """Begin loading in the background; returns at once."""
@@ -165,6 +175,7 @@ class ModelService:
                 "model_version": meta.model_version,
                 "architecture": meta.architecture,
                 "device": str(predictor.device),
+                "backend": predictor.backend.name,
                 "workers": self._workers,
                 "max_batch_size": self._max_batch_size,
                 "batch_wait_ms": self._batch_wait_s * 1000,
@@ -178,7 +189,14 @@ class ModelService:
             torch.set_num_threads(self._torch_threads)
         device = select_device(self._device_preference)
         checkpoint = load_checkpoint(self.checkpoint_path, device=device)
-        return Predictor(checkpoint, device, formats=self._formats, max_pixels=self._max_pixels)
+        backend = None
+        if self._backend_name == "onnx":
+            assert self._export_dir is not None, "the onnx backend needs an export directory"
+            onnx_path = ensure_onnx(checkpoint, self._export_dir)
+            backend = OnnxBackend(onnx_path, device, threads=self._torch_threads)
+        return Predictor(
+            checkpoint, device, backend=backend, formats=self._formats, max_pixels=self._max_pixels
+        )
 
     def _warm_up(self, predictor: Predictor) -> None:
         # The first forward pass of each shape allocates buffers and picks kernels; pay for

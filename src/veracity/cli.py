@@ -134,13 +134,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from veracity.models import CLASS_NAMES
-    from veracity.preprocess import EvalTransform
-    from veracity.training.dataset import ImageFolderDataset, scan_split
+    from veracity.training.dataset import create_eval_dataset, scan_split
     from veracity.training.trainer import evaluate
 
     predictor = _load_predictor(args.checkpoint, args.device)
     samples = scan_split(args.data, args.split, CLASS_NAMES)
-    dataset = ImageFolderDataset(samples, EvalTransform(predictor.checkpoint.preprocess))
+    dataset = create_eval_dataset(samples, predictor.checkpoint.preprocess)
     metrics = evaluate(predictor.model, DataLoader(dataset, batch_size=32), predictor.device)
     print(json.dumps({"images": len(dataset)} | metrics.as_dict()))
     return 0

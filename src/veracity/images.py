@@ -135,10 +135,20 @@ def load_rgb(
     *,
     formats: Iterable[str] = DEFAULT_FORMATS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_size: int | None = None,
 ) -> Image.Image:
-    """``open_image`` then ``decode_rgb``: untrusted bytes or a file to an upright RGB image."""
+    """``open_image`` then ``decode_rgb``: untrusted bytes or a file to an upright RGB image.
+
+    Args:
+        min_size: If given, a JPEG may be decoded at a reduced scale (1/2, 1/4 or 1/8, in
+            the DCT domain) as long as both sides stay >= ``min_size``. The eval transform
+            downsamples to its scale size anyway; decoding a 12-megapixel photo this way is
+            about six times faster. Other formats are decoded at full size.
+    """
     image = open_image(source, formats=formats, max_pixels=max_pixels)
     try:
+        if min_size is not None and image.format == "JPEG":
+            image.draft(None, (min_size, min_size))
         return decode_rgb(image)
     finally:
         image.close()

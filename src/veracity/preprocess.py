@@ -69,6 +69,14 @@ class PreprocessConfig:
         height, width = self.image_size
         return math.floor(height / self.crop_pct), math.floor(width / self.crop_pct)
 
+    @property
+    def min_decode_size(self) -> int:
+        """The smallest side a decoded image needs for this transform (see images.load_rgb).
+
+        Square, so it holds whichever way EXIF orientation turns the image.
+        """
+        return max(self.scale_size)
+
 
 class EvalTransform:
     """Upright RGB image -> normalised float32 CHW tensor, exactly as the model was validated."""

@@ -8,9 +8,8 @@ from tests.conftest import DEMO_CHECKPOINT
 from veracity.checkpoint import load_checkpoint
 from veracity.devices import select_device
 from veracity.models import CLASS_NAMES
-from veracity.preprocess import EvalTransform
 from veracity.sampledata import SampleDataSpec, generate_sample_data
-from veracity.training.dataset import ImageFolderDataset, scan_split
+from veracity.training.dataset import create_eval_dataset, scan_split
 from veracity.training.trainer import evaluate
 
 UNSEEN_SEED = 20261121  # the demo was trained and validated on seed 0
@@ -31,9 +30,7 @@ def test_demo_model_reaches_95_percent_on_unseen_sample_data(tmp_path: Path) -> 
     # Generated at the model's scale size, as the demo's training data was (Makefile).
     spec = SampleDataSpec(train_per_class=0, val_per_class=100, image_size=preprocess.scale_size[0])
     generate_sample_data(tmp_path, seed=UNSEEN_SEED, spec=spec)
-    dataset = ImageFolderDataset(
-        scan_split(tmp_path, "val", CLASS_NAMES), EvalTransform(preprocess)
-    )
+    dataset = create_eval_dataset(scan_split(tmp_path, "val", CLASS_NAMES), preprocess)
     metrics = evaluate(checkpoint.model, DataLoader(dataset, batch_size=50), select_device("cpu"))
     assert metrics.accuracy >= 0.95, metrics
     assert metrics.roc_auc >= 0.98, metrics

@@ -15,7 +15,7 @@ from veracity.images import load_rgb
 from veracity.inference.predictor import Predictor
 from veracity.models import CLASS_NAMES, reference_eval_transform
 from veracity.preprocess import EvalTransform, PreprocessConfig
-from veracity.training.dataset import ImageFolderDataset, scan_split
+from veracity.training.dataset import create_eval_dataset, scan_split
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
@@ -59,17 +59,59 @@ def test_matches_timms_eval_transform(size, interpolation, crop_pct, crop_mode) 
 
 
 def test_training_validation_and_serving_see_identical_tensors(
-    tiny_dataset: Path, tiny_checkpoint: Path
+    tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     checkpoint = load_checkpoint(tiny_checkpoint)
     predictor = Predictor(checkpoint, select_device("cpu"))
-    samples = scan_split(tiny_dataset, "val", CLASS_NAMES)
-    # The trainer's validation set is built exactly like this (trainer._loaders).
-    validation = ImageFolderDataset(samples, EvalTransform(checkpoint.preprocess))
+    # PNG sample data plus large JPEG frames (where reduced-scale decoding applies).
+    for label in CLASS_NAMES:
+        folder = tmp_path / "val" / label
+        folder.mkdir(parents=True)
+        for source in (tiny_dataset / "val" / label).glob("*.png"):
+            (folder / source.name).write_bytes(source.read_bytes())
+        photo(1920, 1080, seed=len(label)).save(folder / "frame.jpg", quality=90)
+    samples = scan_split(tmp_path, "val", CLASS_NAMES)
+    validation = create_eval_dataset(samples, checkpoint.preprocess)  # as the trainer builds it
+    assert any(path.suffix == ".jpg" for path, _ in samples)
     for index, (path, _) in enumerate(samples):
         served = predictor.preprocess(path.read_bytes())
         validated, _ = validation[index]
         assert torch.equal(served, validated), path
+
+
+# Reduced-scale JPEG decoding (DCT-domain 1/2, 1/4, 1/8) against a full decode of the same
+# file, after the eval transform, in normalised units (one grey level is about 0.017):
+# measured mean |diff| 0.002-0.006, max 0.02-0.10 on 12-megapixel photos.
+DRAFT_MEAN_TOLERANCE = 0.01
+DRAFT_MAX_TOLERANCE = 0.2
+
+
+@pytest.mark.parametrize("size", [96, 224])
+def test_reduced_scale_jpeg_decoding_stays_within_tolerance(size: int) -> None:
+    config = PreprocessConfig(input_size=(3, size, size), **IMAGENET)
+    transform = EvalTransform(config)
+    buffer = io.BytesIO()
+    photo(3000, 2000, seed=size).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    reduced = load_rgb(data, min_size=config.min_decode_size)
+    full = load_rgb(data)
+    assert min(reduced.size) >= config.min_decode_size
+    assert reduced.size[0] < full.size[0]  # it did decode at a reduced scale
+    diff = (transform(reduced) - transform(full)).abs()
+    assert diff.mean().item() <= DRAFT_MEAN_TOLERANCE
+    assert diff.max().item() <= DRAFT_MAX_TOLERANCE
+
+
+def test_reduced_scale_decoding_leaves_other_formats_alone() -> None:
+    buffer = io.BytesIO()
+    photo(1200, 900).save(buffer, format="PNG")
+    assert load_rgb(buffer.getvalue(), min_size=100).size == (1200, 900)
+
+
+def test_small_jpegs_are_decoded_at_full_size() -> None:
+    buffer = io.BytesIO()
+    photo(300, 200).save(buffer, format="JPEG")
+    assert load_rgb(buffer.getvalue(), min_size=256).size == (300, 200)
 
 
 def test_serving_a_jpeg_upload_matches_a_file_on_disk(

@@ -58,7 +58,12 @@ class Predictor:
         Raises:
             InvalidImageError: and its subclasses, for anything that is not an accepted image.
         """
-        image = load_rgb(source, formats=self.formats, max_pixels=self.max_pixels)
+        image = load_rgb(
+            source,
+            formats=self.formats,
+            max_pixels=self.max_pixels,
+            min_size=self.transform.config.min_decode_size,
+        )
         return self.transform(image)
 
     def predict(self, batch: Sequence[torch.Tensor] | torch.Tensor) -> list[Prediction]:

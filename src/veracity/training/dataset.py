@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from veracity.errors import DatasetError, InvalidImageError
 from veracity.images import load_rgb, open_image
+from veracity.preprocess import EvalTransform, PreprocessConfig
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
 
@@ -77,10 +78,15 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
     """Reads images with the service's decoder, so orientation and colour match serving."""
 
     def __init__(
-        self, samples: list[Sample], transform: Callable[[Image.Image], torch.Tensor]
+        self,
+        samples: list[Sample],
+        transform: Callable[[Image.Image], torch.Tensor],
+        *,
+        min_decode_size: int | None = None,
     ) -> None:
         self.samples = samples
         self.transform = transform
+        self.min_decode_size = min_decode_size
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -88,10 +94,16 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         try:
-            image = load_rgb(path)
+            image = load_rgb(path, min_size=self.min_decode_size)
         except InvalidImageError as e:
             raise DatasetError(f"unreadable image {path}: {e.message}") from e
         return self.transform(image), label
 
     def labels(self) -> list[int]:
         return [label for _, label in self.samples]
+
+
+def create_eval_dataset(samples: list[Sample], preprocess: PreprocessConfig) -> ImageFolderDataset:
+    """Validation data decoded and transformed exactly as the service does it."""
+    transform = EvalTransform(preprocess)
+    return ImageFolderDataset(samples, transform, min_decode_size=preprocess.min_decode_size)

@@ -25,10 +25,10 @@ from veracity.models import (
     resolve_preprocess_config,
     timm_version,
 )
-from veracity.preprocess import EvalTransform, PreprocessConfig
+from veracity.preprocess import PreprocessConfig
 from veracity.training.augment import create_augmentation
 from veracity.training.config import TrainConfig
-from veracity.training.dataset import ImageFolderDataset, scan_split
+from veracity.training.dataset import ImageFolderDataset, create_eval_dataset, scan_split
 from veracity.training.metrics import ValidationMetrics, compute_metrics
 from veracity.training.state import (
     TrainingProgress,
@@ -131,7 +131,7 @@ class Trainer:
         )
         return (
             ImageFolderDataset(train_samples, train_tf),
-            ImageFolderDataset(val_samples, EvalTransform(preprocess)),
+            create_eval_dataset(val_samples, preprocess),
         )
 
     def run(self) -> TrainResult:

@@ -139,3 +139,30 @@ async def test_stop_finishes_the_running_batch_and_fails_queued_ones(executor) -
 def test_invalid_limits_are_refused(executor, size: int, wait: float) -> None:
     with pytest.raises(ValueError, match="max_"):
         MicroBatcher(Recorder(), executor=executor, max_batch_size=size, max_wait_s=wait)
+
+
+@pytest.mark.anyio
+async def test_a_lone_request_does_not_wait_when_nothing_else_is_coming(executor) -> None:
+    recorder = Recorder()
+    batcher = await started(
+        recorder, executor, max_batch_size=8, max_wait_s=3600, expected=lambda: 0
+    )
+    # With an hour of allowed waiting, only the "nothing expected" rule can release it.
+    assert await asyncio.wait_for(batcher.submit(4), timeout=5) == 8
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_the_batch_waits_for_requests_still_being_prepared(executor) -> None:
+    recorder = Recorder()
+    coming = {"n": 1}
+    batcher = await started(
+        recorder, executor, max_batch_size=8, max_wait_s=5, expected=lambda: coming["n"]
+    )
+    first = asyncio.create_task(batcher.submit(1))
+    await asyncio.sleep(0.05)  # the second request is still "decoding"
+    coming["n"] = 0
+    second = asyncio.create_task(batcher.submit(2))
+    assert await asyncio.wait_for(asyncio.gather(first, second), timeout=5) == [2, 4]
+    assert recorder.batches == [[1, 2]]
+    await batcher.stop()

@@ -6,11 +6,14 @@ keeps collecting until the batch is full or ``max_wait_s`` has passed since that
 hands each result back to its own future. While a batch runs, new submissions queue up, so
 preprocessing of the next batch overlaps inference of this one.
 
-A lone request waits at most ``max_wait_s`` for company; ``max_batch_size=1`` disables
-waiting altogether. A submission whose caller has gone away (its future cancelled, e.g. a
-client disconnect) is dropped before the batch runs. If the batch call itself raises, every
-request in that batch gets the exception: per-request failures (a corrupt image) happen
-before submission, so they never reach a batch.
+A batch waits for company only while more is on its way: when the caller says how many items
+are still being prepared (``expected``, e.g. requests still being decoded), the collector
+stops waiting as soon as none are, so a lone request goes straight to the model. It never
+waits longer than ``max_wait_s``; ``max_batch_size=1`` disables waiting. A submission whose
+caller has gone away (its future cancelled, e.g. a client disconnect) is dropped before the
+batch runs. If the batch call itself raises, every request in that batch gets the exception:
+per-request failures (a corrupt image) happen before submission, so they never reach a
+batch.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class MicroBatcher(Generic[I, O]):
         max_wait_s: How long the first item of a batch waits for more (>= 0).
         executor: Where ``run_batch`` runs (one worker keeps forward passes sequential).
         on_batch: Optional observer called with each dispatched batch's size.
+        expected: Optional count of items that will be submitted soon; while it is 0 and the
+            queue is empty, a batch is dispatched without waiting.
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class MicroBatcher(Generic[I, O]):
         max_wait_s: float,
         executor: Executor,
         on_batch: Callable[[int], None] | None = None,
+        expected: Callable[[], int] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
@@ -62,6 +68,7 @@ class MicroBatcher(Generic[I, O]):
         self.max_wait_s = max_wait_s
         self._executor = executor
         self._on_batch = on_batch
+        self._expected = expected
         self._queue: asyncio.Queue[_Entry[I, O]] = asyncio.Queue()
         # The batch being collected lives here, not in a local, so stop() can fail it too.
         self._collecting: list[_Entry[I, O]] = []
@@ -108,7 +115,7 @@ class MicroBatcher(Generic[I, O]):
                 batch.append(self._queue.get_nowait())
                 continue
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or (self._expected is not None and self._expected() == 0):
                 break
             try:
                 batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))

@@ -89,6 +89,7 @@ class ModelService:
         self._predictor: Predictor | None = None
         self._load_task: asyncio.Task[None] | None = None
         self._in_flight = 0
+        self._preprocessing = 0  # requests being decoded: they will reach the batcher soon
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -138,6 +139,7 @@ class ModelService:
             max_wait_s=self._batch_wait_s,
             executor=self._inference_executor,
             on_batch=self._metrics.batch_size.observe if self._metrics is not None else None,
+            expected=lambda: self._preprocessing,
         )
         self._load_task = asyncio.create_task(self._load(), name="veracity-model-load")
 
@@ -234,7 +236,11 @@ class ModelService:
             self._metrics.in_flight.inc()
         try:
             t0 = time.perf_counter()
-            tensor = await self._run(lambda: predictor.preprocess(data))
+            self._preprocessing += 1
+            try:
+                tensor = await self._run(lambda: predictor.preprocess(data))
+            finally:
+                self._preprocessing -= 1
             preprocess_s = time.perf_counter() - t0
             if self._metrics is not None:
                 self._metrics.preprocess_seconds.observe(preprocess_s)

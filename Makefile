@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 DEPLOY_VENV ?= .venv-deploy
 DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 
-.PHONY: install install-dev install-deploy run test lint typecheck demo-model clean
+.PHONY: install install-dev install-deploy run test lint typecheck demo-model bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,8 @@ run:
 	./scripts/run.sh
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
@@ -64,6 +64,12 @@ demo-model: $(STAMP)
 		--seed 0 --model-name veracity-demo --model-version 1.0.0 --no-progress
 	cp runs/demo/best.safetensors checkpoints/demo.safetensors
 	cp runs/demo/best.json checkpoints/demo.json
+
+# The throughput benchmark against the real service (a few minutes; not part of `make test`).
+# Needs wrk (apt-get install wrk). Writes bench/results/results.{json,png}.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache .mypy_cache .ruff_cache .coverage runs

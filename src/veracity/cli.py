@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,20 +81,12 @@ def _load_predictor(
 ) -> Predictor:
     from veracity.checkpoint import load_checkpoint
     from veracity.devices import select_device
-    from veracity.inference.predictor import Predictor
+    from veracity.inference.predictor import create_predictor
 
     target = select_device(device)  # type: ignore[arg-type]
     loaded = load_checkpoint(checkpoint, device=target)
-    if backend == "onnx":
-        import tempfile
-
-        from veracity.export import ensure_onnx
-        from veracity.inference.backends import OnnxBackend
-
-        cache = export_dir or Path(tempfile.gettempdir()) / "veracity-exports"
-        onnx = OnnxBackend(ensure_onnx(loaded, cache), target, threads=None)
-        return Predictor(loaded, target, backend=onnx)
-    return Predictor(loaded, target)
+    cache = export_dir or Path(tempfile.gettempdir()) / "veracity-exports"
+    return create_predictor(loaded, target, backend=backend, export_dir=cache)  # type: ignore[arg-type]
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -205,6 +198,12 @@ def _cmd_healthcheck(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def _add_checkpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="default: %(default)s"
+    )
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
@@ -298,9 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="print one JSON line of probabilities per image file")
     p.add_argument("files", type=Path, nargs="+", metavar="FILE")
-    p.add_argument(
-        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="default: %(default)s"
-    )
+    _add_checkpoint(p)
     p.add_argument(
         "--backend", choices=("torch", "onnx"), default="torch", help="default: %(default)s"
     )
@@ -316,18 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes OUT_DIR/<weights-sha256>.onnx and a sidecar JSON; a valid existing "
         "export is reused. Serve it with VERACITY_BACKEND=onnx and VERACITY_EXPORT_DIR=OUT_DIR.",
     )
-    p.add_argument(
-        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="default: %(default)s"
-    )
+    _add_checkpoint(p)
     p.add_argument("--out-dir", type=Path, required=True, help="the export cache directory")
     p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("evaluate", help="accuracy and ROC-AUC of a checkpoint on a dataset split")
     p.add_argument("--data", type=Path, required=True, help="dataset root (ImageFolder layout)")
     p.add_argument("--split", default="val", help="default: %(default)s")
-    p.add_argument(
-        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="default: %(default)s"
-    )
+    _add_checkpoint(p)
     _add_device(p)
     p.set_defaults(handler=_cmd_evaluate)
 

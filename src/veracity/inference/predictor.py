@@ -14,8 +14,9 @@ from typing import BinaryIO, Literal
 import torch
 
 from veracity.checkpoint import Checkpoint
+from veracity.errors import ConfigurationError
 from veracity.images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, load_rgb
-from veracity.inference.backends import Backend, TorchBackend
+from veracity.inference.backends import Backend, BackendName, OnnxBackend, TorchBackend
 from veracity.preprocess import EvalTransform
 
 
@@ -76,3 +77,29 @@ class Predictor:
             Prediction(real_prob=row[self._real_index], fake_prob=row[self._fake_index])
             for row in probs
         ]
+
+
+def create_predictor(
+    checkpoint: Checkpoint,
+    device: torch.device,
+    *,
+    backend: BackendName = "torch",
+    export_dir: Path | None = None,
+    threads: int | None = None,
+    formats: Iterable[str] = DEFAULT_FORMATS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Predictor:
+    """A Predictor on the named backend; for ``onnx``, the export cached in ``export_dir``.
+
+    Raises:
+        CheckpointError: the model cannot be exported to ONNX.
+        ConfigurationError: the backend cannot run on ``device``.
+    """
+    engine: Backend | None = None
+    if backend == "onnx":
+        from veracity.export import ensure_onnx
+
+        if export_dir is None:
+            raise ConfigurationError("the onnx backend needs an export directory")
+        engine = OnnxBackend(ensure_onnx(checkpoint, export_dir), device, threads=threads)
+    return Predictor(checkpoint, device, backend=engine, formats=formats, max_pixels=max_pixels)

@@ -26,11 +26,10 @@ import torch
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths, load_checkpoint
 from veracity.devices import DevicePreference, select_device
 from veracity.errors import ServiceUnavailableError
-from veracity.export import ensure_onnx
 from veracity.images import DEFAULT_FORMATS
-from veracity.inference.backends import BackendName, OnnxBackend
+from veracity.inference.backends import BackendName
 from veracity.inference.batcher import MicroBatcher
-from veracity.inference.predictor import Prediction, Predictor
+from veracity.inference.predictor import Prediction, Predictor, create_predictor
 from veracity.metrics import ServiceMetrics
 
 logger = logging.getLogger("veracity.service")
@@ -191,13 +190,14 @@ class ModelService:
             torch.set_num_threads(self._torch_threads)
         device = select_device(self._device_preference)
         checkpoint = load_checkpoint(self.checkpoint_path, device=device)
-        backend = None
-        if self._backend_name == "onnx":
-            assert self._export_dir is not None, "the onnx backend needs an export directory"
-            onnx_path = ensure_onnx(checkpoint, self._export_dir)
-            backend = OnnxBackend(onnx_path, device, threads=self._torch_threads)
-        return Predictor(
-            checkpoint, device, backend=backend, formats=self._formats, max_pixels=self._max_pixels
+        return create_predictor(
+            checkpoint,
+            device,
+            backend=self._backend_name,
+            export_dir=self._export_dir,
+            threads=self._torch_threads,
+            formats=self._formats,
+            max_pixels=self._max_pixels,
         )
 
     def _warm_up(self, predictor: Predictor) -> None:

@@ -40,10 +40,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from veracity.checkpoint import load_checkpoint, save_checkpoint
 from veracity.cpus import available_cpus
-from veracity.export import ensure_onnx
 from veracity.images import load_rgb
-from veracity.inference.backends import OnnxBackend
-from veracity.inference.predictor import Predictor
+from veracity.inference.predictor import create_predictor
 from veracity.models import CLASS_NAMES, create_classifier, resolve_preprocess_config
 
 API_KEY = "bench-key-0123456789abcdef"
@@ -114,14 +112,7 @@ def in_process(
     """The ceiling (best batch size) and single-image latency, decode included."""
     loaded = load_checkpoint(checkpoint)
     device = torch.device("cpu")
-    if backend == "onnx":
-        predictor = Predictor(
-            loaded,
-            device,
-            backend=OnnxBackend(ensure_onnx(loaded, export_dir), device, threads=None),
-        )
-    else:
-        predictor = Predictor(loaded, device)
+    predictor = create_predictor(loaded, device, backend=backend, export_dir=export_dir)
     for _ in range(3):
         predictor.predict([predictor.preprocess(image)])
     latencies = []

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,8 +116,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same directory, so a reader never sees half."""
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp)``, then move tmp over ``path``: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -148,7 +148,7 @@ def save_checkpoint(
     paths = CheckpointPaths.resolve(path)
     # Cloning breaks storage sharing (tied weights), which safetensors refuses to write.
     tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(paths.weights, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    atomic_write(paths.weights, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     metadata = CheckpointMetadata(
         format_version=FORMAT_VERSION,
         architecture=architecture,
@@ -162,7 +162,7 @@ def save_checkpoint(
         training=dict(training or {}),
     )
     text = metadata.model_dump_json(indent=2) + "\n"
-    _atomic_write(paths.metadata, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(paths.metadata, lambda p: p.write_text(text, encoding="utf-8"))
     return metadata
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,11 +80,12 @@ def _load_predictor(
 ) -> Predictor:
     from veracity.checkpoint import load_checkpoint
     from veracity.devices import select_device
+    from veracity.export import default_export_dir
     from veracity.inference.predictor import create_predictor
 
     target = select_device(device)  # type: ignore[arg-type]
     loaded = load_checkpoint(checkpoint, device=target)
-    cache = export_dir or Path(tempfile.gettempdir()) / "veracity-exports"
+    cache = export_dir or default_export_dir()
     return create_predictor(loaded, target, backend=backend, export_dir=cache)  # type: ignore[arg-type]
 
 

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 
 import torch
 
 from veracity import __version__
-from veracity.checkpoint import Checkpoint, file_sha256
+from veracity.checkpoint import Checkpoint, atomic_write, file_sha256
 from veracity.errors import CheckpointError
 
 logger = logging.getLogger("veracity.export")
 
 OPSET = 18
+
+
+def default_export_dir() -> Path:
+    """Where exports are cached unless configured: the system temporary directory."""
+    return Path(tempfile.gettempdir()) / "veracity-exports"
 
 
 def export_path(export_dir: Path, checkpoint: Checkpoint) -> Path:
@@ -51,13 +55,10 @@ def export_onnx(checkpoint: Checkpoint, out: Path) -> Path:
     model = checkpoint.model.to("cpu").eval()
     channels, height, width = checkpoint.metadata.preprocess.input_size
     example = torch.zeros(2, channels, height, width)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        batch = torch.export.Dim("batch", min=1, max=1024)
-        torch.onnx.export(
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    atomic_write(
+        out,
+        lambda tmp: torch.onnx.export(
             model,
             (example,),
             str(tmp),
@@ -68,12 +69,8 @@ def export_onnx(checkpoint: Checkpoint, out: Path) -> Path:
             dynamic_shapes=({0: batch},),
             external_data=False,
             verbose=False,
-        )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        ),
+    )
     record = {
         "weights_sha256": checkpoint.metadata.weights_sha256,
         "onnx_sha256": file_sha256(out),

@@ -7,7 +7,6 @@ stops the process before it binds a port.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from veracity.cpus import available_cpus
 from veracity.devices import DevicePreference
+from veracity.export import default_export_dir
 from veracity.inference.backends import BackendName
 
 ENV_PREFIX = "VERACITY_"
@@ -57,9 +57,7 @@ class Settings(BaseSettings):
     inference_threads: Annotated[int, Field(ge=1, le=64)] | None = None
     torch_threads: Annotated[int, Field(ge=1, le=256)] | None = None
     backend: BackendName = "torch"
-    export_dir: Path = Field(
-        default_factory=lambda: Path(tempfile.gettempdir()) / "veracity-exports"
-    )
+    export_dir: Path = Field(default_factory=default_export_dir)
     max_batch_size: Annotated[int, Field(ge=1, le=256)] = 8
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
     shutdown_drain_s: Annotated[float, Field(ge=0, le=600)] = 20.0

@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from veracity.checkpoint import atomic_write
 from veracity.errors import CheckpointError
 
 STATE_SUFFIX = ".state.safetensors"
@@ -55,9 +56,7 @@ def save_training_state(
         "progress": json.dumps(progress.__dict__),
         "rng_python": json.dumps(random.getstate()),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> TrainingProgress:

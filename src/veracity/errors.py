@@ -45,6 +45,13 @@ class ImageTooLargeError(InvalidImageError):
     code = "image_too_large"
 
 
+class PayloadTooLargeError(VeracityError):
+    """The uploaded file is larger than the configured upload limit."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
 class CheckpointError(VeracityError):
     """A checkpoint is missing, malformed, tampered with, or does not match its architecture."""
 

@@ -135,3 +135,13 @@ def test_image_just_under_the_body_limit_is_accepted(client) -> None:
     data = jpeg_bytes(700, 500, quality=95)
     assert len(data) < 1024 * 1024
     assert infer(client, data).status_code == 200
+
+
+def test_file_just_over_the_limit_is_413_not_truncated(client) -> None:
+    # Inside the multipart allowance, so the body limit lets it through: the file itself
+    # must still be refused rather than cut at the limit and reported as a corrupt image.
+    data = jpeg_bytes(16, 16) + b"\x00" * (1024 * 1024)
+    assert 1024 * 1024 < len(data) < 1024 * 1024 + 64 * 1024
+    error = assert_error(infer(client, data), 413, "payload_too_large")
+    assert "1 MB upload limit" in error["message"]
+    assert_still_serving(client)

@@ -16,7 +16,7 @@ from veracity.api.schemas import (
     PreprocessInfo,
     ReadyResponse,
 )
-from veracity.errors import BadRequestError
+from veracity.errors import BadRequestError, PayloadTooLargeError
 
 # Multipart overhead allowed on top of the image itself (boundaries, part headers).
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -69,9 +69,16 @@ async def read_upload(request: Request, *, max_image_bytes: int) -> bytes:
             ) from None
         if not isinstance(upload, UploadFile):
             raise BadRequestError("the 'file' part must be a file upload, not a text field")
+        # One byte past the limit is enough to know the file is too large; the body limit
+        # leaves room for multipart overhead, so the file itself is checked here.
         data = await upload.read(max_image_bytes + 1)
     finally:
         await form.close()
+    if len(data) > max_image_bytes:
+        raise PayloadTooLargeError(
+            f"the file exceeds the {max_image_bytes / (1024 * 1024):g} MB upload limit; "
+            "send a smaller image"
+        )
     if not data:
         raise BadRequestError("the uploaded file is empty")
     return data

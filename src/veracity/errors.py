@@ -95,3 +95,48 @@ class ServiceUnavailableError(VeracityError):
 
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class OverloadedError(ServiceUnavailableError):
+    """The admission queue is full: the request is shed at once instead of queueing."""
+
+    code = "overloaded"
+
+
+class DeadlineExceededError(VeracityError):
+    """The request's deadline passed before the model could serve it; it never ran."""
+
+    status_code = 504
+    code = "deadline_exceeded"
+
+
+class RequestTimeoutError(VeracityError):
+    """The client did not finish sending its body in time (a trickling or stalled upload)."""
+
+    status_code = 408
+    code = "body_timeout"
+
+    def __init__(self, message: str) -> None:
+        # The rest of the body may still arrive; it must not be parsed as the next request.
+        super().__init__(message, headers={"Connection": "close"})
+
+
+class ClientDisconnectedError(VeracityError):
+    """The client went away before its answer was ready; its work was dropped.
+
+    Nobody reads the response; the status (nginx's 499) is for the access log and metrics.
+    """
+
+    status_code = 499
+    code = "client_closed_request"
+
+
+class RateLimitedError(VeracityError):
+    """A key went over its request rate or its daily quota."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str = "rate_limited") -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
+        self.code = code

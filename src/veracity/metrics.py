@@ -49,6 +49,24 @@ class ServiceMetrics:
         )
         self.in_flight = Gauge(
             "veracity_inference_in_flight",
-            "Inference jobs submitted to the worker pool and not yet finished.",
+            "Requests admitted to the model service (decoding, queued or in a forward pass).",
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "veracity_queue_depth",
+            "Admitted requests waiting to be decoded or for a forward pass.",
+            registry=registry,
+        )
+        self.shed = Counter(
+            "veracity_shed_requests",
+            "Requests dropped without an answer from the model, by reason: overloaded "
+            "(queue full), deadline_exceeded, client_disconnected.",
+            ["reason"],
+            registry=registry,
+        )
+        self.throttled = Counter(
+            "veracity_throttled_requests",
+            "Requests refused by a per-key limit, by key id and limit (rate or quota).",
+            ["key_id", "limit"],
             registry=registry,
         )

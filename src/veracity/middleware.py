@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request IDs and the access log.
+"""Pure ASGI middleware: request IDs, the access log, security headers, the body limit.
 
 Pure ASGI (rather than BaseHTTPMiddleware) so nothing here buffers a body or changes how
 the response streams. The request-body size limit is Starlette's own
@@ -104,9 +104,44 @@ class RequestIdMiddleware:
                     "status": status,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 2),
                     "client": f"{client[0]}:{client[1]}" if client else None,
+                    # The id of the key that authenticated, never the key itself.
+                    "key_id": scope.get("state", {}).get("api_key_id"),
                 },
             )
             REQUEST_ID.reset(token)
+
+
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    # Browsers must not guess a type: a JSON error must never run as HTML or script.
+    ("x-content-type-options", "nosniff"),
+    # Verdicts on someone's image are not for shared caches or the browser's back button.
+    ("cache-control", "no-store"),
+    # No page of this service (Swagger UI included) may be framed: no clickjacking.
+    ("x-frame-options", "DENY"),
+    ("content-security-policy", "frame-ancestors 'none'"),
+    ("referrer-policy", "no-referrer"),
+)
+
+
+class SecurityHeadersMiddleware:
+    """Adds ``SECURITY_HEADERS`` to every HTTP response, errors from below the app included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS:
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class ContentLengthLimitMiddleware:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+import limits
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -62,12 +63,38 @@ class Settings(BaseSettings):
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
     shutdown_drain_s: Annotated[float, Field(ge=0, le=600)] = 20.0
     docs_enabled: bool = True
+    # Admission control: at most max_queue requests are inside the model service at once
+    # (decoding, waiting for a batch, or in a forward pass); the next is answered 503 at
+    # once. Each admitted request has request_timeout_s to be answered, or it is answered
+    # 504 and dropped before it reaches the model.
+    max_queue: Annotated[int, Field(ge=1, le=10_000)] = 32
+    request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    # Time allowed to receive a whole request body; a client trickling bytes gets 408.
+    body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # Per-key limits (per replica): a rate in the `limits` notation ("20/second",
+    # "600/minute") and a number of requests per rolling day. Unset means unlimited.
+    rate_limit: str | None = None
+    daily_quota: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parse_rate_limit(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                amount = limits.parse(value).amount
+            except ValueError:
+                amount = 0
+            if amount < 1:
+                raise ValueError(
+                    f"{value!r} is not a rate; write e.g. 20/second, 600/minute or 5/1second"
+                )
         return value
 
     @field_validator("log_level", mode="before")

@@ -12,11 +12,17 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from veracity import __version__
 from veracity.api.auth import ApiKeyAuth, key_id
+from veracity.api.docs import install_docs
 from veracity.api.errors import install_error_handlers
+from veracity.api.ratelimit import KeyLimiter
 from veracity.api.routes import MULTIPART_OVERHEAD_BYTES, build_router
 from veracity.inference.service import ModelService
 from veracity.metrics import ServiceMetrics
-from veracity.middleware import ContentLengthLimitMiddleware, RequestIdMiddleware
+from veracity.middleware import (
+    ContentLengthLimitMiddleware,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
 from veracity.settings import Settings
 
 logger = logging.getLogger("veracity.app")
@@ -48,9 +54,12 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         export_dir=settings.export_dir,
         batch_wait_s=settings.batch_wait_ms / 1000,
         max_pixels=settings.max_image_pixels,
+        max_queue=settings.max_queue,
+        request_timeout_s=settings.request_timeout_s,
         metrics=metrics,
     )
     auth = ApiKeyAuth(settings.effective_api_keys, enabled=not settings.auth_disabled)
+    limiter = KeyLimiter(settings.rate_limit, settings.daily_quota)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,17 +84,24 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs_enabled else None,
+        docs_url=None,  # served by install_docs, from local assets
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
     app.state.model_service = service
     app.state.auth = auth
+    app.state.limiter = limiter
     app.state.metrics = metrics
+    if settings.docs_enabled:
+        install_docs(app, openapi_url="/openapi.json")
 
     install_error_handlers(app, on_rejection=lambda code: metrics.rejected.labels(code).inc())
-    app.include_router(build_router(max_upload_bytes=settings.max_upload_bytes))
+    app.include_router(
+        build_router(
+            max_upload_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s
+        )
+    )
     Instrumentator(
         registry=registry,
         # Label by route template, never the raw path, so random URLs cannot create series.
@@ -102,4 +118,6 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         on_reject=lambda: metrics.rejected.labels("payload_too_large").inc(),
     )
     app.add_middleware(RequestIdMiddleware)
+    # Outermost, so even the catch-all 500 and the length guard's 413 carry the headers.
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -7,9 +7,18 @@ import hmac
 import logging
 from collections.abc import Iterable
 
+from starlette.datastructures import Headers, QueryParams
+
 from veracity.errors import AuthenticationError
 
 logger = logging.getLogger("veracity.auth")
+
+HEADER = "x-api-key"
+# Query parameters clients use for keys. A key in a URL is kept by proxies, browser history
+# and access logs, so such a request is refused even when the header is right too.
+_KEY_QUERY_PARAMS = frozenset(
+    {"api_key", "apikey", "api-key", "x-api-key", "key", "token", "access_token"}
+)
 
 
 def key_id(key: str) -> str:
@@ -30,6 +39,29 @@ class ApiKeyAuth:
         self.enabled = enabled
         if enabled and not self._digests:
             raise ValueError("ApiKeyAuth needs at least one key when enabled")
+
+    def authenticate_request(self, headers: Headers, query: QueryParams) -> str | None:
+        """Find the key where it belongs (one X-API-Key header) and check it.
+
+        Raises:
+            AuthenticationError: missing, wrong, duplicated, or misplaced (query string,
+                ``Authorization``) key.
+        """
+        if not self.enabled:
+            return None
+        if any(name.lower() in _KEY_QUERY_PARAMS for name in query):
+            raise AuthenticationError(
+                "API keys must not be sent in the URL, where proxies and logs keep them; "
+                "send the key in the X-API-Key header, and rotate the exposed key"
+            )
+        values = headers.getlist(HEADER)
+        if len(values) > 1:
+            raise AuthenticationError("send exactly one X-API-Key header")
+        if not values and "authorization" in headers:
+            raise AuthenticationError(
+                "send the API key in the X-API-Key header, not in Authorization"
+            )
+        return self.authenticate(values[0] if values else None)
 
     def authenticate(self, presented: str | None) -> str | None:
         """Return the key id of a valid key (``None`` when auth is disabled).

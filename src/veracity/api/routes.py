@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from veracity.api.deps import ApiKeyDep, ModelServiceDep
 from veracity.api.schemas import (
@@ -16,7 +20,15 @@ from veracity.api.schemas import (
     PreprocessInfo,
     ReadyResponse,
 )
-from veracity.errors import BadRequestError, PayloadTooLargeError
+from veracity.errors import (
+    BadRequestError,
+    ClientDisconnectedError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+)
+from veracity.inference.service import ModelService
+
+T = TypeVar("T")
 
 # Multipart overhead allowed on top of the image itself (boundaries, part headers).
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -48,18 +60,84 @@ def _error(description: str) -> dict[str, Any]:
 
 
 INFER_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error("Malformed multipart body, or more than one file part."),
-    401: _error("Missing or invalid X-API-Key."),
+    400: _error("Malformed multipart body, no 'file' part, or more than one file part."),
+    401: _error(
+        "Missing, invalid, duplicated or misplaced API key (send exactly one X-API-Key "
+        "header; never the query string or Authorization)."
+    ),
+    408: _error("The body was not received within VERACITY_BODY_TIMEOUT_S."),
     413: _error("Body above VERACITY_MAX_UPLOAD_MB, or image above the pixel limit."),
     415: _error("An image format outside the allowlist (e.g. TIFF, PSD, PDF)."),
-    422: _error("No 'file' part, or bytes that are not a readable image."),
+    422: _error("Bytes that are not a readable image."),
+    429: _error("The key's rate limit or daily quota is used up (see Retry-After)."),
     500: _error("Unexpected server error; quote the request_id."),
-    503: _error("Model not loaded yet, failed to load, or shutting down (see Retry-After)."),
+    503: _error(
+        "Queue full (overloaded), model not loaded yet or failed, or shutting down "
+        "(see Retry-After)."
+    ),
+    504: _error("Not served within VERACITY_REQUEST_TIMEOUT_S; the work was dropped."),
+}
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: INFER_ERRORS[401],
+    429: INFER_ERRORS[429],
 }
 
 
-async def read_upload(request: Request, *, max_image_bytes: int) -> bytes:
-    """Parse the multipart body (one file part, few fields) and return the file's bytes."""
+async def read_upload(request: Request, *, max_image_bytes: int, timeout_s: float) -> bytes:
+    """Receive and parse the multipart body within ``timeout_s``; return the file's bytes.
+
+    Raises:
+        RequestTimeoutError: the body took longer than ``timeout_s`` (a trickling client).
+        ClientDisconnectedError: the client went away mid-upload.
+        BadRequestError, PayloadTooLargeError: the body is malformed or too large.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_upload(request, max_image_bytes=max_image_bytes)
+    except TimeoutError as e:
+        raise RequestTimeoutError(
+            f"the request body was not received within {timeout_s:g} s; check the "
+            "connection and send the image again"
+        ) from e
+    except ClientDisconnect as e:
+        raise ClientDisconnectedError("the client disconnected during the upload") from e
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, but cancel it as soon as the client disconnects.
+
+    Cancelling frees the request's admission slot and drops its queued work. Starlette
+    only notices a disconnect when it next reads the request, so it is watched here: once
+    the body is read, ``receive()`` returns only when the client goes away (or the
+    response is complete).
+
+    Raises:
+        ClientDisconnectedError: the client went away first.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task in done:
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    # The work's own outcome no longer matters to anyone.
+    with contextlib.suppress(BaseException):
+        await task
+    raise ClientDisconnectedError("the client disconnected before the answer was ready")
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _read_upload(request: Request, *, max_image_bytes: int) -> bytes:
     form = await request.form(max_files=1, max_fields=4, max_part_size=8 * 1024)
     try:
         upload = form.get("file")
@@ -84,7 +162,26 @@ async def read_upload(request: Request, *, max_image_bytes: int) -> bytes:
     return data
 
 
-def build_router(*, max_upload_bytes: int) -> APIRouter:
+async def classify(request: Request, service: ModelService, data: bytes) -> InferResponse:
+    try:
+        result = await until_disconnected(request, service.predict(data))
+    except ClientDisconnectedError:
+        service.record_shed("client_disconnected")
+        raise
+    meta = service.metadata
+    return InferResponse(
+        request_id=request.state.request_id,
+        fake_prob=result.prediction.fake_prob,
+        real_prob=result.prediction.real_prob,
+        label=result.prediction.label,
+        model_name=meta.model_name,
+        model_version=meta.model_version,
+        timings_ms={"preprocess": result.preprocess_ms, "inference": result.inference_ms},
+        batch_size=result.batch_size,
+    )
+
+
+def build_router(*, max_upload_bytes: int, body_timeout_s: float) -> APIRouter:
     """The API's routes; limits come from settings, so the router is built per app."""
     router = APIRouter()
 
@@ -97,21 +194,13 @@ def build_router(*, max_upload_bytes: int) -> APIRouter:
         max_body_size=max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
     )
     async def infer(request: Request, service: ModelServiceDep, _: ApiKeyDep) -> InferResponse:
-        # Auth (a dependency) runs before the body is read, so an unauthenticated client
-        # is turned away without uploading anything.
-        data = await read_upload(request, max_image_bytes=max_upload_bytes)
-        result = await service.predict(data)
-        meta = service.metadata
-        return InferResponse(
-            request_id=request.state.request_id,
-            fake_prob=result.prediction.fake_prob,
-            real_prob=result.prediction.real_prob,
-            label=result.prediction.label,
-            model_name=meta.model_name,
-            model_version=meta.model_version,
-            timings_ms={"preprocess": result.preprocess_ms, "inference": result.inference_ms},
-            batch_size=result.batch_size,
+        # Auth and rate limits (a dependency) and admission run before the body is read,
+        # so a client that would be refused anyway uploads nothing.
+        service.check_admission()
+        data = await read_upload(
+            request, max_image_bytes=max_upload_bytes, timeout_s=body_timeout_s
         )
+        return await classify(request, service, data)
 
     @router.get(
         "/health",
@@ -144,7 +233,7 @@ def build_router(*, max_upload_bytes: int) -> APIRouter:
         "/model",
         response_model=ModelResponse,
         summary="Metadata of the loaded checkpoint",
-        responses={401: _error("Missing or invalid X-API-Key."), 503: _error("Not loaded yet.")},
+        responses=AUTH_ERRORS | {503: _error("Not loaded yet.")},
     )
     async def model(service: ModelServiceDep, _: ApiKeyDep) -> ModelResponse:
         meta = service.metadata

@@ -73,6 +73,7 @@ class MicroBatcher(Generic[I, O]):
         # The batch being collected lives here, not in a local, so stop() can fail it too.
         self._collecting: list[_Entry[I, O]] = []
         self._task: asyncio.Task[None] | None = None
+        self.running = 0  # items in the batch now in the executor
 
     def start(self) -> None:
         if self._task is None:
@@ -136,6 +137,7 @@ class MicroBatcher(Generic[I, O]):
             # Shielded: cancelling the collector (stop) lets the running batch finish and
             # deliver its results instead of abandoning it mid-forward.
             run = loop.run_in_executor(self._executor, self._run_batch, items)
+            self.running = len(batch)
             try:
                 outputs = await asyncio.shield(run)
             except asyncio.CancelledError:
@@ -148,6 +150,8 @@ class MicroBatcher(Generic[I, O]):
                     if not future.done():
                         future.set_exception(e)
                 continue
+            finally:
+                self.running = 0
             self._deliver(batch, outputs)
 
     @staticmethod

@@ -25,7 +25,7 @@ import torch
 
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths, load_checkpoint
 from veracity.devices import DevicePreference, select_device
-from veracity.errors import ServiceUnavailableError
+from veracity.errors import DeadlineExceededError, OverloadedError, ServiceUnavailableError
 from veracity.images import DEFAULT_FORMATS
 from veracity.inference.backends import BackendName
 from veracity.inference.batcher import MicroBatcher
@@ -69,6 +69,8 @@ class ModelService:
         export_dir: Path | None = None,
         max_pixels: int,
         formats: tuple[str, ...] = DEFAULT_FORMATS,
+        max_queue: int = 32,
+        request_timeout_s: float = 10.0,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self.checkpoint_path = checkpoint
@@ -82,12 +84,14 @@ class ModelService:
         self._export_dir = export_dir
         self._max_batch_size = max_batch_size
         self._batch_wait_s = batch_wait_s
+        self._max_queue = max_queue
+        self._request_timeout_s = request_timeout_s
         self._executor: ThreadPoolExecutor | None = None
         self._inference_executor: ThreadPoolExecutor | None = None
         self._batcher: MicroBatcher[torch.Tensor, BatchOutput] | None = None
         self._predictor: Predictor | None = None
         self._load_task: asyncio.Task[None] | None = None
-        self._in_flight = 0
+        self._in_flight = 0  # admitted requests: decoding, queued or in a forward pass
         self._preprocessing = 0  # requests being decoded: they will reach the batcher soon
         self._closed = False
         self._idle = asyncio.Event()
@@ -102,6 +106,12 @@ class ModelService:
     @property
     def model_loaded(self) -> bool:
         return self._predictor is not None
+
+    @property
+    def queue_depth(self) -> int:
+        """Admitted requests not in a forward pass yet (being decoded or waiting)."""
+        running = self._batcher.running if self._batcher is not None else 0
+        return max(0, self._in_flight - running)
 
     @property
     def checkpoint_exists(self) -> bool:
@@ -140,6 +150,8 @@ class ModelService:
             on_batch=self._metrics.batch_size.observe if self._metrics is not None else None,
             expected=lambda: self._preprocessing,
         )
+        if self._metrics is not None:
+            self._metrics.queue_depth.set_function(lambda: self.queue_depth)
         self._load_task = asyncio.create_task(self._load(), name="veracity-model-load")
 
     async def wait_ready(self) -> None:
@@ -217,47 +229,93 @@ class ModelService:
         context = contextvars.copy_context()
         return await loop.run_in_executor(pool, context.run, fn)
 
-    async def predict(self, data: bytes) -> InferenceResult:
-        """Decode, preprocess and classify one upload off the event loop.
+    def check_admission(self) -> None:
+        """Refuse at once what ``predict`` would refuse before doing any work.
+
+        The route calls this before reading the body too, so a shed request costs neither
+        an upload nor memory.
 
         Raises:
             ServiceUnavailableError: not ready (loading, failed or shutting down).
-            InvalidImageError: and subclasses, for uploads that are not accepted images.
+            OverloadedError: ``max_queue`` requests are already admitted.
         """
-        predictor = self._predictor
         # "stopping" fails readiness only: requests the server accepted before the signal
         # still finish. New connections are refused by the server; new work is refused here
         # only once stop() has begun.
-        if predictor is None or self._closed:
+        if self._predictor is None or self._closed:
             raise ServiceUnavailableError(self._unavailable_reason())
+        if self._in_flight >= self._max_queue:
+            self.record_shed("overloaded")
+            raise OverloadedError(
+                f"the service is at capacity ({self._max_queue} requests queued); retry after "
+                "the delay in Retry-After, or on another replica"
+            )
+
+    def record_shed(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.shed.labels(reason).inc()
+
+    async def predict(self, data: bytes) -> InferenceResult:
+        """Decode, preprocess and classify one upload off the event loop.
+
+        Admission is bounded (``max_queue``) and each admitted request has
+        ``request_timeout_s`` to be answered. Cancelling the caller (a client disconnect)
+        frees its slot at once: queued work is dropped before it reaches the model.
+
+        Raises:
+            ServiceUnavailableError: not ready (loading, failed or shutting down).
+            OverloadedError: the admission queue is full.
+            DeadlineExceededError: not served within ``request_timeout_s``.
+            InvalidImageError: and subclasses, for uploads that are not accepted images.
+        """
+        self.check_admission()
+        predictor = self._predictor
+        assert predictor is not None
         self._in_flight += 1
         self._idle.clear()
         if self._metrics is not None:
             self._metrics.in_flight.inc()
+        deadline = asyncio.timeout(self._request_timeout_s)
         try:
-            t0 = time.perf_counter()
-            self._preprocessing += 1
-            try:
-                tensor = await self._run(lambda: predictor.preprocess(data))
-            finally:
-                self._preprocessing -= 1
-            preprocess_s = time.perf_counter() - t0
-            if self._metrics is not None:
-                self._metrics.preprocess_seconds.observe(preprocess_s)
-            assert self._batcher is not None
-            output = await self._batcher.submit(tensor)
-            return InferenceResult(
-                prediction=output.prediction,
-                preprocess_ms=round(preprocess_s * 1000, 3),
-                inference_ms=output.inference_ms,
-                batch_size=output.batch_size,
-            )
+            async with deadline:
+                return await self._predict_admitted(predictor, data)
+        except TimeoutError as e:
+            if not deadline.expired():
+                raise
+            # Work cancelled by the deadline while waiting in either queue is dropped there
+            # (the pool skips cancelled futures, the batcher drops cancelled entries), so it
+            # never reaches the model.
+            self.record_shed("deadline_exceeded")
+            raise DeadlineExceededError(
+                f"not served within the {self._request_timeout_s:g} s deadline "
+                "(VERACITY_REQUEST_TIMEOUT_S) because the service is busy; retry later or on "
+                "another replica"
+            ) from e
         finally:
             self._in_flight -= 1
             if self._metrics is not None:
                 self._metrics.in_flight.dec()
             if self._in_flight == 0:
                 self._idle.set()
+
+    async def _predict_admitted(self, predictor: Predictor, data: bytes) -> InferenceResult:
+        t0 = time.perf_counter()
+        self._preprocessing += 1
+        try:
+            tensor = await self._run(lambda: predictor.preprocess(data))
+        finally:
+            self._preprocessing -= 1
+        preprocess_s = time.perf_counter() - t0
+        if self._metrics is not None:
+            self._metrics.preprocess_seconds.observe(preprocess_s)
+        assert self._batcher is not None
+        output = await self._batcher.submit(tensor)
+        return InferenceResult(
+            prediction=output.prediction,
+            preprocess_ms=round(preprocess_s * 1000, 3),
+            inference_ms=output.inference_ms,
+            batch_size=output.batch_size,
+        )
 
     def _infer_batch(self, tensors: list[torch.Tensor]) -> list[BatchOutput]:
         """One forward pass for a whole batch (runs on the inference thread)."""

@@ -69,13 +69,6 @@ def test_missing_or_wrong_key_is_401(client, key) -> None:
     assert_still_serving(client)
 
 
-def test_key_in_the_query_string_is_not_accepted(client) -> None:
-    response = client.post(
-        f"/infer?api_key={API_KEY}", files={"file": ("x.jpg", jpeg_bytes(), "image/jpeg")}
-    )
-    assert_error(response, 401, "unauthorized")
-
-
 def test_unauthenticated_upload_is_refused_before_the_body_is_parsed(client) -> None:
     # A multipart body that would fail to parse: the 401 proves it was never read.
     response = client.post(

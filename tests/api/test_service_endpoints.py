@@ -13,6 +13,7 @@ from tests.api.conftest import (
     make_settings,
     started_client,
 )
+from veracity.api.auth import key_id
 from veracity.checkpoint import read_metadata
 
 
@@ -73,7 +74,19 @@ def test_docs_describe_the_contract(client) -> None:
         "description": "One of the keys configured in VERACITY_API_KEYS.",
     }
     infer_op = schema["paths"]["/infer"]["post"]
-    assert {"200", "400", "401", "413", "415", "422", "500", "503"} <= set(infer_op["responses"])
+    assert set(infer_op["responses"]) == {
+        "200",
+        "400",
+        "401",
+        "408",
+        "413",
+        "415",
+        "422",
+        "429",
+        "500",
+        "503",
+        "504",
+    }
     assert "multipart/form-data" in infer_op["requestBody"]["content"]
     assert infer_op["security"] == [{"APIKeyHeader": []}]
     assert "examples" in schema["components"]["schemas"]["InferResponse"]
@@ -153,6 +166,7 @@ def test_logs_are_json_with_request_id_and_never_the_key(client, json_logs) -> N
     assert (line["method"], line["path"], line["status"]) == ("POST", "/infer", 200)
     assert line["latency_ms"] > 0
     assert line["client"]
+    assert line["key_id"] == key_id(API_KEY)
     assert {"time", "level", "message"} <= set(line)
     for entry in lines:
         assert API_KEY not in json.dumps(entry)

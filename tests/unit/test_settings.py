@@ -74,6 +74,11 @@ def test_short_keys_are_refused(monkeypatch) -> None:
         ("VERACITY_MAX_UPLOAD_MB", "0"),
         ("VERACITY_LOG_LEVEL", "chatty"),
         ("VERACITY_INFERENCE_THREADS", "0"),
+        ("VERACITY_MAX_QUEUE", "0"),
+        ("VERACITY_REQUEST_TIMEOUT_S", "0"),
+        ("VERACITY_RATE_LIMIT", "fast"),
+        ("VERACITY_RATE_LIMIT", "0/second"),
+        ("VERACITY_DAILY_QUOTA", "0"),
     ],
 )
 def test_each_bad_value_is_reported_by_variable_name(monkeypatch, name: str, value: str) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -38,6 +39,10 @@ def started_client(settings: Settings, **app_kwargs) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as client:
         client.portal.call(app.state.model_service.wait_ready)
         yield client
+
+
+# `with serving(settings) as client:` for tests that need their own settings.
+serving = contextlib.contextmanager(started_client)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from tests.api.conftest import (
     infer,
     jpeg_bytes,
     make_settings,
-    started_client,
+    serving,
 )
 from veracity.inference.service import ModelService
 
@@ -65,7 +65,7 @@ def test_a_full_queue_is_shed_at_once_and_admitted_requests_finish(
     tiny_checkpoint: Path, gate: Gate
 ) -> None:
     settings = make_settings(tiny_checkpoint, max_queue=2, max_batch_size=1)
-    for client in started_client(settings):
+    with serving(settings) as client:
         service = client.app.state.model_service
         with ThreadPoolExecutor(max_workers=2) as pool:
             admitted = [pool.submit(infer, client, jpeg_bytes(seed=i)) for i in range(2)]
@@ -89,7 +89,7 @@ def test_a_request_past_its_deadline_gets_504_and_never_reaches_the_model(
     tiny_checkpoint: Path, gate: Gate
 ) -> None:
     settings = make_settings(tiny_checkpoint, max_batch_size=1, request_timeout_s=0.5)
-    for client in started_client(settings):
+    with serving(settings) as client:
         service = client.app.state.model_service
         with ThreadPoolExecutor(max_workers=2) as pool:
             first = pool.submit(infer, client, jpeg_bytes(seed=1))
@@ -111,7 +111,7 @@ def test_a_client_that_disconnects_while_queued_frees_its_slot(
     tiny_checkpoint: Path, gate: Gate
 ) -> None:
     settings = make_settings(tiny_checkpoint, max_batch_size=1, max_queue=2)
-    for client in started_client(settings):
+    with serving(settings) as client:
         service = client.app.state.model_service
         hang_up = threading.Event()
 
@@ -157,7 +157,7 @@ def test_a_client_that_disconnects_mid_upload_costs_nothing(client) -> None:
 
 
 def test_a_trickling_body_is_cut_off_with_408(tiny_checkpoint: Path) -> None:
-    for client in started_client(make_settings(tiny_checkpoint, body_timeout_s=0.3)):
+    with serving(make_settings(tiny_checkpoint, body_timeout_s=0.3)) as client:
         headers, body = multipart(jpeg_bytes())
         sent = False
 
@@ -181,17 +181,16 @@ def test_a_trickling_body_is_cut_off_with_408(tiny_checkpoint: Path) -> None:
 
 def test_no_upload_is_read_once_the_queue_is_full(tiny_checkpoint: Path, gate: Gate) -> None:
     settings = make_settings(tiny_checkpoint, max_queue=1, max_batch_size=1)
-    for client in started_client(settings):
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            running = pool.submit(infer, client, jpeg_bytes(seed=1))
-            wait_until(lambda: gate.batches == [1])
-            headers, _ = multipart(jpeg_bytes())
+    with serving(settings) as client, ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(infer, client, jpeg_bytes(seed=1))
+        wait_until(lambda: gate.batches == [1])
+        headers, _ = multipart(jpeg_bytes())
 
-            async def never_read() -> dict:
-                raise AssertionError("the body of a shed request was read")
+        async def never_read() -> dict:
+            raise AssertionError("the body of a shed request was read")
 
-            response = call(client, headers, never_read)
-            assert response.status == 503
-            assert json.loads(response.body)["error"]["code"] == "overloaded"
-            gate.opened.set()
-            assert running.result().status_code == 200
+        response = call(client, headers, never_read)
+        assert response.status == 503
+        assert json.loads(response.body)["error"]["code"] == "overloaded"
+        gate.opened.set()
+        assert running.result().status_code == 200

@@ -15,7 +15,7 @@ from tests.api.conftest import (
     infer,
     jpeg_bytes,
     make_settings,
-    started_client,
+    serving,
 )
 from veracity.api.auth import key_id
 from veracity.middleware import SECURITY_HEADERS
@@ -57,7 +57,7 @@ def test_model_metadata_needs_a_key_too(client) -> None:
 
 
 def test_rate_limit_is_per_key_with_retry_after(tiny_checkpoint: Path) -> None:
-    for client in started_client(make_settings(tiny_checkpoint, rate_limit="2/minute")):
+    with serving(make_settings(tiny_checkpoint, rate_limit="2/minute")) as client:
         assert [infer(client, jpeg_bytes()).status_code for _ in range(2)] == [200, 200]
         limited = infer(client, jpeg_bytes())
         error = assert_error(limited, 429, "rate_limited")
@@ -75,7 +75,7 @@ def test_rate_limit_is_per_key_with_retry_after(tiny_checkpoint: Path) -> None:
 
 
 def test_daily_quota_answers_429_until_the_window_renews(tiny_checkpoint: Path) -> None:
-    for client in started_client(make_settings(tiny_checkpoint, daily_quota=1)):
+    with serving(make_settings(tiny_checkpoint, daily_quota=1)) as client:
         assert client.get("/model", headers={"X-API-Key": API_KEY}).status_code == 200
         over = infer(client, jpeg_bytes())
         error = assert_error(over, 429, "quota_exceeded")
@@ -85,7 +85,7 @@ def test_daily_quota_answers_429_until_the_window_renews(tiny_checkpoint: Path) 
 
 
 def test_probes_are_never_rate_limited(tiny_checkpoint: Path) -> None:
-    for client in started_client(make_settings(tiny_checkpoint, rate_limit="1/minute")):
+    with serving(make_settings(tiny_checkpoint, rate_limit="1/minute")) as client:
         assert all(client.get("/ready").status_code == 200 for _ in range(5))
         assert all(client.get("/health").status_code == 200 for _ in range(5))
 
@@ -129,5 +129,5 @@ def test_swagger_ui_loads_nothing_from_another_origin(client) -> None:
 
 
 def test_docs_off_also_removes_the_assets(tiny_checkpoint: Path) -> None:
-    for client in started_client(make_settings(tiny_checkpoint, docs_enabled=False)):
+    with serving(make_settings(tiny_checkpoint, docs_enabled=False)) as client:
         assert_error(client.get("/docs/assets/swagger-ui-bundle.js"), 404, "not_found")

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from veracity.api.deps import ApiKeyDep, ModelServiceDep
@@ -32,6 +33,10 @@ T = TypeVar("T")
 
 # Multipart overhead allowed on top of the image itself (boundaries, part headers).
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# An upload is one file part; a few text fields are tolerated (some clients add them).
+MAX_FORM_FIELDS = 4
+# Bounds each part's headers and each text field, so neither can be used to fill memory.
+MAX_PART_HEADER_BYTES = 8 * 1024
 
 _UPLOAD_SCHEMA: dict[str, Any] = {
     "requestBody": {
@@ -138,12 +143,24 @@ async def _wait_for_disconnect(request: Request) -> None:
 
 
 async def _read_upload(request: Request, *, max_image_bytes: int) -> bytes:
-    form = await request.form(max_files=1, max_fields=4, max_part_size=8 * 1024)
+    try:
+        form = await request.form(
+            max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_PART_HEADER_BYTES
+        )
+    except HTTPException as e:
+        if e.status_code != 400:
+            raise
+        raise BadRequestError(
+            f"the multipart body was refused ({e.detail.rstrip('.')}); send the image as "
+            f"field 'file' of a multipart/form-data request, one file, at most "
+            f"{MAX_FORM_FIELDS} fields, part headers under {MAX_PART_HEADER_BYTES // 1024} KB"
+        ) from e
     try:
         upload = form.get("file")
         if upload is None:
             raise BadRequestError(
-                "no 'file' part: send the image as multipart/form-data field 'file'"
+                "no complete 'file' part: send the image as multipart/form-data field 'file', "
+                "ending the body with the closing boundary"
             ) from None
         if not isinstance(upload, UploadFile):
             raise BadRequestError("the 'file' part must be a file upload, not a text field")

@@ -73,4 +73,3 @@ def test_pinned_installed_and_declared_versions_clear_the_floor(package: str) ->
     lower_bounds = [Version(s.version) for s in declared()[package].specifier if s.operator == ">="]
     assert lower_bounds, f"pyproject.toml declares no lower bound for {package}"
     assert max(lower_bounds) >= Version(floor), f"pyproject.toml admits {package} below {floor}"
-

@@ -6,8 +6,10 @@ STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 DEPLOY_VENV ?= .venv-deploy
 DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
+LOAD_VENV ?= .venv-load
+LOAD_STAMP := $(LOAD_VENV)/.installed
 
-.PHONY: install install-dev install-deploy run test lint typecheck demo-model bench clean
+.PHONY: install install-dev install-deploy run test lint typecheck demo-model bench overload clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +27,11 @@ $(DEV_STAMP): requirements-dev.txt $(STAMP)
 $(DEPLOY_STAMP): requirements-deploy.txt
 	$(PYTHON) -m venv $(DEPLOY_VENV)
 	$(DEPLOY_VENV)/bin/pip install --quiet -r requirements-deploy.txt
+	touch $@
+
+$(LOAD_STAMP): requirements-load.txt
+	$(PYTHON) -m venv $(LOAD_VENV)
+	$(LOAD_VENV)/bin/pip install --quiet -r requirements-load.txt
 	touch $@
 
 install: $(STAMP)
@@ -71,5 +78,11 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# Overload, soak and SIGTERM-under-load run against the real server, with locust (about
+# 3 minutes, loopback only). Exits non-zero if a guarantee breaks; run by .ci/run after the
+# suite. Writes bench/results/overload.json.
+overload: $(STAMP) $(LOAD_STAMP)
+	$(BIN)/python bench/overload.py $(OVERLOAD_ARGS)
+
 clean:
-	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache .mypy_cache .ruff_cache .coverage runs
+	rm -rf $(VENV) $(DEPLOY_VENV) $(LOAD_VENV) .pytest_cache .mypy_cache .ruff_cache .coverage runs

@@ -165,7 +165,7 @@ def test_every_deployment_path_starts_the_same_entry_point(rendered) -> None:
     assert compose["services"]["veracity"]["command"] == ENTRY_POINT
     assert container(documents)["command"] == ENTRY_POINT
     # ...and it is the command the integration tests start.
-    integration = (REPO_ROOT / "tests" / "integration" / "test_server.py").read_text()
+    integration = (REPO_ROOT / "tests" / "integration" / "conftest.py").read_text()
     assert '"-m", "veracity", "serve"' in integration
     assert list(stages)[-1] == "cpu"  # the default target
 

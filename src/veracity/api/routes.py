@@ -35,8 +35,9 @@ T = TypeVar("T")
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # An upload is one file part; a few text fields are tolerated (some clients add them).
 MAX_FORM_FIELDS = 4
-# Bounds each part's headers and each text field, so neither can be used to fill memory.
-MAX_PART_HEADER_BYTES = 8 * 1024
+# Text fields are held in memory, so each is capped. (python-multipart caps each part's
+# header lines at about 4 KB and 8 headers.)
+MAX_FIELD_BYTES = 8 * 1024
 
 _UPLOAD_SCHEMA: dict[str, Any] = {
     "requestBody": {
@@ -131,8 +132,8 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
         return task.result()
     task.cancel()
-    # The work's own outcome no longer matters to anyone.
-    with contextlib.suppress(BaseException):
+    # The work's own outcome (a result, an error, or the cancellation) no longer matters.
+    with contextlib.suppress(Exception, asyncio.CancelledError):
         await task
     raise ClientDisconnectedError("the client disconnected before the answer was ready")
 
@@ -145,7 +146,7 @@ async def _wait_for_disconnect(request: Request) -> None:
 async def _read_upload(request: Request, *, max_image_bytes: int) -> bytes:
     try:
         form = await request.form(
-            max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_PART_HEADER_BYTES
+            max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
         )
     except HTTPException as e:
         if e.status_code != 400:
@@ -153,7 +154,8 @@ async def _read_upload(request: Request, *, max_image_bytes: int) -> bytes:
         raise BadRequestError(
             f"the multipart body was refused ({e.detail.rstrip('.')}); send the image as "
             f"field 'file' of a multipart/form-data request, one file, at most "
-            f"{MAX_FORM_FIELDS} fields, part headers under {MAX_PART_HEADER_BYTES // 1024} KB"
+            f"{MAX_FORM_FIELDS} fields of at most {MAX_FIELD_BYTES // 1024} KB each, part "
+            "header lines under 4 KB"
         ) from e
     try:
         upload = form.get("file")

@@ -280,6 +280,9 @@ def main() -> int:
         t2 = time.time()
         soak = summarize(records, args.soak_seconds)
         soak["target_offered_rps"] = round(offered, 1)
+        # What the load generator managed to offer, in multiples of capacity (it shares the
+        # CPUs, so it can fall short of the target).
+        soak["overload_factor"] = round(soak["offered_rps"] / rate, 2)
         # The first 10 s include connection set-up and allocator warm-up.
         soak["rss"] = rss_summary(server.rss, t1 + 10, t2)
         report["overload"] = soak
@@ -365,7 +368,8 @@ def print_summary(report: dict) -> None:
     capacity, soak, down = report["capacity"], report["overload"], report["shutdown"]
     print(f"capacity: {capacity['accepted_rps']} req/s accepted (closed loop, 4 users)")
     print(
-        f"overload: offered {soak['offered_rps']} req/s (target {soak['target_offered_rps']}); "
+        f"overload: offered {soak['offered_rps']} req/s = {soak['overload_factor']}x capacity "
+        f"(target {soak['target_offered_rps']}); "
         f"accepted {soak['accepted']} ({soak['accepted_rps']}/s), shed {soak['shed_503']} "
         f"(503), deadline {soak['deadline_504']} (504), goodput {soak['goodput_ratio']}x "
         f"capacity; accepted p50 "

@@ -13,7 +13,6 @@ import io
 import struct
 import time
 import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,14 +21,9 @@ import pytest
 from PIL import Image
 
 from tests.api.conftest import API_KEY, assert_error, assert_still_serving, infer, jpeg_bytes
+from tests.imagefiles import encode, png_declaring
 
 BOUND_S = 10.0  # per request; generous for a shared machine, far below any hang
-
-
-def encode(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
 
 
 def noise(width: int = 64, height: int = 48, mode: str = "RGB", seed: int = 0) -> Image.Image:
@@ -37,21 +31,6 @@ def noise(width: int = 64, height: int = 48, mode: str = "RGB", seed: int = 0) -
     channels = {"RGB": 3, "RGBA": 4, "LA": 2, "L": 1}[mode]
     shape = (height, width, channels) if channels > 1 else (height, width)
     return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode)
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A 100-byte PNG whose header claims width x height pixels."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + png_chunk(b"IEND", b"")
-    )
 
 
 def jpeg_declaring(width: int, height: int) -> bytes:

@@ -1,31 +1,10 @@
 """Every way an upload can be wrong: status, error shape, and the service keeps serving."""
 
-import io
-import struct
-import zlib
-
 import pytest
 from PIL import Image
 
 from tests.api.conftest import API_KEY, assert_error, assert_still_serving, infer, jpeg_bytes
-
-
-def encode(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height pixels (a decompression bomb)."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + header
-    ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    idat_data = zlib.compress(b"\x00" * 16)
-    idat = struct.pack(">I", len(idat_data)) + b"IDAT" + idat_data
-    idat += struct.pack(">I", zlib.crc32(b"IDAT" + idat_data))
-    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
-    return b"\x89PNG\r\n\x1a\n" + ihdr + idat + iend
+from tests.imagefiles import encode, png_declaring
 
 
 @pytest.mark.parametrize(

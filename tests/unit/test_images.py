@@ -1,21 +1,14 @@
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.imagefiles import encode
 from veracity.errors import (
     ImageTooLargeError,
     InvalidImageError,
     UnsupportedImageFormatError,
 )
 from veracity.images import load_rgb, open_image, to_rgb
-
-
-def encode(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
 
 
 def marker_image() -> Image.Image:
@@ -163,7 +156,5 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
 
 def test_animated_gif_uses_the_first_frame() -> None:
     frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
-    result = np.asarray(load_rgb(buffer.getvalue()))
+    result = np.asarray(load_rgb(encode(frames[0], "GIF", save_all=True, append_images=frames[1:])))
     assert result[0, 0].tolist() == [255, 0, 0]

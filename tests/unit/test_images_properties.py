@@ -3,16 +3,13 @@ upright RGB image or one of the project's own image errors, never anything else.
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tests.imagefiles import encode, png_declaring
 from veracity.errors import InvalidImageError
 from veracity.images import DEFAULT_FORMATS, load_rgb, open_image
 
@@ -29,12 +26,10 @@ def seed_images() -> dict[str, bytes]:
     """One small valid file per allowed format, as mutation seeds."""
     rng = np.random.default_rng(0)
     picture = Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
-    seeds = {}
-    for fmt in DEFAULT_FORMATS:
-        buffer = io.BytesIO()
-        (picture.convert("P") if fmt == "GIF" else picture).save(buffer, format=fmt)
-        seeds[fmt] = buffer.getvalue()
-    return seeds
+    return {
+        fmt: encode(picture.convert("P") if fmt == "GIF" else picture, fmt)
+        for fmt in DEFAULT_FORMATS
+    }
 
 
 SEEDS = seed_images()
@@ -87,16 +82,7 @@ def test_magic_bytes_followed_by_garbage(fmt: str, tail: bytes) -> None:
 @PROPERTY_SETTINGS
 @given(st.integers(1, 2**31 - 1), st.integers(1, 2**31 - 1))
 def test_declared_dimensions_are_checked_before_decoding(width: int, height: int) -> None:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + body))
-        return struct.pack(">I", len(body)) + kind + body + crc
-
-    png = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + chunk(b"IEND", b"")
-    )
+    png = png_declaring(width, height)
     if width * height > MAX_PIXELS:
         with pytest.raises(InvalidImageError) as info:
             open_image(png, max_pixels=MAX_PIXELS)

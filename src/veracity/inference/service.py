@@ -151,6 +151,8 @@ class ModelService:
             expected=lambda: self._preprocessing,
         )
         if self._metrics is not None:
+            # Both read at scrape time from the service's own counters.
+            self._metrics.in_flight.set_function(lambda: self._in_flight)
             self._metrics.queue_depth.set_function(lambda: self.queue_depth)
         self._load_task = asyncio.create_task(self._load(), name="veracity-model-load")
 
@@ -273,8 +275,6 @@ class ModelService:
         assert predictor is not None
         self._in_flight += 1
         self._idle.clear()
-        if self._metrics is not None:
-            self._metrics.in_flight.inc()
         deadline = asyncio.timeout(self._request_timeout_s)
         try:
             async with deadline:
@@ -293,8 +293,6 @@ class ModelService:
             ) from e
         finally:
             self._in_flight -= 1
-            if self._metrics is not None:
-                self._metrics.in_flight.dec()
             if self._in_flight == 0:
                 self._idle.set()
 

@@ -59,4 +59,3 @@ def require_api_key(
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ApiKeyDep = Annotated[str | None, Depends(require_api_key)]
-MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]

@@ -30,10 +30,6 @@ class KeyLimiter:
         self._moving = MovingWindowRateLimiter(storage)
         self._fixed = FixedWindowRateLimiter(storage)
 
-    @property
-    def enabled(self) -> bool:
-        return self._rate is not None or self._quota is not None
-
     def hit(self, key_id: str | None) -> None:
         """Count one request for ``key_id``.
 

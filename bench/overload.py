@@ -25,96 +25,54 @@ import io
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
 from PIL import Image
+from server import API_KEY, BOUNDARY, Server, multipart  # bench/server.py
 
 ROOT = Path(__file__).resolve().parents[1]
-API_KEY = "overload-key-0123456789abcdef"
-BOUNDARY = "veracityoverloadboundary"
 LOCUST = ROOT / ".venv-load" / "bin" / "locust"
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-    rss: list[tuple[float, float]] = field(default_factory=list)  # (time, MiB)
-
-    def sample_rss(self, stop: threading.Event) -> None:
-        status = Path(f"/proc/{self.process.pid}/status")
-        while not stop.is_set() and self.process.poll() is None:
-            try:
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        self.rss.append((time.time(), int(line.split()[1]) / 1024))
-            except OSError:
-                return
-            stop.wait(0.5)
-
-    def access_log(self) -> dict[str, int]:
-        statuses = {}
-        for line in self.log.read_text().splitlines():
-            if line.startswith("{"):
-                entry = json.loads(line)
-                if entry.get("logger") == "veracity.access" and entry.get("path") == "/infer":
-                    statuses[entry["request_id"]] = entry["status"]
-        return statuses
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(workdir: Path, args: argparse.Namespace) -> Server:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VERACITY_")}
-    env |= {
-        "VERACITY_API_KEYS": API_KEY,
-        "VERACITY_CHECKPOINT": str(args.checkpoint),
-        "VERACITY_HOST": "127.0.0.1",
-        "VERACITY_PORT": str(port),
+    env = {
         "VERACITY_BACKEND": args.backend,
         "VERACITY_MAX_QUEUE": str(args.max_queue),
         "VERACITY_REQUEST_TIMEOUT_S": str(args.request_timeout),
         "VERACITY_SHUTDOWN_DRAIN_S": str(args.drain),
-        "VERACITY_LOG_LEVEL": "INFO",
+        "VERACITY_LOG_LEVEL": "INFO",  # the access log matches requests at shutdown
     }
-    log = workdir / f"server-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "veracity", "serve"],
-            cwd=workdir,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited early:\n{log.read_text()}")
+    server = Server(args.checkpoint, env, workdir / "server.log")
+    server.wait_ready(timeout=180)
+    return server
+
+
+def sample_rss(server: Server, stop: threading.Event, into: list[tuple[float, float]]) -> None:
+    """Append (time, RSS MiB) every 0.5 s until ``stop`` or the process ends."""
+    while not stop.is_set() and server.process.poll() is None:
         try:
-            if httpx.get(f"{server.url}/ready", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("server not ready in 180 s")
+            into.append((time.time(), server.rss_mib()))
+        except (OSError, RuntimeError):
+            return
+        stop.wait(0.5)
+
+
+def served_statuses(log: Path) -> dict[str, int]:
+    """Request ID -> status of every /infer request in the server's access log."""
+    statuses = {}
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("logger") == "veracity.access" and entry.get("path") == "/infer":
+                statuses[entry["request_id"]] = entry["status"]
+    return statuses
 
 
 def upload_body(width: int, height: int) -> bytes:
@@ -123,15 +81,7 @@ def upload_body(width: int, height: int) -> bytes:
     picture = Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR)
     jpeg = io.BytesIO()
     picture.save(jpeg, format="JPEG", quality=90)
-    return (
-        (
-            f"--{BOUNDARY}\r\n"
-            'Content-Disposition: form-data; name="file"; filename="frame.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n"
-        ).encode()
-        + jpeg.getvalue()
-        + f"\r\n--{BOUNDARY}--\r\n".encode()
-    )
+    return multipart(jpeg.getvalue())
 
 
 def run_locust(
@@ -244,8 +194,9 @@ def main() -> int:
     report: dict = {"settings": {k: str(v) for k, v in vars(args).items()}}
 
     server = start_server(workdir, args)
+    rss: list[tuple[float, float]] = []
     stop_sampling = threading.Event()
-    threading.Thread(target=server.sample_rss, args=(stop_sampling,), daemon=True).start()
+    threading.Thread(target=sample_rss, args=(server, stop_sampling, rss), daemon=True).start()
     try:
         # 1. Capacity: closed loop, a few users with no think time.
         records = wait_locust(
@@ -284,7 +235,7 @@ def main() -> int:
         # CPUs, so it can fall short of the target).
         soak["overload_factor"] = round(soak["offered_rps"] / rate, 2)
         # The first 10 s include connection set-up and allocator warm-up.
-        soak["rss"] = rss_summary(server.rss, t1 + 10, t2)
+        soak["rss"] = rss_summary(rss, t1 + 10, t2)
         report["overload"] = soak
         bad = {k: v for k, v in soak["by_status"].items() if k not in ("200", "503", "504")}
         if bad:
@@ -331,7 +282,7 @@ def main() -> int:
         if server.process.poll() is None:
             os.killpg(server.process.pid, signal.SIGKILL)
 
-    served = server.access_log()
+    served = served_statuses(server.log)
     in_flight = [r for r in records if r["start"] < sigterm_at < r["start"] + r["ms"] / 1000]
     taken_in = [r for r in in_flight if r["request_id"] in served]
     lost = [r for r in taken_in if r["status"] != served[r["request_id"]]]

@@ -22,10 +22,7 @@ import argparse
 import io
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
+from server import API_KEY, BOUNDARY, Server, multipart  # bench/server.py
 
 from veracity.checkpoint import load_checkpoint, save_checkpoint
 from veracity.cpus import available_cpus
@@ -44,8 +42,6 @@ from veracity.images import load_rgb
 from veracity.inference.predictor import create_predictor
 from veracity.models import CLASS_NAMES, create_classifier, resolve_preprocess_config
 
-API_KEY = "bench-key-0123456789abcdef"
-BOUNDARY = "veracitybenchboundary"
 IMAGES = {
     "web_640x427": (640, 427),
     "720p": (1280, 720),
@@ -92,20 +88,6 @@ def photo(width: int, height: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def multipart(data: bytes) -> bytes:
-    head = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="f.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode()
-    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def in_process(
     checkpoint: Path, backend: str, image: bytes, export_dir: Path, seconds: float
 ) -> dict:
@@ -148,62 +130,6 @@ def decode_ms(image: bytes, checkpoint: Path, runs: int = 10) -> float:
         transform(load_rgb(image, min_size=preprocess.min_decode_size))
         times.append(time.perf_counter() - t0)
     return 1000 * statistics.median(times)
-
-
-class Server:
-    def __init__(
-        self, checkpoint: Path, env: dict[str, str], log: Path, *, naive: bool = False
-    ) -> None:
-        self.port = free_port()
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("VERACITY_")}
-        full_env |= {
-            "VERACITY_API_KEYS": API_KEY,
-            "VERACITY_CHECKPOINT": str(checkpoint),
-            "VERACITY_HOST": "127.0.0.1",
-            "VERACITY_PORT": str(self.port),
-            "VERACITY_LOG_LEVEL": "WARNING",
-        } | env
-        command = [sys.executable, "-m", "veracity", "serve"]
-        if naive:
-            command = [
-                sys.executable,
-                str(Path(__file__).with_name("naive_server.py")),
-                str(checkpoint),
-                str(self.port),
-            ]
-        with log.open("w") as out:
-            self.process = subprocess.Popen(
-                command,
-                env=full_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 300) -> None:
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("server exited during startup")
-            try:
-                with urllib.request.urlopen(self.url + "/ready", timeout=2) as r:  # noqa: S310
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server not ready")
-
-    def rss_mib(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=60)
 
 
 def wrk(server: Server, body: Path, script: Path, concurrency: int, seconds: float) -> dict:

@@ -1,0 +1,92 @@
+"""A real `veracity serve` process (or the naive baseline) on a free loopback port, for the
+load scripts: started with its own settings, polled until ready, watched, stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+API_KEY = "bench-key-0123456789abcdef"
+BOUNDARY = "veracitybenchboundary"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def multipart(data: bytes) -> bytes:
+    """An /infer request body carrying ``data`` as the file part (boundary ``BOUNDARY``)."""
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="f.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+class Server:
+    """``env`` overrides the defaults below; the process runs in ``log``'s folder, so no
+    stray ``.env`` is read, in its own process group."""
+
+    def __init__(
+        self, checkpoint: Path, env: dict[str, str], log: Path, *, naive: bool = False
+    ) -> None:
+        self.port = free_port()
+        self.log = log
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("VERACITY_")}
+        full_env |= {
+            "VERACITY_API_KEYS": API_KEY,
+            "VERACITY_CHECKPOINT": str(checkpoint.resolve()),
+            "VERACITY_HOST": "127.0.0.1",
+            "VERACITY_PORT": str(self.port),
+            "VERACITY_LOG_LEVEL": "WARNING",
+        } | env
+        command = [sys.executable, "-m", "veracity", "serve"]
+        if naive:
+            command = [
+                sys.executable,
+                str(Path(__file__).with_name("naive_server.py")),
+                str(checkpoint.resolve()),
+                str(self.port),
+            ]
+        with log.open("w") as out:
+            self.process = subprocess.Popen(
+                command,
+                cwd=log.parent,
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited during startup:\n{self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready in {timeout:g} s:\n{self.log.read_text()}")
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS for the server process")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=60)

@@ -33,9 +33,31 @@ Rng = np.random.Generator
 
 @dataclass(frozen=True)
 class SampleDataSpec:
+    """What to generate. ``sizes`` and ``jpeg_qualities``, when given, vary within the set.
+
+    Each image draws its side from ``sizes`` (or is ``image_size`` when ``sizes`` is empty)
+    and its final encoding from ``jpeg_qualities`` (``None``: stored losslessly as PNG, so
+    the JPEG history the generator baked in is exactly what is stored; a number: the
+    image is re-encoded once more as a JPEG of that quality and stored as ``.jpg``, as a
+    platform that recompresses uploads would). Both draws come from the image's own random
+    stream, so a file does not depend on how many others are generated.
+    """
+
     train_per_class: int = 200
     val_per_class: int = 100
     image_size: int = 256
+    sizes: tuple[int, ...] = ()
+    jpeg_qualities: tuple[int | None, ...] = (None,)
+
+    def __post_init__(self) -> None:
+        if self.train_per_class < 0 or self.val_per_class < 0:
+            raise ValueError("image counts must be >= 0")
+        if any(side < 16 for side in (self.image_size, *self.sizes)):
+            raise ValueError("image sides must be at least 16 px")
+        if not self.jpeg_qualities:
+            raise ValueError("jpeg_qualities needs at least one entry (None for PNG)")
+        if any(q is not None and not 1 <= q <= 100 for q in self.jpeg_qualities):
+            raise ValueError("JPEG qualities must be between 1 and 100")
 
 
 def _gradient(rng: Rng, size: int) -> np.ndarray:
@@ -203,8 +225,16 @@ def generate_sample_data(out: Path, *, seed: int, spec: SampleDataSpec | None = 
                 # One independent stream per image: the same seed gives the same file
                 # whatever the other counts are.
                 rng = np.random.default_rng([seed, split_index, class_index, i])
-                pixels = _MAKERS[label](rng, spec.image_size)
+                # Drawn from a separate stream so that adding sizes or qualities to a spec
+                # leaves the images of an existing single-size spec unchanged.
+                choice = np.random.default_rng([seed, split_index, class_index, i, 1])
+                size = int(choice.choice(spec.sizes)) if spec.sizes else spec.image_size
+                quality = spec.jpeg_qualities[int(choice.integers(len(spec.jpeg_qualities)))]
+                pixels = _MAKERS[label](rng, size)
                 image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
-                image.save(folder / f"{label}_{i:04d}.png", format="PNG", compress_level=1)
+                if quality is None:
+                    image.save(folder / f"{label}_{i:04d}.png", format="PNG", compress_level=1)
+                else:
+                    image.save(folder / f"{label}_{i:04d}.jpg", format="JPEG", quality=quality)
                 written += 1
     return written

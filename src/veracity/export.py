@@ -22,6 +22,8 @@ from veracity.errors import CheckpointError
 logger = logging.getLogger("veracity.export")
 
 OPSET = 18
+# The outputs an export carries; an export cached before features were added is rebuilt.
+OUTPUTS = ["logits", "features"]
 
 
 def default_export_dir() -> Path:
@@ -45,6 +47,7 @@ def _is_valid(path: Path, weights_sha256: str) -> bool:
     return (
         isinstance(record, dict)
         and record.get("weights_sha256") == weights_sha256
+        and record.get("outputs") == OUTPUTS
         and path.is_file()
         and record.get("onnx_sha256") == file_sha256(path)
     )
@@ -52,7 +55,9 @@ def _is_valid(path: Path, weights_sha256: str) -> bool:
 
 def export_onnx(checkpoint: Checkpoint, out: Path) -> Path:
     """Export ``checkpoint``'s model to ``out`` (dynamic batch size), atomically."""
-    model = checkpoint.model.to("cpu").eval()
+    from veracity.models import ScoringModel
+
+    model = ScoringModel(checkpoint.model.to("cpu").eval()).eval()
     channels, height, width = checkpoint.metadata.preprocess.input_size
     example = torch.zeros(2, channels, height, width)
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -65,7 +70,7 @@ def export_onnx(checkpoint: Checkpoint, out: Path) -> Path:
             dynamo=True,
             opset_version=OPSET,
             input_names=["images"],
-            output_names=["logits"],
+            output_names=OUTPUTS,
             dynamic_shapes=({0: batch},),
             external_data=False,
             verbose=False,
@@ -75,6 +80,7 @@ def export_onnx(checkpoint: Checkpoint, out: Path) -> Path:
         "weights_sha256": checkpoint.metadata.weights_sha256,
         "onnx_sha256": file_sha256(out),
         "opset": OPSET,
+        "outputs": OUTPUTS,
         "architecture": checkpoint.metadata.architecture,
         "torch_version": torch.__version__,
         "veracity_version": __version__,

@@ -176,3 +176,63 @@ def check_state_dict_fits(
         raise CheckpointError(
             f"weights do not match architecture {architecture!r}: " + ", ".join(problems)
         )
+
+
+class ScoringModel(nn.Module):
+    """A timm classifier that returns its logits and its features at every stage.
+
+    The features feed the out-of-distribution gate (veracity.verdicts.ood): each stage's
+    feature map averaged over space, then the pooled penultimate features, concatenated.
+    Early stages describe texture and content, which the classifier's last layer is
+    trained to ignore; inputs unlike the training data show there first. All come from
+    the classifier's own forward pass (timm's ``forward_intermediates``), so the gate
+    costs a few reductions. Exported to ONNX as is.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # timm's API, untyped here (timm's imports are not followed by mypy).
+        model: Any = self.model
+        final, stages = model.forward_intermediates(images)
+        pooled: torch.Tensor = model.forward_head(final, pre_logits=True)
+        logits: torch.Tensor = model.get_classifier()(pooled)
+        groups = [pixel_statistics(images)] + [stage.mean(dim=(2, 3)) for stage in stages]
+        return logits, torch.cat([*groups, pooled], dim=1)
+
+
+# Floor of the log statistics: a perfectly flat or grey patch lands here, far below any
+# camera image (one grey level of noise is about 0.017 in normalised units).
+_LOG_FLOOR = 1e-3
+
+
+def pixel_statistics(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) normalised patches -> (N, 8) log statistics of what the model reads.
+
+    The traces a forensic classifier relies on live in the noise residual (the patch minus
+    a 3x3 local mean): its spread per channel, its colour part (red and blue against
+    green), and the patch's overall spread per channel. They are the first feature group of
+    the out-of-distribution gate: a flat colour, a greyscale scan (no colour noise at all),
+    or a heavily denoised photo is far from every camera-like training image here, however
+    alike the classifier's deeper features make them look.
+    """
+    smooth = torch.nn.functional.avg_pool2d(
+        images, 3, stride=1, padding=1, count_include_pad=False
+    )
+    residual = images - smooth
+    chroma = residual[:, 0::2] - residual[:, 1:2]
+    spreads = torch.cat(
+        [residual.std(dim=(2, 3)), chroma.std(dim=(2, 3)), images.std(dim=(2, 3))], dim=1
+    )
+    return torch.log(spreads + _LOG_FLOOR)
+
+
+def feature_layers(model: nn.Module, input_size: tuple[int, int, int]) -> list[int]:
+    """The widths of the feature groups ``ScoringModel`` concatenates, in order."""
+    model_any: Any = model
+    with torch.inference_mode():
+        final, stages = model_any.forward_intermediates(torch.zeros(1, *input_size))
+        pooled = model_any.forward_head(final, pre_logits=True)
+    return [8] + [int(stage.shape[1]) for stage in stages] + [int(pooled.shape[1])]

@@ -1,8 +1,9 @@
 """Inference backends: PyTorch eager (the reference) and ONNX Runtime.
 
-A backend turns a float32 batch (N, 3, H, W) into logits (N, classes). Both are built from
-the same checkpoint; the ONNX model is exported from it and cached under its weights'
-SHA-256 (see veracity.export), so a changed checkpoint can never run against a stale export.
+A backend turns a float32 batch (N, 3, H, W) into logits (N, classes) and pooled features
+(N, D) for the out-of-distribution gate. Both are built from the same checkpoint; the ONNX
+model is exported from it and cached under its weights' SHA-256 (see veracity.export), so a
+changed checkpoint can never run against a stale export.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class Backend(Protocol):
     name: str
     device: torch.device
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class TorchBackend:
@@ -32,13 +33,15 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
-        self.model = model.to(device).eval()
+        from veracity.models import ScoringModel
+
+        self.model = ScoringModel(model.to(device).eval()).eval()
         self.device = device
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.inference_mode():
-            logits: torch.Tensor = self.model(batch.to(self.device, non_blocking=True))
-        return logits.float().cpu()
+            logits, features = self.model(batch.to(self.device, non_blocking=True))
+        return logits.float().cpu(), features.float().cpu()
 
 
 class OnnxBackend:
@@ -71,7 +74,10 @@ class OnnxBackend:
         self._input = self.session.get_inputs()[0].name
         self.device = device
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
-        (logits,) = self.session.run(None, {self._input: inputs})[:1]
-        return torch.from_numpy(np.asarray(logits, dtype=np.float32))
+        logits, features = self.session.run(None, {self._input: inputs})[:2]
+        return (
+            torch.from_numpy(np.asarray(logits, dtype=np.float32)),
+            torch.from_numpy(np.asarray(features, dtype=np.float32)),
+        )

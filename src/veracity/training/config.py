@@ -8,6 +8,7 @@ from pathlib import Path
 from veracity.devices import DevicePreference
 from veracity.errors import ConfigurationError
 from veracity.models import DEFAULT_ARCHITECTURE
+from veracity.preprocess import PreprocessMode
 from veracity.training.augment import AugmentMode
 
 
@@ -37,6 +38,13 @@ class TrainConfig:
     pretrained: Path | None = None
     model_name: str = "veracity"
     model_version: str = "0.1.0"
+    # "patches": native-resolution patches (see preprocess.py); "resize": timm's transform.
+    preprocess_mode: PreprocessMode = "patches"
+    patch_grid: int = 3  # evaluation and serving: patch_grid x patch_grid patches per image
+    train_patches: int = 4  # random patches per training image and step
+    jpeg_augment: float = 0.5  # probability of a JPEG re-encode before cropping
+    jpeg_quality: tuple[int, int] = (60, 95)
+    calibrate: bool = True  # fit calibration and the OOD gate on the best checkpoint
 
     def __post_init__(self) -> None:
         checks = {
@@ -51,6 +59,11 @@ class TrainConfig:
             "hflip": 0 <= self.hflip <= 1,
             "augment": self.augment in ("forensic", "timm"),
             "color_jitter": self.color_jitter >= 0,
+            "preprocess_mode": self.preprocess_mode in ("patches", "resize"),
+            "patch_grid": 1 <= self.patch_grid <= 8,
+            "train_patches": 1 <= self.train_patches <= 64,
+            "jpeg_augment": 0 <= self.jpeg_augment <= 1,
+            "jpeg_quality": 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

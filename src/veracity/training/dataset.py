@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from veracity.errors import DatasetError, InvalidImageError
 from veracity.images import load_rgb, open_image
-from veracity.preprocess import EvalTransform, PreprocessConfig
+from veracity.preprocess import ImageTransform, PreprocessConfig
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
 
@@ -104,6 +104,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
 
 
 def create_eval_dataset(samples: list[Sample], preprocess: PreprocessConfig) -> ImageFolderDataset:
-    """Validation data decoded and transformed exactly as the service does it."""
-    transform = EvalTransform(preprocess)
+    """Validation data decoded and transformed exactly as the service does it: each item
+    is (patches, 3, H, W)."""
+    transform = ImageTransform(preprocess)
     return ImageFolderDataset(samples, transform, min_decode_size=preprocess.min_decode_size)

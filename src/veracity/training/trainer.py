@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -48,6 +49,7 @@ class TrainResult:
     best_checkpoint: Path
     last_checkpoint: Path
     history: list[dict[str, float]]
+    calibration: dict[str, Any] | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -78,6 +80,17 @@ def _ranking_key(metrics: ValidationMetrics) -> list[float]:
     return [metrics.accuracy, auc, -metrics.loss]
 
 
+def image_logits(model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Per-image logits for a batch (N, patches, 3, H, W): patch logits averaged, as the
+    predictor does; a 4-D batch is one patch per image."""
+    if images.ndim == 4:
+        single: torch.Tensor = model(images.to(device)).float()
+        return single
+    count, patches = images.shape[:2]
+    logits: torch.Tensor = model(images.flatten(0, 1).to(device)).float()
+    return logits.view(count, patches, -1).mean(dim=1)
+
+
 def evaluate(
     model: nn.Module, loader: DataLoader[tuple[torch.Tensor, int]], device: torch.device
 ) -> ValidationMetrics:
@@ -85,7 +98,7 @@ def evaluate(
     logits, labels = [], []
     with torch.inference_mode():
         for images, targets in loader:
-            logits.append(model(images.to(device)).float().cpu())
+            logits.append(image_logits(model, images, device).cpu())
             labels.append(targets)
     return compute_metrics(torch.cat(logits), torch.cat(labels))
 
@@ -102,12 +115,13 @@ class Trainer:
         cfg = self.config
         if cfg.resume is None:
             model = create_classifier(cfg.architecture, pretrained_file=cfg.pretrained)
-            return (
-                model,
-                cfg.architecture,
-                resolve_preprocess_config(model, image_size=cfg.image_size),
-            )
-        checkpoint = load_checkpoint(cfg.resume)
+            preprocess = resolve_preprocess_config(model, image_size=cfg.image_size)
+            if cfg.preprocess_mode == "patches":
+                preprocess = dataclasses.replace(
+                    preprocess, mode="patches", patch_grid=cfg.patch_grid
+                )
+            return model, cfg.architecture, preprocess
+        checkpoint = load_checkpoint(cfg.resume, with_calibration=False)
         arch = checkpoint.metadata.architecture
         if arch != cfg.architecture:
             raise ConfigurationError(
@@ -128,6 +142,9 @@ class Trainer:
             scale=cfg.aug_scale,
             hflip=cfg.hflip,
             color_jitter=cfg.color_jitter,
+            patches=cfg.train_patches,
+            jpeg_prob=cfg.jpeg_augment,
+            jpeg_quality=cfg.jpeg_quality,
         )
         return (
             ImageFolderDataset(train_samples, train_tf),
@@ -188,6 +205,10 @@ class Trainer:
                 lr = lr_at(step, base_lr=cfg.lr, warmup_steps=warmup_steps, total_steps=total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
+                if images.ndim == 5:
+                    # Every patch carries its image's label.
+                    targets = targets.repeat_interleave(images.shape[1])
+                    images = images.flatten(0, 1)
                 loss = criterion(model(images.to(self.device)), targets.to(self.device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -224,7 +245,28 @@ class Trainer:
             )
             save_checkpoint(last_path, model, **save_args)
             save_training_state(state_path_for(last_path), optimizer, progress)
-        return TrainResult(best_checkpoint=best_path, last_checkpoint=last_path, history=history)
+        calibration = None
+        if cfg.calibrate:
+            from veracity.training.calibrate import calibrate_checkpoint
+
+            # The checkpoint that will be served is the best one; "last" exists to resume.
+            fitted = calibrate_checkpoint(
+                best_path,
+                cfg.data_dir,
+                device=self.device,
+                batch_size=cfg.batch_size,
+                workers=cfg.workers,
+                seed=cfg.seed,
+                jpeg_quality=cfg.jpeg_quality,
+                progress=self.progress,
+            )
+            calibration = fitted.model_dump(mode="json")
+        return TrainResult(
+            best_checkpoint=best_path,
+            last_checkpoint=last_path,
+            history=history,
+            calibration=calibration,
+        )
 
     def _training_info(
         self, train_set: ImageFolderDataset, val_set: ImageFolderDataset

@@ -22,7 +22,7 @@ DEMO_CHECKPOINT = REPO_ROOT / "checkpoints" / "demo.safetensors"
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny-data")
     generate_sample_data(
-        root, seed=7, spec=SampleDataSpec(train_per_class=6, val_per_class=4, image_size=80)
+        root, seed=7, spec=SampleDataSpec(train_per_class=6, val_per_class=6, image_size=80)
     )
     return root
 

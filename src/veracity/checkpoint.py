@@ -4,6 +4,12 @@
 holds what is needed to rebuild and trust them: architecture, class order, the exact eval
 transform, version, metrics and the weights' SHA-256. Loading checks every one of those
 against the file and the rebuilt model, and names what does not match.
+
+Format 2 adds calibration: the score-to-probability map and the out-of-distribution gate's
+threshold in the metadata (under their own ``calibration.version``), and the gate's
+reference statistics in ``NAME.calibration.safetensors``, verified by SHA-256 like the
+weights. ``veracity calibrate`` rewrites both without touching the weights. Format-1 files
+still load (uncalibrated, resize preprocessing, no gate).
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from veracity.errors import CheckpointError, ConfigurationError
-from veracity.preprocess import CropMode, Interpolation, PreprocessConfig
+from veracity.preprocess import CropMode, Interpolation, PreprocessConfig, PreprocessMode
+from veracity.verdicts.calibration import CalibrationMethod, Calibrator
+from veracity.verdicts.ood import ReferenceStats
 
-FORMAT_VERSION: Literal[1] = 1
+FORMAT_VERSION: Literal[2] = 2
 WEIGHTS_SUFFIX = ".safetensors"
 METADATA_SUFFIX = ".json"
+CALIBRATION_SUFFIX = ".calibration.safetensors"
 LEGACY_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -44,6 +53,9 @@ class PreprocessMetadata(BaseModel):
     interpolation: Interpolation
     crop_pct: Annotated[float, Field(gt=0.0, le=1.0)]
     crop_mode: CropMode
+    # Absent from format-1 files, which all resize.
+    mode: PreprocessMode = "resize"
+    patch_grid: Annotated[int, Field(ge=1, le=8)] = 1
 
     def to_config(self) -> PreprocessConfig:
         return PreprocessConfig(**self.model_dump())
@@ -57,7 +69,33 @@ class PreprocessMetadata(BaseModel):
             interpolation=config.interpolation,
             crop_pct=config.crop_pct,
             crop_mode=config.crop_mode,
+            mode=config.mode,
+            patch_grid=config.patch_grid,
         )
+
+
+class CalibrationMetadata(BaseModel):
+    """How scores become probabilities, and where the out-of-distribution gate stands."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Annotated[int, Field(ge=1)] = Field(
+        description="Incremented by every refit; reported with each verdict."
+    )
+    fitted_at: datetime
+    method: CalibrationMethod
+    slope: float
+    intercept: float
+    reference_sha256: Sha256 = Field(description="SHA-256 of NAME.calibration.safetensors.")
+    ood_threshold: Annotated[float, Field(gt=0)]
+    ood_rule: str = Field(description="How the threshold was chosen on validation data.")
+    data: str = Field(description="The data the calibration and threshold were fitted on.")
+    images: dict[str, int]
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def calibrator(self) -> Calibrator:
+        return Calibrator(method=self.method, slope=self.slope, intercept=self.intercept)
 
 
 class CheckpointMetadata(BaseModel):
@@ -65,7 +103,7 @@ class CheckpointMetadata(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    format_version: Literal[1]
+    format_version: Literal[1, 2]
     architecture: Annotated[str, Field(min_length=1)]
     class_names: tuple[str, ...]
     preprocess: PreprocessMetadata
@@ -75,12 +113,19 @@ class CheckpointMetadata(BaseModel):
     weights_sha256: Sha256
     metrics: dict[str, float] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
+    calibration: CalibrationMetadata | None = None
 
 
 @dataclass(frozen=True)
 class CheckpointPaths:
     weights: Path
     metadata: Path
+
+    @property
+    def calibration(self) -> Path:
+        return self.weights.with_name(
+            self.weights.name.removesuffix(WEIGHTS_SUFFIX) + CALIBRATION_SUFFIX
+        )
 
     @classmethod
     def resolve(cls, path: Path) -> CheckpointPaths:
@@ -91,6 +136,7 @@ class CheckpointPaths:
                 f"`veracity convert-legacy {path} --out NAME.safetensors`"
             )
         base = path.with_suffix("") if path.suffix in (WEIGHTS_SUFFIX, METADATA_SUFFIX) else path
+        base = base.with_name(base.name.removesuffix(".calibration"))
         return cls(
             weights=base.with_name(base.name + WEIGHTS_SUFFIX),
             metadata=base.with_name(base.name + METADATA_SUFFIX),
@@ -102,10 +148,16 @@ class Checkpoint:
     model: nn.Module
     metadata: CheckpointMetadata
     paths: CheckpointPaths
+    reference: ReferenceStats | None = None  # present when the checkpoint is calibrated
 
     @property
     def preprocess(self) -> PreprocessConfig:
         return self.metadata.preprocess.to_config()
+
+    @property
+    def calibrator(self) -> Calibrator:
+        calibration = self.metadata.calibration
+        return calibration.calibrator if calibration is not None else Calibrator()
 
 
 def file_sha256(path: Path) -> str:
@@ -161,9 +213,59 @@ def save_checkpoint(
         metrics=dict(metrics or {}),
         training=dict(training or {}),
     )
+    write_metadata(paths, metadata)
+    return metadata
+
+
+def write_metadata(paths: CheckpointPaths, metadata: CheckpointMetadata) -> None:
     text = metadata.model_dump_json(indent=2) + "\n"
     atomic_write(paths.metadata, lambda p: p.write_text(text, encoding="utf-8"))
-    return metadata
+
+
+def save_calibration(
+    path: Path, reference: ReferenceStats, calibration: CalibrationMetadata
+) -> CheckpointMetadata:
+    """Write the reference statistics beside ``path``'s weights and record ``calibration``
+    (with the statistics' SHA-256) in its metadata; the weights are not touched.
+
+    The statistics are written first: until the metadata names their new hash, a reader
+    sees the old metadata, whose hash no longer matches, and refuses rather than mixes.
+    """
+    paths = CheckpointPaths.resolve(path)
+    metadata = read_metadata(paths.weights)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in reference.tensors().items()}
+    atomic_write(paths.calibration, lambda p: save_file(tensors, str(p)))
+    recorded = calibration.model_copy(update={"reference_sha256": file_sha256(paths.calibration)})
+    updated = metadata.model_copy(update={"format_version": 2, "calibration": recorded})
+    # Validate the combination, as a reader will.
+    updated = CheckpointMetadata.model_validate(updated.model_dump())
+    write_metadata(paths, updated)
+    return updated
+
+
+def load_reference(paths: CheckpointPaths, metadata: CheckpointMetadata) -> ReferenceStats | None:
+    """The verified reference statistics of a calibrated checkpoint (None if uncalibrated)."""
+    calibration = metadata.calibration
+    if calibration is None:
+        return None
+    if not paths.calibration.is_file():
+        raise CheckpointError(
+            f"calibration file {paths.calibration} not found, but {paths.metadata} records "
+            "a calibration; copy it beside the weights or refit it with `veracity calibrate`"
+        )
+    actual = file_sha256(paths.calibration)
+    if actual != calibration.reference_sha256:
+        raise CheckpointError(
+            f"calibration file {paths.calibration} has SHA-256 {actual}, but its metadata "
+            f"records {calibration.reference_sha256}: it was modified or belongs to another "
+            "calibration"
+        )
+    try:
+        return ReferenceStats.from_tensors(load_file(str(paths.calibration), device="cpu"))
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise CheckpointError(
+            f"calibration file {paths.calibration} is not valid reference statistics: {e}"
+        ) from e
 
 
 def read_metadata(path: Path) -> CheckpointMetadata:
@@ -193,8 +295,12 @@ def load_checkpoint(
     *,
     expected_classes: tuple[str, ...] | None = None,
     device: str | torch.device = "cpu",
+    with_calibration: bool = True,
 ) -> Checkpoint:
     """Load and verify a checkpoint; the returned model is in eval mode on ``device``.
+
+    ``with_calibration=False`` skips the calibration file (training resumes, and
+    ``veracity calibrate``, which replaces it).
 
     Raises:
         CheckpointError: missing files, invalid metadata, a weights hash that does not match,
@@ -202,7 +308,12 @@ def load_checkpoint(
             architecture. The message names what is wrong.
     """
     # Imported here so reading metadata (e.g. for /model) never pays for importing timm.
-    from veracity.models import CLASS_NAMES, check_state_dict_fits, create_classifier
+    from veracity.models import (
+        CLASS_NAMES,
+        check_state_dict_fits,
+        create_classifier,
+        feature_layers,
+    )
 
     paths = CheckpointPaths.resolve(path)
     metadata = read_metadata(paths.weights)
@@ -233,7 +344,18 @@ def load_checkpoint(
     model.load_state_dict(state_dict)
     model.eval()
     model.to(device)
-    return Checkpoint(model=model, metadata=metadata, paths=paths)
+    reference = load_reference(paths, metadata) if with_calibration else None
+    if reference is not None:
+        layers = feature_layers(model, metadata.preprocess.input_size)
+        if reference.layers != layers:
+            raise CheckpointError(
+                f"calibration file {paths.calibration} holds statistics for feature groups "
+                f"{reference.layers}, but the model's are {layers}; refit it with "
+                "`veracity calibrate`"
+            )
+    if not with_calibration:
+        metadata = metadata.model_copy(update={"calibration": None})
+    return Checkpoint(model=model, metadata=metadata, paths=paths, reference=reference)
 
 
 def read_legacy_state_dict(path: Path) -> dict[str, torch.Tensor]:

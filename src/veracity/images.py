@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from veracity.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
+from veracity.verdicts.quality import estimate_jpeg_quality
 
 # Formats a camera, phone, browser or video-frame grabber produces. Anything else (EPS, PDF,
 # PSD, TIFF, ICO, JPEG 2000, ...) widens the decoder attack surface for no benefit.
@@ -130,6 +132,34 @@ def decode_rgb(image: Image.Image) -> Image.Image:
         raise InvalidImageError("the image data is corrupt or truncated") from e
 
 
+@dataclass(frozen=True)
+class DecodedImage:
+    image: Image.Image  # upright 8-bit RGB (a JPEG may be decoded at a reduced scale)
+    format: str
+    jpeg_quality: int | None  # estimated from the file's quantisation table (JPEG only)
+    size: tuple[int, int]  # the file's own (width, height), whatever the decode scale
+
+
+def load_image(
+    source: bytes | Path | BinaryIO,
+    *,
+    formats: Iterable[str] = DEFAULT_FORMATS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_size: int | None = None,
+) -> DecodedImage:
+    """``load_rgb``, keeping what the file says about itself (format, JPEG quality)."""
+    image = open_image(source, formats=formats, max_pixels=max_pixels)
+    try:
+        file_format = str(image.format)
+        quality = estimate_jpeg_quality(image) if file_format == "JPEG" else None
+        size = image.size
+        if min_size is not None and file_format == "JPEG":
+            image.draft(None, (min_size, min_size))
+        return DecodedImage(decode_rgb(image), file_format, quality, size)
+    finally:
+        image.close()
+
+
 def load_rgb(
     source: bytes | Path | BinaryIO,
     *,
@@ -145,13 +175,7 @@ def load_rgb(
             downsamples to its scale size anyway; decoding a 12-megapixel photo this way is
             about six times faster. Other formats are decoded at full size.
     """
-    image = open_image(source, formats=formats, max_pixels=max_pixels)
-    try:
-        if min_size is not None and image.format == "JPEG":
-            image.draft(None, (min_size, min_size))
-        return decode_rgb(image)
-    finally:
-        image.close()
+    return load_image(source, formats=formats, max_pixels=max_pixels, min_size=min_size).image
 
 
 def _apply_exif_orientation(image: Image.Image) -> Image.Image:

@@ -125,7 +125,7 @@ def test_missing_weights_file_is_explained(checkpoint: Path) -> None:
         ({"weights_sha256": None}, "weights_sha256: Field required"),
         ({"preprocess": None}, "preprocess: Field required"),
         ({"weights_sha256": "abc"}, "weights_sha256: String should match pattern"),
-        ({"format_version": 2}, "format_version: Input should be 1"),
+        ({"format_version": 3}, "format_version: Input should be 1 or 2"),
         ({"unexpected": 1}, "unexpected: Extra inputs are not permitted"),
     ],
 )

@@ -1,0 +1,199 @@
+"""Fitting a checkpoint's calibration and out-of-distribution gate on held-out data.
+
+Run at the end of ``veracity train`` on the best checkpoint, and by ``veracity calibrate``
+for an existing one. From a dataset root with ``train/`` and ``val/``:
+
+1. reference statistics (class means, tied covariance) of the model's features on the
+   training images, each also re-encoded once as a JPEG of random quality: recompressed
+   uploads are part of the distribution the model serves;
+2. on the validation images (and their re-encoded copies): the score-to-probability map
+   (veracity.verdicts.calibration) and the gate's threshold (a high quantile of their
+   distances, veracity.verdicts.ood).
+
+Both are written beside the weights (``save_calibration``) under a new calibration version.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from veracity.checkpoint import (
+    CalibrationMetadata,
+    load_checkpoint,
+    read_metadata,
+    save_calibration,
+)
+from veracity.errors import DatasetError, InvalidImageError
+from veracity.images import load_rgb
+from veracity.models import CLASS_NAMES, ScoringModel, feature_layers
+from veracity.preprocess import ImageTransform
+from veracity.training.augment import reencode_jpeg
+from veracity.training.dataset import Sample, scan_split
+from veracity.verdicts.calibration import fit_calibration
+from veracity.verdicts.ood import (
+    THRESHOLD_MARGIN,
+    THRESHOLD_QUANTILE,
+    choose_threshold,
+    fit_reference,
+)
+
+Variant = tuple[Path, int, int | None]  # path, label, JPEG quality of the re-encode (None: as is)
+
+
+class _VariantDataset(Dataset[tuple[torch.Tensor, int]]):
+    def __init__(self, items: list[Variant], transform: Callable[[Image.Image], torch.Tensor]):
+        self.items = items
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label, quality = self.items[index]
+        try:
+            image = load_rgb(path)
+        except InvalidImageError as e:
+            raise DatasetError(f"unreadable image {path}: {e.message}") from e
+        if quality is not None:
+            image = reencode_jpeg(image, quality)
+        return self.transform(image), label
+
+
+def _with_variants(samples: list[Sample], seed: int, quality: tuple[int, int]) -> list[Variant]:
+    rng = random.Random(seed)
+    items: list[Variant] = []
+    for path, label in samples:
+        items.append((path, label, None))
+        items.append((path, label, rng.randint(*quality)))
+    return items
+
+
+@dataclass(frozen=True)
+class _Scored:
+    scores: np.ndarray  # (N,) logit_fake - logit_real, patch-averaged
+    features: torch.Tensor  # (N * patches, D)
+    labels: np.ndarray  # (N,) 1 = fake
+    patches: int
+
+
+def _score(
+    model: ScoringModel,
+    items: list[Variant],
+    transform: Callable[[Image.Image], torch.Tensor],
+    *,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+    desc: str,
+    progress: bool,
+) -> _Scored:
+    loader = DataLoader(
+        _VariantDataset(items, transform), batch_size=batch_size, num_workers=workers
+    )
+    real, fake = CLASS_NAMES.index("real"), CLASS_NAMES.index("fake")
+    scores, features, labels = [], [], []
+    patches = 1
+    with torch.inference_mode():
+        for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress):
+            count, patches = images.shape[:2]
+            logits, pooled = model(images.flatten(0, 1).to(device))
+            per_image = logits.double().cpu().view(count, patches, -1).mean(dim=1)
+            scores.append((per_image[:, fake] - per_image[:, real]).numpy())
+            features.append(pooled.float().cpu())
+            labels.append((targets == fake).numpy().astype(np.float64))
+    return _Scored(
+        scores=np.concatenate(scores),
+        features=torch.cat(features),
+        labels=np.concatenate(labels),
+        patches=patches,
+    )
+
+
+def calibrate_checkpoint(
+    checkpoint: Path,
+    data_dir: Path,
+    *,
+    device: torch.device,
+    batch_size: int = 32,
+    workers: int = 0,
+    seed: int = 0,
+    jpeg_quality: tuple[int, int] = (60, 95),
+    progress: bool = True,
+) -> CalibrationMetadata:
+    """Fit and store calibration and the OOD gate for ``checkpoint``; return what was stored.
+
+    Raises:
+        DatasetError: ``data_dir`` lacks train/ or val/ (or they are unreadable), or the
+            validation split is too small to calibrate on.
+        CheckpointError: the checkpoint cannot be loaded.
+    """
+    previous = read_metadata(checkpoint).calibration
+    loaded = load_checkpoint(checkpoint, device=device, with_calibration=False)
+    model = ScoringModel(loaded.model).eval()
+    transform = ImageTransform(loaded.preprocess)
+    train = _with_variants(scan_split(data_dir, "train", CLASS_NAMES), seed, jpeg_quality)
+    val = _with_variants(scan_split(data_dir, "val", CLASS_NAMES), seed + 1, jpeg_quality)
+    fitted_on, held_out = (
+        _score(
+            model,
+            items,
+            transform,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            desc=desc,
+            progress=progress,
+        )
+        for items, desc in ((train, "reference"), (val, "calibration"))
+    )
+
+    train_labels = torch.as_tensor(fitted_on.labels, dtype=torch.long)
+    reference = fit_reference(
+        fitted_on.features,
+        train_labels.repeat_interleave(fitted_on.patches),
+        classes=len(CLASS_NAMES),
+        layers=feature_layers(loaded.model, loaded.preprocess.input_size),
+        validation=held_out.features,
+    )
+    distances = reference.image_scores(held_out.features, held_out.patches).numpy()
+    threshold = choose_threshold(distances)
+    try:
+        fit = fit_calibration(held_out.scores, held_out.labels, seed=seed)
+    except ValueError as e:
+        raise DatasetError(f"cannot calibrate on {data_dir / 'val'}: {e}") from e
+    calibration = CalibrationMetadata(
+        version=(previous.version + 1) if previous is not None else 1,
+        fitted_at=datetime.now(UTC),
+        method=fit.calibrator.method,
+        slope=fit.calibrator.slope,
+        intercept=fit.calibrator.intercept,
+        reference_sha256="0" * 64,  # replaced by save_calibration with the file's hash
+        ood_threshold=threshold,
+        ood_rule=(
+            f"{THRESHOLD_QUANTILE:g} quantile of validation distances x {THRESHOLD_MARGIN:g}"
+        ),
+        data=str(data_dir),
+        images={"reference": len(train), "calibration": len(val)},
+        metrics={
+            "ece_before": fit.ece_before,
+            "ece_after": fit.ece_after,
+            "nll_before": fit.nll_before,
+            "nll_after": fit.nll_after,
+            "nll_temperature": fit.candidates["temperature"],
+            "nll_platt": fit.candidates["platt"],
+            "val_ood_rate": float(np.mean(distances > threshold)),
+        },
+    )
+    stored = save_calibration(checkpoint, reference, calibration).calibration
+    assert stored is not None
+    return stored

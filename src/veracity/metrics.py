@@ -29,6 +29,19 @@ class ServiceMetrics:
             ["label"],
             registry=registry,
         )
+        self.verdicts = Counter(
+            "veracity_verdicts",
+            "Verdicts answered, by verdict (real, fake, inconclusive).",
+            ["verdict"],
+            registry=registry,
+        )
+        self.reasons = Counter(
+            "veracity_verdict_reasons",
+            "Reasons given with verdicts, by code (out_of_distribution, near_threshold, "
+            "low_resolution, heavy_compression, no_content, unstable).",
+            ["reason"],
+            registry=registry,
+        )
         self.rejected = Counter(
             "veracity_rejected_requests",
             "Requests rejected with a 4xx, by reason (error code).",

@@ -15,9 +15,12 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from veracity.cpus import available_cpus
+from veracity.demo import default_checkpoint
 from veracity.devices import DevicePreference
 from veracity.export import default_export_dir
 from veracity.inference.backends import BackendName
+from veracity.verdicts.decision import Thresholds, VerdictPolicy
+from veracity.verdicts.quality import QualityLimits
 
 ENV_PREFIX = "VERACITY_"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -48,7 +51,7 @@ class Settings(BaseSettings):
     auth_disabled: bool = Field(
         default=False, description="Serve without API keys. Local development only."
     )
-    checkpoint: Path = Field(default=Path("checkpoints/demo.safetensors"))
+    checkpoint: Path = Field(default_factory=default_checkpoint)
     device: DevicePreference = "auto"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8001
@@ -75,6 +78,17 @@ class Settings(BaseSettings):
     # "600/minute") and a number of requests per rolling day. Unset means unlimited.
     rate_limit: str | None = None
     daily_quota: Annotated[int, Field(ge=1)] | None = None
+    # Verdict operating points on the calibrated fake_prob: at or below real_threshold is
+    # "real", at or above fake_threshold is "fake", between them "inconclusive".
+    real_threshold: Annotated[float, Field(ge=0, le=0.5)] = 0.25
+    fake_threshold: Annotated[float, Field(ge=0.5, le=1)] = 0.75
+    # Input-quality gates: JPEGs below this estimated quality, and images whose luma
+    # standard deviation is below min_content_std grey levels, are "inconclusive".
+    min_jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 50
+    min_content_std: Annotated[float, Field(ge=0, le=64)] = 3.0
+    # Re-score every request after a JPEG-75 re-encode and a halving (3x the compute)
+    # unless the request says otherwise (?robustness_check=false).
+    robustness_check: bool = False
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -124,6 +138,14 @@ class Settings(BaseSettings):
         if self.legacy_api_key is not None and self.legacy_api_key.get_secret_value():
             keys.append(self.legacy_api_key.get_secret_value())
         return tuple(dict.fromkeys(keys))
+
+    @property
+    def verdict_policy(self) -> VerdictPolicy:
+        return VerdictPolicy(
+            thresholds=Thresholds(self.real_threshold, self.fake_threshold),
+            quality=QualityLimits(self.min_jpeg_quality, self.min_content_std),
+            robustness_check=self.robustness_check,
+        )
 
     @property
     def max_upload_bytes(self) -> int:

@@ -14,7 +14,7 @@ from veracity.export import ensure_onnx, export_path
 from veracity.inference.backends import OnnxBackend, TorchBackend
 from veracity.inference.predictor import Predictor
 from veracity.models import CLASS_NAMES
-from veracity.preprocess import EvalTransform
+from veracity.preprocess import ImageTransform
 from veracity.training.dataset import ImageFolderDataset, scan_split
 
 # Measured differences are below 1e-5 in the logits; probabilities must agree to 1e-4.
@@ -38,11 +38,14 @@ def test_onnx_matches_torch_eager_on_real_images(
     samples = scan_split(tiny_dataset, "val", CLASS_NAMES) + scan_split(
         tiny_dataset, "train", CLASS_NAMES
     )
-    images = ImageFolderDataset(samples, EvalTransform(checkpoint.preprocess))
+    images = ImageFolderDataset(samples, ImageTransform(checkpoint.preprocess))
     batch = torch.stack([images[i][0] for i in range(len(images))])
     for inputs in (batch[:1], batch[:8], batch):  # batch sizes 1, 8 and 20
         for a, b in zip(eager.predict(inputs), served.predict(inputs), strict=True):
             assert b.fake_prob == pytest.approx(a.fake_prob, abs=PROB_TOLERANCE)
+            # The gate reads the same features from either backend.
+            if a.ood_score is not None:
+                assert b.ood_score == pytest.approx(a.ood_score, rel=1e-3, abs=1e-3)
             assert b.real_prob + b.fake_prob == pytest.approx(1.0, abs=1e-12)
     assert served.backend.name == "onnx"
     assert isinstance(eager.backend, TorchBackend)

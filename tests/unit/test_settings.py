@@ -3,11 +3,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tests.conftest import DEMO_CHECKPOINT
 from veracity.cli import main
 from veracity.settings import Settings, describe_validation_error
 
 KEY_A = "a" * 24
 KEY_B = "b" * 24
+# Settings whose default is computed where the process runs (a temp dir, the checkout).
+RUNTIME_DEFAULTS = ("VERACITY_EXPORT_DIR", "VERACITY_CHECKPOINT")
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +26,12 @@ def test_defaults_match_the_documented_contract(monkeypatch) -> None:
     assert settings.port == 8001
     assert settings.host == "127.0.0.1"
     assert settings.device == "auto"
-    assert settings.checkpoint == Path("checkpoints/demo.safetensors")
+    # The bundled demo, found from any working directory (this test runs in a temp dir).
+    assert settings.checkpoint == DEMO_CHECKPOINT
+    assert settings.checkpoint.is_absolute()
     assert settings.max_upload_bytes == 10 * 1024 * 1024
+    assert (settings.real_threshold, settings.fake_threshold) == (0.25, 0.75)
+    assert settings.robustness_check is False
 
 
 def test_comma_separated_keys_for_rotation(monkeypatch) -> None:
@@ -126,7 +133,7 @@ def test_env_example_documents_every_setting_with_its_default() -> None:
         )
         if value == "":
             # Optional, a list with no entries, or a default computed at run time.
-            assert default in (None, []) or env_name == "VERACITY_EXPORT_DIR", env_name
+            assert default in (None, []) or env_name in RUNTIME_DEFAULTS, env_name
         elif isinstance(default, bool):
             assert value == str(default).lower(), env_name
         elif isinstance(default, int | float):

@@ -31,6 +31,9 @@ DESCRIPTION = """
 Tells whether an image or video frame is **real or manipulated**.
 
 Send an image as multipart field `file` to `POST /infer` with your key in `X-API-Key`.
+The answer's `verdict` is `real`, `fake` or `inconclusive`, with `reasons` saying why;
+`fake_prob` is a calibrated probability. Add `?robustness_check=true` to re-score the image
+after a JPEG re-encode and a halving and learn whether the verdict is stable.
 Every error has the same shape: `{"error": {"code", "message", "request_id"}}`.
 """
 
@@ -57,6 +60,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         max_queue=settings.max_queue,
         request_timeout_s=settings.request_timeout_s,
         metrics=metrics,
+        policy=settings.verdict_policy,
     )
     auth = ApiKeyAuth(settings.effective_api_keys, enabled=not settings.auth_disabled)
     limiter = KeyLimiter(settings.rate_limit, settings.daily_quota)

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -20,6 +20,8 @@ from veracity.api.schemas import (
     ModelResponse,
     PreprocessInfo,
     ReadyResponse,
+    ThresholdsModel,
+    VerdictFields,
 )
 from veracity.errors import (
     BadRequestError,
@@ -61,28 +63,85 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
 }
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorResponse, "description": description}
+def _error(description: str, code: str, message: str) -> dict[str, Any]:
+    """An error response for the OpenAPI document, with its own example.
+
+    Each status shows what a client actually receives for it (Swagger UI otherwise shows
+    the ErrorResponse model's single example under every status).
+    """
+    example = {
+        "error": {
+            "code": code,
+            "message": message,
+            "request_id": "5f0c7a6e2b9d4c1e8a3f6b7d9e0a1c2b",
+        }
+    }
+    return {
+        "model": ErrorResponse,
+        "description": description,
+        "content": {"application/json": {"example": example}},
+    }
 
 
 INFER_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error("Malformed multipart body, no 'file' part, or more than one file part."),
+    400: _error(
+        "Malformed multipart body, no 'file' part, or more than one file part.",
+        "bad_request",
+        "no complete 'file' part: send the image as multipart/form-data field 'file', "
+        "ending the body with the closing boundary",
+    ),
     401: _error(
         "Missing, invalid, duplicated or misplaced API key (send exactly one X-API-Key "
-        "header; never the query string or Authorization)."
+        "header; never the query string or Authorization).",
+        "unauthorized",
+        "missing API key: send it in the X-API-Key header",
     ),
-    408: _error("The body was not received within VERACITY_BODY_TIMEOUT_S."),
-    413: _error("Body above VERACITY_MAX_UPLOAD_MB, or image above the pixel limit."),
-    415: _error("An image format outside the allowlist (e.g. TIFF, PSD, PDF)."),
-    422: _error("Bytes that are not a readable image."),
-    429: _error("The key's rate limit or daily quota is used up (see Retry-After)."),
-    500: _error("Unexpected server error; quote the request_id."),
+    408: _error(
+        "The body was not received within VERACITY_BODY_TIMEOUT_S.",
+        "body_timeout",
+        "the request body was not received within 30 s; check the connection and send the "
+        "image again",
+    ),
+    413: _error(
+        "Body above VERACITY_MAX_UPLOAD_MB, or image above the pixel limit.",
+        "payload_too_large",
+        "the file exceeds the 10 MB upload limit; send a smaller image",
+    ),
+    415: _error(
+        "An image format outside the allowlist (e.g. TIFF, PSD, PDF).",
+        "unsupported_image_format",
+        "image format TIFF is not accepted; send one of: JPEG, PNG, WEBP, BMP, GIF",
+    ),
+    422: _error(
+        "Bytes that are not a readable image, or an invalid query parameter.",
+        "invalid_image",
+        "not a readable image; send one of: JPEG, PNG, WEBP, BMP, GIF",
+    ),
+    429: _error(
+        "The key's rate limit or daily quota is used up (see Retry-After).",
+        "rate_limited",
+        "rate limit of 20 per 1 second exceeded for this key; retry after the delay in Retry-After",
+    ),
+    500: _error(
+        "Unexpected server error; quote the request_id.",
+        "internal_error",
+        "internal server error; quote the request_id when reporting it",
+    ),
     503: _error(
         "Queue full (overloaded), model not loaded yet or failed, or shutting down "
-        "(see Retry-After)."
+        "(see Retry-After).",
+        "overloaded",
+        "the service is at capacity (32 requests queued); retry after the delay in "
+        "Retry-After, or on another replica",
     ),
-    504: _error("Not served within VERACITY_REQUEST_TIMEOUT_S; the work was dropped."),
+    504: _error(
+        "Not served within VERACITY_REQUEST_TIMEOUT_S; the work was dropped.",
+        "deadline_exceeded",
+        "not served within the 10 s deadline (VERACITY_REQUEST_TIMEOUT_S) because the "
+        "service is busy; retry later or on another replica",
+    ),
 }
+NOT_LOADED = _error("Not loaded yet.", "not_ready", "the model is still loading; retry shortly")
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: INFER_ERRORS[401],
     429: INFER_ERRORS[429],
@@ -181,14 +240,24 @@ async def _read_upload(request: Request, *, max_image_bytes: int) -> bytes:
     return data
 
 
-async def classify(request: Request, service: ModelService, data: bytes) -> InferResponse:
+async def classify(
+    request: Request, service: ModelService, data: bytes, *, robustness_check: bool | None
+) -> InferResponse:
     try:
-        result = await until_disconnected(request, service.predict(data))
+        result = await until_disconnected(
+            request, service.predict(data, robustness_check=robustness_check)
+        )
     except ClientDisconnectedError:
         service.record_shed("client_disconnected")
         raise
     meta = service.metadata
+    fields = VerdictFields.build(
+        result.verdict,
+        thresholds=service.policy.thresholds,
+        calibration_version=service.calibration_version,
+    )
     return InferResponse(
+        **fields.model_dump(),
         request_id=request.state.request_id,
         fake_prob=result.prediction.fake_prob,
         real_prob=result.prediction.real_prob,
@@ -207,19 +276,33 @@ def build_router(*, max_upload_bytes: int, body_timeout_s: float) -> APIRouter:
     @router.post(
         "/infer",
         response_model=InferResponse,
-        summary="Classify one image as real or manipulated",
+        summary="Classify one image as real, manipulated or inconclusive",
+        description="Answers a calibrated `fake_prob` and a `verdict` with `reasons`. "
+        "`inconclusive` means the model cannot judge this input (out of distribution, too "
+        "small, too compressed, uniform, unstable) or its probability lies between the "
+        "deployment's operating points. See the README's 'How to read a verdict'.",
         responses=INFER_ERRORS,
         openapi_extra=_UPLOAD_SCHEMA,
         max_body_size=max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
     )
-    async def infer(request: Request, service: ModelServiceDep, _: ApiKeyDep) -> InferResponse:
+    async def infer(
+        request: Request,
+        service: ModelServiceDep,
+        _: ApiKeyDep,
+        robustness_check: bool | None = Query(
+            default=None,
+            description="Also score the image re-encoded as JPEG 75 and halved (about 3x the "
+            "compute) and report `stability`; a verdict that flips becomes inconclusive / "
+            "unstable. Default: the deployment's VERACITY_ROBUSTNESS_CHECK.",
+        ),
+    ) -> InferResponse:
         # Auth and rate limits (a dependency) and admission run before the body is read,
         # so a client that would be refused anyway uploads nothing.
         service.check_admission()
         data = await read_upload(
             request, max_image_bytes=max_upload_bytes, timeout_s=body_timeout_s
         )
-        return await classify(request, service, data)
+        return await classify(request, service, data, robustness_check=robustness_check)
 
     @router.get(
         "/health",
@@ -252,7 +335,7 @@ def build_router(*, max_upload_bytes: int, body_timeout_s: float) -> APIRouter:
         "/model",
         response_model=ModelResponse,
         summary="Metadata of the loaded checkpoint",
-        responses=AUTH_ERRORS | {503: _error("Not loaded yet.")},
+        responses=AUTH_ERRORS | {503: NOT_LOADED},
     )
     async def model(service: ModelServiceDep, _: ApiKeyDep) -> ModelResponse:
         meta = service.metadata
@@ -268,6 +351,11 @@ def build_router(*, max_upload_bytes: int, body_timeout_s: float) -> APIRouter:
             metrics=meta.metrics,
             device=service.device,
             backend=service.backend,
+            calibration=meta.calibration.model_dump(mode="json") if meta.calibration else None,
+            thresholds=ThresholdsModel(
+                real=service.policy.thresholds.real_threshold,
+                fake=service.policy.thresholds.fake_threshold,
+            ),
         )
 
     return router

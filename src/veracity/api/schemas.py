@@ -2,36 +2,160 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from veracity.verdicts.decision import Thresholds, Verdict
+from veracity.verdicts.quality import ReasonCode
 
-class InferResponse(BaseModel):
+_REASON_DOC = (
+    "Why the verdict is what it is. Codes: out_of_distribution (unlike the training data), "
+    "near_threshold (fake_prob between the operating points), low_resolution, "
+    "heavy_compression, no_content (near-uniform), unstable (flips when re-encoded or "
+    "resized; only with the robustness check)."
+)
+
+
+class ReasonModel(BaseModel):
+    code: ReasonCode = Field(description="Stable identifier to branch on.")
+    message: str = Field(description="What it means for this image, for a person.")
+
+
+class QualityModel(BaseModel):
+    width: int
+    height: int
+    jpeg_quality: int | None = Field(
+        description="Estimated from the file's quantisation table; null if not a JPEG."
+    )
+    content_std: float = Field(description="Luma standard deviation in grey levels.")
+
+
+class StabilityModel(BaseModel):
+    score: float = Field(
+        ge=0.0, le=1.0, description="1 - the largest change of fake_prob across variants."
+    )
+    variants: dict[str, float] = Field(
+        description="fake_prob after each variant: jpeg75 (re-encoded at quality 75), "
+        "half_size (halved; skipped when too small)."
+    )
+    flipped: list[str] = Field(description="Variants whose verdict is the opposite class.")
+
+
+class ThresholdsModel(BaseModel):
+    real: float = Field(description="fake_prob at or below this is 'real'.")
+    fake: float = Field(description="fake_prob at or above this is 'fake'.")
+
+
+class VerdictFields(BaseModel):
+    """What the verdict adds to a response; shared by /infer and ``veracity predict``."""
+
+    verdict: Literal["real", "fake", "inconclusive"] = Field(
+        description="real or fake only when the model can judge this input and fake_prob "
+        "is past an operating point; otherwise inconclusive, with reasons."
+    )
+    reasons: list[ReasonModel] = Field(description=_REASON_DOC)
+    calibrated: bool = Field(
+        description="Whether fake_prob/real_prob are calibrated (the checkpoint has a "
+        "calibration); uncalibrated checkpoints report the raw softmax."
+    )
+    calibration_version: int | None = Field(description="The checkpoint's calibration fit.")
+    thresholds: ThresholdsModel = Field(description="This deployment's operating points.")
+    ood_score: float | None = Field(
+        description="Distance to the training data, as a multiple of the gate's threshold "
+        "(above 1: out_of_distribution). Null when the checkpoint has no gate."
+    )
+    quality: QualityModel
+    stability: StabilityModel | None = Field(
+        description="The robustness self-check (null unless it ran: ?robustness_check=true "
+        "or VERACITY_ROBUSTNESS_CHECK)."
+    )
+
+    @classmethod
+    def build(
+        cls, verdict: Verdict, *, thresholds: Thresholds, calibration_version: int | None
+    ) -> VerdictFields:
+        stability = verdict.stability
+        return cls(
+            verdict=verdict.verdict,
+            reasons=[ReasonModel(code=r.code, message=r.message) for r in verdict.reasons],
+            calibrated=calibration_version is not None,
+            calibration_version=calibration_version,
+            thresholds=ThresholdsModel(
+                real=thresholds.real_threshold, fake=thresholds.fake_threshold
+            ),
+            ood_score=verdict.ood_score,
+            quality=QualityModel(
+                width=verdict.quality.width,
+                height=verdict.quality.height,
+                jpeg_quality=verdict.quality.jpeg_quality,
+                content_std=verdict.quality.content_std,
+            ),
+            stability=None
+            if stability is None
+            else StabilityModel(
+                score=max(0.0, min(1.0, stability.score)),
+                variants=stability.variants,
+                flipped=list(stability.flipped),
+            ),
+        )
+
+
+_INFER_EXAMPLE: dict[str, Any] = {
+    "request_id": "5f0c7a6e2b9d4c1e8a3f6b7d9e0a1c2b",
+    "fake_prob": 0.0213,
+    "real_prob": 0.9787,
+    "label": "real",
+    "verdict": "real",
+    "reasons": [],
+    "calibrated": True,
+    "calibration_version": 1,
+    "thresholds": {"real": 0.25, "fake": 0.75},
+    "ood_score": 0.41,
+    "quality": {"width": 1280, "height": 720, "jpeg_quality": 92, "content_std": 48.3},
+    "stability": None,
+    "model_name": "veracity-demo",
+    "model_version": "2.0.0",
+    "timings_ms": {"preprocess": 6.1, "inference": 21.4},
+    "batch_size": 1,
+}
+_INCONCLUSIVE_EXAMPLE: dict[str, Any] = _INFER_EXAMPLE | {
+    "fake_prob": 0.9312,
+    "real_prob": 0.0688,
+    "label": "fake",
+    "verdict": "inconclusive",
+    "reasons": [
+        {
+            "code": "out_of_distribution",
+            "message": "the image is unlike anything this model was trained on (distance "
+            "3.70x the largest seen on its validation data); its probability does not "
+            "apply here.",
+        }
+    ],
+    "ood_score": 3.7,
+}
+
+
+class InferResponse(VerdictFields):
     """``request_id``, ``fake_prob`` and ``real_prob`` are the contract; the rest is additive."""
 
     model_config = ConfigDict(
         protected_namespaces=(),
-        json_schema_extra={
-            "examples": [
-                {
-                    "request_id": "5f0c7a6e2b9d4c1e8a3f6b7d9e0a1c2b",
-                    "fake_prob": 0.0213,
-                    "real_prob": 0.9787,
-                    "label": "real",
-                    "model_name": "veracity-demo",
-                    "model_version": "1.0.0",
-                    "timings_ms": {"preprocess": 6.1, "inference": 21.4},
-                    "batch_size": 1,
-                }
-            ]
-        },
+        json_schema_extra={"examples": [_INFER_EXAMPLE, _INCONCLUSIVE_EXAMPLE]},
     )
 
     request_id: str = Field(description="Also returned in the X-Request-ID header.")
-    fake_prob: float = Field(ge=0.0, le=1.0, description="Probability the image is manipulated.")
-    real_prob: float = Field(ge=0.0, le=1.0, description="1 - fake_prob.")
-    label: Literal["real", "fake"] = Field(description="The more probable class.")
+    fake_prob: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="Calibrated probability that the image is manipulated, valid for inputs "
+        "like the calibration data: read it together with verdict and reasons.",
+    )
+    real_prob: float = Field(ge=0.0, le=1.0, description="1 - fake_prob (calibrated).")
+    label: Literal["real", "fake"] = Field(
+        description="The more probable class, kept for older clients; it never says "
+        "'inconclusive': use verdict."
+    )
     model_name: str
     model_version: str
     timings_ms: dict[str, float] = Field(description="Server-side preprocess/inference times.")
@@ -79,6 +203,11 @@ class ModelResponse(BaseModel):
     metrics: dict[str, float]
     device: str
     backend: str
+    calibration: dict[str, Any] | None = Field(
+        description="The calibration fit: version, method, OOD threshold and its rule, the "
+        "data it was fitted on, ECE before/after. Null for an uncalibrated checkpoint."
+    )
+    thresholds: ThresholdsModel
 
 
 class ErrorDetail(BaseModel):

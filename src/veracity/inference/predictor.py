@@ -1,7 +1,7 @@
-"""Turning decoded images into real/fake probabilities with a loaded checkpoint.
+"""Turning decoded images into calibrated probabilities and verdicts with a loaded checkpoint.
 
-The CLI's ``predict`` and the service both go through ``Predictor``, so an image gets the same
-numbers offline and over HTTP.
+The CLI's ``predict``, ``evaluate`` and the service all go through ``Predictor``, so an image
+gets the same numbers and the same verdict offline and over HTTP.
 """
 
 from __future__ import annotations
@@ -12,27 +12,48 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import torch
+from PIL import Image
 
 from veracity.checkpoint import Checkpoint
 from veracity.errors import ConfigurationError
-from veracity.images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, load_rgb
+from veracity.images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, load_image
 from veracity.inference.backends import Backend, BackendName, OnnxBackend, TorchBackend
-from veracity.preprocess import EvalTransform
+from veracity.preprocess import ImageTransform
+from veracity.verdicts import robustness
+from veracity.verdicts.calibration import IDENTITY
+from veracity.verdicts.decision import Stability, Verdict, VerdictPolicy, decide
+from veracity.verdicts.quality import InputQuality, measure, quality_reasons
 
 
 @dataclass(frozen=True)
 class Prediction:
+    """One image's model output: calibrated probabilities and the gate's distance."""
+
     real_prob: float
     fake_prob: float
+    score: float  # logit_fake - logit_real, averaged over patches (before calibration)
+    raw_fake_prob: float  # sigmoid(score): the uncalibrated probability
+    ood_score: float | None  # distance / threshold (None: the checkpoint has no gate)
 
     @property
     def label(self) -> Literal["real", "fake"]:
         return "fake" if self.fake_prob > self.real_prob else "real"
 
 
+@dataclass(frozen=True)
+class PreparedImage:
+    """A decoded upload, ready for the model, with what the quality gates measured."""
+
+    tensor: torch.Tensor  # (patches, 3, H, W)
+    quality: InputQuality
+    variants: dict[str, torch.Tensor]  # robustness variants (empty unless asked for)
+
+
 class Predictor:
-    """Preprocess and classify images with one checkpoint on one device. Thread-safe for
-    ``preprocess``; ``predict`` runs one forward pass per call."""
+    """Preprocess, classify and judge images with one checkpoint on one device.
+
+    ``prepare``/``preprocess`` are thread-safe; ``predict`` runs one forward pass per call.
+    """
 
     def __init__(
         self,
@@ -42,41 +63,124 @@ class Predictor:
         backend: Backend | None = None,
         formats: Iterable[str] = DEFAULT_FORMATS,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        policy: VerdictPolicy | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.device = device
         self.model = checkpoint.model.to(device).eval()
         self.backend: Backend = backend or TorchBackend(self.model, device)
-        self.transform = EvalTransform(checkpoint.preprocess)
+        self.config = checkpoint.preprocess
+        self.transform = ImageTransform(self.config)
         self.formats = tuple(formats)
         self.max_pixels = max_pixels
+        self.policy = policy or VerdictPolicy()
+        self.calibrator = checkpoint.calibrator
+        self.reference = checkpoint.reference
+        calibration = checkpoint.metadata.calibration
+        self._ood_threshold = calibration.ood_threshold if calibration is not None else None
         names = checkpoint.metadata.class_names
         self._real_index, self._fake_index = names.index("real"), names.index("fake")
 
-    def preprocess(self, source: bytes | Path | BinaryIO) -> torch.Tensor:
-        """Untrusted bytes or a file -> the model's input tensor (3, H, W).
+    @property
+    def calibrated(self) -> bool:
+        return self.checkpoint.metadata.calibration is not None
+
+    def prepare(self, source: bytes | Path | BinaryIO, *, robustness_check: bool) -> PreparedImage:
+        """Untrusted bytes or a file -> model inputs and quality measurements.
 
         Raises:
             InvalidImageError: and its subclasses, for anything that is not an accepted image.
         """
-        image = load_rgb(
+        decoded = load_image(
             source,
             formats=self.formats,
             max_pixels=self.max_pixels,
-            min_size=self.transform.config.min_decode_size,
+            min_size=self.config.min_decode_size,
         )
+        quality = measure(decoded.image, decoded.jpeg_quality, decoded.size)
+        variants: dict[str, torch.Tensor] = {}
+        if robustness_check:
+            for name, image in robustness.variants(
+                decoded.image, min_side=self.config.min_side
+            ).items():
+                variants[name] = self.transform(image)
+        return PreparedImage(self.transform(decoded.image), quality, variants)
+
+    def preprocess(self, source: bytes | Path | BinaryIO) -> torch.Tensor:
+        """Untrusted bytes or a file -> the model's input tensor (patches, 3, H, W)."""
+        return self.prepare(source, robustness_check=False).tensor
+
+    def transform_image(self, image: Image.Image) -> torch.Tensor:
         return self.transform(image)
 
     def predict(self, batch: Sequence[torch.Tensor] | torch.Tensor) -> list[Prediction]:
-        """Classify preprocessed tensors in one forward pass."""
-        inputs = batch if isinstance(batch, torch.Tensor) else torch.stack(list(batch))
-        logits = self.backend(inputs)
+        """Classify preprocessed images, each (patches, 3, H, W), in one forward pass."""
+        items = list(batch) if not isinstance(batch, torch.Tensor) else list(batch.unbind(0))
+        if not items:
+            return []
+        patches = items[0].shape[0]
+        if any(item.shape != items[0].shape for item in items):
+            raise ConfigurationError("every image in a batch must have the same patch shape")
+        logits, features = self.backend(torch.cat(items))
         # float64 so the two probabilities sum to 1 to within 1e-15, as the contract promises.
-        probs = torch.softmax(logits.double(), dim=1).tolist()
-        return [
-            Prediction(real_prob=row[self._real_index], fake_prob=row[self._fake_index])
-            for row in probs
-        ]
+        per_image = logits.double().view(len(items), patches, -1).mean(dim=1)
+        scores = (per_image[:, self._fake_index] - per_image[:, self._real_index]).tolist()
+        distances: list[float | None] = [None] * len(items)
+        if self.reference is not None and self._ood_threshold is not None:
+            measured = self.reference.image_scores(features, patches) / self._ood_threshold
+            distances = [round(float(d), 4) for d in measured]
+        out = []
+        for score, distance in zip(scores, distances, strict=True):
+            fake = self.calibrator.fake_prob(score)
+            out.append(
+                Prediction(
+                    real_prob=1.0 - fake,
+                    fake_prob=fake,
+                    score=score,
+                    raw_fake_prob=IDENTITY.fake_prob(score),
+                    ood_score=distance,
+                )
+            )
+        return out
+
+    def judge(
+        self,
+        prediction: Prediction,
+        quality: InputQuality,
+        variants: dict[str, Prediction] | None = None,
+    ) -> Verdict:
+        """The verdict for ``prediction``, with the gates and the optional self-check."""
+        thresholds = self.policy.thresholds
+        stability = None
+        if variants:
+            original = thresholds.classify(prediction.fake_prob)
+            flipped = tuple(
+                name
+                for name, p in variants.items()
+                if {original, thresholds.classify(p.fake_prob)} == {"real", "fake"}
+            )
+            change = max(abs(p.fake_prob - prediction.fake_prob) for p in variants.values())
+            stability = Stability(
+                score=round(1.0 - change, 4),
+                variants={name: p.fake_prob for name, p in variants.items()},
+                flipped=flipped,
+            )
+        return decide(
+            prediction.fake_prob,
+            thresholds=thresholds,
+            gate_reasons=quality_reasons(quality, self.policy.quality, self.config.min_side),
+            ood_score=prediction.ood_score,
+            quality=quality,
+            stability=stability,
+        )
+
+    def classify(self, source: bytes | Path | BinaryIO, *, robustness_check: bool) -> Verdict:
+        """Prepare, predict and judge one image in one forward pass (the CLI's path)."""
+        prepared = self.prepare(source, robustness_check=robustness_check)
+        names = list(prepared.variants)
+        predictions = self.predict([prepared.tensor, *prepared.variants.values()])
+        variants = dict(zip(names, predictions[1:], strict=True))
+        return self.judge(predictions[0], prepared.quality, variants)
 
 
 def create_predictor(
@@ -88,6 +192,7 @@ def create_predictor(
     threads: int | None = None,
     formats: Iterable[str] = DEFAULT_FORMATS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    policy: VerdictPolicy | None = None,
 ) -> Predictor:
     """A Predictor on the named backend; for ``onnx``, the export cached in ``export_dir``.
 
@@ -102,4 +207,6 @@ def create_predictor(
         if export_dir is None:
             raise ConfigurationError("the onnx backend needs an export directory")
         engine = OnnxBackend(ensure_onnx(checkpoint, export_dir), device, threads=threads)
-    return Predictor(checkpoint, device, backend=engine, formats=formats, max_pixels=max_pixels)
+    return Predictor(
+        checkpoint, device, backend=engine, formats=formats, max_pixels=max_pixels, policy=policy
+    )

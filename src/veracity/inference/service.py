@@ -31,6 +31,7 @@ from veracity.inference.backends import BackendName
 from veracity.inference.batcher import MicroBatcher
 from veracity.inference.predictor import Prediction, Predictor, create_predictor
 from veracity.metrics import ServiceMetrics
+from veracity.verdicts.decision import Verdict, VerdictPolicy
 
 logger = logging.getLogger("veracity.service")
 
@@ -48,6 +49,7 @@ class BatchOutput:
 @dataclass(frozen=True)
 class InferenceResult:
     prediction: Prediction
+    verdict: Verdict
     preprocess_ms: float
     inference_ms: float
     batch_size: int
@@ -72,8 +74,10 @@ class ModelService:
         max_queue: int = 32,
         request_timeout_s: float = 10.0,
         metrics: ServiceMetrics | None = None,
+        policy: VerdictPolicy | None = None,
     ) -> None:
         self.checkpoint_path = checkpoint
+        self.policy = policy or VerdictPolicy()
         self._device_preference = device
         self._workers = workers
         self._torch_threads = torch_threads
@@ -123,6 +127,11 @@ class ModelService:
         if self._predictor is None:
             raise ServiceUnavailableError("the model is not loaded yet; retry shortly")
         return self._predictor.checkpoint.metadata
+
+    @property
+    def calibration_version(self) -> int | None:
+        calibration = self.metadata.calibration
+        return calibration.version if calibration is not None else None
 
     @property
     def device(self) -> str:
@@ -212,15 +221,17 @@ class ModelService:
             threads=self._torch_threads,
             formats=self._formats,
             max_pixels=self._max_pixels,
+            policy=self.policy,
         )
 
     def _warm_up(self, predictor: Predictor) -> None:
         # The first forward pass of each shape allocates buffers and picks kernels; pay for
         # it before reporting ready rather than in the first clients' latency.
-        channels, height, width = predictor.checkpoint.metadata.preprocess.input_size
+        channels, height, width = predictor.config.input_size
+        patches = predictor.config.patches_per_image
         for batch_size in sorted({1, self._max_batch_size}):
             for _ in range(2):
-                predictor.predict(torch.zeros(batch_size, channels, height, width))
+                predictor.predict(torch.zeros(batch_size, patches, channels, height, width))
 
     async def _run(self, fn: Callable[[], T], executor: ThreadPoolExecutor | None = None) -> T:
         pool = executor or self._executor
@@ -257,8 +268,14 @@ class ModelService:
         if self._metrics is not None:
             self._metrics.shed.labels(reason).inc()
 
-    async def predict(self, data: bytes) -> InferenceResult:
-        """Decode, preprocess and classify one upload off the event loop.
+    async def predict(
+        self, data: bytes, *, robustness_check: bool | None = None
+    ) -> InferenceResult:
+        """Decode, preprocess, classify and judge one upload off the event loop.
+
+        ``robustness_check`` (None: the deployment's default) also scores the upload
+        re-encoded as JPEG 75 and halved, in the same forward pass, and answers
+        ``inconclusive`` / ``unstable`` if the verdict flips.
 
         Admission is bounded (``max_queue``) and each admitted request has
         ``request_timeout_s`` to be answered. Cancelling the caller (a client disconnect)
@@ -277,8 +294,9 @@ class ModelService:
         self._idle.clear()
         deadline = asyncio.timeout(self._request_timeout_s)
         try:
+            check = self.policy.robustness_check if robustness_check is None else robustness_check
             async with deadline:
-                return await self._predict_admitted(predictor, data)
+                return await self._predict_admitted(predictor, data, check)
         except TimeoutError as e:
             if not deadline.expired():
                 raise
@@ -296,23 +314,39 @@ class ModelService:
             if self._in_flight == 0:
                 self._idle.set()
 
-    async def _predict_admitted(self, predictor: Predictor, data: bytes) -> InferenceResult:
+    async def _predict_admitted(
+        self, predictor: Predictor, data: bytes, robustness_check: bool
+    ) -> InferenceResult:
         t0 = time.perf_counter()
         self._preprocessing += 1
         try:
-            tensor = await self._run(lambda: predictor.preprocess(data))
+            prepared = await self._run(
+                lambda: predictor.prepare(data, robustness_check=robustness_check)
+            )
         finally:
             self._preprocessing -= 1
         preprocess_s = time.perf_counter() - t0
         if self._metrics is not None:
             self._metrics.preprocess_seconds.observe(preprocess_s)
         assert self._batcher is not None
-        output = await self._batcher.submit(tensor)
+        # The variants join the same micro-batch as the original where there is room.
+        outputs = await asyncio.gather(
+            *(self._batcher.submit(t) for t in (prepared.tensor, *prepared.variants.values()))
+        )
+        variants = {
+            name: out.prediction for name, out in zip(prepared.variants, outputs[1:], strict=True)
+        }
+        verdict = predictor.judge(outputs[0].prediction, prepared.quality, variants)
+        if self._metrics is not None:
+            self._metrics.verdicts.labels(verdict.verdict).inc()
+            for reason in verdict.reasons:
+                self._metrics.reasons.labels(reason.code).inc()
         return InferenceResult(
-            prediction=output.prediction,
+            prediction=outputs[0].prediction,
+            verdict=verdict,
             preprocess_ms=round(preprocess_s * 1000, 3),
-            inference_ms=output.inference_ms,
-            batch_size=output.batch_size,
+            inference_ms=max(out.inference_ms for out in outputs),
+            batch_size=outputs[0].batch_size,
         )
 
     def _infer_batch(self, tensors: list[torch.Tensor]) -> list[BatchOutput]:
@@ -321,7 +355,7 @@ class ModelService:
         if predictor is None:
             raise ServiceUnavailableError(self._unavailable_reason())
         t0 = time.perf_counter()
-        predictions = predictor.predict(torch.stack(tensors))
+        predictions = predictor.predict(tensors)
         elapsed = time.perf_counter() - t0
         if self._metrics is not None:
             self._metrics.inference_seconds.observe(elapsed)

@@ -14,23 +14,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from veracity import __version__
-from veracity.errors import VeracityError
+from veracity.errors import ConfigurationError, VeracityError
 
 if TYPE_CHECKING:
     from veracity.inference.predictor import Predictor
 
-DEFAULT_CHECKPOINT = Path("checkpoints/demo.safetensors")
 DEFAULT_SAMPLE_DIR = Path("data/sample")
 
 
 def _cmd_make_sample_data(args: argparse.Namespace) -> int:
     from veracity.sampledata import SampleDataSpec, generate_sample_data
 
-    spec = SampleDataSpec(
-        train_per_class=args.train_per_class,
-        val_per_class=args.val_per_class,
-        image_size=args.size,
-    )
+    try:
+        spec = SampleDataSpec(
+            train_per_class=args.train_per_class,
+            val_per_class=args.val_per_class,
+            image_size=args.size,
+            sizes=tuple(args.sizes or ()),
+            jpeg_qualities=tuple(args.jpeg_quality or (None,)),
+        )
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
     count = generate_sample_data(args.out, seed=args.seed, spec=spec)
     print(json.dumps({"out": str(args.out), "seed": args.seed, "images": count}))
     return 0
@@ -61,6 +65,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         pretrained=args.pretrained,
         model_name=args.model_name,
         model_version=args.model_version,
+        preprocess_mode=args.preprocess,
+        patch_grid=args.patch_grid,
+        train_patches=args.train_patches,
+        jpeg_augment=args.jpeg_augment,
+        jpeg_quality=(args.jpeg_quality[0], args.jpeg_quality[1]),
+        calibrate=not args.no_calibrate,
     )
     result = train(config, progress=not args.no_progress)
     print(
@@ -69,34 +79,67 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 "best": str(result.best_checkpoint),
                 "last": str(result.last_checkpoint),
                 "history": result.history,
+                "calibration": result.calibration,
             }
         )
     )
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from veracity.devices import select_device
+    from veracity.training.calibrate import calibrate_checkpoint
+
+    stored = calibrate_checkpoint(
+        args.checkpoint,
+        args.data,
+        device=select_device(args.device),
+        batch_size=args.batch_size,
+        workers=args.workers,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    print(json.dumps({"checkpoint": str(args.checkpoint)} | stored.model_dump(mode="json")))
+    return 0
+
+
 def _load_predictor(
-    checkpoint: Path, device: str, backend: str = "torch", export_dir: Path | None = None
+    args: argparse.Namespace, backend: str = "torch", export_dir: Path | None = None
 ) -> Predictor:
     from veracity.checkpoint import load_checkpoint
     from veracity.devices import select_device
     from veracity.export import default_export_dir
     from veracity.inference.predictor import create_predictor
+    from veracity.verdicts.decision import Thresholds, VerdictPolicy
+    from veracity.verdicts.quality import QualityLimits
 
-    target = select_device(device)  # type: ignore[arg-type]
-    loaded = load_checkpoint(checkpoint, device=target)
+    target = select_device(args.device)
+    loaded = load_checkpoint(args.checkpoint, device=target)
     cache = export_dir or default_export_dir()
-    return create_predictor(loaded, target, backend=backend, export_dir=cache)  # type: ignore[arg-type]
+    policy = VerdictPolicy(
+        thresholds=Thresholds(args.real_threshold, args.fake_threshold),
+        quality=QualityLimits(args.min_jpeg_quality, args.min_content_std),
+    )
+    return create_predictor(
+        loaded,
+        target,
+        backend=backend,  # type: ignore[arg-type]
+        export_dir=cache,
+        policy=policy,
+    )
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    predictor = _load_predictor(args.checkpoint, args.device, args.backend, args.export_dir)
+    from veracity.api.schemas import VerdictFields
+
+    predictor = _load_predictor(args, args.backend, args.export_dir)
+    calibration = predictor.checkpoint.metadata.calibration
     failures = 0
     for path in args.files:
         record: dict[str, object] = {"path": str(path)}
         try:
             # One image per forward pass: the numbers are what a lone /infer request gets.
-            prediction = predictor.predict([predictor.preprocess(path)])[0]
+            verdict = predictor.classify(path, robustness_check=args.check_robustness)
         except FileNotFoundError:
             record["error"] = "file not found"
             failures += 1
@@ -104,11 +147,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             record["error"] = e.message
             failures += 1
         else:
+            fields = VerdictFields.build(
+                verdict,
+                thresholds=predictor.policy.thresholds,
+                calibration_version=calibration.version if calibration else None,
+            )
             record |= {
-                "fake_prob": prediction.fake_prob,
-                "real_prob": prediction.real_prob,
-                "label": prediction.label,
-            }
+                "fake_prob": verdict.fake_prob,
+                "real_prob": verdict.real_prob,
+                "label": verdict.label,
+            } | fields.model_dump(mode="json")
         print(json.dumps(record), flush=True)
     return 1 if failures else 0
 
@@ -124,17 +172,43 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from torch.utils.data import DataLoader
-
+    from veracity.evaluation.photos import natural_photographs
+    from veracity.evaluation.report import build_report, evaluate_items, write_report
     from veracity.models import CLASS_NAMES
-    from veracity.training.dataset import create_eval_dataset, scan_split
-    from veracity.training.trainer import evaluate
+    from veracity.training.dataset import scan_split
 
-    predictor = _load_predictor(args.checkpoint, args.device)
-    samples = scan_split(args.data, args.split, CLASS_NAMES)
-    dataset = create_eval_dataset(samples, predictor.checkpoint.preprocess)
-    metrics = evaluate(predictor.model, DataLoader(dataset, batch_size=32), predictor.device)
-    print(json.dumps({"images": len(dataset)} | metrics.as_dict()))
+    predictor = _load_predictor(args)
+    samples = [
+        (path, CLASS_NAMES[index]) for path, index in scan_split(args.data, args.split, CLASS_NAMES)
+    ]
+    progress = not args.no_progress
+    results = evaluate_items(predictor, samples, progress=progress, desc=f"{args.split} split")
+    photos = None
+    if args.natural_photos:
+        found = [(path, "real") for path in natural_photographs()]
+        photos = evaluate_items(predictor, found, progress=progress, desc="natural photographs")
+    meta = predictor.checkpoint.metadata
+    report = build_report(
+        results,
+        checkpoint={
+            "path": str(args.checkpoint),
+            "model_name": meta.model_name,
+            "model_version": meta.model_version,
+            "weights_sha256": meta.weights_sha256,
+            "calibration_version": meta.calibration.version if meta.calibration else None,
+            "thresholds": {"real": args.real_threshold, "fake": args.fake_threshold},
+            "data": str(args.data),
+            "split": args.split,
+        },
+        photos=photos,
+    )
+    summary: dict[str, object] = {"images": len(results), "overall": report["overall"]}
+    if photos is not None:
+        summary["natural_photographs"] = report["natural_photographs"]["summary"]
+    if args.report is not None:
+        written = write_report(report, args.report)
+        summary["report"] = [str(p) for p in written]
+    print(json.dumps(summary))
     return 0
 
 
@@ -198,9 +272,68 @@ def _cmd_healthcheck(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from e
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one value")
+    return values
+
+
+def _quality_list(text: str) -> list[int | None]:
+    values: list[int | None] = []
+    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
+        if part == "png":
+            values.append(None)
+        elif part.isdigit() and 1 <= int(part) <= 100:
+            values.append(int(part))
+        else:
+            raise argparse.ArgumentTypeError(f"{part!r} is neither 'png' nor a quality 1-100")
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one value")
+    return values
+
+
 def _add_checkpoint(parser: argparse.ArgumentParser) -> None:
+    from veracity.demo import default_checkpoint
+
     parser.add_argument(
-        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="default: %(default)s"
+        "--checkpoint",
+        type=Path,
+        default=default_checkpoint(),
+        help="default: the bundled demo model (%(default)s)",
+    )
+
+
+def _add_policy(parser: argparse.ArgumentParser) -> None:
+    """The verdict's operating points and gates (the service reads them from settings)."""
+    parser.add_argument(
+        "--real-threshold",
+        type=float,
+        default=0.25,
+        help="fake_prob at or below this is 'real' (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fake-threshold",
+        type=float,
+        default=0.75,
+        help="fake_prob at or above this is 'fake' (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-jpeg-quality",
+        type=int,
+        default=50,
+        help="JPEGs below this estimated quality are inconclusive (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-content-std",
+        type=float,
+        default=3.0,
+        help="images with less luma variation are inconclusive (default: %(default)s)",
     )
 
 
@@ -227,6 +360,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-per-class", type=int, default=100, help="default: %(default)s")
     p.add_argument(
         "--size", type=int, default=256, help="image side in pixels (default: %(default)s)"
+    )
+    p.add_argument(
+        "--sizes",
+        type=_int_list,
+        default=None,
+        metavar="N,N,...",
+        help="vary the side within the set: each image draws one of these (overrides --size)",
+    )
+    p.add_argument(
+        "--jpeg-quality",
+        type=_quality_list,
+        default=None,
+        metavar="Q,Q,...",
+        help="final encoding, drawn per image: 'png' (lossless, the default) or a JPEG "
+        "quality 1-100 (the image is re-encoded and stored as .jpg), e.g. png,90,75",
     )
     p.set_defaults(handler=_cmd_make_sample_data)
 
@@ -291,9 +439,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model-name", default="veracity", help="default: %(default)s")
     p.add_argument("--model-version", default="0.1.0", help="default: %(default)s")
+    p.add_argument(
+        "--preprocess",
+        choices=("patches", "resize"),
+        default="patches",
+        help="patches: native-resolution patches, size-independent (default); resize: "
+        "timm's resize and centre crop",
+    )
+    p.add_argument(
+        "--patch-grid", type=int, default=3, help="GxG patches per image (default: %(default)s)"
+    )
+    p.add_argument(
+        "--train-patches",
+        type=int,
+        default=4,
+        help="random patches per training image per step (default: %(default)s)",
+    )
+    p.add_argument(
+        "--jpeg-augment",
+        type=float,
+        default=0.5,
+        help="probability of re-encoding a training patch window as JPEG (default: %(default)s)",
+    )
+    p.add_argument(
+        "--jpeg-quality",
+        type=int,
+        nargs=2,
+        default=(60, 95),
+        metavar=("MIN", "MAX"),
+        help="quality range of those re-encodes (default: 60 95)",
+    )
+    p.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="skip fitting calibration and the out-of-distribution gate after training",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_device(p)
     p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="refit a checkpoint's calibration and out-of-distribution gate",
+        description="Fits the score-to-probability map and the gate's threshold on DATA/val "
+        "and the gate's reference statistics on DATA/train, and stores them beside the "
+        "weights under a new calibration version (the weights are not changed).",
+    )
+    _add_checkpoint(p)
+    p.add_argument(
+        "--data", type=Path, required=True, help="dataset root with train/ and val/ splits"
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+    p.add_argument(
+        "--workers", type=int, default=0, help="DataLoader workers (default: %(default)s)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_device(p)
+    p.set_defaults(handler=_cmd_calibrate)
 
     p = sub.add_parser("predict", help="print one JSON line of probabilities per image file")
     p.add_argument("files", type=Path, nargs="+", metavar="FILE")
@@ -304,6 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--export-dir", type=Path, default=None, help="ONNX export cache (default: a temp dir)"
     )
+    p.add_argument(
+        "--check-robustness",
+        action="store_true",
+        help="also score each image re-encoded as JPEG 75 and halved; report stability",
+    )
+    _add_policy(p)
     _add_device(p)
     p.set_defaults(handler=_cmd_predict)
 
@@ -317,10 +526,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, required=True, help="the export cache directory")
     p.set_defaults(handler=_cmd_export)
 
-    p = sub.add_parser("evaluate", help="accuracy and ROC-AUC of a checkpoint on a dataset split")
+    p = sub.add_parser(
+        "evaluate",
+        help="verdicts, abstention and calibration of a checkpoint on a dataset split",
+        description="Runs every image through the same verdict pipeline as /infer and prints "
+        "a JSON summary; with --report DIR also writes DIR/report.json and PNG plots (ROC, "
+        "reliability before/after calibration, verdicts by size and by JPEG quality, "
+        "confusion matrix with an inconclusive column).",
+    )
     p.add_argument("--data", type=Path, required=True, help="dataset root (ImageFolder layout)")
     p.add_argument("--split", default="val", help="default: %(default)s")
+    p.add_argument("--report", type=Path, default=None, metavar="DIR", help="write the report")
+    p.add_argument(
+        "--natural-photos",
+        action="store_true",
+        help="also judge the natural photographs installed packages ship (all real; never "
+        "used for training): scikit-image, scikit-learn, matplotlib",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_checkpoint(p)
+    _add_policy(p)
     _add_device(p)
     p.set_defaults(handler=_cmd_evaluate)
 

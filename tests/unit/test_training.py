@@ -184,6 +184,12 @@ def test_cli_trains_and_predicts_end_to_end(tiny_dataset: Path, tmp_path: Path, 
     for line in lines:
         assert line["fake_prob"] + line["real_prob"] == pytest.approx(1.0, abs=1e-9)
         assert line["label"] in CLASS_NAMES
+        assert line["verdict"] in ("real", "fake", "inconclusive")
+        assert line["calibrated"] is True
+        assert line["calibration_version"] == 1
+    # Training fitted calibration and the gate on the best checkpoint.
+    assert summary["calibration"]["version"] == 1
+    assert load_checkpoint(Path(summary["best"])).reference is not None
 
 
 def test_cli_predict_reports_bad_files_per_line(
@@ -207,13 +213,18 @@ def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path: Path, capsys) ->
     assert "\n" not in err
 
 
-def test_cli_evaluate_prints_metrics(tiny_dataset: Path, tiny_checkpoint: Path, capsys) -> None:
-    assert (
-        main(["evaluate", "--data", str(tiny_dataset), "--checkpoint", str(tiny_checkpoint)]) == 0
-    )
+def test_cli_evaluate_prints_verdict_rates(
+    tiny_dataset: Path, tiny_checkpoint: Path, capsys
+) -> None:
+    args = ["evaluate", "--data", str(tiny_dataset), "--checkpoint", str(tiny_checkpoint)]
+    assert main([*args, "--no-progress"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["images"] == 8
-    assert 0.0 <= result["val_accuracy"] <= 1.0
+    assert result["images"] == 12
+    overall = result["overall"]
+    assert overall["correct_rate"] + overall["inconclusive_rate"] + overall[
+        "wrong_rate"
+    ] == pytest.approx(1.0)
+    assert sum(sum(row.values()) for row in overall["confusion"].values()) == 12
 
 
 def test_cli_make_sample_data(tmp_path: Path, capsys) -> None:

@@ -258,3 +258,35 @@ def test_checkpoint_metadata_records_versions(tmp_path: Path) -> None:
     )
     assert meta.model_version == "1.2.3"
     assert meta.created_at.tzinfo is not None
+
+
+def test_cli_evaluate_writes_a_report_with_plots(
+    tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "report"
+    args = ["evaluate", "--data", str(tiny_dataset), "--checkpoint", str(tiny_checkpoint)]
+    assert main([*args, "--report", str(out), "--natural-photos", "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    names = {Path(p).name for p in summary["report"]}
+    assert names == {
+        "report.json",
+        "roc.png",
+        "reliability.png",
+        "by_size.png",
+        "by_jpeg_quality.png",
+        "confusion.png",
+    }
+    for name in names - {"report.json"}:
+        assert (out / name).read_bytes().startswith(b"\x89PNG")
+    report = json.loads((out / "report.json").read_text())
+    assert report["overall"]["images"] == 12
+    assert set(report["overall"]["confusion"]["fake"]) == {"real", "fake", "inconclusive"}
+    assert list(report["by_size"]) == ["<=160"]  # the tiny data set is 80 px
+    assert list(report["by_jpeg_quality"]) == ["png"]
+    assert {"ece_before_calibration", "ece_after_calibration", "roc_auc"} <= set(
+        report["overall"]
+    )
+    assert set(report["reliability"]) == {"before_calibration", "after_calibration"}
+    photos = report["natural_photographs"]
+    assert photos["summary"]["images"] >= 20
+    assert len(photos["items"]) == photos["summary"]["images"]

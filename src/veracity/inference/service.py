@@ -338,6 +338,8 @@ class ModelService:
         }
         verdict = predictor.judge(outputs[0].prediction, prepared.quality, variants)
         if self._metrics is not None:
+            # Uploads, not forward-pass items: a self-check's variants are not counted.
+            self._metrics.images.labels(verdict.label).inc()
             self._metrics.verdicts.labels(verdict.verdict).inc()
             for reason in verdict.reasons:
                 self._metrics.reasons.labels(reason.code).inc()
@@ -359,8 +361,6 @@ class ModelService:
         elapsed = time.perf_counter() - t0
         if self._metrics is not None:
             self._metrics.inference_seconds.observe(elapsed)
-            for prediction in predictions:
-                self._metrics.images.labels(prediction.label).inc()
         ms = round(elapsed * 1000, 3)
         return [BatchOutput(p, ms, len(tensors)) for p in predictions]
 

@@ -498,7 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     p.set_defaults(handler=_cmd_calibrate)
 
-    p = sub.add_parser("predict", help="print one JSON line of probabilities per image file")
+    p = sub.add_parser(
+        "predict", help="print one JSON line per image: calibrated probabilities and a verdict"
+    )
     p.add_argument("files", type=Path, nargs="+", metavar="FILE")
     _add_checkpoint(p)
     p.add_argument(

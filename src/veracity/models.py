@@ -218,9 +218,7 @@ def pixel_statistics(images: torch.Tensor) -> torch.Tensor:
     or a heavily denoised photo is far from every camera-like training image here, however
     alike the classifier's deeper features make them look.
     """
-    smooth = torch.nn.functional.avg_pool2d(
-        images, 3, stride=1, padding=1, count_include_pad=False
-    )
+    smooth = torch.nn.functional.avg_pool2d(images, 3, stride=1, padding=1, count_include_pad=False)
     residual = images - smooth
     chroma = residual[:, 0::2] - residual[:, 1:2]
     spreads = torch.cat(

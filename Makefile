@@ -71,7 +71,8 @@ demo-model: $(STAMP)
 	$(BIN)/veracity make-sample-data --out data/sample --seed 0 --sizes $(DEMO_SIZES) \
 		--train-per-class 400 --val-per-class 150
 	$(BIN)/veracity train --data data/sample --out runs/demo --arch resnet10t \
-		--image-size 64 --patch-grid 3 --train-patches 4 --jpeg-augment 0.5 \
+		--image-size 64 --patch-grid 4 --patch-pooling top_half --train-patches 4 \
+		--jpeg-augment 0.5 \
 		--epochs 16 --batch-size 16 --lr 2e-3 \
 		--seed 0 --model-name veracity-demo --model-version 2.0.0 --no-progress
 	cp runs/demo/best.safetensors checkpoints/demo.safetensors

@@ -31,7 +31,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from veracity.errors import CheckpointError, ConfigurationError
-from veracity.preprocess import CropMode, Interpolation, PreprocessConfig, PreprocessMode
+from veracity.preprocess import (
+    CropMode,
+    Interpolation,
+    PatchPooling,
+    PreprocessConfig,
+    PreprocessMode,
+)
 from veracity.verdicts.calibration import CalibrationMethod, Calibrator
 from veracity.verdicts.ood import ReferenceStats
 
@@ -56,6 +62,7 @@ class PreprocessMetadata(BaseModel):
     # Absent from format-1 files, which all resize.
     mode: PreprocessMode = "resize"
     patch_grid: Annotated[int, Field(ge=1, le=8)] = 1
+    patch_pooling: PatchPooling = "mean"
 
     def to_config(self) -> PreprocessConfig:
         return PreprocessConfig(**self.model_dump())
@@ -71,6 +78,7 @@ class PreprocessMetadata(BaseModel):
             crop_mode=config.crop_mode,
             mode=config.mode,
             patch_grid=config.patch_grid,
+            patch_pooling=config.patch_pooling,
         )
 
 

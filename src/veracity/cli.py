@@ -67,6 +67,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model_version=args.model_version,
         preprocess_mode=args.preprocess,
         patch_grid=args.patch_grid,
+        patch_pooling=args.patch_pooling,
         train_patches=args.train_patches,
         jpeg_augment=args.jpeg_augment,
         jpeg_quality=(args.jpeg_quality[0], args.jpeg_quality[1]),
@@ -448,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--patch-grid", type=int, default=3, help="GxG patches per image (default: %(default)s)"
+    )
+    p.add_argument(
+        "--patch-pooling",
+        choices=("top_half", "mean"),
+        default="top_half",
+        help="how patch logits become the image's: the mean of the more suspicious half "
+        "(default) or of all patches",
     )
     p.add_argument(
         "--train-patches",

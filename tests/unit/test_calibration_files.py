@@ -146,3 +146,16 @@ def test_patches_mode_decodes_jpegs_in_full_and_needs_two_patches() -> None:
     assert PATCHES.min_decode_size is None
     assert PATCHES.min_side == 128
     assert PATCHES.patches_per_image == 9
+
+
+def test_top_half_pooling_keeps_the_most_suspicious_patches() -> None:
+    from veracity.preprocess import pool_patch_logits
+
+    # One image, four patches: fake-minus-real scores 3, -1, 1, -3.
+    logits = torch.tensor([[0.0, 3.0], [1.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
+    torch.testing.assert_close(pool_patch_logits(logits, 4, "mean"), logits.mean(0, keepdim=True))
+    top = pool_patch_logits(logits, 4, "top_half")
+    torch.testing.assert_close(top, torch.tensor([[0.0, 2.0]]))  # patches 1 and 3
+    # An odd count keeps the larger half; one patch is itself.
+    assert pool_patch_logits(logits[:3], 3, "top_half").shape == (1, 2)
+    torch.testing.assert_close(pool_patch_logits(logits[:1], 1, "top_half"), logits[:1])

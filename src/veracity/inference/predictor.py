@@ -18,7 +18,7 @@ from veracity.checkpoint import Checkpoint
 from veracity.errors import ConfigurationError
 from veracity.images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, load_image
 from veracity.inference.backends import Backend, BackendName, OnnxBackend, TorchBackend
-from veracity.preprocess import ImageTransform
+from veracity.preprocess import ImageTransform, pool_patch_logits
 from veracity.verdicts import robustness
 from veracity.verdicts.calibration import IDENTITY
 from veracity.verdicts.decision import Stability, Verdict, VerdictPolicy, decide
@@ -123,7 +123,9 @@ class Predictor:
             raise ConfigurationError("every image in a batch must have the same patch shape")
         logits, features = self.backend(torch.cat(items))
         # float64 so the two probabilities sum to 1 to within 1e-15, as the contract promises.
-        per_image = logits.double().view(len(items), patches, -1).mean(dim=1)
+        per_image = pool_patch_logits(
+            logits.double(), patches, self.config.patch_pooling, self._fake_index
+        )
         scores = (per_image[:, self._fake_index] - per_image[:, self._real_index]).tolist()
         distances: list[float | None] = [None] * len(items)
         if self.reference is not None and self._ood_threshold is not None:

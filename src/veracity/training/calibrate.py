@@ -36,7 +36,7 @@ from veracity.checkpoint import (
 from veracity.errors import DatasetError, InvalidImageError
 from veracity.images import load_rgb
 from veracity.models import CLASS_NAMES, ScoringModel, feature_layers
-from veracity.preprocess import ImageTransform
+from veracity.preprocess import ImageTransform, PatchPooling, pool_patch_logits
 from veracity.training.augment import reencode_jpeg
 from veracity.training.dataset import Sample, scan_split
 from veracity.verdicts.calibration import fit_calibration
@@ -91,6 +91,7 @@ def _score(
     items: list[Variant],
     transform: Callable[[Image.Image], torch.Tensor],
     *,
+    pooling: PatchPooling,
     device: torch.device,
     batch_size: int,
     workers: int,
@@ -105,9 +106,9 @@ def _score(
     patches = 1
     with torch.inference_mode():
         for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress):
-            count, patches = images.shape[:2]
+            patches = images.shape[1]
             logits, pooled = model(images.flatten(0, 1).to(device))
-            per_image = logits.double().cpu().view(count, patches, -1).mean(dim=1)
+            per_image = pool_patch_logits(logits.double().cpu(), patches, pooling, fake)
             scores.append((per_image[:, fake] - per_image[:, real]).numpy())
             features.append(pooled.float().cpu())
             labels.append((targets == fake).numpy().astype(np.float64))
@@ -148,6 +149,7 @@ def calibrate_checkpoint(
             model,
             items,
             transform,
+            pooling=loaded.preprocess.patch_pooling,
             device=device,
             batch_size=batch_size,
             workers=workers,
@@ -179,9 +181,7 @@ def calibrate_checkpoint(
         intercept=fit.calibrator.intercept,
         reference_sha256="0" * 64,  # replaced by save_calibration with the file's hash
         ood_threshold=threshold,
-        ood_rule=(
-            f"{THRESHOLD_QUANTILE:g} quantile of validation distances x {THRESHOLD_MARGIN:g}"
-        ),
+        ood_rule=(f"{THRESHOLD_QUANTILE:g} quantile of validation scores x {THRESHOLD_MARGIN:g}"),
         data=str(data_dir),
         images={"reference": len(train), "calibration": len(val)},
         metrics={

@@ -8,7 +8,7 @@ from pathlib import Path
 from veracity.devices import DevicePreference
 from veracity.errors import ConfigurationError
 from veracity.models import DEFAULT_ARCHITECTURE
-from veracity.preprocess import PreprocessMode
+from veracity.preprocess import PatchPooling, PreprocessMode
 from veracity.training.augment import AugmentMode
 
 
@@ -41,6 +41,7 @@ class TrainConfig:
     # "patches": native-resolution patches (see preprocess.py); "resize": timm's transform.
     preprocess_mode: PreprocessMode = "patches"
     patch_grid: int = 3  # evaluation and serving: patch_grid x patch_grid patches per image
+    patch_pooling: PatchPooling = "top_half"  # see preprocess.pool_patch_logits
     train_patches: int = 4  # random patches per training image and step
     jpeg_augment: float = 0.5  # probability of a JPEG re-encode before cropping
     jpeg_quality: tuple[int, int] = (60, 95)
@@ -61,6 +62,7 @@ class TrainConfig:
             "color_jitter": self.color_jitter >= 0,
             "preprocess_mode": self.preprocess_mode in ("patches", "resize"),
             "patch_grid": 1 <= self.patch_grid <= 8,
+            "patch_pooling": self.patch_pooling in ("mean", "top_half"),
             "train_patches": 1 <= self.train_patches <= 64,
             "jpeg_augment": 0 <= self.jpeg_augment <= 1,
             "jpeg_quality": 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100,

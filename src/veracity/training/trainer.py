@@ -26,7 +26,7 @@ from veracity.models import (
     resolve_preprocess_config,
     timm_version,
 )
-from veracity.preprocess import PreprocessConfig
+from veracity.preprocess import PatchPooling, PreprocessConfig, pool_patch_logits
 from veracity.training.augment import create_augmentation
 from veracity.training.config import TrainConfig
 from veracity.training.dataset import ImageFolderDataset, create_eval_dataset, scan_split
@@ -80,25 +80,30 @@ def _ranking_key(metrics: ValidationMetrics) -> list[float]:
     return [metrics.accuracy, auc, -metrics.loss]
 
 
-def image_logits(model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Per-image logits for a batch (N, patches, 3, H, W): patch logits averaged, as the
-    predictor does; a 4-D batch is one patch per image."""
+def image_logits(
+    model: nn.Module, images: torch.Tensor, device: torch.device, pooling: PatchPooling = "mean"
+) -> torch.Tensor:
+    """Per-image logits for a batch (N, patches, 3, H, W): patch logits pooled as the
+    predictor pools them; a 4-D batch is one patch per image."""
     if images.ndim == 4:
         single: torch.Tensor = model(images.to(device)).float()
         return single
-    count, patches = images.shape[:2]
+    patches = images.shape[1]
     logits: torch.Tensor = model(images.flatten(0, 1).to(device)).float()
-    return logits.view(count, patches, -1).mean(dim=1)
+    return pool_patch_logits(logits, patches, pooling, CLASS_NAMES.index("fake"))
 
 
 def evaluate(
-    model: nn.Module, loader: DataLoader[tuple[torch.Tensor, int]], device: torch.device
+    model: nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, int]],
+    device: torch.device,
+    pooling: PatchPooling = "mean",
 ) -> ValidationMetrics:
     model.eval()
     logits, labels = [], []
     with torch.inference_mode():
         for images, targets in loader:
-            logits.append(image_logits(model, images, device).cpu())
+            logits.append(image_logits(model, images, device, pooling).cpu())
             labels.append(targets)
     return compute_metrics(torch.cat(logits), torch.cat(labels))
 
@@ -118,7 +123,10 @@ class Trainer:
             preprocess = resolve_preprocess_config(model, image_size=cfg.image_size)
             if cfg.preprocess_mode == "patches":
                 preprocess = dataclasses.replace(
-                    preprocess, mode="patches", patch_grid=cfg.patch_grid
+                    preprocess,
+                    mode="patches",
+                    patch_grid=cfg.patch_grid,
+                    patch_pooling=cfg.patch_pooling,
                 )
             return model, cfg.architecture, preprocess
         checkpoint = load_checkpoint(cfg.resume, with_calibration=False)
@@ -216,7 +224,7 @@ class Trainer:
                 step += 1
                 running += loss.item()
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-            metrics = evaluate(model, val_loader, self.device)
+            metrics = evaluate(model, val_loader, self.device, preprocess.patch_pooling)
             record = {"epoch": float(epoch), "train_loss": running / max(1, len(train_loader))}
             record |= metrics.as_dict()
             history.append(record)

@@ -44,7 +44,8 @@ class Calibrator:
 
     def fake_probs(self, scores: np.ndarray) -> np.ndarray:
         z = self.slope * scores.astype(np.float64) + self.intercept
-        out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+        # The logistic through tanh: no overflow for scores far from zero.
+        out: np.ndarray = 0.5 * (1.0 + np.tanh(z / 2.0))
         return out
 
 

@@ -4,8 +4,10 @@ Run at the end of ``veracity train`` on the best checkpoint, and by ``veracity c
 for an existing one. From a dataset root with ``train/`` and ``val/``:
 
 1. reference statistics (class means, tied covariance) of the model's features on the
-   training images, each also re-encoded once as a JPEG of random quality: recompressed
-   uploads are part of the distribution the model serves;
+   training images, each also re-encoded twice as a JPEG, once at a quality from the lower
+   and once from the upper half of the range: recompressed uploads are part of the
+   distribution the model serves, and one random re-encode left the gate flagging 5% of
+   images recompressed at quality 75;
 2. on the validation images (and their re-encoded copies): the score-to-probability map
    (veracity.verdicts.calibration) and the gate's threshold (a high quantile of their
    distances, veracity.verdicts.ood).
@@ -70,11 +72,15 @@ class _VariantDataset(Dataset[tuple[torch.Tensor, int]]):
 
 
 def _with_variants(samples: list[Sample], seed: int, quality: tuple[int, int]) -> list[Variant]:
+    """Each image as it is, and re-encoded at a low and at a high quality of the range."""
     rng = random.Random(seed)
+    low, high = quality
+    middle = (low + high) // 2
     items: list[Variant] = []
     for path, label in samples:
         items.append((path, label, None))
-        items.append((path, label, rng.randint(*quality)))
+        items.append((path, label, rng.randint(low, middle)))
+        items.append((path, label, rng.randint(min(middle + 1, high), high)))
     return items
 
 

@@ -100,11 +100,25 @@ def reliability_curve(
     return rows
 
 
+def platt_targets(labels: np.ndarray) -> np.ndarray:
+    """Platt's (1999) regularised targets: (N+ + 1) / (N+ + 2) for positives and
+    1 / (N- + 2) for negatives instead of 1 and 0.
+
+    A detector that separates its held-out data perfectly would otherwise drive the fitted
+    slope to infinity (the likelihood keeps improving as probabilities approach 0 and 1),
+    and the first error on new data would cost an unbounded loss; these targets are the
+    posterior mean under a uniform prior and keep every probability off 0 and 1.
+    """
+    positives = float(labels.sum())
+    negatives = float(len(labels) - positives)
+    return np.where(labels > 0.5, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+
+
 def _fit(scores: np.ndarray, labels: np.ndarray, method: CalibrationMethod) -> Calibrator:
     if method == "identity":
         return IDENTITY
     s = torch.as_tensor(scores, dtype=torch.float64)
-    y = torch.as_tensor(labels, dtype=torch.float64)
+    y = torch.as_tensor(platt_targets(labels), dtype=torch.float64)
     # log-parametrised slope: a temperature is positive, and so is a sane Platt slope
     # (a negative one would invert the classifier).
     log_slope = torch.zeros((), dtype=torch.float64, requires_grad=True)

@@ -53,7 +53,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     VERACITY_CHECKPOINT=/app/checkpoints/demo.safetensors
 WORKDIR /app
 COPY --from=gpu-build /opt/venv /opt/venv
-COPY --chown=root:root --chmod=0644 checkpoints/demo.safetensors checkpoints/demo.json /app/checkpoints/
+COPY --chown=root:root --chmod=0644 checkpoints/demo.safetensors checkpoints/demo.calibration.safetensors checkpoints/demo.json /app/checkpoints/
 USER 10001:10001
 EXPOSE 8001
 VOLUME ["/app/checkpoints"]
@@ -97,7 +97,7 @@ RUN groupadd --system --gid 10001 veracity \
     && useradd --system --uid 10001 --gid veracity --home-dir /app --shell /usr/sbin/nologin veracity
 WORKDIR /app
 COPY --from=cpu-build /opt/venv /opt/venv
-COPY --chown=root:root --chmod=0644 checkpoints/demo.safetensors checkpoints/demo.json /app/checkpoints/
+COPY --chown=root:root --chmod=0644 checkpoints/demo.safetensors checkpoints/demo.calibration.safetensors checkpoints/demo.json /app/checkpoints/
 USER 10001:10001
 EXPOSE 8001
 VOLUME ["/app/checkpoints"]

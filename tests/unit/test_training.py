@@ -283,9 +283,7 @@ def test_cli_evaluate_writes_a_report_with_plots(
     assert set(report["overall"]["confusion"]["fake"]) == {"real", "fake", "inconclusive"}
     assert list(report["by_size"]) == ["<=160"]  # the tiny data set is 80 px
     assert list(report["by_jpeg_quality"]) == ["png"]
-    assert {"ece_before_calibration", "ece_after_calibration", "roc_auc"} <= set(
-        report["overall"]
-    )
+    assert {"ece_before_calibration", "ece_after_calibration", "roc_auc"} <= set(report["overall"])
     assert set(report["reliability"]) == {"before_calibration", "after_calibration"}
     photos = report["natural_photographs"]
     assert photos["summary"]["images"] >= 20

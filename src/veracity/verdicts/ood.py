@@ -38,7 +38,10 @@ class LayerStats:
     def distances(self, features: torch.Tensor) -> torch.Tensor:
         """(N, D) -> (N,) distance to the nearest class mean, per sqrt(dimension)."""
         diffs = features.float().unsqueeze(1) - self.class_means.unsqueeze(0)  # (N, C, D)
-        squared = torch.einsum("ncd,de,nce->nc", diffs, self.precision, diffs)
+        # One matrix product for every patch and class (a three-operand einsum here took
+        # a slow contraction path: 15% of a batch's forward pass instead of about 1%).
+        projected = (diffs.reshape(-1, diffs.shape[-1]) @ self.precision).view_as(diffs)
+        squared = (projected * diffs).sum(dim=-1)
         nearest = squared.clamp_min(0).min(dim=1).values
         return torch.sqrt(nearest / features.shape[1])
 

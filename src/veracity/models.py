@@ -218,13 +218,32 @@ def pixel_statistics(images: torch.Tensor) -> torch.Tensor:
     or a heavily denoised photo is far from every camera-like training image here, however
     alike the classifier's deeper features make them look.
     """
-    smooth = torch.nn.functional.avg_pool2d(images, 3, stride=1, padding=1, count_include_pad=False)
-    residual = images - smooth
+    residual = images - _local_mean(images)
     chroma = residual[:, 0::2] - residual[:, 1:2]
-    spreads = torch.cat(
-        [residual.std(dim=(2, 3)), chroma.std(dim=(2, 3)), images.std(dim=(2, 3))], dim=1
-    )
-    return torch.log(spreads + _LOG_FLOOR)
+    values = torch.cat([residual, chroma, images], dim=1).flatten(2)  # (N, 8, H * W)
+    # Standard deviations from one sum and one sum of squares (on the CPU twice as fast as
+    # torch.std's two passes), of values shifted by their first element so that a constant
+    # row gives exactly zero instead of a cancellation error.
+    values = values - values[..., :1]
+    count = values.shape[2]
+    total = values.sum(dim=2)
+    squares = torch.einsum("bcn,bcn->bc", values, values)
+    variance = ((squares - total * total / count) / max(1, count - 1)).clamp_min(0)
+    return torch.log(torch.sqrt(variance) + _LOG_FLOOR)
+
+
+def _local_mean(images: torch.Tensor) -> torch.Tensor:
+    """The 3x3 mean around each pixel (over the neighbours that exist at the borders), as
+    two separable sums of shifted slices: several times faster than avg_pool2d on a CPU."""
+    height, width = images.shape[-2:]
+    padded = torch.nn.functional.pad(images, (1, 1, 1, 1))
+    rows = padded[..., :-2, :] + padded[..., 1:-1, :] + padded[..., 2:, :]
+    sums = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    ones = torch.ones(1, 1, height, width, dtype=images.dtype, device=images.device)
+    padded_ones = torch.nn.functional.pad(ones, (1, 1, 1, 1))
+    row_counts = padded_ones[..., :-2, :] + padded_ones[..., 1:-1, :] + padded_ones[..., 2:, :]
+    counts = row_counts[..., :-2] + row_counts[..., 1:-1] + row_counts[..., 2:]
+    return sums / counts
 
 
 def feature_layers(model: nn.Module, input_size: tuple[int, int, int]) -> list[int]:

@@ -220,16 +220,26 @@ def pixel_statistics(images: torch.Tensor) -> torch.Tensor:
     """
     residual = images - _local_mean(images)
     chroma = residual[:, 0::2] - residual[:, 1:2]
-    values = torch.cat([residual, chroma, images], dim=1).flatten(2)  # (N, 8, H * W)
-    # Standard deviations from one sum and one sum of squares (on the CPU twice as fast as
-    # torch.std's two passes), of values shifted by their first element so that a constant
-    # row gives exactly zero instead of a cancellation error.
-    values = values - values[..., :1]
-    count = values.shape[2]
-    total = values.sum(dim=2)
-    squares = torch.einsum("bcn,bcn->bc", values, values)
+    spreads = [_spread(residual, in_place=True), _spread(chroma, in_place=True), _spread(images)]
+    return torch.log(torch.cat(spreads, dim=1) + _LOG_FLOOR)
+
+
+def _spread(values: torch.Tensor, *, in_place: bool = False) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C) standard deviations over H x W.
+
+    From one sum and one sum of squares (on the CPU twice as fast as torch.std's two
+    passes), of values shifted by their first element so that a constant channel gives
+    exactly zero instead of a cancellation error. ``in_place`` shifts a temporary tensor
+    without copying it.
+    """
+    flat = values.flatten(2)
+    first = flat[..., :1].clone()
+    shifted = flat.sub_(first) if in_place else flat - first
+    count = shifted.shape[2]
+    total = shifted.sum(dim=2)
+    squares = torch.einsum("bcn,bcn->bc", shifted, shifted)
     variance = ((squares - total * total / count) / max(1, count - 1)).clamp_min(0)
-    return torch.log(torch.sqrt(variance) + _LOG_FLOOR)
+    return torch.sqrt(variance)
 
 
 def _local_mean(images: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,7 @@ def frame_720p(seed: int) -> bytes:
 
 def gates_ratio(predictor: Predictor, frames: list[bytes], repeats: int) -> dict[str, float]:
     decoded = [load_image(f) for f in frames]
-    batch = [predictor.transform_image(d.image) for d in decoded]
+    batch = [predictor.transform(d.image) for d in decoded]
     inputs = torch.cat(batch)
     model = predictor.model
     qualities = [measure(d.image, d.jpeg_quality, d.size) for d in decoded]
@@ -88,13 +88,13 @@ def quality_ratio(predictor: Predictor, frames: list[bytes], repeats: int) -> di
         t0 = time.perf_counter()
         for frame in frames:
             decoded = load_image(frame)
-            predictor.transform_image(decoded.image)
+            predictor.transform(decoded.image)
         plain.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         for frame in frames:
             decoded = load_image(frame)
             measure(decoded.image, decoded.jpeg_quality, decoded.size)
-            predictor.transform_image(decoded.image)
+            predictor.transform(decoded.image)
         gated.append(time.perf_counter() - t0)
     plain_ms, gated_ms = statistics.median(plain) * 1000, statistics.median(gated) * 1000
     return {"plain_ms": plain_ms, "gated_ms": gated_ms, "ratio": gated_ms / plain_ms}

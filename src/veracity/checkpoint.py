@@ -176,6 +176,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def verify_sha256(path: Path, expected: str, *, what: str, otherwise: str) -> None:
+    """Raise a CheckpointError naming both hashes unless ``path`` hashes to ``expected``."""
+    actual = file_sha256(path)
+    if actual != expected:
+        raise CheckpointError(
+            f"{what} {path} has SHA-256 {actual}, but its metadata records {expected}: {otherwise}"
+        )
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)``, then move tmp over ``path``: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,13 +270,12 @@ def load_reference(paths: CheckpointPaths, metadata: CheckpointMetadata) -> Refe
             f"calibration file {paths.calibration} not found, but {paths.metadata} records "
             "a calibration; copy it beside the weights or refit it with `veracity calibrate`"
         )
-    actual = file_sha256(paths.calibration)
-    if actual != calibration.reference_sha256:
-        raise CheckpointError(
-            f"calibration file {paths.calibration} has SHA-256 {actual}, but its metadata "
-            f"records {calibration.reference_sha256}: it was modified or belongs to another "
-            "calibration"
-        )
+    verify_sha256(
+        paths.calibration,
+        calibration.reference_sha256,
+        what="calibration file",
+        otherwise="it was modified or belongs to another calibration",
+    )
     try:
         return ReferenceStats.from_tensors(load_file(str(paths.calibration), device="cpu"))
     except (SafetensorError, OSError, KeyError, ValueError) as e:
@@ -327,13 +335,12 @@ def load_checkpoint(
     metadata = read_metadata(paths.weights)
     if not paths.weights.is_file():
         raise CheckpointError(f"weights file {paths.weights} not found")
-    actual_sha = file_sha256(paths.weights)
-    if actual_sha != metadata.weights_sha256:
-        raise CheckpointError(
-            f"weights file {paths.weights} has SHA-256 {actual_sha}, but its metadata records "
-            f"{metadata.weights_sha256}: the weights were modified or the metadata belongs to "
-            "another checkpoint"
-        )
+    verify_sha256(
+        paths.weights,
+        metadata.weights_sha256,
+        what="weights file",
+        otherwise="the weights were modified or the metadata belongs to another checkpoint",
+    )
     wanted = expected_classes if expected_classes is not None else CLASS_NAMES
     if metadata.class_names != wanted:
         raise CheckpointError(

@@ -178,6 +178,17 @@ def load_rgb(
     return load_image(source, formats=formats, max_pixels=max_pixels, min_size=min_size).image
 
 
+def reencode_jpeg(image: Image.Image, quality: int) -> Image.Image:
+    """``image`` as a platform that recompresses uploads would return it: encoded as a
+    JPEG of ``quality`` and decoded again (training augmentation, calibration and the
+    robustness self-check all use this one definition)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
+
+
 def _apply_exif_orientation(image: Image.Image) -> Image.Image:
     try:
         return ImageOps.exif_transpose(image)

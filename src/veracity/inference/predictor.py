@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import torch
-from PIL import Image
 
 from veracity.checkpoint import Checkpoint
 from veracity.errors import ConfigurationError
@@ -81,10 +80,6 @@ class Predictor:
         names = checkpoint.metadata.class_names
         self._real_index, self._fake_index = names.index("real"), names.index("fake")
 
-    @property
-    def calibrated(self) -> bool:
-        return self.checkpoint.metadata.calibration is not None
-
     def prepare(self, source: bytes | Path | BinaryIO, *, robustness_check: bool) -> PreparedImage:
         """Untrusted bytes or a file -> model inputs and quality measurements.
 
@@ -109,9 +104,6 @@ class Predictor:
     def preprocess(self, source: bytes | Path | BinaryIO) -> torch.Tensor:
         """Untrusted bytes or a file -> the model's input tensor (patches, 3, H, W)."""
         return self.prepare(source, robustness_check=False).tensor
-
-    def transform_image(self, image: Image.Image) -> torch.Tensor:
-        return self.transform(image)
 
     def predict(self, batch: Sequence[torch.Tensor] | torch.Tensor) -> list[Prediction]:
         """Classify preprocessed images, each (patches, 3, H, W), in one forward pass."""

@@ -13,7 +13,6 @@ model learns traces that survive a platform's recompression instead of the last 
 
 from __future__ import annotations
 
-import io
 import random
 from collections.abc import Callable
 from typing import Literal
@@ -21,6 +20,7 @@ from typing import Literal
 import torch
 from PIL import Image
 
+from veracity.images import reencode_jpeg
 from veracity.models import create_train_transform
 from veracity.preprocess import PATCH_ALIGN, EvalTransform, PatchTransform, PreprocessConfig
 
@@ -54,14 +54,6 @@ _WINDOW_PATCHES = 4
 def _aligned(limit: int) -> int:
     """A random multiple of PATCH_ALIGN in [0, limit]."""
     return random.randint(0, limit // PATCH_ALIGN) * PATCH_ALIGN
-
-
-def reencode_jpeg(image: Image.Image, quality: int) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return decoded.convert("RGB")
 
 
 class PatchTrainTransform:

@@ -36,10 +36,9 @@ from veracity.checkpoint import (
     save_calibration,
 )
 from veracity.errors import DatasetError, InvalidImageError
-from veracity.images import load_rgb
+from veracity.images import load_rgb, reencode_jpeg
 from veracity.models import CLASS_NAMES, ScoringModel, feature_layers
 from veracity.preprocess import ImageTransform, PatchPooling, pool_patch_logits
-from veracity.training.augment import reencode_jpeg
 from veracity.training.dataset import Sample, scan_split
 from veracity.verdicts.calibration import fit_calibration
 from veracity.verdicts.ood import (

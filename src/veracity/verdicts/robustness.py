@@ -7,19 +7,15 @@ traces that the next re-share would erase.
 
 from __future__ import annotations
 
-import io
-
 from PIL import Image
+
+from veracity.images import reencode_jpeg
 
 VARIANTS = ("jpeg75", "half_size")
 
 
 def jpeg75(image: Image.Image) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=75)
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return decoded.convert("RGB")
+    return reencode_jpeg(image, 75)
 
 
 def half_size(image: Image.Image) -> Image.Image:

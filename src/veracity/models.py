@@ -218,7 +218,7 @@ def pixel_statistics(images: torch.Tensor) -> torch.Tensor:
     or a heavily denoised photo is far from every camera-like training image here, however
     alike the classifier's deeper features make them look.
     """
-    residual = images - _local_mean(images)
+    residual = _residual(images)
     chroma = residual[:, 0::2] - residual[:, 1:2]
     spreads = [_spread(residual, in_place=True), _spread(chroma, in_place=True), _spread(images)]
     return torch.log(torch.cat(spreads, dim=1) + _LOG_FLOOR)
@@ -237,23 +237,34 @@ def _spread(values: torch.Tensor, *, in_place: bool = False) -> torch.Tensor:
     shifted = flat.sub_(first) if in_place else flat - first
     count = shifted.shape[2]
     total = shifted.sum(dim=2)
-    squares = torch.einsum("bcn,bcn->bc", shifted, shifted)
+    # vector_norm is a fused reduction; einsum's batched dot product is ten times slower.
+    squares = torch.linalg.vector_norm(shifted, dim=2).square()
     variance = ((squares - total * total / count) / max(1, count - 1)).clamp_min(0)
     return torch.sqrt(variance)
 
 
-def _local_mean(images: torch.Tensor) -> torch.Tensor:
-    """The 3x3 mean around each pixel (over the neighbours that exist at the borders), as
-    two separable sums of shifted slices: several times faster than avg_pool2d on a CPU."""
+def _residual(images: torch.Tensor) -> torch.Tensor:
+    """Each pixel minus the 3x3 mean around it (over the neighbours that exist at the
+    borders). The sums are separable sums of shifted slices, added in place: several
+    times faster than avg_pool2d or a depthwise convolution on a CPU."""
     height, width = images.shape[-2:]
     padded = torch.nn.functional.pad(images, (1, 1, 1, 1))
-    rows = padded[..., :-2, :] + padded[..., 1:-1, :] + padded[..., 2:, :]
-    sums = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
-    ones = torch.ones(1, 1, height, width, dtype=images.dtype, device=images.device)
-    padded_ones = torch.nn.functional.pad(ones, (1, 1, 1, 1))
-    row_counts = padded_ones[..., :-2, :] + padded_ones[..., 1:-1, :] + padded_ones[..., 2:, :]
-    counts = row_counts[..., :-2] + row_counts[..., 1:-1] + row_counts[..., 2:]
-    return sums / counts
+    rows = padded[..., :-2, :] + padded[..., 1:-1, :]
+    rows += padded[..., 2:, :]
+    sums = rows[..., :-2] + rows[..., 1:-1]
+    sums += rows[..., 2:]
+    return torch.addcdiv(images, sums, _neighbour_counts(height, width, images), value=-1.0)
+
+
+def _neighbour_counts(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+    """(1, 1, H, W): how many pixels of its 3x3 neighbourhood each pixel has (9 inside)."""
+
+    def along(length: int) -> torch.Tensor:
+        counts = torch.full((length,), 3.0, dtype=like.dtype, device=like.device)
+        counts[[0, -1]] -= 1  # an edge has one neighbour fewer on this axis
+        return counts if length > 1 else counts.fill_(1.0)
+
+    return (along(height)[:, None] * along(width)[None, :]).view(1, 1, height, width)
 
 
 def feature_layers(model: nn.Module, input_size: tuple[int, int, int]) -> list[int]:

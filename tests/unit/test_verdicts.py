@@ -226,3 +226,32 @@ def test_pixel_statistics_floor_flat_and_grey_patches() -> None:
     assert torch.allclose(stats[2], torch.full((8,), floor))  # flat: nothing anywhere
     assert torch.allclose(stats[3, 3:5], torch.full((2,), floor))  # grey: no colour noise
     assert (stats[:2] > floor + 2).all()  # camera-like noise is far above the floor
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 64, 64), (1, 3, 5, 7), (1, 3, 1, 6), (1, 3, 2, 1)])
+def test_pixel_statistics_match_their_plain_definition(shape: tuple[int, ...]) -> None:
+    """The fast residual and spreads equal avg_pool2d's 3x3 mean and torch.std."""
+    from veracity.models import pixel_statistics
+
+    images = torch.randn(*shape, generator=torch.Generator().manual_seed(1)).double()
+    local = torch.nn.functional.avg_pool2d(images, 3, 1, 1, count_include_pad=False)
+    residual = images - local
+    chroma = residual[:, 0::2] - residual[:, 1:2]
+    spreads = [t.flatten(2).std(dim=2) for t in (residual, chroma, images)]
+    expected = torch.log(torch.cat(spreads, dim=1) + 1e-3)
+    torch.testing.assert_close(pixel_statistics(images), expected)
+
+
+def test_layer_distances_match_the_mahalanobis_definition() -> None:
+    from veracity.verdicts.ood import LayerStats
+
+    generator = torch.Generator().manual_seed(2)
+    a = torch.randn(6, 6, generator=generator)
+    precision = a @ a.T + torch.eye(6)
+    means = torch.randn(2, 6, generator=generator) + 3.0
+    features = torch.randn(10, 6, generator=generator) + 3.0
+    stats = LayerStats(means, precision, scale=1.0)
+    diffs = features[:, None, :] - means[None, :, :]
+    squared = torch.einsum("ncd,de,nce->nc", diffs, precision, diffs)
+    expected = torch.sqrt(squared.min(dim=1).values / 6)
+    torch.testing.assert_close(stats.distances(features), expected, rtol=1e-4, atol=1e-5)

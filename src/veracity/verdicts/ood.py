@@ -37,11 +37,14 @@ class LayerStats:
 
     def distances(self, features: torch.Tensor) -> torch.Tensor:
         """(N, D) -> (N,) distance to the nearest class mean, per sqrt(dimension)."""
-        diffs = features.float().unsqueeze(1) - self.class_means.unsqueeze(0)  # (N, C, D)
-        # One matrix product for every patch and class (a three-operand einsum here took
-        # a slow contraction path: 15% of a batch's forward pass instead of about 1%).
-        projected = (diffs.reshape(-1, diffs.shape[-1]) @ self.precision).view_as(diffs)
-        squared = (projected * diffs).sum(dim=-1)
+        # (x - m)' P (x - m) = x'Px - 2 x'Pm + m'Pm: one matrix product for every patch,
+        # whatever the number of classes (a three-operand einsum here took a slow
+        # contraction path: 15% of a batch's forward pass instead of about 1%).
+        x = features.float()
+        projected = x @ self.precision
+        quadratic = (projected * x).sum(dim=-1, keepdim=True)
+        constant = ((self.class_means @ self.precision) * self.class_means).sum(dim=-1)
+        squared = quadratic - 2 * projected @ self.class_means.T + constant
         nearest = squared.clamp_min(0).min(dim=1).values
         return torch.sqrt(nearest / features.shape[1])
 

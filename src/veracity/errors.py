@@ -45,6 +45,34 @@ class ImageTooLargeError(InvalidImageError):
     code = "image_too_large"
 
 
+class InvalidVideoError(VeracityError):
+    """The bytes are not a video this project can read (corrupt, truncated, no video)."""
+
+    status_code = 422
+    code = "invalid_video"
+
+
+class UnsupportedVideoFormatError(InvalidVideoError):
+    """A container or codec outside the allowlist."""
+
+    status_code = 415
+    code = "unsupported_video_format"
+
+
+class VideoTooLargeError(InvalidVideoError):
+    """Declared dimensions, duration or stream count beyond the configured limits."""
+
+    status_code = 413
+    code = "video_too_large"
+
+
+class VideoDecodeTimeoutError(InvalidVideoError):
+    """Sampling the frames took longer than the decoding budget (a pathological file)."""
+
+    status_code = 422
+    code = "video_decode_timeout"
+
+
 class PayloadTooLargeError(VeracityError):
     """The uploaded file is larger than the configured upload limit."""
 

@@ -42,6 +42,23 @@ class ServiceMetrics:
             ["reason"],
             registry=registry,
         )
+        self.videos = Counter(
+            "veracity_videos",
+            "Videos judged, by verdict (real, fake, inconclusive).",
+            ["verdict"],
+            registry=registry,
+        )
+        self.video_frames = Histogram(
+            "veracity_video_frames",
+            "Frames analysed per video.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=registry,
+        )
+        self.video_decode_seconds = Histogram(
+            "veracity_video_decode_seconds",
+            "Time spent seeking, decoding and preprocessing a video's sampled frames.",
+            registry=registry,
+        )
         self.rejected = Counter(
             "veracity_rejected_requests",
             "Requests rejected with a 4xx, by reason (error code).",

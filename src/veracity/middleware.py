@@ -160,28 +160,35 @@ class ContentLengthLimitMiddleware:
         max_bytes: int,
         message: str,
         on_reject: Callable[[], None] | None = None,
+        per_path: dict[str, tuple[int, str]] | None = None,
     ) -> None:
+        """``per_path``: path -> (max_bytes, message) for routes with their own limit
+        (video and batch uploads)."""
         self.app = app
         self.max_bytes = max_bytes
         self.message = message
         self.on_reject = on_reject
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            max_bytes, message = self.per_path.get(
+                scope.get("path", ""), (self.max_bytes, self.message)
+            )
             declared = Headers(scope=scope).get("content-length", "")
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                await self._reject(scope, send)
+            if declared.isdigit() and int(declared) > max_bytes:
+                await self._reject(scope, send, message)
                 return
         await self.app(scope, receive, send)
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
+    async def _reject(self, scope: Scope, send: Send, message: str) -> None:
         if self.on_reject is not None:
             self.on_reject()
         await send_error(
             send,
             413,
             "payload_too_large",
-            self.message,
+            message,
             scope.get("state", {}).get("request_id"),
             # The unread body would otherwise be parsed as the next request.
             close=True,

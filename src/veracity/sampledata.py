@@ -184,6 +184,21 @@ def _splice(rng: Rng, image: np.ndarray, size: int) -> np.ndarray:
     return spliced
 
 
+# Public names for what the sample videos (veracity.video.samples) share with the images.
+scene = _scene
+sensor_noise = _sensor_noise
+jpeg_roundtrip = _jpeg
+
+
+def generator_region(rng: Rng, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A generator-rendered, colour-shifted version of ``clean`` and the feathered mask
+    that blends it in: the face-swap pattern of ``make_fake``."""
+    generated = _generator_upsample(rng, clean)
+    generated = generated * rng.uniform(0.8, 1.2, 3)[None, None, :] + rng.uniform(-15, 15)
+    mask = _region_mask(rng, clean.shape[0], feather=float(rng.uniform(2.0, 6.0)))
+    return generated, mask
+
+
 def make_real(rng: Rng, size: int) -> np.ndarray:
     image = _sensor_noise(rng, _scene(rng, size), rng.uniform(5.0, 9.0))
     return _jpeg(image, int(rng.integers(80, 96)))

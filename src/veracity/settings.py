@@ -21,6 +21,8 @@ from veracity.export import default_export_dir
 from veracity.inference.backends import BackendName
 from veracity.verdicts.decision import Thresholds, VerdictPolicy
 from veracity.verdicts.quality import QualityLimits
+from veracity.video.aggregate import AggregationMethod
+from veracity.video.plan import VideoLimits
 
 ENV_PREFIX = "VERACITY_"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -89,6 +91,24 @@ class Settings(BaseSettings):
     # Re-score every request after a JPEG-75 re-encode and a halving (3x the compute)
     # unless the request says otherwise (?robustness_check=false).
     robustness_check: bool = False
+    # Video (POST /infer/video): upload size, how long a video may be to be answered in
+    # the request, frames per video, decode budget, and the limits on hostile files.
+    video_max_upload_mb: Annotated[float, Field(gt=0, le=2048)] = 64.0
+    video_max_duration_s: Annotated[float, Field(gt=0, le=3600)] = 180.0
+    video_frames: Annotated[int, Field(ge=1, le=1024)] = 32
+    video_max_frames: Annotated[int, Field(ge=1, le=1024)] = 128
+    video_max_pixels: Annotated[int, Field(ge=1024, le=100_000_000)] = 8_294_400
+    video_max_streams: Annotated[int, Field(ge=1, le=64)] = 8
+    video_decode_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    video_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    video_aggregation: AggregationMethod = "confident"
+    # Fairness: videos analysed at once (each also takes one admission slot), and how many
+    # of one request's frames or files may wait for the model at a time.
+    max_concurrent_videos: Annotated[int, Field(ge=1, le=64)] = 2
+    request_batch_share: Annotated[int, Field(ge=1, le=256)] | None = None
+    # Batch uploads (POST /infer/batch).
+    batch_max_files: Annotated[int, Field(ge=1, le=256)] = 16
+    batch_max_upload_mb: Annotated[float, Field(gt=0, le=2048)] = 64.0
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -150,6 +170,30 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def video_max_upload_bytes(self) -> int:
+        return int(self.video_max_upload_mb * 1024 * 1024)
+
+    @property
+    def batch_max_upload_bytes(self) -> int:
+        return int(self.batch_max_upload_mb * 1024 * 1024)
+
+    @property
+    def video_limits(self) -> VideoLimits:
+        return VideoLimits(
+            max_duration_s=self.video_max_duration_s,
+            max_pixels=self.video_max_pixels,
+            max_streams=self.video_max_streams,
+            max_samples=self.video_max_frames,
+            decode_timeout_s=self.video_decode_timeout_s,
+        )
+
+    @property
+    def resolved_batch_share(self) -> int:
+        """Items of one request that may wait for the model at once: half a batch unless
+        configured, so that a video or a batch upload leaves room for other clients."""
+        return self.request_batch_share or max(1, self.max_batch_size // 2)
 
     @property
     def resolved_inference_threads(self) -> int:

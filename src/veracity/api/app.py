@@ -15,7 +15,7 @@ from veracity.api.auth import ApiKeyAuth, key_id
 from veracity.api.docs import install_docs
 from veracity.api.errors import install_error_handlers
 from veracity.api.ratelimit import KeyLimiter
-from veracity.api.routes import MULTIPART_OVERHEAD_BYTES, build_router
+from veracity.api.routes import MULTIPART_OVERHEAD_BYTES, RouteLimits, build_router
 from veracity.inference.service import ModelService
 from veracity.metrics import ServiceMetrics
 from veracity.middleware import (
@@ -61,6 +61,10 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         request_timeout_s=settings.request_timeout_s,
         metrics=metrics,
         policy=settings.verdict_policy,
+        video_limits=settings.video_limits,
+        video_timeout_s=settings.video_timeout_s,
+        max_concurrent_videos=settings.max_concurrent_videos,
+        batch_share=settings.resolved_batch_share,
     )
     auth = ApiKeyAuth(settings.effective_api_keys, enabled=not settings.auth_disabled)
     limiter = KeyLimiter(settings.rate_limit, settings.daily_quota)
@@ -103,7 +107,15 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     install_error_handlers(app, on_rejection=lambda code: metrics.rejected.labels(code).inc())
     app.include_router(
         build_router(
-            max_upload_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s
+            RouteLimits(
+                max_upload_bytes=settings.max_upload_bytes,
+                body_timeout_s=settings.body_timeout_s,
+                video_max_upload_bytes=settings.video_max_upload_bytes,
+                video_frames=settings.video_frames,
+                video_aggregation=settings.video_aggregation,
+                batch_max_files=settings.batch_max_files,
+                batch_max_upload_bytes=settings.batch_max_upload_bytes,
+            )
         )
     )
     Instrumentator(
@@ -120,6 +132,18 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         message=f"request body exceeds the {settings.max_upload_mb:g} MB upload limit; "
         "send a smaller image",
         on_reject=lambda: metrics.rejected.labels("payload_too_large").inc(),
+        per_path={
+            "/infer/video": (
+                settings.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+                f"request body exceeds the {settings.video_max_upload_mb:g} MB video upload "
+                "limit; send a shorter or smaller video",
+            ),
+            "/infer/batch": (
+                settings.batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+                f"request body exceeds the {settings.batch_max_upload_mb:g} MB batch upload "
+                "limit; send fewer or smaller images per request",
+            ),
+        },
     )
     app.add_middleware(RequestIdMiddleware)
     # Outermost, so even the catch-all 500 and the length guard's 413 carry the headers.

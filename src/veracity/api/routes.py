@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
@@ -14,22 +15,34 @@ from starlette.requests import ClientDisconnect
 
 from veracity.api.deps import ApiKeyDep, ModelServiceDep
 from veracity.api.schemas import (
+    AggregationModel,
+    BatchItem,
+    BatchItemError,
+    BatchResponse,
     ErrorResponse,
+    FrameModel,
     HealthResponse,
     InferResponse,
     ModelResponse,
     PreprocessInfo,
     ReadyResponse,
+    ReasonModel,
+    SegmentModel,
     ThresholdsModel,
     VerdictFields,
+    VideoInfoModel,
+    VideoResponse,
 )
 from veracity.errors import (
     BadRequestError,
     ClientDisconnectedError,
     PayloadTooLargeError,
     RequestTimeoutError,
+    VeracityError,
 )
-from veracity.inference.service import ModelService
+from veracity.inference.service import InferenceResult, ModelService, VideoResult
+from veracity.video.aggregate import AggregationMethod, AggregationRule
+from veracity.video.plan import SamplingPlan
 
 T = TypeVar("T")
 
@@ -40,6 +53,26 @@ MAX_FORM_FIELDS = 4
 # Text fields are held in memory, so each is capped. (python-multipart caps each part's
 # header lines at about 4 KB and 8 headers.)
 MAX_FIELD_BYTES = 8 * 1024
+
+
+def _upload_schema(field: str, description: str, *, many: bool) -> dict[str, Any]:
+    file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
+    schema = {"type": "array", "items": file_schema} if many else file_schema
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [field],
+                        "properties": {field: schema | {"description": description}},
+                    }
+                }
+            },
+        }
+    }
+
 
 _UPLOAD_SCHEMA: dict[str, Any] = {
     "requestBody": {
@@ -141,6 +174,26 @@ INFER_ERRORS: dict[int | str, dict[str, Any]] = {
         "service is busy; retry later or on another replica",
     ),
 }
+VIDEO_ERRORS: dict[int | str, dict[str, Any]] = INFER_ERRORS | {
+    413: _error(
+        "Body above VERACITY_VIDEO_MAX_UPLOAD_MB, or the video is longer than "
+        "VERACITY_VIDEO_MAX_DURATION_S, has larger frames or more streams than allowed, or "
+        "asks for too many frames.",
+        "video_too_large",
+        "the video lasts 312.0 s; at most 180 s are analysed in one request. Send a shorter clip.",
+    ),
+    415: _error(
+        "A container or codec outside the allowlist.",
+        "unsupported_video_format",
+        "not an MP4, MOV, WebM or MKV file; send a video in one of those containers",
+    ),
+    422: _error(
+        "Not a readable video (truncated, corrupt, no video stream), too costly to decode "
+        "within VERACITY_VIDEO_DECODE_TIMEOUT_S, or an invalid query parameter.",
+        "invalid_video",
+        "the file has no video stream (audio only or data only); send a video",
+    ),
+}
 NOT_LOADED = _error("Not loaded yet.", "not_ready", "the model is still loading; retry shortly")
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: INFER_ERRORS[401],
@@ -148,7 +201,9 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def read_upload(request: Request, *, max_image_bytes: int, timeout_s: float) -> bytes:
+async def read_upload(
+    request: Request, *, max_image_bytes: int, timeout_s: float, noun: str = "image"
+) -> bytes:
     """Receive and parse the multipart body within ``timeout_s``; return the file's bytes.
 
     Raises:
@@ -156,13 +211,46 @@ async def read_upload(request: Request, *, max_image_bytes: int, timeout_s: floa
         ClientDisconnectedError: the client went away mid-upload.
         BadRequestError, PayloadTooLargeError: the body is malformed or too large.
     """
+    files = await read_uploads(
+        request,
+        field="file",
+        max_files=1,
+        max_file_bytes=max_image_bytes,
+        timeout_s=timeout_s,
+        noun=noun,
+    )
+    return files[0][1]
+
+
+async def read_uploads(
+    request: Request,
+    *,
+    field: str,
+    max_files: int,
+    max_file_bytes: int,
+    timeout_s: float,
+    noun: str = "image",
+) -> list[tuple[str | None, bytes]]:
+    """Receive the multipart body within ``timeout_s``; return each ``field`` file's name
+    and bytes (at most ``max_files`` of at most ``max_file_bytes`` each). The body as a
+    whole is bounded by the route's ``max_body_size``.
+
+    Raises:
+        RequestTimeoutError, ClientDisconnectedError, BadRequestError, PayloadTooLargeError.
+    """
     try:
         async with asyncio.timeout(timeout_s):
-            return await _read_upload(request, max_image_bytes=max_image_bytes)
+            return await _read_uploads(
+                request,
+                field=field,
+                max_files=max_files,
+                max_file_bytes=max_file_bytes,
+                noun=noun,
+            )
     except TimeoutError as e:
         raise RequestTimeoutError(
             f"the request body was not received within {timeout_s:g} s; check the "
-            "connection and send the image again"
+            f"connection and send the {noun} again"
         ) from e
     except ClientDisconnect as e:
         raise ClientDisconnectedError("the client disconnected during the upload") from e
@@ -202,42 +290,49 @@ async def _wait_for_disconnect(request: Request) -> None:
         pass
 
 
-async def _read_upload(request: Request, *, max_image_bytes: int) -> bytes:
+async def _read_uploads(
+    request: Request, *, field: str, max_files: int, max_file_bytes: int, noun: str
+) -> list[tuple[str | None, bytes]]:
+    what = "the image" if noun == "image" else f"the {noun}"
     try:
         form = await request.form(
-            max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
+            max_files=max_files, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
         )
     except HTTPException as e:
         if e.status_code != 400:
             raise
         raise BadRequestError(
-            f"the multipart body was refused ({e.detail.rstrip('.')}); send the image as "
-            f"field 'file' of a multipart/form-data request, one file, at most "
-            f"{MAX_FORM_FIELDS} fields of at most {MAX_FIELD_BYTES // 1024} KB each, part "
-            "header lines under 4 KB"
+            f"the multipart body was refused ({e.detail.rstrip('.')}); send {what} as "
+            f"field {field!r} of a multipart/form-data request, at most {max_files} "
+            f"file(s), at most {MAX_FORM_FIELDS} fields of at most "
+            f"{MAX_FIELD_BYTES // 1024} KB each, part header lines under 4 KB"
         ) from e
     try:
-        upload = form.get("file")
-        if upload is None:
+        uploads = form.getlist(field)
+        if not uploads:
             raise BadRequestError(
-                "no complete 'file' part: send the image as multipart/form-data field 'file', "
-                "ending the body with the closing boundary"
+                f"no complete {field!r} part: send {what} as multipart/form-data field "
+                f"{field!r}, ending the body with the closing boundary"
             ) from None
-        if not isinstance(upload, UploadFile):
-            raise BadRequestError("the 'file' part must be a file upload, not a text field")
-        # One byte past the limit is enough to know the file is too large; the body limit
-        # leaves room for multipart overhead, so the file itself is checked here.
-        data = await upload.read(max_image_bytes + 1)
+        files: list[tuple[str | None, bytes]] = []
+        for upload in uploads:
+            if not isinstance(upload, UploadFile):
+                raise BadRequestError(f"the {field!r} part must be a file upload, not a text field")
+            # One byte past the limit is enough to know the file is too large; the body
+            # limit leaves room for multipart overhead, so each file is checked here.
+            data = await upload.read(max_file_bytes + 1)
+            if len(data) > max_file_bytes:
+                name = f" {upload.filename!r}" if max_files > 1 and upload.filename else ""
+                raise PayloadTooLargeError(
+                    f"the file{name} exceeds the {max_file_bytes / (1024 * 1024):g} MB upload "
+                    f"limit; send a smaller {noun}"
+                )
+            if not data and max_files == 1:
+                raise BadRequestError("the uploaded file is empty")
+            files.append((upload.filename, data))
     finally:
         await form.close()
-    if len(data) > max_image_bytes:
-        raise PayloadTooLargeError(
-            f"the file exceeds the {max_image_bytes / (1024 * 1024):g} MB upload limit; "
-            "send a smaller image"
-        )
-    if not data:
-        raise BadRequestError("the uploaded file is empty")
-    return data
+    return files
 
 
 async def classify(
@@ -250,6 +345,77 @@ async def classify(
     except ClientDisconnectedError:
         service.record_shed("client_disconnected")
         raise
+    return _infer_response(request, service, result)
+
+
+@dataclass(frozen=True)
+class RouteLimits:
+    """What the routes need from Settings (built once by the app)."""
+
+    max_upload_bytes: int
+    body_timeout_s: float
+    video_max_upload_bytes: int = 64 * 1024 * 1024
+    video_frames: int = 32
+    video_aggregation: AggregationMethod = "confident"
+    batch_max_files: int = 16
+    batch_max_upload_bytes: int = 64 * 1024 * 1024
+
+
+def _video_response(request: Request, service: ModelService, result: VideoResult) -> VideoResponse:
+    meta = service.metadata
+    verdict = result.verdict
+    thresholds = service.policy.thresholds
+    calibration_version = service.calibration_version
+    return VideoResponse(
+        request_id=request.state.request_id,
+        verdict=verdict.verdict,
+        reasons=[ReasonModel(code=r.code, message=r.message) for r in verdict.reasons],
+        fake_prob=None if verdict.fake_prob is None else round(verdict.fake_prob, 6),
+        real_prob=None if verdict.real_prob is None else round(verdict.real_prob, 6),
+        aggregation=AggregationModel(method=verdict.method, frames_used=verdict.frames_used),
+        frames_analysed=verdict.frames_analysed,
+        duration_s=result.info.duration_s,
+        video=VideoInfoModel(
+            container=result.info.container,
+            codec=result.info.codec,
+            width=result.info.width,
+            height=result.info.height,
+            frame_rate=result.info.frame_rate,
+            rotation=result.rotation,
+        ),
+        timeline=[
+            FrameModel(
+                timestamp_s=frame.timestamp_s,
+                fake_prob=round(frame.verdict.fake_prob, 6),
+                verdict=frame.verdict.verdict,
+                reasons=[r.code for r in frame.verdict.reasons],
+                ood_score=frame.verdict.ood_score,
+            )
+            for frame in result.frames
+        ],
+        segments=[
+            SegmentModel(
+                start_s=seg.start_s,
+                end_s=seg.end_s,
+                frames=seg.frames,
+                fake_prob=seg.fake_prob,
+                peak_fake_prob=seg.peak_fake_prob,
+            )
+            for seg in verdict.segments
+        ],
+        calibrated=calibration_version is not None,
+        calibration_version=calibration_version,
+        thresholds=ThresholdsModel(real=thresholds.real_threshold, fake=thresholds.fake_threshold),
+        model_name=meta.model_name,
+        model_version=meta.model_version,
+        timings_ms={"decode": result.decode_ms, "total": result.total_ms},
+        frames_decoded=result.decoded_frames,
+    )
+
+
+def _infer_response(
+    request: Request, service: ModelService, result: InferenceResult
+) -> InferResponse:
     meta = service.metadata
     fields = VerdictFields.build(
         result.verdict,
@@ -269,9 +435,10 @@ async def classify(
     )
 
 
-def build_router(*, max_upload_bytes: int, body_timeout_s: float) -> APIRouter:
+def build_router(limits: RouteLimits) -> APIRouter:
     """The API's routes; limits come from settings, so the router is built per app."""
     router = APIRouter()
+    max_upload_bytes, body_timeout_s = limits.max_upload_bytes, limits.body_timeout_s
 
     @router.post(
         "/infer",
@@ -303,6 +470,113 @@ def build_router(*, max_upload_bytes: int, body_timeout_s: float) -> APIRouter:
             request, max_image_bytes=max_upload_bytes, timeout_s=body_timeout_s
         )
         return await classify(request, service, data, robustness_check=robustness_check)
+
+    @router.post(
+        "/infer/video",
+        response_model=VideoResponse,
+        summary="Judge a video: a verdict, a timeline of sampled frames, suspicious segments",
+        description="Samples frames (evenly spaced, or one every `every_s` seconds), judges "
+        "each like an image, and aggregates them (default: the DFDC-winning 'confident' "
+        "rule). MP4, MOV, WebM or MKV with H.264, HEVC, VP8, VP9 or AV1, up to "
+        "VERACITY_VIDEO_MAX_DURATION_S. See the README's 'Video'.",
+        responses=VIDEO_ERRORS,
+        openapi_extra=_upload_schema("file", "The video: MP4, MOV, WebM or MKV.", many=False),
+        max_body_size=limits.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+    )
+    async def infer_video(
+        request: Request,
+        service: ModelServiceDep,
+        _: ApiKeyDep,
+        frames: int | None = Query(
+            default=None,
+            ge=1,
+            le=1024,
+            description="Evenly spaced frames to analyse (default VERACITY_VIDEO_FRAMES).",
+        ),
+        every_s: float | None = Query(
+            default=None,
+            gt=0,
+            le=3600,
+            description="Analyse one frame every this many seconds instead of `frames`.",
+        ),
+        aggregation: Annotated[
+            AggregationMethod | None,
+            Query(
+                description="confident (default), mean, max or top_k: how frame "
+                "probabilities become the video's."
+            ),
+        ] = None,
+    ) -> VideoResponse:
+        service.check_admission()
+        data = await read_upload(
+            request,
+            max_image_bytes=limits.video_max_upload_bytes,
+            timeout_s=body_timeout_s,
+            noun="video",
+        )
+        plan = SamplingPlan(count=frames or limits.video_frames, every_s=every_s)
+        rule = AggregationRule(method=aggregation or limits.video_aggregation)
+        try:
+            result = await until_disconnected(
+                request, service.predict_video(data, plan=plan, rule=rule)
+            )
+        except ClientDisconnectedError:
+            service.record_shed("client_disconnected")
+            raise
+        return _video_response(request, service, result)
+
+    @router.post(
+        "/infer/batch",
+        response_model=BatchResponse,
+        summary="Classify several images in one request; each item answers on its own",
+        description="Up to VERACITY_BATCH_MAX_FILES files in the multipart field `files`. "
+        "An item that is not an accepted image gets its own `error` (the error shape's "
+        "code and message) and the others are still judged; the request itself fails "
+        "only for what concerns all items (auth, size, overload).",
+        responses=INFER_ERRORS,
+        openapi_extra=_upload_schema("files", "The images (repeat the field).", many=True),
+        max_body_size=limits.batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+    )
+    async def infer_batch(
+        request: Request,
+        service: ModelServiceDep,
+        _: ApiKeyDep,
+        robustness_check: bool | None = Query(default=None),
+    ) -> BatchResponse:
+        service.check_admission()
+        files = await read_uploads(
+            request,
+            field="files",
+            max_files=limits.batch_max_files,
+            max_file_bytes=max_upload_bytes,
+            timeout_s=body_timeout_s,
+        )
+        try:
+            results = await until_disconnected(
+                request,
+                service.predict_many(
+                    [data for _, data in files], robustness_check=robustness_check
+                ),
+            )
+        except ClientDisconnectedError:
+            service.record_shed("client_disconnected")
+            raise
+        items = []
+        for index, ((filename, data), result) in enumerate(zip(files, results, strict=True)):
+            if isinstance(result, VeracityError):
+                error = BatchItemError(code=result.code, message=result.message)
+                items.append(BatchItem(index=index, filename=filename, result=None, error=error))
+            else:
+                response = _infer_response(request, service, result)
+                items.append(BatchItem(index=index, filename=filename, result=response, error=None))
+            del data
+        failed = sum(1 for item in items if item.error is not None)
+        return BatchResponse(
+            request_id=request.state.request_id,
+            items=items,
+            succeeded=len(items) - failed,
+            failed=failed,
+        )
 
     @router.get(
         "/health",

@@ -162,6 +162,90 @@ class InferResponse(VerdictFields):
     batch_size: int = Field(ge=1, description="Requests that shared this forward pass.")
 
 
+class FrameModel(BaseModel):
+    timestamp_s: float = Field(description="The frame's presentation time from the start.")
+    fake_prob: float = Field(ge=0.0, le=1.0, description="Calibrated, for this frame.")
+    verdict: Literal["real", "fake", "inconclusive"]
+    reasons: list[ReasonCode] = Field(description="Reason codes of this frame's verdict.")
+    ood_score: float | None
+
+
+class SegmentModel(BaseModel):
+    start_s: float
+    end_s: float
+    frames: int = Field(description="Sampled frames in the segment, all judged fake.")
+    fake_prob: float = Field(description="Mean over the segment's frames.")
+    peak_fake_prob: float
+
+
+class VideoInfoModel(BaseModel):
+    container: Literal["mp4", "matroska"]
+    codec: str
+    width: int = Field(description="Coded width (before the display rotation).")
+    height: int
+    frame_rate: float | None = Field(description="Average; null if the file does not say.")
+    rotation: int = Field(description="Display rotation applied, degrees counter-clockwise.")
+
+
+class AggregationModel(BaseModel):
+    method: Literal["confident", "mean", "max", "top_k"]
+    frames_used: int = Field(
+        description="Frames whose probability entered the aggregate (not made "
+        "inconclusive by a gate)."
+    )
+
+
+class VideoResponse(BaseModel):
+    """A video's verdict, its frames' timeline and the segments that look manipulated."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    request_id: str
+    verdict: Literal["real", "fake", "inconclusive"]
+    reasons: list[ReasonModel] = Field(
+        description="Video-level reasons: no_frames, too_short, too_many_inconclusive_frames, "
+        "near_threshold, suspicious_segments."
+    )
+    fake_prob: float | None = Field(
+        description="Calibrated, aggregated over the usable frames; null when none is."
+    )
+    real_prob: float | None
+    aggregation: AggregationModel
+    frames_analysed: int
+    duration_s: float
+    video: VideoInfoModel
+    timeline: list[FrameModel]
+    segments: list[SegmentModel] = Field(description="Most suspicious first.")
+    calibrated: bool
+    calibration_version: int | None
+    thresholds: ThresholdsModel
+    model_name: str
+    model_version: str
+    timings_ms: dict[str, float] = Field(
+        description="decode (seek, decode, preprocess of the sampled frames) and total."
+    )
+    frames_decoded: int = Field(description="Frames the decoder produced to reach the samples.")
+
+
+class BatchItemError(BaseModel):
+    code: str
+    message: str
+
+
+class BatchItem(BaseModel):
+    index: int = Field(description="Position of the file in the request.")
+    filename: str | None
+    result: InferResponse | None = Field(description="Null when this item failed.")
+    error: BatchItemError | None = Field(description="This item's error, in the error shape.")
+
+
+class BatchResponse(BaseModel):
+    request_id: str
+    items: list[BatchItem]
+    succeeded: int
+    failed: int
+
+
 class HealthResponse(BaseModel):
     model_config = ConfigDict(
         protected_namespaces=(),

@@ -12,26 +12,40 @@ time), then releases the model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import torch
 
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths, load_checkpoint
 from veracity.devices import DevicePreference, select_device
-from veracity.errors import DeadlineExceededError, OverloadedError, ServiceUnavailableError
+from veracity.errors import (
+    DeadlineExceededError,
+    InvalidImageError,
+    OverloadedError,
+    ServiceUnavailableError,
+    VeracityError,
+)
 from veracity.images import DEFAULT_FORMATS
 from veracity.inference.backends import BackendName
 from veracity.inference.batcher import MicroBatcher
 from veracity.inference.predictor import Prediction, Predictor, create_predictor
 from veracity.metrics import ServiceMetrics
 from veracity.verdicts.decision import Verdict, VerdictPolicy
+from veracity.verdicts.quality import InputQuality, measure
+from veracity.video.aggregate import AggregationRule, FrameVerdict, VideoVerdict, judge_video
+from veracity.video.plan import SamplingPlan, VideoLimits
+
+if TYPE_CHECKING:
+    from veracity.video.sampling import VideoInfo
 
 logger = logging.getLogger("veracity.service")
 
@@ -55,6 +69,17 @@ class InferenceResult:
     batch_size: int
 
 
+@dataclass(frozen=True)
+class VideoResult:
+    verdict: VideoVerdict
+    frames: list[FrameVerdict]
+    info: VideoInfo
+    rotation: int
+    decoded_frames: int
+    decode_ms: float  # seeking, decoding and preprocessing the sampled frames
+    total_ms: float
+
+
 class ModelService:
     """Loads one checkpoint and serves predictions from a bounded pool of threads."""
 
@@ -75,8 +100,20 @@ class ModelService:
         request_timeout_s: float = 10.0,
         metrics: ServiceMetrics | None = None,
         policy: VerdictPolicy | None = None,
+        video_limits: VideoLimits | None = None,
+        video_timeout_s: float = 120.0,
+        max_concurrent_videos: int = 2,
+        batch_share: int | None = None,
     ) -> None:
         self.checkpoint_path = checkpoint
+        self.video_limits = video_limits or VideoLimits()
+        self._video_timeout_s = video_timeout_s
+        self._max_concurrent_videos = max_concurrent_videos
+        # Items (frames, files) of one request waiting for the model at once; see
+        # ARCHITECTURE.md, "Fairness between clients".
+        self.batch_share = batch_share or max(1, max_batch_size // 2)
+        self._videos = 0  # videos being analysed
+        self._video_executor: ThreadPoolExecutor | None = None
         self.policy = policy or VerdictPolicy()
         self._device_preference = device
         self._workers = workers
@@ -150,6 +187,11 @@ class ModelService:
         # threads, while the pool above decodes the next requests.
         self._inference_executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="veracity-infer"
+        )
+        # Videos decode in their own threads, so a long video never holds the pool that
+        # decodes single images.
+        self._video_executor = ThreadPoolExecutor(
+            max_workers=self._max_concurrent_videos, thread_name_prefix="veracity-video"
         )
         self._batcher = MicroBatcher(
             self._infer_batch,
@@ -290,29 +332,12 @@ class ModelService:
         self.check_admission()
         predictor = self._predictor
         assert predictor is not None
-        self._in_flight += 1
-        self._idle.clear()
-        deadline = asyncio.timeout(self._request_timeout_s)
-        try:
-            check = self.policy.robustness_check if robustness_check is None else robustness_check
-            async with deadline:
-                return await self._predict_admitted(predictor, data, check)
-        except TimeoutError as e:
-            if not deadline.expired():
-                raise
-            # Work cancelled by the deadline while waiting in either queue is dropped there
-            # (the pool skips cancelled futures, the batcher drops cancelled entries), so it
-            # never reaches the model.
-            self.record_shed("deadline_exceeded")
-            raise DeadlineExceededError(
-                f"not served within the {self._request_timeout_s:g} s deadline "
-                "(VERACITY_REQUEST_TIMEOUT_S) because the service is busy; retry later or on "
-                "another replica"
-            ) from e
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+        check = self.policy.robustness_check if robustness_check is None else robustness_check
+        # Work cancelled by the deadline while waiting in either queue is dropped there (the
+        # pool skips cancelled futures, the batcher drops cancelled entries), so it never
+        # reaches the model.
+        async with self._admitted(self._request_timeout_s):
+            return await self._predict_admitted(predictor, data, check)
 
     async def _predict_admitted(
         self, predictor: Predictor, data: bytes, robustness_check: bool
@@ -349,6 +374,181 @@ class ModelService:
             preprocess_ms=round(preprocess_s * 1000, 3),
             inference_ms=max(out.inference_ms for out in outputs),
             batch_size=outputs[0].batch_size,
+        )
+
+    async def predict_many(
+        self, uploads: list[bytes], *, robustness_check: bool | None = None
+    ) -> list[InferenceResult | VeracityError]:
+        """Classify several uploads as one admitted request; each item answers on its own.
+
+        An item that is not an accepted image gets its own error; the others are judged.
+        At most ``batch_share`` items wait for the model at once, so a large batch leaves
+        room in every forward pass for other clients. The deadline is
+        ``request_timeout_s`` per ``batch_share`` items.
+
+        Raises:
+            ServiceUnavailableError, OverloadedError, DeadlineExceededError: as ``predict``.
+        """
+        self.check_admission()
+        predictor = self._predictor
+        assert predictor is not None
+        check = self.policy.robustness_check if robustness_check is None else robustness_check
+        window = asyncio.Semaphore(self.batch_share)
+
+        async def one(data: bytes) -> InferenceResult | VeracityError:
+            async with window:
+                try:
+                    return await self._predict_admitted(predictor, data, check)
+                except InvalidImageError as e:
+                    return e
+
+        rounds = math.ceil(len(uploads) / self.batch_share) if uploads else 1
+        async with self._admitted(self._request_timeout_s * rounds):
+            return list(await asyncio.gather(*(one(data) for data in uploads)))
+
+    async def predict_video(
+        self, data: bytes, *, plan: SamplingPlan, rule: AggregationRule
+    ) -> VideoResult:
+        """Sample, classify and judge a video's frames; aggregate them into one verdict.
+
+        Frames decode one at a time in a video thread and join the shared micro-batches,
+        at most ``batch_share`` at a time. At most ``max_concurrent_videos`` videos run at
+        once, each holding one admission slot, under ``video_timeout_s``.
+
+        Raises:
+            ServiceUnavailableError, OverloadedError, DeadlineExceededError: as ``predict``
+                (OverloadedError also when the video slots are taken).
+            InvalidVideoError: and subclasses, for files that are not accepted videos.
+        """
+        self.check_admission()
+        if self._videos >= self._max_concurrent_videos:
+            self.record_shed("video_capacity")
+            raise OverloadedError(
+                f"{self._max_concurrent_videos} videos are already being analysed "
+                "(VERACITY_MAX_CONCURRENT_VIDEOS); retry after the delay in Retry-After, or "
+                "on another replica"
+            )
+        predictor = self._predictor
+        assert predictor is not None
+        self._videos += 1
+        try:
+            async with self._admitted(self._video_timeout_s, "VERACITY_VIDEO_TIMEOUT_S"):
+                return await self._video_admitted(predictor, data, plan, rule)
+        finally:
+            self._videos -= 1
+
+    @contextlib.asynccontextmanager
+    async def _admitted(
+        self, timeout_s: float, setting: str = "VERACITY_REQUEST_TIMEOUT_S"
+    ) -> AsyncIterator[None]:
+        """Hold one admission slot under a deadline (the shared part of every entry point)."""
+        self._in_flight += 1
+        self._idle.clear()
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline:
+                yield
+        except TimeoutError as e:
+            if not deadline.expired():
+                raise
+            self.record_shed("deadline_exceeded")
+            raise DeadlineExceededError(
+                f"not served within the {timeout_s:g} s deadline ({setting}) because the "
+                "service is busy; retry later or on another replica"
+            ) from e
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _video_admitted(
+        self, predictor: Predictor, data: bytes, plan: SamplingPlan, rule: AggregationRule
+    ) -> VideoResult:
+        from veracity.video.sampling import SampledFrame, VideoReader  # imports FFmpeg
+
+        started = time.perf_counter()
+        pool = self._video_executor
+        assert pool is not None
+        assert self._batcher is not None
+        batcher = self._batcher
+        reader = await self._run(lambda: VideoReader(data, self.video_limits), pool)
+        frames = reader.sample(plan)
+        decode_s = 0.0
+
+        def next_frame() -> tuple[SampledFrame, torch.Tensor, InputQuality] | None:
+            nonlocal decode_s
+            t0 = time.perf_counter()
+            try:
+                frame = next(frames, None)
+                if frame is None:
+                    return None
+                tensor = predictor.transform(frame.image)
+                quality = measure(frame.image, None)
+                return frame, tensor, quality
+            finally:
+                decode_s += time.perf_counter() - t0
+
+        window = asyncio.Semaphore(self.batch_share)
+
+        async def score(
+            frame: SampledFrame, tensor: torch.Tensor, quality: InputQuality
+        ) -> FrameVerdict:
+            try:
+                output = await batcher.submit(tensor)
+            finally:
+                window.release()
+            return FrameVerdict(frame.timestamp_s, predictor.judge(output.prediction, quality))
+
+        tasks: list[asyncio.Future[FrameVerdict]] = []
+        pending: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                await window.acquire()
+                self._preprocessing += 1
+                try:
+                    step = asyncio.ensure_future(self._run(next_frame, pool))
+                    pending = step
+                    item = await step
+                finally:
+                    self._preprocessing -= 1
+                if item is None:
+                    window.release()
+                    break
+                tasks.append(asyncio.ensure_future(score(*item)))
+            judged = list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        finally:
+            # Close the file on the thread that decodes it, after any step still running
+            # there (a cancelled request's last frame), never concurrently with it.
+            if pending is not None and not pending.done():
+                pending.add_done_callback(lambda _: pool.submit(reader.close))
+            else:
+                pool.submit(reader.close)
+        info = reader.info
+        verdict = judge_video(
+            judged,
+            duration_s=info.duration_s,
+            thresholds=self.policy.thresholds,
+            rule=rule,
+            min_duration_s=self.video_limits.min_duration_s,
+        )
+        if self._metrics is not None:
+            self._metrics.videos.labels(verdict.verdict).inc()
+            self._metrics.video_frames.observe(len(judged))
+            self._metrics.video_decode_seconds.observe(decode_s)
+            for reason in verdict.reasons:
+                self._metrics.reasons.labels(reason.code).inc()
+        return VideoResult(
+            verdict=verdict,
+            frames=judged,
+            info=info,
+            rotation=reader.stats.rotation,
+            decoded_frames=reader.stats.decoded,
+            decode_ms=round(decode_s * 1000, 3),
+            total_ms=round((time.perf_counter() - started) * 1000, 3),
         )
 
     def _infer_batch(self, tensors: list[torch.Tensor]) -> list[BatchOutput]:
@@ -391,7 +591,7 @@ class ModelService:
             logger.warning("drain time exceeded", extra={"in_flight": self._in_flight})
         if self._batcher is not None:
             await self._batcher.stop()
-        for executor in (self._executor, self._inference_executor):
+        for executor in (self._executor, self._inference_executor, self._video_executor):
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
         self._predictor = None

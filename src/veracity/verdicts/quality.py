@@ -21,6 +21,11 @@ ReasonCode = Literal[
     "heavy_compression",
     "no_content",
     "unstable",
+    # Videos (veracity.video.aggregate)
+    "no_frames",
+    "too_short",
+    "too_many_inconclusive_frames",
+    "suspicious_segments",
 ]
 
 # The IJG (libjpeg) base luminance table in natural order: the table quality 50 writes.

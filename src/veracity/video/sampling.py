@@ -1,0 +1,355 @@
+"""Sampling frames from untrusted video bytes with PyAV (FFmpeg), under limits.
+
+What is checked before a single frame is decoded: the container (MP4/MOV or Matroska/WebM,
+recognised by its own magic bytes and opened with that demuxer only, so FFmpeg never
+probes the other demuxers, several of which open further files or URLs), the number of
+streams, that there is a video stream, its codec (H.264, HEVC, VP8, VP9, AV1), its
+declared dimensions and its duration.
+
+Decoding then goes only as far as the samples need: for each target time the decoder
+seeks to the keyframe before it when that skips frames (from the container's own index;
+without one, when the gap is more than a few seconds), takes the keyframe itself when it
+lies within a tolerance of the target, and otherwise decodes forward to the frame nearest
+the target. Timestamps are the frames' own presentation times, so variable frame rates
+are reported as they are. A phone's rotation (the display matrix) is applied. Frames
+are yielded one at a time: the caller keeps only what it makes of them, so memory does
+not grow with the file. The whole sampling runs under a time budget.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import av
+from PIL import Image
+
+from veracity.errors import (
+    InvalidVideoError,
+    UnsupportedVideoFormatError,
+    VideoDecodeTimeoutError,
+    VideoTooLargeError,
+)
+from veracity.video.plan import SamplingPlan, VideoLimits
+
+# Decoder names -> the codec a client would name. AV1 is decoded by dav1d when present.
+_CODECS = {
+    "h264": "h264",
+    "hevc": "hevc",
+    "vp8": "vp8",
+    "libvpx": "vp8",
+    "vp9": "vp9",
+    "libvpx-vp9": "vp9",
+    "av1": "av1",
+    "libdav1d": "av1",
+    "libaom-av1": "av1",
+}
+
+# Without a container index, seek only past gaps longer than this: decoding forward a few
+# seconds is cheaper than a seek that lands on the same keyframe.
+_SEEK_GAP_S = 3.0
+# Keyframe snapping: at most half the spacing between samples, and never more than this.
+_MAX_SNAP_S = 1.0
+
+Container = Literal["mp4", "matroska"]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    container: Container
+    codec: str
+    width: int  # as coded (before the display rotation)
+    height: int
+    duration_s: float
+    frame_rate: float | None  # average; None when the container does not say
+    streams: int
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    target_s: float
+    timestamp_s: float  # the frame's own presentation time, from the stream's start
+    keyframe: bool
+    image: Image.Image  # RGB, upright
+
+
+@dataclass
+class SamplingStats:
+    decoded: int = 0  # frames the decoder produced, sampled or not
+    seeks: int = 0
+    errors: int = 0  # decode errors met (a damaged stretch ends the sampling there)
+    rotation: int = 0  # display rotation of the sampled frames, degrees counter-clockwise
+
+
+def detect_container(head: bytes) -> Container | None:
+    """MP4/MOV by their leading box type, Matroska/WebM by the EBML magic."""
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+        return "mp4"
+    return None
+
+
+class VideoReader:
+    """An opened, validated video. Use as a context manager; ``sample`` yields frames."""
+
+    def __init__(self, source: bytes | Path, limits: VideoLimits) -> None:
+        self.limits = limits
+        self.stats = SamplingStats()
+        # The budget counts time spent decoding only, not time the caller spends between
+        # frames (waiting for the model under load is not the file's fault).
+        self._spent = 0.0
+        self._resumed = time.monotonic()
+        head = source[:12] if isinstance(source, bytes) else _read_head(source)
+        container = detect_container(head)
+        if container is None:
+            raise UnsupportedVideoFormatError(
+                "not an MP4, MOV, WebM or MKV file; send a video in one of those containers"
+            )
+        stream_input: Any = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+        try:
+            self._container = av.open(
+                stream_input,
+                mode="r",
+                format="mov" if container == "mp4" else "matroska",
+                # MOV reference movies may point at other files: never follow them.
+                options={"enable_drefs": "0"} if container == "mp4" else {},
+                metadata_errors="ignore",
+                timeout=limits.decode_timeout_s,
+            )
+        except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as e:
+            raise InvalidVideoError(
+                f"not a readable {'MP4/MOV' if container == 'mp4' else 'WebM/MKV'} file "
+                f"({_describe(e)}); send a complete, uncorrupted video"
+            ) from e
+        try:
+            self.info = self._validate(container)
+        except BaseException:
+            self._container.close()
+            raise
+        self._pause()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _pause(self) -> None:
+        now = time.monotonic()
+        self._spent += now - self._resumed
+        self._resumed = now
+
+    def _resume(self) -> None:
+        self._resumed = time.monotonic()
+
+    def _validate(self, container: Container) -> VideoInfo:
+        streams = len(self._container.streams)
+        if streams > self.limits.max_streams:
+            raise VideoTooLargeError(
+                f"the file has {streams} streams; at most {self.limits.max_streams} are accepted"
+            )
+        videos = self._container.streams.video
+        if not videos:
+            raise InvalidVideoError(
+                "the file has no video stream (audio only or data only); send a video"
+            )
+        stream = videos[0]
+        decoder = stream.codec_context.name
+        codec = _CODECS.get(decoder)
+        if codec is None or codec not in self.limits.codecs:
+            raise UnsupportedVideoFormatError(
+                f"video codec {decoder!r} is not accepted; send "
+                f"{', '.join(c.upper() for c in self.limits.codecs)}"
+            )
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0:
+            raise InvalidVideoError("the video stream declares no frame size")
+        if width * height > self.limits.max_pixels:
+            raise VideoTooLargeError(
+                f"frames of {width}x{height} exceed the {self.limits.max_pixels:,} pixel "
+                "limit; send a smaller rendition"
+            )
+        self._stream = stream
+        stream.thread_type = "AUTO"  # frame and slice threads: sampled stretches decode faster
+        self._start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        duration = self._duration()
+        if duration > self.limits.max_duration_s:
+            raise VideoTooLargeError(
+                f"the video lasts {duration:.1f} s; at most {self.limits.max_duration_s:g} s "
+                "are analysed in one request. Send a shorter clip."
+            )
+        rate = stream.average_rate
+        return VideoInfo(
+            container=container,
+            codec=codec,
+            width=width,
+            height=height,
+            duration_s=round(duration, 6),
+            frame_rate=float(rate) if rate else None,
+            streams=streams,
+        )
+
+    def _duration(self) -> float:
+        stream = self._stream
+        if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+            return float(stream.duration * stream.time_base)
+        if self._container.duration is not None and self._container.duration > 0:
+            return float(self._container.duration / av.time_base)
+        # No duration in the header (a MediaRecorder WebM): demux, without decoding, to the
+        # last packet's end. Bounded by the upload size and the time budget.
+        end = 0.0
+        for packet in self._container.demux(stream):
+            self._check_deadline()
+            if packet.pts is not None and packet.time_base is not None:
+                stop = packet.pts + (packet.duration or 0)
+                end = max(end, float(stop * packet.time_base) - self._start)
+        self._container.seek(0)
+        return end
+
+    def _keyframe_times(self) -> list[float]:
+        times = []
+        for entry in self._stream.index_entries:
+            if entry.is_keyframe and self._stream.time_base is not None:
+                times.append(float(entry.timestamp * self._stream.time_base) - self._start)
+        return sorted(times)
+
+    def _check_deadline(self) -> None:
+        if self._spent + time.monotonic() - self._resumed > self.limits.decode_timeout_s:
+            raise VideoDecodeTimeoutError(
+                f"sampling the frames took longer than {self.limits.decode_timeout_s:g} s "
+                f"({self.stats.decoded} frames decoded); the file is too costly to decode. "
+                "Send a shorter or lower-resolution clip."
+            )
+
+    def sample(self, plan: SamplingPlan) -> Iterator[SampledFrame]:
+        """Yield the planned frames in time order (fewer where the stream ends early or a
+        damaged stretch stops decoding).
+
+        Raises:
+            VideoTooLargeError: the plan asks for more frames than allowed.
+            VideoDecodeTimeoutError: the time budget ran out.
+        """
+        self._resume()
+        duration = self.info.duration_s
+        targets = plan.targets(0.0, duration, self.limits)
+        spacing = duration / len(targets) if targets else duration
+        snap = min(spacing / 2, _MAX_SNAP_S)
+        keyframes = self._keyframe_times()
+        frames: Iterator[av.VideoFrame] | None = None
+        pending: av.VideoFrame | None = None  # decoded past one target, kept for the next
+        position = -math.inf  # time of the last decoded frame
+        last_taken = -math.inf
+        for target in targets:
+            if frames is None or self._should_seek(position, target, keyframes):
+                frames, pending = self._seek(target), None
+            chosen: av.VideoFrame | None = None
+            previous: av.VideoFrame | None = None
+            while True:
+                frame = pending if pending is not None else self._next(frames)
+                pending = None
+                if frame is None:
+                    break
+                when = self._time(frame, position)
+                position = when
+                if when <= last_taken:
+                    continue
+                if when >= target or (frame.key_frame and target - when < snap):
+                    chosen = frame
+                    if (
+                        previous is not None
+                        and not (frame.key_frame and when < target)
+                        and target - self._time(previous, -math.inf) < when - target
+                    ):
+                        chosen, pending = previous, frame
+                    break
+                previous = frame
+            if chosen is None:
+                if previous is None:
+                    return  # the stream ended (or broke) before this target
+                chosen = previous
+            taken = self._time(chosen, -math.inf)
+            last_taken = taken
+            sampled = SampledFrame(
+                target_s=round(target, 6),
+                timestamp_s=round(taken, 6),
+                keyframe=bool(chosen.key_frame),
+                image=self._upright(chosen),
+            )
+            self._pause()
+            yield sampled
+            self._resume()
+        self._pause()
+
+    def _should_seek(self, position: float, target: float, keyframes: list[float]) -> bool:
+        if target <= position:
+            return False
+        if keyframes:
+            # Worth it only when a keyframe lies between here and the target.
+            return any(position < k <= target for k in keyframes)
+        return target - position > _SEEK_GAP_S
+
+    def _seek(self, target: float) -> Iterator[av.VideoFrame]:
+        stream = self._stream
+        assert stream.time_base is not None
+        offset = int((target + self._start) / stream.time_base)
+        self._check_deadline()
+        try:
+            self._container.seek(offset, stream=stream, backward=True, any_frame=False)
+            self.stats.seeks += 1
+        except av.FFmpegError:
+            # Not seekable (a damaged index): decode from where we are.
+            pass
+        return iter(self._container.decode(stream))
+
+    def _next(self, frames: Iterator[av.VideoFrame]) -> av.VideoFrame | None:
+        self._check_deadline()
+        try:
+            frame = next(frames, None)
+        except (av.FFmpegError, ValueError) as e:
+            # A damaged stretch: what was sampled before it stands; the rest is missing.
+            self.stats.errors += 1
+            del e
+            return None
+        if frame is not None:
+            self.stats.decoded += 1
+        return frame
+
+    def _time(self, frame: av.VideoFrame, previous: float) -> float:
+        presented: float | None = frame.time  # None where the frame has no timestamp
+        if presented is not None:
+            return float(presented) - self._start
+        # No timestamp: one nominal frame after the previous one.
+        rate = self.info.frame_rate or 25.0
+        return (previous if math.isfinite(previous) else 0.0) + 1.0 / rate
+
+    def _upright(self, frame: av.VideoFrame) -> Image.Image:
+        """RGB, turned the way players show it (the display matrix, per frame)."""
+        image: Image.Image = frame.to_image()  # type: ignore[no-untyped-call]
+        rotation = round(frame.rotation / 90.0) * 90 % 360
+        self.stats.rotation = rotation
+        if rotation == 90:
+            return image.transpose(Image.Transpose.ROTATE_90)
+        if rotation == 180:
+            return image.transpose(Image.Transpose.ROTATE_180)
+        if rotation == 270:
+            return image.transpose(Image.Transpose.ROTATE_270)
+        return image
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(12)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text[:200]

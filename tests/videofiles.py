@@ -1,0 +1,108 @@
+"""Small videos written with PyAV for the tests: fast to encode, each frame identifiable."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from fractions import Fraction
+
+import av
+import numpy as np
+
+FORMATS = {"mp4": "mp4", "mov": "mov", "webm": "webm", "mkv": "matroska"}
+
+
+def frame_pixels(index: int, width: int, height: int) -> np.ndarray:
+    """A textured frame whose mean brightness encodes ``index`` (recoverable after lossy
+    coding: 4 grey levels per frame)."""
+    rng = np.random.default_rng(index)
+    level = 20 + 4 * (index % 50)
+    noise = rng.normal(0, 12, (height, width, 3))
+    yy, xx = np.mgrid[0:height, 0:width]
+    texture = 10 * np.sin(xx / 5.0)[..., None] + 10 * np.cos(yy / 7.0)[..., None]
+    return np.clip(level + texture + noise, 0, 255).astype(np.uint8)
+
+
+def write_video(
+    *,
+    container: str = "mp4",
+    codec: str = "libx264",
+    width: int = 160,
+    height: int = 128,
+    fps: int = 10,
+    seconds: float = 2.0,
+    timestamps: Sequence[float] | None = None,
+    rotation: int = 0,
+    keyframe_interval: int | None = None,
+    audio: bool = False,
+    extra_video_streams: int = 0,
+    pixel_format: str = "yuv420p",
+    left_marker: bool = False,
+) -> bytes:
+    """Encode a video in memory; ``timestamps`` (seconds) give variable frame timing."""
+    times = (
+        list(timestamps)
+        if timestamps is not None
+        else [i / fps for i in range(round(seconds * fps))]
+    )
+    buffer = io.BytesIO()
+    time_base = Fraction(1, 1000)
+    with av.open(buffer, mode="w", format=FORMATS[container]) as out:
+        streams = []
+        for n in range(1 + extra_video_streams):
+            stream = out.add_stream(codec, rate=fps)
+            assert isinstance(stream, av.VideoStream)
+            stream.width, stream.height, stream.pix_fmt = width, height, pixel_format
+            stream.time_base = time_base
+            stream.codec_context.time_base = time_base
+            options = {"preset": "ultrafast"} if codec == "libx264" else {}
+            if keyframe_interval is not None:
+                options["g"] = str(keyframe_interval)
+            stream.options = options
+            if rotation and n == 0:
+                stream.set_display_rotation(rotation)
+            streams.append(stream)
+        audio_stream = out.add_stream("aac", rate=8000) if audio else None
+        for i, when in enumerate(times):
+            pixels = frame_pixels(i, width, height)
+            if left_marker:
+                pixels[:, :16] = 255  # shows which way a rotation turned the frame
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = round(when * 1000)
+            frame.time_base = time_base
+            for stream in streams:
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+        for stream in streams:
+            for packet in stream.encode():
+                out.mux(packet)
+        if audio_stream is not None:
+            _write_audio(out, audio_stream, seconds=times[-1] if times else seconds)
+    return buffer.getvalue()
+
+
+def write_audio_only(seconds: float = 1.0, container: str = "mp4") -> bytes:
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=FORMATS[container]) as out:
+        stream = out.add_stream("aac", rate=8000)
+        _write_audio(out, stream, seconds=seconds)
+    return buffer.getvalue()
+
+
+def _write_audio(out: av.container.OutputContainer, stream: av.AudioStream, seconds: float) -> None:
+    samples = int(8000 * seconds)
+    tone = (0.1 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 8000)).astype(np.float32)
+    for start in range(0, samples, 1024):
+        chunk = tone[start : start + 1024]
+        frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+        frame.sample_rate = 8000
+        frame.pts = start
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+
+
+def frame_index(pixels: np.ndarray) -> int:
+    """Inverse of ``frame_pixels``'s brightness code (frames 0-49)."""
+    return round((float(pixels.mean()) - 20) / 4)

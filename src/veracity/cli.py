@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from veracity import __version__
 from veracity.errors import ConfigurationError, VeracityError
+from veracity.video.plan import SamplingPlan, VideoLimits
 
 if TYPE_CHECKING:
     from veracity.inference.predictor import Predictor
@@ -37,6 +38,22 @@ def _cmd_make_sample_data(args: argparse.Namespace) -> int:
         raise ConfigurationError(str(e)) from e
     count = generate_sample_data(args.out, seed=args.seed, spec=spec)
     print(json.dumps({"out": str(args.out), "seed": args.seed, "images": count}))
+    return 0
+
+
+def _cmd_make_sample_videos(args: argparse.Namespace) -> int:
+    from veracity.video.samples import SampleVideoSpec, write_sample_video
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(args.count):
+        for kind, manipulated in (("real", None), ("manipulated", (2.0, 4.0))):
+            path = args.out / f"{kind}_{i:02d}.mp4"
+            spec = SampleVideoSpec(seconds=args.seconds, manipulated=manipulated)
+            write_sample_video(path, seed=args.seed * 1000 + i * 2 + (kind != "real"), spec=spec)
+            written.append({"file": str(path), "manipulated_s": manipulated})
+    (args.out / "manifest.json").write_text(json.dumps(written, indent=2) + "\n")
+    print(json.dumps({"out": str(args.out), "videos": len(written)}))
     return 0
 
 
@@ -130,6 +147,16 @@ def _load_predictor(
     )
 
 
+def _is_video(path: Path) -> bool:
+    from veracity.video.sampling import detect_container
+
+    try:
+        with path.open("rb") as f:
+            return detect_container(f.read(12)) is not None
+    except OSError:
+        return False
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from veracity.api.schemas import VerdictFields
 
@@ -139,6 +166,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for path in args.files:
         record: dict[str, object] = {"path": str(path)}
         try:
+            if _is_video(path):
+                record |= _predict_video(args, predictor, path)
+                print(json.dumps(record), flush=True)
+                continue
             # One image per forward pass: the numbers are what a lone /infer request gets.
             verdict = predictor.classify(path, robustness_check=args.check_robustness)
         except FileNotFoundError:
@@ -160,6 +191,76 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             } | fields.model_dump(mode="json")
         print(json.dumps(record), flush=True)
     return 1 if failures else 0
+
+
+def _video_plan(args: argparse.Namespace) -> tuple[SamplingPlan, VideoLimits]:
+    limits = VideoLimits(max_duration_s=args.max_duration, max_samples=max(args.frames or 0, 1024))
+    return SamplingPlan(count=args.frames or 32, every_s=args.every), limits
+
+
+def _predict_video(args: argparse.Namespace, predictor: Predictor, path: Path) -> dict[str, object]:
+    from tqdm import tqdm
+
+    from veracity.api.schemas import VideoResponse
+    from veracity.video.aggregate import AggregationRule
+    from veracity.video.analysis import analyse_video
+
+    plan, limits = _video_plan(args)
+    with tqdm(
+        desc=path.name, unit="frame", disable=args.no_progress, file=sys.stderr, leave=False
+    ) as bar:
+
+        def progress(done: int, planned: int) -> None:
+            bar.total = planned
+            bar.update(done - bar.n)
+
+        result = analyse_video(
+            predictor,
+            path,
+            plan=plan,
+            rule=AggregationRule(method=args.aggregation),
+            limits=limits,
+            on_frame=progress,
+        )
+    calibration = predictor.checkpoint.metadata.calibration
+    meta = predictor.checkpoint.metadata
+    response = VideoResponse.build(
+        result,
+        request_id="",
+        thresholds=predictor.policy.thresholds,
+        calibration_version=calibration.version if calibration else None,
+        model_name=meta.model_name,
+        model_version=meta.model_version,
+    )
+    return response.model_dump(mode="json", exclude={"request_id"})
+
+
+def _cmd_extract_frames(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from veracity.video.sampling import VideoReader
+
+    plan, limits = _video_plan(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with VideoReader(args.video, limits) as reader:
+        planned = len(plan.targets(0.0, reader.info.duration_s, limits))
+        with tqdm(total=planned, unit="frame", disable=args.no_progress, file=sys.stderr) as bar:
+            for frame in reader.sample(plan):
+                name = f"{args.video.stem}_{written:04d}_{frame.timestamp_s:09.3f}s.png"
+                # PNG: a lossless copy of the decoded frame, no second lossy encode.
+                frame.image.save(args.out / name, format="PNG", compress_level=1)
+                print(
+                    json.dumps({"file": str(args.out / name), "timestamp_s": frame.timestamp_s}),
+                    flush=True,
+                )
+                written += 1
+                bar.update(1)
+    print(
+        json.dumps({"video": str(args.video), "frames": written, "out": str(args.out)}),
+        flush=True,
+    )
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -338,6 +439,27 @@ def _add_policy(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    """Which frames of a video: evenly spaced, or one every S seconds."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--count",
+        dest="frames",
+        type=int,
+        default=None,
+        help="evenly spaced frames per video (default: 32)",
+    )
+    group.add_argument(
+        "--every", type=float, default=None, metavar="S", help="one frame every S seconds"
+    )
+    parser.add_argument(
+        "--max-duration",
+        type=float,
+        default=3600.0,
+        help="longest video accepted, seconds (default: %(default)s)",
+    )
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
@@ -378,6 +500,16 @@ def build_parser() -> argparse.ArgumentParser:
         "quality 1-100 (the image is re-encoded and stored as .jpg), e.g. png,90,75",
     )
     p.set_defaults(handler=_cmd_make_sample_data)
+
+    p = sub.add_parser(
+        "make-sample-videos",
+        help="write synthetic sample videos: real ones, and ones manipulated from 2 s to 4 s",
+    )
+    p.add_argument("--out", type=Path, default=Path("data/videos"), help="default: %(default)s")
+    p.add_argument("--count", type=int, default=1, help="videos of each kind (default: 1)")
+    p.add_argument("--seconds", type=float, default=6.0, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    p.set_defaults(handler=_cmd_make_sample_videos)
 
     p = sub.add_parser("train", help="train a classifier on an ImageFolder dataset")
     p.add_argument(
@@ -522,9 +654,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also score each image re-encoded as JPEG 75 and halved; report stability",
     )
+    _add_sampling(p)
+    p.add_argument(
+        "--aggregation",
+        choices=("confident", "mean", "max", "top_k"),
+        default="confident",
+        help="how a video's frame probabilities become its own (default: %(default)s)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
     _add_policy(p)
     _add_device(p)
     p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser(
+        "extract-frames",
+        help="write a video's sampled frames as PNG files (e.g. to build a training set)",
+    )
+    p.add_argument("video", type=Path, metavar="VIDEO")
+    p.add_argument("--out", type=Path, required=True, help="directory for the frames")
+    _add_sampling(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_extract_frames)
 
     p = sub.add_parser(
         "export",

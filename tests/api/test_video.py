@@ -65,8 +65,10 @@ def test_the_timeline_finds_the_manipulated_stretch(demo_client, manipulated_vid
     assert top["end_s"] == pytest.approx(4.0, abs=0.5)
     assert top["fake_prob"] > 0.75
     # A third of the video is manipulated: it is never called real (the confident rule
-    # averages it into the band here: inconclusive / near_threshold).
+    # averages it into the band; the reasons point at the timeline).
     assert body["verdict"] in ("fake", "inconclusive")
+    if body["verdict"] == "inconclusive":
+        assert "suspicious_segments" in [r["code"] for r in body["reasons"]]
     assert body["request_id"] == response.headers["x-request-id"]
 
 

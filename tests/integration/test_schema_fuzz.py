@@ -49,7 +49,14 @@ def api_schema(fuzz_server: Server):
     return schemathesis.openapi.from_url(f"{fuzz_server.base_url}/openapi.json")
 
 
-OPERATIONS = ["POST /infer", "GET /health", "GET /ready", "GET /model"]
+OPERATIONS = [
+    "POST /infer",
+    "POST /infer/video",
+    "POST /infer/batch",
+    "GET /health",
+    "GET /ready",
+    "GET /model",
+]
 
 
 def test_every_operation_is_fuzzed(api_schema) -> None:

@@ -15,22 +15,17 @@ from starlette.requests import ClientDisconnect
 
 from veracity.api.deps import ApiKeyDep, ModelServiceDep
 from veracity.api.schemas import (
-    AggregationModel,
     BatchItem,
     BatchItemError,
     BatchResponse,
     ErrorResponse,
-    FrameModel,
     HealthResponse,
     InferResponse,
     ModelResponse,
     PreprocessInfo,
     ReadyResponse,
-    ReasonModel,
-    SegmentModel,
     ThresholdsModel,
     VerdictFields,
-    VideoInfoModel,
     VideoResponse,
 )
 from veracity.errors import (
@@ -40,8 +35,9 @@ from veracity.errors import (
     RequestTimeoutError,
     VeracityError,
 )
-from veracity.inference.service import InferenceResult, ModelService, VideoResult
+from veracity.inference.service import InferenceResult, ModelService
 from veracity.video.aggregate import AggregationMethod, AggregationRule
+from veracity.video.analysis import VideoAnalysis
 from veracity.video.plan import SamplingPlan
 
 T = TypeVar("T")
@@ -361,55 +357,17 @@ class RouteLimits:
     batch_max_upload_bytes: int = 64 * 1024 * 1024
 
 
-def _video_response(request: Request, service: ModelService, result: VideoResult) -> VideoResponse:
+def _video_response(
+    request: Request, service: ModelService, result: VideoAnalysis
+) -> VideoResponse:
     meta = service.metadata
-    verdict = result.verdict
-    thresholds = service.policy.thresholds
-    calibration_version = service.calibration_version
-    return VideoResponse(
+    return VideoResponse.build(
+        result,
         request_id=request.state.request_id,
-        verdict=verdict.verdict,
-        reasons=[ReasonModel(code=r.code, message=r.message) for r in verdict.reasons],
-        fake_prob=None if verdict.fake_prob is None else round(verdict.fake_prob, 6),
-        real_prob=None if verdict.real_prob is None else round(verdict.real_prob, 6),
-        aggregation=AggregationModel(method=verdict.method, frames_used=verdict.frames_used),
-        frames_analysed=verdict.frames_analysed,
-        duration_s=result.info.duration_s,
-        video=VideoInfoModel(
-            container=result.info.container,
-            codec=result.info.codec,
-            width=result.info.width,
-            height=result.info.height,
-            frame_rate=result.info.frame_rate,
-            rotation=result.rotation,
-        ),
-        timeline=[
-            FrameModel(
-                timestamp_s=frame.timestamp_s,
-                fake_prob=round(frame.verdict.fake_prob, 6),
-                verdict=frame.verdict.verdict,
-                reasons=[r.code for r in frame.verdict.reasons],
-                ood_score=frame.verdict.ood_score,
-            )
-            for frame in result.frames
-        ],
-        segments=[
-            SegmentModel(
-                start_s=seg.start_s,
-                end_s=seg.end_s,
-                frames=seg.frames,
-                fake_prob=seg.fake_prob,
-                peak_fake_prob=seg.peak_fake_prob,
-            )
-            for seg in verdict.segments
-        ],
-        calibrated=calibration_version is not None,
-        calibration_version=calibration_version,
-        thresholds=ThresholdsModel(real=thresholds.real_threshold, fake=thresholds.fake_threshold),
+        thresholds=service.policy.thresholds,
+        calibration_version=service.calibration_version,
         model_name=meta.model_name,
         model_version=meta.model_version,
-        timings_ms={"decode": result.decode_ms, "total": result.total_ms},
-        frames_decoded=result.decoded_frames,
     )
 
 

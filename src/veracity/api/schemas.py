@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from veracity.verdicts.decision import Thresholds, Verdict
 from veracity.verdicts.quality import ReasonCode
+
+if TYPE_CHECKING:
+    from veracity.video.analysis import VideoAnalysis
 
 _REASON_DOC = (
     "Why the verdict is what it is. Codes: out_of_distribution (unlike the training data), "
@@ -225,6 +228,66 @@ class VideoResponse(BaseModel):
         description="decode (seek, decode, preprocess of the sampled frames) and total."
     )
     frames_decoded: int = Field(description="Frames the decoder produced to reach the samples.")
+
+    @classmethod
+    def build(
+        cls,
+        result: VideoAnalysis,
+        *,
+        request_id: str,
+        thresholds: Thresholds,
+        calibration_version: int | None,
+        model_name: str,
+        model_version: str,
+    ) -> VideoResponse:
+        verdict = result.verdict
+        return cls(
+            request_id=request_id,
+            verdict=verdict.verdict,
+            reasons=[ReasonModel(code=r.code, message=r.message) for r in verdict.reasons],
+            fake_prob=None if verdict.fake_prob is None else round(verdict.fake_prob, 6),
+            real_prob=None if verdict.real_prob is None else round(verdict.real_prob, 6),
+            aggregation=AggregationModel(method=verdict.method, frames_used=verdict.frames_used),
+            frames_analysed=verdict.frames_analysed,
+            duration_s=result.info.duration_s,
+            video=VideoInfoModel(
+                container=result.info.container,
+                codec=result.info.codec,
+                width=result.info.width,
+                height=result.info.height,
+                frame_rate=result.info.frame_rate,
+                rotation=result.rotation,
+            ),
+            timeline=[
+                FrameModel(
+                    timestamp_s=frame.timestamp_s,
+                    fake_prob=round(frame.verdict.fake_prob, 6),
+                    verdict=frame.verdict.verdict,
+                    reasons=[r.code for r in frame.verdict.reasons],
+                    ood_score=frame.verdict.ood_score,
+                )
+                for frame in result.frames
+            ],
+            segments=[
+                SegmentModel(
+                    start_s=seg.start_s,
+                    end_s=seg.end_s,
+                    frames=seg.frames,
+                    fake_prob=seg.fake_prob,
+                    peak_fake_prob=seg.peak_fake_prob,
+                )
+                for seg in verdict.segments
+            ],
+            calibrated=calibration_version is not None,
+            calibration_version=calibration_version,
+            thresholds=ThresholdsModel(
+                real=thresholds.real_threshold, fake=thresholds.fake_threshold
+            ),
+            model_name=model_name,
+            model_version=model_version,
+            timings_ms={"decode": result.decode_ms, "total": result.total_ms},
+            frames_decoded=result.decoded_frames,
+        )
 
 
 class BatchItemError(BaseModel):

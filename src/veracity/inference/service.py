@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 
@@ -40,12 +40,10 @@ from veracity.inference.batcher import MicroBatcher
 from veracity.inference.predictor import Prediction, Predictor, create_predictor
 from veracity.metrics import ServiceMetrics
 from veracity.verdicts.decision import Verdict, VerdictPolicy
-from veracity.verdicts.quality import InputQuality, measure
-from veracity.video.aggregate import AggregationRule, FrameVerdict, VideoVerdict, judge_video
+from veracity.verdicts.quality import InputQuality
+from veracity.video.aggregate import AggregationRule, FrameVerdict, judge_video
+from veracity.video.analysis import PreparedFrame, VideoAnalysis, prepare_frame
 from veracity.video.plan import SamplingPlan, VideoLimits
-
-if TYPE_CHECKING:
-    from veracity.video.sampling import VideoInfo
 
 logger = logging.getLogger("veracity.service")
 
@@ -67,17 +65,6 @@ class InferenceResult:
     preprocess_ms: float
     inference_ms: float
     batch_size: int
-
-
-@dataclass(frozen=True)
-class VideoResult:
-    verdict: VideoVerdict
-    frames: list[FrameVerdict]
-    info: VideoInfo
-    rotation: int
-    decoded_frames: int
-    decode_ms: float  # seeking, decoding and preprocessing the sampled frames
-    total_ms: float
 
 
 class ModelService:
@@ -408,7 +395,7 @@ class ModelService:
 
     async def predict_video(
         self, data: bytes, *, plan: SamplingPlan, rule: AggregationRule
-    ) -> VideoResult:
+    ) -> VideoAnalysis:
         """Sample, classify and judge a video's frames; aggregate them into one verdict.
 
         Frames decode one at a time in a video thread and join the shared micro-batches,
@@ -463,8 +450,8 @@ class ModelService:
 
     async def _video_admitted(
         self, predictor: Predictor, data: bytes, plan: SamplingPlan, rule: AggregationRule
-    ) -> VideoResult:
-        from veracity.video.sampling import SampledFrame, VideoReader  # imports FFmpeg
+    ) -> VideoAnalysis:
+        from veracity.video.sampling import VideoReader  # imports FFmpeg
 
         started = time.perf_counter()
         pool = self._video_executor
@@ -475,29 +462,25 @@ class ModelService:
         frames = reader.sample(plan)
         decode_s = 0.0
 
-        def next_frame() -> tuple[SampledFrame, torch.Tensor, InputQuality] | None:
+        def next_frame() -> PreparedFrame | None:
             nonlocal decode_s
             t0 = time.perf_counter()
             try:
                 frame = next(frames, None)
-                if frame is None:
-                    return None
-                tensor = predictor.transform(frame.image)
-                quality = measure(frame.image, None)
-                return frame, tensor, quality
+                return None if frame is None else prepare_frame(predictor, frame)
             finally:
                 decode_s += time.perf_counter() - t0
 
         window = asyncio.Semaphore(self.batch_share)
 
         async def score(
-            frame: SampledFrame, tensor: torch.Tensor, quality: InputQuality
+            timestamp: float, tensor: torch.Tensor, quality: InputQuality
         ) -> FrameVerdict:
             try:
                 output = await batcher.submit(tensor)
             finally:
                 window.release()
-            return FrameVerdict(frame.timestamp_s, predictor.judge(output.prediction, quality))
+            return FrameVerdict(timestamp, predictor.judge(output.prediction, quality))
 
         tasks: list[asyncio.Future[FrameVerdict]] = []
         pending: asyncio.Future[Any] | None = None
@@ -541,7 +524,7 @@ class ModelService:
             self._metrics.video_decode_seconds.observe(decode_s)
             for reason in verdict.reasons:
                 self._metrics.reasons.labels(reason.code).inc()
-        return VideoResult(
+        return VideoAnalysis(
             verdict=verdict,
             frames=judged,
             info=info,

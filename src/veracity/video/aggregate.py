@@ -17,10 +17,10 @@ Aggregation of the kept frames' calibrated ``fake_prob`` (``method``):
 
 The video's verdict applies the deployment's operating points to that probability. A
 video whose frames hold a manipulated stretch is never called ``real``: where the
-aggregate says real but a segment of at least ``min_segment_frames`` consecutive fake
-frames exists, the verdict is ``inconclusive`` / ``suspicious_segments`` (a partly
-manipulated clip is exactly what the confident rule, built for whole-video face swaps,
-averages away).
+aggregate is not fake but a segment of at least ``min_segment_frames`` consecutive fake
+frames exists, the verdict is ``inconclusive`` with ``suspicious_segments`` pointing at
+the timeline (a partly manipulated clip is exactly what the confident rule, built for
+whole-video face swaps, averages away).
 """
 
 from __future__ import annotations
@@ -211,13 +211,14 @@ def judge_video(
                 "(fake).",
             )
         )
-    if verdict == "real" and segments:
+    if verdict != "fake" and segments:
         top = segments[0]
         verdict = "inconclusive"
         reasons.append(
             Reason(
                 "suspicious_segments",
-                f"most frames look real, but {top.frames} consecutive frames between "
+                f"the video as a whole is not judged fake, but {top.frames} consecutive "
+                "frames between "
                 f"{top.start_s:.2f} s and {top.end_s:.2f} s look manipulated "
                 f"(fake_prob {top.fake_prob:.2f}); review the timeline.",
             )

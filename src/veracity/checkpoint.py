@@ -63,6 +63,8 @@ class PreprocessMetadata(BaseModel):
     mode: PreprocessMode = "resize"
     patch_grid: Annotated[int, Field(ge=1, le=8)] = 1
     patch_pooling: PatchPooling = "mean"
+    face_crop: bool = False
+    face_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 1 / 3
 
     def to_config(self) -> PreprocessConfig:
         return PreprocessConfig(**self.model_dump())
@@ -79,6 +81,8 @@ class PreprocessMetadata(BaseModel):
             mode=config.mode,
             patch_grid=config.patch_grid,
             patch_pooling=config.patch_pooling,
+            face_crop=config.face_crop,
+            face_margin=config.face_margin,
         )
 
 

@@ -85,6 +85,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         preprocess_mode=args.preprocess,
         patch_grid=args.patch_grid,
         patch_pooling=args.patch_pooling,
+        face_crops=args.face_crops,
         train_patches=args.train_patches,
         jpeg_augment=args.jpeg_augment,
         jpeg_quality=(args.jpeg_quality[0], args.jpeg_quality[1]),
@@ -238,26 +239,35 @@ def _predict_video(args: argparse.Namespace, predictor: Predictor, path: Path) -
 def _cmd_extract_frames(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from veracity.faces import FaceDetector, crop_face
     from veracity.video.sampling import VideoReader
 
     plan, limits = _video_plan(args)
+    detector = FaceDetector()
     args.out.mkdir(parents=True, exist_ok=True)
     written = 0
     with VideoReader(args.video, limits) as reader:
         planned = len(plan.targets(0.0, reader.info.duration_s, limits))
         with tqdm(total=planned, unit="frame", disable=args.no_progress, file=sys.stderr) as bar:
-            for frame in reader.sample(plan):
-                name = f"{args.video.stem}_{written:04d}_{frame.timestamp_s:09.3f}s.png"
-                # PNG: a lossless copy of the decoded frame, no second lossy encode.
-                frame.image.save(args.out / name, format="PNG", compress_level=1)
-                print(
-                    json.dumps({"file": str(args.out / name), "timestamp_s": frame.timestamp_s}),
-                    flush=True,
-                )
-                written += 1
+            for index, frame in enumerate(reader.sample(plan)):
+                stem = f"{args.video.stem}_{index:04d}_{frame.timestamp_s:09.3f}s"
+                if args.faces:
+                    boxes = detector.detect(frame.image)
+                    images = [
+                        (f"{stem}_face{k}.png", crop_face(frame.image, box, args.face_margin))
+                        for k, box in enumerate(boxes)
+                    ]
+                else:
+                    images = [(f"{stem}.png", frame.image)]
+                for name, image in images:
+                    # PNG: a lossless copy of the decoded pixels, no second lossy encode.
+                    image.save(args.out / name, format="PNG", compress_level=1)
+                    record = {"file": str(args.out / name), "timestamp_s": frame.timestamp_s}
+                    print(json.dumps(record), flush=True)
+                    written += 1
                 bar.update(1)
     print(
-        json.dumps({"video": str(args.video), "frames": written, "out": str(args.out)}),
+        json.dumps({"video": str(args.video), "images": written, "out": str(args.out)}),
         flush=True,
     )
     return 0
@@ -590,6 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default) or of all patches",
     )
     p.add_argument(
+        "--face-crops",
+        action="store_true",
+        help="the data are face crops (extract-frames --faces); serving will detect and "
+        "crop faces the same way",
+    )
+    p.add_argument(
         "--train-patches",
         type=int,
         default=4,
@@ -673,6 +689,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", type=Path, metavar="VIDEO")
     p.add_argument("--out", type=Path, required=True, help="directory for the frames")
     _add_sampling(p)
+    p.add_argument(
+        "--faces",
+        action="store_true",
+        help="write each detected face's crop instead of the frame (a face-crop data set)",
+    )
+    p.add_argument(
+        "--face-margin",
+        type=float,
+        default=1 / 3,
+        help="added on each side, as a fraction of the face box (default: a third)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_extract_frames)
 

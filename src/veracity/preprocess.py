@@ -61,6 +61,10 @@ class PreprocessConfig:
     mode: PreprocessMode = "resize"
     patch_grid: int = 1  # patches mode: patch_grid x patch_grid patches per image
     patch_pooling: PatchPooling = "mean"
+    # Trained on face crops: faces are detected and each crop (the box plus face_margin of
+    # its size on every side) is what the model reads (veracity.faces).
+    face_crop: bool = False
+    face_margin: float = 1 / 3
 
     def __post_init__(self) -> None:
         if self.patch_pooling not in ("mean", "top_half"):
@@ -69,6 +73,8 @@ class PreprocessConfig:
             )
         if self.mode not in ("resize", "patches"):
             raise ConfigurationError(f"mode must be 'resize' or 'patches', got {self.mode!r}")
+        if not 0.0 <= self.face_margin <= 1.0:
+            raise ConfigurationError(f"face_margin must be in [0, 1], got {self.face_margin}")
         if not 1 <= self.patch_grid <= 8:
             raise ConfigurationError(f"patch_grid must be in [1, 8], got {self.patch_grid}")
         channels, height, width = self.input_size
@@ -105,8 +111,8 @@ class PreprocessConfig:
         Square, so it holds whichever way EXIF orientation turns the image. ``None`` in
         patches mode: patches are taken at native resolution, so JPEGs are decoded in full.
         """
-        if self.mode == "patches":
-            return None
+        if self.mode == "patches" or self.face_crop:
+            return None  # patches and face detection need the full resolution
         return max(self.scale_size)
 
     @property

@@ -25,7 +25,7 @@ def test_extract_frames_writes_lossless_frames_with_timestamps(tmp_path: Path, c
     )
     records = lines(capsys)
     assert [r["timestamp_s"] for r in records[:-1]] == pytest.approx([0.5, 1.5, 2.5])
-    assert records[-1] == {"video": str(video), "frames": 3, "out": str(out)}
+    assert records[-1] == {"video": str(video), "images": 3, "out": str(out)}
     for record in records[:-1]:
         pixels = np.asarray(Image.open(record["file"]))
         assert frame_index(pixels) == round(record["timestamp_s"] * 10)

@@ -73,6 +73,12 @@ class VerdictFields(BaseModel):
         description="The robustness self-check (null unless it ran: ?robustness_check=true "
         "or VERACITY_ROBUSTNESS_CHECK)."
     )
+    faces: int | None = Field(
+        default=None,
+        description="Faces found, for checkpoints trained on face crops (the most "
+        "suspicious face decides; 0: inconclusive / no_face). Null when the model reads "
+        "the whole image.",
+    )
 
     @classmethod
     def build(
@@ -94,6 +100,7 @@ class VerdictFields(BaseModel):
                 jpeg_quality=verdict.quality.jpeg_quality,
                 content_std=verdict.quality.content_std,
             ),
+            faces=verdict.faces,
             stability=None
             if stability is None
             else StabilityModel(
@@ -162,7 +169,10 @@ class InferResponse(VerdictFields):
     model_name: str
     model_version: str
     timings_ms: dict[str, float] = Field(description="Server-side preprocess/inference times.")
-    batch_size: int = Field(ge=1, description="Requests that shared this forward pass.")
+    batch_size: int = Field(
+        ge=0,
+        description="Inputs that shared this forward pass (0: none ran, as for no_face).",
+    )
 
 
 class FrameModel(BaseModel):
@@ -171,6 +181,7 @@ class FrameModel(BaseModel):
     verdict: Literal["real", "fake", "inconclusive"]
     reasons: list[ReasonCode] = Field(description="Reason codes of this frame's verdict.")
     ood_score: float | None
+    faces: int | None = Field(default=None, description="Faces found (face checkpoints).")
 
 
 class SegmentModel(BaseModel):
@@ -265,6 +276,7 @@ class VideoResponse(BaseModel):
                     verdict=frame.verdict.verdict,
                     reasons=[r.code for r in frame.verdict.reasons],
                     ood_score=frame.verdict.ood_score,
+                    faces=frame.verdict.faces,
                 )
                 for frame in result.frames
             ],

@@ -7,21 +7,23 @@ gets the same numbers and the same verdict offline and over HTTP.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import torch
+from PIL import Image
 
 from veracity.checkpoint import Checkpoint
 from veracity.errors import ConfigurationError
+from veracity.faces import FaceDetector, crop_face
 from veracity.images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, load_image
 from veracity.inference.backends import Backend, BackendName, OnnxBackend, TorchBackend
 from veracity.preprocess import ImageTransform, pool_patch_logits
 from veracity.verdicts import robustness
 from veracity.verdicts.calibration import IDENTITY
 from veracity.verdicts.decision import Stability, Verdict, VerdictPolicy, decide
-from veracity.verdicts.quality import InputQuality, measure, quality_reasons
+from veracity.verdicts.quality import InputQuality, Reason, measure, quality_reasons
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,25 @@ class Prediction:
         return "fake" if self.fake_prob > self.real_prob else "real"
 
 
+# What a face checkpoint answers when there is no face: no evidence either way.
+NO_EVIDENCE = Prediction(real_prob=0.5, fake_prob=0.5, score=0.0, raw_fake_prob=0.5, ood_score=None)
+
+
 @dataclass(frozen=True)
 class PreparedImage:
     """A decoded upload, ready for the model, with what the quality gates measured."""
 
-    tensor: torch.Tensor  # (patches, 3, H, W)
+    inputs: tuple[torch.Tensor, ...]  # each (patches, 3, H, W): the image, or one per face
     quality: InputQuality
     variants: dict[str, torch.Tensor]  # robustness variants (empty unless asked for)
+    faces: int | None = None  # faces found (face checkpoints); None: the whole image is read
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """The one model input of a whole-image checkpoint (the first face's otherwise)."""
+        if not self.inputs:
+            raise ConfigurationError("no face was found: there is no input for the model")
+        return self.inputs[0]
 
 
 class Predictor:
@@ -70,6 +84,7 @@ class Predictor:
         self.backend: Backend = backend or TorchBackend(self.model, device)
         self.config = checkpoint.preprocess
         self.transform = ImageTransform(self.config)
+        self.face_detector = FaceDetector()
         self.formats = tuple(formats)
         self.max_pixels = max_pixels
         self.policy = policy or VerdictPolicy()
@@ -93,13 +108,29 @@ class Predictor:
             min_size=self.config.min_decode_size,
         )
         quality = measure(decoded.image, decoded.jpeg_quality, decoded.size)
+        return self.prepare_decoded(decoded.image, quality, robustness_check=robustness_check)
+
+    def prepare_decoded(
+        self, image: Image.Image, quality: InputQuality, *, robustness_check: bool
+    ) -> PreparedImage:
+        """An upright RGB image (an upload or a video frame) -> the model's inputs.
+
+        Face checkpoints read each detected face's crop (none found: no input, and the
+        verdict says ``no_face``); the robustness check is not run on face crops.
+        """
+        if self.config.face_crop:
+            crops = [
+                crop_face(image, box, self.config.face_margin)
+                for box in self.face_detector.detect(image)
+            ]
+            return PreparedImage(
+                tuple(self.transform(c) for c in crops), quality, {}, faces=len(crops)
+            )
         variants: dict[str, torch.Tensor] = {}
         if robustness_check:
-            for name, image in robustness.variants(
-                decoded.image, min_side=self.config.min_side
-            ).items():
-                variants[name] = self.transform(image)
-        return PreparedImage(self.transform(decoded.image), quality, variants)
+            for name, variant in robustness.variants(image, min_side=self.config.min_side).items():
+                variants[name] = self.transform(variant)
+        return PreparedImage((self.transform(image),), quality, variants)
 
     def preprocess(self, source: bytes | Path | BinaryIO) -> torch.Tensor:
         """Untrusted bytes or a file -> the model's input tensor (patches, 3, H, W)."""
@@ -137,11 +168,35 @@ class Predictor:
             )
         return out
 
+    def judge_prepared(
+        self,
+        prepared: PreparedImage,
+        predictions: Sequence[Prediction],
+        variants: dict[str, Prediction] | None = None,
+    ) -> tuple[Prediction, Verdict]:
+        """The verdict for a prepared upload from its inputs' predictions: the most
+        suspicious face for face checkpoints (``no_face`` when there is none)."""
+        if prepared.faces == 0:
+            reason = Reason(
+                "no_face",
+                "no face was found; this model judges faces (frontal or near-frontal, at "
+                "least about 24 px at 640 px across).",
+            )
+            verdict = self.judge(NO_EVIDENCE, prepared.quality, extra_reasons=[reason])
+            # 0.5 is no evidence, not a probability near the threshold: say only why.
+            kept = tuple(r for r in verdict.reasons if r.code != "near_threshold")
+            return NO_EVIDENCE, replace(verdict, reasons=kept, faces=0)
+        chosen = max(predictions, key=lambda p: p.fake_prob)
+        verdict = self.judge(chosen, prepared.quality, variants)
+        return chosen, replace(verdict, faces=prepared.faces)
+
     def judge(
         self,
         prediction: Prediction,
         quality: InputQuality,
         variants: dict[str, Prediction] | None = None,
+        *,
+        extra_reasons: Sequence[Reason] = (),
     ) -> Verdict:
         """The verdict for ``prediction``, with the gates and the optional self-check."""
         thresholds = self.policy.thresholds
@@ -162,7 +217,10 @@ class Predictor:
         return decide(
             prediction.fake_prob,
             thresholds=thresholds,
-            gate_reasons=quality_reasons(quality, self.policy.quality, self.config.min_side),
+            gate_reasons=[
+                *quality_reasons(quality, self.policy.quality, self.config.min_side),
+                *extra_reasons,
+            ],
             ood_score=prediction.ood_score,
             quality=quality,
             stability=stability,
@@ -172,9 +230,10 @@ class Predictor:
         """Prepare, predict and judge one image in one forward pass (the CLI's path)."""
         prepared = self.prepare(source, robustness_check=robustness_check)
         names = list(prepared.variants)
-        predictions = self.predict([prepared.tensor, *prepared.variants.values()])
-        variants = dict(zip(names, predictions[1:], strict=True))
-        return self.judge(predictions[0], prepared.quality, variants)
+        predictions = self.predict([*prepared.inputs, *prepared.variants.values()])
+        count = len(prepared.inputs)
+        variants = dict(zip(names, predictions[count:], strict=True))
+        return self.judge_prepared(prepared, predictions[:count], variants)[1]
 
 
 def create_predictor(

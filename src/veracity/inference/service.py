@@ -37,10 +37,9 @@ from veracity.errors import (
 from veracity.images import DEFAULT_FORMATS
 from veracity.inference.backends import BackendName
 from veracity.inference.batcher import MicroBatcher
-from veracity.inference.predictor import Prediction, Predictor, create_predictor
+from veracity.inference.predictor import Prediction, Predictor, PreparedImage, create_predictor
 from veracity.metrics import ServiceMetrics
 from veracity.verdicts.decision import Verdict, VerdictPolicy
-from veracity.verdicts.quality import InputQuality
 from veracity.video.aggregate import AggregationRule, FrameVerdict, judge_video
 from veracity.video.analysis import PreparedFrame, VideoAnalysis, prepare_frame
 from veracity.video.plan import SamplingPlan, VideoLimits
@@ -341,14 +340,19 @@ class ModelService:
         if self._metrics is not None:
             self._metrics.preprocess_seconds.observe(preprocess_s)
         assert self._batcher is not None
-        # The variants join the same micro-batch as the original where there is room.
+        # The variants (and a face checkpoint's faces) join the same micro-batch as the
+        # original where there is room.
         outputs = await asyncio.gather(
-            *(self._batcher.submit(t) for t in (prepared.tensor, *prepared.variants.values()))
+            *(self._batcher.submit(t) for t in (*prepared.inputs, *prepared.variants.values()))
         )
+        count = len(prepared.inputs)
         variants = {
-            name: out.prediction for name, out in zip(prepared.variants, outputs[1:], strict=True)
+            name: out.prediction
+            for name, out in zip(prepared.variants, outputs[count:], strict=True)
         }
-        verdict = predictor.judge(outputs[0].prediction, prepared.quality, variants)
+        prediction, verdict = predictor.judge_prepared(
+            prepared, [out.prediction for out in outputs[:count]], variants
+        )
         if self._metrics is not None:
             # Uploads, not forward-pass items: a self-check's variants are not counted.
             self._metrics.images.labels(verdict.label).inc()
@@ -356,11 +360,12 @@ class ModelService:
             for reason in verdict.reasons:
                 self._metrics.reasons.labels(reason.code).inc()
         return InferenceResult(
-            prediction=outputs[0].prediction,
+            prediction=prediction,
             verdict=verdict,
             preprocess_ms=round(preprocess_s * 1000, 3),
-            inference_ms=max(out.inference_ms for out in outputs),
-            batch_size=outputs[0].batch_size,
+            # No face: no forward pass ran.
+            inference_ms=max((out.inference_ms for out in outputs), default=0.0),
+            batch_size=outputs[0].batch_size if outputs else 0,
         )
 
     async def predict_many(
@@ -473,14 +478,13 @@ class ModelService:
 
         window = asyncio.Semaphore(self.batch_share)
 
-        async def score(
-            timestamp: float, tensor: torch.Tensor, quality: InputQuality
-        ) -> FrameVerdict:
+        async def score(timestamp: float, prepared: PreparedImage) -> FrameVerdict:
             try:
-                output = await batcher.submit(tensor)
+                outputs = await asyncio.gather(*(batcher.submit(t) for t in prepared.inputs))
             finally:
                 window.release()
-            return FrameVerdict(timestamp, predictor.judge(output.prediction, quality))
+            predictions = [output.prediction for output in outputs]
+            return FrameVerdict(timestamp, predictor.judge_prepared(prepared, predictions)[1])
 
         tasks: list[asyncio.Future[FrameVerdict]] = []
         pending: asyncio.Future[Any] | None = None

@@ -42,6 +42,9 @@ class TrainConfig:
     preprocess_mode: PreprocessMode = "patches"
     patch_grid: int = 3  # evaluation and serving: patch_grid x patch_grid patches per image
     patch_pooling: PatchPooling = "top_half"  # see preprocess.pool_patch_logits
+    # The data are face crops (veracity extract-frames --faces): serving detects faces and
+    # crops them the same way before the model reads them.
+    face_crops: bool = False
     train_patches: int = 4  # random patches per training image and step
     jpeg_augment: float = 0.5  # probability of a JPEG re-encode before cropping
     jpeg_quality: tuple[int, int] = (60, 95)

@@ -128,6 +128,8 @@ class Trainer:
                     patch_grid=cfg.patch_grid,
                     patch_pooling=cfg.patch_pooling,
                 )
+            if cfg.face_crops:
+                preprocess = dataclasses.replace(preprocess, face_crop=True)
             return model, cfg.architecture, preprocess
         checkpoint = load_checkpoint(cfg.resume, with_calibration=False)
         arch = checkpoint.metadata.architecture

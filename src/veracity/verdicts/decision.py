@@ -66,6 +66,7 @@ class Verdict:
     ood_score: float | None  # distance / threshold; > 1 is out of distribution
     quality: InputQuality
     stability: Stability | None = None
+    faces: int | None = None  # faces found (face checkpoints); None: the whole image is read
 
     @property
     def label(self) -> Literal["real", "fake"]:

@@ -21,6 +21,7 @@ ReasonCode = Literal[
     "heavy_compression",
     "no_content",
     "unstable",
+    "no_face",  # face checkpoints: no face found to judge
     # Videos (veracity.video.aggregate)
     "no_frames",
     "too_short",

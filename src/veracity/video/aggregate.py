@@ -186,6 +186,14 @@ def judge_video(
             )
         )
     excluded = len(frames) - len(used)
+    if all(f.verdict.faces == 0 for f in frames):
+        return abstain(
+            Reason(
+                "no_face",
+                f"no face was found in any of the {len(frames)} frames analysed; this model "
+                "judges faces.",
+            )
+        )
     if not used or excluded > rule.max_inconclusive_fraction * len(frames):
         codes = sorted(
             {r.code for f in frames for r in f.verdict.reasons if r.code not in _USABLE_REASONS}

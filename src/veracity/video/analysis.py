@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from veracity.verdicts.quality import InputQuality, measure
+from veracity.verdicts.quality import measure
 from veracity.video.aggregate import AggregationRule, FrameVerdict, VideoVerdict, judge_video
 from veracity.video.plan import SamplingPlan, VideoLimits
 
 if TYPE_CHECKING:
-    import torch
-
-    from veracity.inference.predictor import Predictor
+    from veracity.inference.predictor import Predictor, PreparedImage
     from veracity.video.sampling import SampledFrame, VideoInfo
 
 
@@ -36,13 +34,16 @@ class VideoAnalysis:
     total_ms: float
 
 
-PreparedFrame = tuple[float, "torch.Tensor", InputQuality]  # timestamp, model input, quality
+PreparedFrame = tuple[float, "PreparedImage"]  # timestamp, the model's inputs
 
 
 def prepare_frame(predictor: Predictor, frame: SampledFrame) -> PreparedFrame:
-    """A decoded frame -> the model's input and the quality measurements (no JPEG table:
+    """A decoded frame -> the model's inputs and the quality measurements (no JPEG table:
     a video frame's compression is the codec's, not a JPEG's)."""
-    return frame.timestamp_s, predictor.transform(frame.image), measure(frame.image, None)
+    quality = measure(frame.image, None)
+    return frame.timestamp_s, predictor.prepare_decoded(
+        frame.image, quality, robustness_check=False
+    )
 
 
 def analyse_video(
@@ -67,9 +68,12 @@ def analyse_video(
         pending: list[PreparedFrame] = []
 
         def flush() -> None:
-            predictions = predictor.predict([tensor for _, tensor, _ in pending])
-            for (timestamp, _, quality), prediction in zip(pending, predictions, strict=True):
-                judged.append(FrameVerdict(timestamp, predictor.judge(prediction, quality)))
+            predictions = predictor.predict([t for _, p in pending for t in p.inputs])
+            start = 0
+            for timestamp, prepared in pending:
+                mine = predictions[start : start + len(prepared.inputs)]
+                start += len(prepared.inputs)
+                judged.append(FrameVerdict(timestamp, predictor.judge_prepared(prepared, mine)[1]))
             pending.clear()
             if on_frame is not None:
                 on_frame(len(judged), planned)
@@ -78,14 +82,9 @@ def analyse_video(
         while True:
             t0 = time.perf_counter()
             frame = next(frames, None)
-            if frame is not None:
-                item = (
-                    frame.timestamp_s,
-                    predictor.transform(frame.image),
-                    measure(frame.image, None),
-                )
+            item = None if frame is None else prepare_frame(predictor, frame)
             decode_s += time.perf_counter() - t0
-            if frame is None:
+            if item is None:
                 break
             pending.append(item)
             if len(pending) >= batch_size:

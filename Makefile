@@ -9,7 +9,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 LOAD_VENV ?= .venv-load
 LOAD_STAMP := $(LOAD_VENV)/.installed
 
-.PHONY: install install-dev install-deploy run test lint typecheck demo-model bench bench-verdicts overload clean
+.PHONY: install install-dev install-deploy run test lint typecheck demo-model bench bench-verdicts bench-video overload clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,13 @@ bench: $(STAMP)
 # is missed. Writes bench/results/verdicts.json.
 bench-verdicts: $(STAMP)
 	$(BIN)/python bench/verdicts.py $(BENCH_ARGS)
+
+# Video: sampling against the naive decode-everything pipeline, time to a verdict at 720p
+# and 1080p, and image clients' p99 while videos are scored (about 10 minutes the first
+# time: it encodes its clips into bench/.cache). Exits 1 if a target is missed. Writes
+# bench/results/video.json.
+bench-video: $(STAMP)
+	$(BIN)/python bench/video.py $(BENCH_ARGS)
 
 # Overload, soak and SIGTERM-under-load run against the real server, with locust (about
 # 3 minutes, loopback only). Exits non-zero if a guarantee breaks; run by .ci/run after the

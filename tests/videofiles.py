@@ -106,3 +106,44 @@ def _write_audio(out: av.container.OutputContainer, stream: av.AudioStream, seco
 def frame_index(pixels: np.ndarray) -> int:
     """Inverse of ``frame_pixels``'s brightness code (frames 0-49)."""
     return round((float(pixels.mean()) - 20) / 4)
+
+
+class _Unseekable(io.RawIOBase):
+    """A write-only stream, like a socket: muxers cannot go back to write a duration."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, b) -> int:  # type: ignore[no-untyped-def]
+        self.data += b
+        return len(b)
+
+
+def write_live_webm(frames: int = 20, fps: int = 10) -> bytes:
+    """A WebM as a browser's MediaRecorder writes it: no duration, no seek index."""
+    out = _Unseekable()
+    with av.open(out, mode="w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=fps)
+        assert isinstance(stream, av.VideoStream)
+        stream.width = stream.height = 64
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(frame_pixels(i, 64, 64), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return bytes(out.data)
+
+
+def patch_box(data: bytes, box: bytes, offset: int, value: int) -> bytes:
+    """Overwrite a 32-bit big-endian field ``offset`` bytes after an MP4 box's type."""
+    out = bytearray(data)
+    at = out.find(box) + offset
+    out[at : at + 4] = value.to_bytes(4, "big")
+    return bytes(out)

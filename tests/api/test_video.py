@@ -10,8 +10,9 @@ import av
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api.asgi import call, disconnect, multipart
 from tests.api.conftest import API_KEY, assert_error, infer, jpeg_bytes, make_settings, serving
-from tests.videofiles import write_audio_only, write_video
+from tests.videofiles import patch_box, write_audio_only, write_live_webm, write_video
 from veracity.demo import default_checkpoint
 from veracity.video.samples import SampleVideoSpec, write_sample_video
 
@@ -152,6 +153,91 @@ HOSTILE = {
 }
 
 
+def _gif() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buffer, format="GIF")
+    return buffer.getvalue()
+
+
+_SMALL = write_video(seconds=1.0, width=64, height=64)
+HOSTILE |= {
+    "gif_renamed_mp4": (_gif(), 415, "unsupported_video_format"),
+    "pdf": (b"%PDF-1.7\n" + b"\0" * 100, 415, "unsupported_video_format"),
+    "random_after_ftyp": (
+        b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 40,
+        422,
+        "invalid_video",
+    ),
+    "random_after_ebml": (b"\x1a\x45\xdf\xa3" + bytes(range(256)) * 40, 422, "invalid_video"),
+}
+# Files that are valid or merely odd: answered (200) or refused with a 4xx, never a 500.
+ODD = {
+    "declared_duration_huge": patch_box(_SMALL, b"mdhd", 20, 0xFFFFFFF0),
+    "movie_duration_huge": patch_box(_SMALL, b"mvhd", 20, 0xFFFFFFF0),
+    "fifty_million_samples_declared": patch_box(_SMALL, b"stts", 12, 50_000_000),
+    "fifty_million_sizes_declared": patch_box(_SMALL, b"stsz", 16, 50_000_000),
+    "audio_and_video": write_video(seconds=1.0, width=64, height=64, audio=True),
+    "live_webm_without_duration": write_live_webm(),
+    "odd_dimensions": write_video(seconds=0.5, width=66, height=62, pixel_format="yuv444p"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD))
+def test_odd_videos_are_answered_or_refused_never_a_500(demo_client, case: str) -> None:
+    response = post_video(demo_client, ODD[case])
+    assert response.status_code in (200, 413, 415, 422), response.text
+    if response.status_code != 200:
+        assert set(response.json()) == {"error"}
+    assert infer(demo_client, jpeg_bytes(256, 256)).status_code == 200
+
+
+def test_a_single_frame_is_too_short_and_vfr_and_rotation_are_reported(demo_client) -> None:
+    body = post_video(demo_client, write_video(timestamps=[0.0], width=256, height=192)).json()
+    assert body["verdict"] == "inconclusive"
+    assert [r["code"] for r in body["reasons"]] == ["too_short"]
+    stamps = [0.0, 0.1, 0.15, 0.9, 1.0, 1.6, 1.7, 1.95]
+    body = post_video(demo_client, write_video(timestamps=stamps), frames=8).json()
+    assert all(min(abs(f["timestamp_s"] - s) for s in stamps) < 1e-6 for f in body["timeline"])
+    body = post_video(demo_client, write_video(rotation=90, seconds=0.5), frames=2).json()
+    assert body["video"]["rotation"] == 90
+
+
+def test_a_file_too_costly_to_decode_is_refused(tiny_checkpoint) -> None:
+    with serving(make_settings(tiny_checkpoint, video_decode_timeout_s=0.001)) as client:
+        response = post_video(client, write_video(seconds=2.0))
+        error = assert_error(response, 422, "video_decode_timeout")
+        assert "took longer than" in error["message"]
+        assert infer(client, jpeg_bytes()).status_code == 200
+
+
+def test_a_client_that_disconnects_mid_video_upload_costs_nothing(demo_client) -> None:
+    headers, body = multipart(write_video(seconds=2.0))
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body[: len(body) // 2], "more_body": True}
+        return await disconnect()
+
+    response = call(demo_client, headers, receive, path="/infer/video")
+    assert response.status == 499
+    assert demo_client.app.state.model_service._in_flight == 0
+    assert infer(demo_client, jpeg_bytes(256, 256)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "params", [{"frames": 0}, {"every_s": -1}, {"frames": "many"}, {"aggregation": "median"}]
+)
+def test_invalid_sampling_parameters_are_422(demo_client, params) -> None:
+    response = post_video(demo_client, write_video(seconds=0.5), **params)
+    assert response.status_code == 422
+    assert set(response.json()) == {"error"}
+
+
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_videos_get_a_clear_4xx_and_the_service_keeps_serving(
     demo_client, case: str
@@ -187,8 +273,6 @@ def test_video_upload_limit_and_frame_limit(demo_client) -> None:
     assert_error(post_video(demo_client, big), 413, "payload_too_large")
     data = write_video(seconds=1.0)
     assert_error(post_video(demo_client, data, frames=500), 413, "video_too_large")
-    response = post_video(demo_client, data, aggregation="median")
-    assert response.status_code == 422
 
 
 def test_video_slots_are_bounded(tiny_checkpoint) -> None:

@@ -508,12 +508,12 @@ class ModelService:
                 task.cancel()
             raise
         finally:
-            # Close the file on the thread that decodes it, after any step still running
-            # there (a cancelled request's last frame), never concurrently with it.
+            # Close the file after any decoding step still running (a cancelled request's
+            # last frame), never concurrently with it.
             if pending is not None and not pending.done():
-                pending.add_done_callback(lambda _: pool.submit(reader.close))
+                pending.add_done_callback(lambda _: self._close_reader(pool, reader.close))
             else:
-                pool.submit(reader.close)
+                self._close_reader(pool, reader.close)
         info = reader.info
         verdict = judge_video(
             judged,
@@ -537,6 +537,13 @@ class ModelService:
             decode_ms=round(decode_s * 1000, 3),
             total_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+
+    @staticmethod
+    def _close_reader(pool: ThreadPoolExecutor, close: Callable[[], None]) -> None:
+        try:
+            pool.submit(close)
+        except RuntimeError:  # the pool is shut down (stopping): nothing decodes any more
+            close()
 
     def _infer_batch(self, tensors: list[torch.Tensor]) -> list[BatchOutput]:
         """One forward pass for a whole batch (runs on the inference thread)."""

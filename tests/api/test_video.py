@@ -289,8 +289,8 @@ def test_video_slots_are_bounded(tiny_checkpoint) -> None:
 
 
 def test_images_are_served_while_a_video_is_scored(tiny_checkpoint) -> None:
-    """A 32-frame video takes at most half of each batch: image requests sent while it
-    runs are answered, sharing batches with its frames."""
+    """Image requests sent while a 32-frame video is scored are answered (the batcher's
+    ordering is pinned in tests/unit/test_batcher.py); the video completes too."""
     settings = make_settings(tiny_checkpoint, max_batch_size=4)
     with serving(settings) as client:
         video = write_video(seconds=6.4, fps=10, width=64, height=64)
@@ -307,4 +307,4 @@ def test_images_are_served_while_a_video_is_scored(tiny_checkpoint) -> None:
         video_response = results["video"]
         assert video_response.status_code == 200, video_response.text
         assert video_response.json()["frames_analysed"] == 32
-        assert client.app.state.model_service.batch_share == 2
+        assert client.app.state.model_service.batch_share == 1  # an eighth of 4, at least 1

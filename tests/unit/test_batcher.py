@@ -166,3 +166,32 @@ async def test_the_batch_waits_for_requests_still_being_prepared(executor) -> No
     assert await asyncio.wait_for(asyncio.gather(first, second), timeout=5) == [2, 4]
     assert recorder.batches == [[1, 2]]
     await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_interactive_items_go_first_and_bulk_items_take_at_most_their_share(
+    executor,
+) -> None:
+    gate = threading.Event()
+    recorder = Recorder(gate)
+    batcher = await started(recorder, executor, max_batch_size=4, max_wait_s=0.01, bulk_share=1)
+    # The first item occupies the model; everything else queues behind it: a video's six
+    # frames (100-105) first, then three images (0-2).
+    first = asyncio.ensure_future(batcher.submit(-1))
+    await asyncio.sleep(0.05)
+    frames = [asyncio.ensure_future(batcher.submit(100 + i, bulk=True)) for i in range(6)]
+    await asyncio.sleep(0)
+    images = [asyncio.ensure_future(batcher.submit(i)) for i in range(3)]
+    await asyncio.sleep(0.05)
+    gate.set()
+    assert await asyncio.gather(first, *frames, *images) == [
+        -2,
+        *(2 * (100 + i) for i in range(6)),
+        0,
+        2,
+        4,
+    ]
+    # The images, though they came after the frames, share the next forward pass with one
+    # frame only; with no image waiting, frames fill whole batches.
+    assert recorder.batches == [[-1], [0, 1, 2, 100], [101, 102, 103, 104], [105]]
+    await batcher.stop()

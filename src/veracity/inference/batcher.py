@@ -14,6 +14,13 @@ caller has gone away (its future cancelled, e.g. a client disconnect) is dropped
 batch runs. If the batch call itself raises, every request in that batch gets the exception:
 per-request failures (a corrupt image) happen before submission, so they never reach a
 batch.
+
+Two classes of items share the batches: interactive ones (a single image's request) and
+bulk ones (a video's frames, a batch upload's files; ``submit(..., bulk=True)``). A batch
+takes the waiting interactive items first, in arrival order; bulk items fill the places
+left, but while interactive items wait they take at most ``bulk_share`` places. So a video
+never makes an image wait behind its frames, and never inflates an image's forward pass
+by more than ``bulk_share`` items; alone, a video still fills whole batches.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
@@ -33,6 +41,7 @@ I = TypeVar("I")  # noqa: E741 - the conventional name of an input type variable
 O = TypeVar("O")  # noqa: E741
 
 _Entry = tuple[I, "asyncio.Future[O]"]
+_Queued = tuple[I, "asyncio.Future[O]", bool]  # item, its future, bulk
 
 
 class MicroBatcher(Generic[I, O]):
@@ -47,6 +56,8 @@ class MicroBatcher(Generic[I, O]):
         on_batch: Optional observer called with each dispatched batch's size.
         expected: Optional count of items that will be submitted soon; while it is 0 and the
             queue is empty, a batch is dispatched without waiting.
+        bulk_share: The most bulk items in a batch while interactive items wait (default:
+            no limit).
     """
 
     def __init__(
@@ -58,6 +69,7 @@ class MicroBatcher(Generic[I, O]):
         executor: Executor,
         on_batch: Callable[[int], None] | None = None,
         expected: Callable[[], int] | None = None,
+        bulk_share: int | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
@@ -69,8 +81,12 @@ class MicroBatcher(Generic[I, O]):
         self._executor = executor
         self._on_batch = on_batch
         self._expected = expected
-        self._queue: asyncio.Queue[_Entry[I, O]] = asyncio.Queue()
-        # The batch being collected lives here, not in a local, so stop() can fail it too.
+        self.bulk_share = max_batch_size if bulk_share is None else max(1, bulk_share)
+        self._queue: asyncio.Queue[_Queued[I, O]] = asyncio.Queue()
+        # Collected but not yet dispatched, by class. Here, not in locals, so stop() can fail
+        # them too.
+        self._interactive: deque[_Entry[I, O]] = deque()
+        self._bulk: deque[_Entry[I, O]] = deque()
         self._collecting: list[_Entry[I, O]] = []
         self._task: asyncio.Task[None] | None = None
         self.running = 0  # items in the batch now in the executor
@@ -79,12 +95,13 @@ class MicroBatcher(Generic[I, O]):
         if self._task is None:
             self._task = asyncio.create_task(self._collect(), name="veracity-batcher")
 
-    async def submit(self, item: I) -> O:
-        """Queue ``item`` and wait for its output."""
+    async def submit(self, item: I, *, bulk: bool = False) -> O:
+        """Queue ``item`` and wait for its output; ``bulk`` for a video's frames or a batch
+        upload's files (see the module's docstring)."""
         if self._task is None or self._task.done():
             raise ServiceUnavailableError("the inference queue is not running")
         future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        await self._queue.put((item, future, bulk))
         return await future
 
     async def stop(self) -> None:
@@ -94,10 +111,11 @@ class MicroBatcher(Generic[I, O]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        leftovers = self._collecting + [
-            self._queue.get_nowait() for _ in range(self._queue.qsize())
-        ]
+        leftovers = [*self._collecting, *self._interactive, *self._bulk]
+        leftovers += [self._queue.get_nowait()[:2] for _ in range(self._queue.qsize())]
         self._collecting = []
+        self._interactive.clear()
+        self._bulk.clear()
         for _, future in leftovers:
             if not future.done():
                 future.set_exception(
@@ -106,22 +124,40 @@ class MicroBatcher(Generic[I, O]):
                     )
                 )
 
+    def _take(self, queued: _Queued[I, O]) -> None:
+        item, future, bulk = queued
+        (self._bulk if bulk else self._interactive).append((item, future))
+
+    def _waiting(self) -> int:
+        return len(self._interactive) + len(self._bulk)
+
     async def _next_batch(self) -> list[_Entry[I, O]]:
         loop = asyncio.get_running_loop()
-        batch = self._collecting = [await self._queue.get()]
+        if not self._waiting():
+            self._take(await self._queue.get())
         # loop.time() is monotonic: the deadline cannot jump with the wall clock.
         deadline = loop.time() + self.max_wait_s
-        while len(batch) < self.max_batch_size:
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                continue
+        while True:
+            while not self._queue.empty():
+                self._take(self._queue.get_nowait())
+            if self._waiting() >= self.max_batch_size:
+                break
             remaining = deadline - loop.time()
             if remaining <= 0 or (self._expected is not None and self._expected() == 0):
                 break
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
+                self._take(await asyncio.wait_for(self._queue.get(), timeout=remaining))
             except TimeoutError:
                 break
+        batch: list[_Entry[I, O]] = []
+        while self._interactive and len(batch) < self.max_batch_size:
+            batch.append(self._interactive.popleft())
+        room = self.max_batch_size - len(batch)
+        for _ in range(min(room, self.bulk_share) if batch else room):
+            if not self._bulk:
+                break
+            batch.append(self._bulk.popleft())
+        self._collecting = batch
         return batch
 
     async def _collect(self) -> None:

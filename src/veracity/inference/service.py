@@ -16,6 +16,8 @@ import contextlib
 import contextvars
 import logging
 import math
+import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +68,18 @@ class InferenceResult:
     batch_size: int
 
 
+# Added to a video thread's nice value (Linux schedules threads by their own nice value).
+VIDEO_THREAD_NICENESS = 10
+
+
+def _lower_thread_priority() -> None:
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), current + VIDEO_THREAD_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        logger.debug("could not lower the video threads' priority")
+
+
 class ModelService:
     """Loads one checkpoint and serves predictions from a bounded pool of threads."""
 
@@ -95,9 +109,9 @@ class ModelService:
         self.video_limits = video_limits or VideoLimits()
         self._video_timeout_s = video_timeout_s
         self._max_concurrent_videos = max_concurrent_videos
-        # Items (frames, files) of one request waiting for the model at once; see
-        # ARCHITECTURE.md, "Fairness between clients".
-        self.batch_share = batch_share or max(1, max_batch_size // 2)
+        # Places of a forward pass that bulk items (video frames, batch files) may take while
+        # single images wait; see ARCHITECTURE.md, "Fairness between clients".
+        self.batch_share = batch_share or max(1, max_batch_size // 8)
         self._videos = 0  # videos being analysed
         self._video_executor: ThreadPoolExecutor | None = None
         self.policy = policy or VerdictPolicy()
@@ -175,9 +189,13 @@ class ModelService:
             max_workers=1, thread_name_prefix="veracity-infer"
         )
         # Videos decode in their own threads, so a long video never holds the pool that
-        # decodes single images.
+        # decodes single images; at a lower CPU priority, so that decoding a video (and
+        # FFmpeg's slice threads, which inherit it) yields the cores to inference and to
+        # image requests.
         self._video_executor = ThreadPoolExecutor(
-            max_workers=self._max_concurrent_videos, thread_name_prefix="veracity-video"
+            max_workers=self._max_concurrent_videos,
+            thread_name_prefix="veracity-video",
+            initializer=_lower_thread_priority,
         )
         self._batcher = MicroBatcher(
             self._infer_batch,
@@ -186,6 +204,7 @@ class ModelService:
             executor=self._inference_executor,
             on_batch=self._metrics.batch_size.observe if self._metrics is not None else None,
             expected=lambda: self._preprocessing,
+            bulk_share=self.batch_share,
         )
         if self._metrics is not None:
             # Both read at scrape time from the service's own counters.
@@ -326,7 +345,7 @@ class ModelService:
             return await self._predict_admitted(predictor, data, check)
 
     async def _predict_admitted(
-        self, predictor: Predictor, data: bytes, robustness_check: bool
+        self, predictor: Predictor, data: bytes, robustness_check: bool, *, bulk: bool = False
     ) -> InferenceResult:
         t0 = time.perf_counter()
         self._preprocessing += 1
@@ -343,7 +362,10 @@ class ModelService:
         # The variants (and a face checkpoint's faces) join the same micro-batch as the
         # original where there is room.
         outputs = await asyncio.gather(
-            *(self._batcher.submit(t) for t in (*prepared.inputs, *prepared.variants.values()))
+            *(
+                self._batcher.submit(t, bulk=bulk)
+                for t in (*prepared.inputs, *prepared.variants.values())
+            )
         )
         count = len(prepared.inputs)
         variants = {
@@ -374,9 +396,9 @@ class ModelService:
         """Classify several uploads as one admitted request; each item answers on its own.
 
         An item that is not an accepted image gets its own error; the others are judged.
-        At most ``batch_share`` items wait for the model at once, so a large batch leaves
-        room in every forward pass for other clients. The deadline is
-        ``request_timeout_s`` per ``batch_share`` items.
+        Items are bulk for the batcher (single images go first) and at most one batch of
+        them is decoded and waiting at once. The deadline is ``request_timeout_s`` per
+        ``batch_share`` items (what a busy service gives bulk items per forward pass).
 
         Raises:
             ServiceUnavailableError, OverloadedError, DeadlineExceededError: as ``predict``.
@@ -385,12 +407,12 @@ class ModelService:
         predictor = self._predictor
         assert predictor is not None
         check = self.policy.robustness_check if robustness_check is None else robustness_check
-        window = asyncio.Semaphore(self.batch_share)
+        window = asyncio.Semaphore(self._max_batch_size)
 
         async def one(data: bytes) -> InferenceResult | VeracityError:
             async with window:
                 try:
-                    return await self._predict_admitted(predictor, data, check)
+                    return await self._predict_admitted(predictor, data, check, bulk=True)
                 except InvalidImageError as e:
                     return e
 
@@ -403,9 +425,10 @@ class ModelService:
     ) -> VideoAnalysis:
         """Sample, classify and judge a video's frames; aggregate them into one verdict.
 
-        Frames decode one at a time in a video thread and join the shared micro-batches,
-        at most ``batch_share`` at a time. At most ``max_concurrent_videos`` videos run at
-        once, each holding one admission slot, under ``video_timeout_s``.
+        Frames decode one at a time in a video thread and join the shared micro-batches as
+        bulk items (single images go first), at most one batch of them in flight. At most
+        ``max_concurrent_videos`` videos run at once, each holding one admission slot, under
+        ``video_timeout_s``.
 
         Raises:
             ServiceUnavailableError, OverloadedError, DeadlineExceededError: as ``predict``
@@ -476,11 +499,15 @@ class ModelService:
             finally:
                 decode_s += time.perf_counter() - t0
 
-        window = asyncio.Semaphore(self.batch_share)
+        # One batch of frames decoded and waiting at once: memory stays bounded, and a video
+        # alone still fills whole forward passes.
+        window = asyncio.Semaphore(self._max_batch_size)
 
         async def score(timestamp: float, prepared: PreparedImage) -> FrameVerdict:
             try:
-                outputs = await asyncio.gather(*(batcher.submit(t) for t in prepared.inputs))
+                outputs = await asyncio.gather(
+                    *(batcher.submit(t, bulk=True) for t in prepared.inputs)
+                )
             finally:
                 window.release()
             predictions = [output.prediction for output in outputs]

@@ -6,14 +6,17 @@ probes the other demuxers, several of which open further files or URLs), the num
 streams, that there is a video stream, its codec (H.264, HEVC, VP8, VP9, AV1), its
 declared dimensions and its duration.
 
-Decoding then goes only as far as the samples need: for each target time the decoder
-seeks to the keyframe before it when that skips frames (from the container's own index;
-without one, when the gap is more than a few seconds), takes the keyframe itself when it
-lies within a tolerance of the target, and otherwise decodes forward to the frame nearest
-the target. Timestamps are the frames' own presentation times, so variable frame rates
-are reported as they are. A phone's rotation (the display matrix) is applied. Frames
-are yielded one at a time: the caller keeps only what it makes of them, so memory does
-not grow with the file. The whole sampling runs under a time budget.
+Decoding then goes only as far as the samples need. Each sample stands for its own
+interval of the video (1/N of it, or ``every_s`` seconds), centred on its target time. Where
+the container's index shows a keyframe inside that interval, the decoder seeks to the one
+nearest the target and takes it: one decoded frame per sample. Otherwise it seeks to the
+keyframe before the target when that skips frames (without an index, when the gap is more
+than a few seconds), takes that keyframe if it lies within half a spacing (at most 1 s) of
+the target, and else decodes forward to the frame nearest the target. Timestamps are the
+frames' own presentation times, so variable frame rates are reported as they are. A phone's
+rotation (the display matrix) is applied. Frames are yielded one at a time: the caller
+keeps only what it makes of them, so memory does not grow with the file. The whole
+sampling runs under a time budget.
 """
 
 from __future__ import annotations
@@ -179,7 +182,9 @@ class VideoReader:
                 "limit; send a smaller rendition"
             )
         self._stream = stream
-        stream.thread_type = "AUTO"  # frame and slice threads: sampled stretches decode faster
+        # Slice threads: frame threads must refill their pipeline after every seek, which
+        # measured 30% slower per sampled frame on 720p and 1080p H.264.
+        stream.thread_type = "SLICE"
         self._start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         duration = self._duration()
         if duration > self.limits.max_duration_s:
@@ -249,8 +254,15 @@ class VideoReader:
         position = -math.inf  # time of the last decoded frame
         last_taken = -math.inf
         for target in targets:
-            if frames is None or self._should_seek(position, target, keyframes):
-                frames, pending = self._seek(target), None
+            # A keyframe inside this sample's own interval costs one decode: prefer it.
+            low, high = target - spacing / 2, target + spacing / 2
+            inside = [k for k in keyframes if low < k < high and k > last_taken]
+            key = min(inside, key=lambda k: abs(k - target)) if inside else None
+            aim = target if key is None else key
+            if frames is None or self._should_seek(position, aim, keyframes):
+                # Index times are decode times; a seek lands by presentation time, which can
+                # be a few frames later: aim between this keyframe and the next.
+                frames, pending = self._seek(aim if key is None else _between(key, keyframes)), None
             chosen: av.VideoFrame | None = None
             previous: av.VideoFrame | None = None
             while True:
@@ -262,6 +274,9 @@ class VideoReader:
                 position = when
                 if when <= last_taken:
                     continue
+                if key is not None and frame.key_frame and low < when < high:
+                    chosen = frame
+                    break
                 if when >= target or (frame.key_frame and target - when < snap):
                     chosen = frame
                     if (
@@ -343,6 +358,12 @@ class VideoReader:
         if rotation == 270:
             return image.transpose(Image.Transpose.ROTATE_270)
         return image
+
+
+def _between(key: float, keyframes: list[float]) -> float:
+    """A time after keyframe ``key`` and before the next one (at most 0.5 s after it)."""
+    later = [k for k in keyframes if k > key]
+    return key + min(0.5, (later[0] - key) / 2) if later else key + 0.5
 
 
 def _read_head(path: Path) -> bytes:

@@ -143,3 +143,19 @@ def test_extract_frames_can_build_a_face_crop_data_set(tmp_path: Path, capsys) -
         assert np.asarray(crop).std() > 10
     assert 120 < width < 170
     assert 120 < height < 170
+
+
+def test_evaluation_counts_faceless_images_as_no_face(face_checkpoint: Path, tmp_path) -> None:
+    from veracity.checkpoint import load_checkpoint
+    from veracity.evaluation.report import evaluate_items
+    from veracity.inference.predictor import Predictor
+
+    predictor = Predictor(load_checkpoint(face_checkpoint), torch.device("cpu"))
+    files = []
+    for name, image in (("face.png", astronaut()), ("still.png", coffee())):
+        image.save(tmp_path / name)
+        files.append((tmp_path / name, "real"))
+    face, still = evaluate_items(predictor, files, progress=False)
+    assert "no_face" not in face.reasons
+    assert still.reasons == ["no_face"]
+    assert still.verdict == "inconclusive"

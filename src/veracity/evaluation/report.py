@@ -102,9 +102,8 @@ def evaluate_items(
                         e.message,
                     )
                 )
-        predictions = predictor.predict([p.tensor for _, _, p in prepared])
-        for (path, label, item), prediction in zip(prepared, predictions, strict=True):
-            verdict = predictor.judge(prediction, item.quality)
+        judged = predictor.predict_prepared([p for _, _, p in prepared])
+        for (path, label, item), (prediction, verdict) in zip(prepared, judged, strict=True):
             results.append(
                 ItemResult(
                     path=str(path),

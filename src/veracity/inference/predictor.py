@@ -190,6 +190,17 @@ class Predictor:
         verdict = self.judge(chosen, prepared.quality, variants)
         return chosen, replace(verdict, faces=prepared.faces)
 
+    def predict_prepared(self, items: Sequence[PreparedImage]) -> list[tuple[Prediction, Verdict]]:
+        """Classify and judge prepared images (without variants) in one forward pass over
+        all their inputs (a face checkpoint's faces included)."""
+        predictions = self.predict([t for item in items for t in item.inputs])
+        out, start = [], 0
+        for item in items:
+            mine = predictions[start : start + len(item.inputs)]
+            start += len(item.inputs)
+            out.append(self.judge_prepared(item, mine))
+        return out
+
     def judge(
         self,
         prediction: Prediction,

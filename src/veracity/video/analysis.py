@@ -68,12 +68,9 @@ def analyse_video(
         pending: list[PreparedFrame] = []
 
         def flush() -> None:
-            predictions = predictor.predict([t for _, p in pending for t in p.inputs])
-            start = 0
-            for timestamp, prepared in pending:
-                mine = predictions[start : start + len(prepared.inputs)]
-                start += len(prepared.inputs)
-                judged.append(FrameVerdict(timestamp, predictor.judge_prepared(prepared, mine)[1]))
+            judged_now = predictor.predict_prepared([prepared for _, prepared in pending])
+            for (timestamp, _), (_, verdict) in zip(pending, judged_now, strict=True):
+                judged.append(FrameVerdict(timestamp, verdict))
             pending.clear()
             if on_frame is not None:
                 on_frame(len(judged), planned)

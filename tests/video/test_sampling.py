@@ -113,3 +113,11 @@ def test_containers_are_recognised_by_magic_bytes() -> None:
     assert detect_container(write_video(container="mp4")[:12]) == "mp4"
     assert detect_container(write_video(container="webm", codec="libvpx")[:12]) == "matroska"
     assert detect_container(b"\xff\xd8\xff\xe0" + b"\0" * 8) is None
+
+
+def test_a_file_name_is_never_read_as_an_ffmpeg_protocol(tmp_path) -> None:
+    # A local file whose name FFmpeg would parse as the concat protocol.
+    odd = tmp_path / "concat:x.mp4|y.mp4"
+    odd.write_bytes(write_video(seconds=1.0))
+    with VideoReader(odd, VideoLimits()) as reader:
+        assert len(list(reader.sample(SamplingPlan(count=2)))) == 2

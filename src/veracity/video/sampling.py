@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import av
 from PIL import Image
@@ -114,7 +114,12 @@ class VideoReader:
             raise UnsupportedVideoFormatError(
                 "not an MP4, MOV, WebM or MKV file; send a video in one of those containers"
             )
-        stream_input: Any = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+        # Always a file object, never a name: FFmpeg would read a name such as "concat:a|b"
+        # or "http://..." as a protocol.
+        self._file: BinaryIO = (
+            io.BytesIO(source) if isinstance(source, bytes) else source.open("rb")
+        )
+        stream_input: Any = self._file
         try:
             self._container = av.open(
                 stream_input,
@@ -126,6 +131,7 @@ class VideoReader:
                 timeout=limits.decode_timeout_s,
             )
         except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as e:
+            self._file.close()
             raise InvalidVideoError(
                 f"not a readable {'MP4/MOV' if container == 'mp4' else 'WebM/MKV'} file "
                 f"({_describe(e)}); send a complete, uncorrupted video"
@@ -133,7 +139,7 @@ class VideoReader:
         try:
             self.info = self._validate(container)
         except BaseException:
-            self._container.close()
+            self.close()
             raise
         self._pause()
 
@@ -145,6 +151,7 @@ class VideoReader:
 
     def close(self) -> None:
         self._container.close()
+        self._file.close()
 
     def _pause(self) -> None:
         now = time.monotonic()

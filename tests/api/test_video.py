@@ -180,6 +180,10 @@ ODD = {
     "fifty_million_sizes_declared": patch_box(_SMALL, b"stsz", 16, 50_000_000),
     "audio_and_video": write_video(seconds=1.0, width=64, height=64, audio=True),
     "live_webm_without_duration": write_live_webm(),
+    "tiny_frames": write_video(seconds=0.5, width=16, height=16),
+    "ten_bit": write_video(
+        seconds=0.5, codec="libx265", container="mkv", pixel_format="yuv420p10le"
+    ),
     "odd_dimensions": write_video(seconds=0.5, width=66, height=62, pixel_format="yuv444p"),
 }
 

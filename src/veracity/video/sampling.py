@@ -138,6 +138,11 @@ class VideoReader:
             ) from e
         try:
             self.info = self._validate(container)
+        except av.FFmpegError as e:  # e.g. demuxing a damaged file to measure its duration
+            self.close()
+            raise InvalidVideoError(
+                f"the video could not be read ({_describe(e)}); send a complete, uncorrupted video"
+            ) from e
         except BaseException:
             self.close()
             raise
@@ -173,7 +178,13 @@ class VideoReader:
                 "the file has no video stream (audio only or data only); send a video"
             )
         stream = videos[0]
-        decoder = stream.codec_context.name
+        context = stream.codec_context
+        if context is None:  # FFmpeg has no decoder for this codec at all
+            raise UnsupportedVideoFormatError(
+                f"the video codec is not one this service decodes; send "
+                f"{', '.join(c.upper() for c in self.limits.codecs)}"
+            )
+        decoder = context.name
         codec = _CODECS.get(decoder)
         if codec is None or codec not in self.limits.codecs:
             raise UnsupportedVideoFormatError(
@@ -355,7 +366,13 @@ class VideoReader:
 
     def _upright(self, frame: av.VideoFrame) -> Image.Image:
         """RGB, turned the way players show it (the display matrix, per frame)."""
-        image: Image.Image = frame.to_image()  # type: ignore[no-untyped-call]
+        try:
+            image: Image.Image = frame.to_image()  # type: ignore[no-untyped-call]
+        except (av.FFmpegError, ValueError) as e:
+            raise InvalidVideoError(
+                f"a frame could not be converted to RGB ({_describe(e)}); send the video in "
+                "a common pixel format (8-bit YUV 4:2:0 or 4:4:4)"
+            ) from e
         rotation = round(frame.rotation / 90.0) * 90 % 360
         self.stats.rotation = rotation
         if rotation == 90:

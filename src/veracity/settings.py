@@ -192,9 +192,8 @@ class Settings(BaseSettings):
     @property
     def resolved_batch_share(self) -> int:
         """Places of a forward pass that video frames and batch files may take while single
-        images wait: an eighth of a batch (one place of 8) unless configured. Measured
-        with two videos beside four image clients: a quarter raised the images' p99 2.4x,
-        an eighth 1.4x (bench/video.py)."""
+        images wait: an eighth of a batch (one place of 8) unless configured (measured in
+        bench/video.py; see bench/README.md, "Video")."""
         return self.request_batch_share or max(1, self.max_batch_size // 8)
 
     @property

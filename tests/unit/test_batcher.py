@@ -174,7 +174,14 @@ async def test_interactive_items_go_first_and_bulk_items_take_at_most_their_shar
 ) -> None:
     gate = threading.Event()
     recorder = Recorder(gate)
-    batcher = await started(recorder, executor, max_batch_size=4, max_wait_s=0.01, bulk_share=1)
+    batcher = await started(
+        recorder,
+        executor,
+        max_batch_size=4,
+        max_wait_s=0.01,
+        bulk_share=1,
+        interactive_grace_s=0.0,
+    )
     # The first item occupies the model; everything else queues behind it: a video's six
     # frames (100-105) first, then three images (0-2).
     first = asyncio.ensure_future(batcher.submit(-1))
@@ -194,4 +201,27 @@ async def test_interactive_items_go_first_and_bulk_items_take_at_most_their_shar
     # The images, though they came after the frames, share the next forward pass with one
     # frame only; with no image waiting, frames fill whole batches.
     assert recorder.batches == [[-1], [0, 1, 2, 100], [101, 102, 103, 104], [105]]
+    await batcher.stop()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("grace", "expected"), [(3600.0, [[1], [2]]), (0.0, [[1, 2]])])
+async def test_bulk_items_stay_within_their_share_while_interactive_traffic_is_active(
+    executor, grace: float, expected: list[list[int]]
+) -> None:
+    """Just after images were answered their clients are about to send the next ones: a
+    video's frames do not take the whole next forward pass in that moment."""
+    recorder = Recorder()
+    batcher = await started(
+        recorder,
+        executor,
+        max_batch_size=4,
+        max_wait_s=0.01,
+        bulk_share=1,
+        interactive_grace_s=grace,
+    )
+    assert await batcher.submit(0) == 0  # an image, answered
+    frames = await asyncio.gather(*(batcher.submit(i, bulk=True) for i in (1, 2)))
+    assert frames == [2, 4]
+    assert recorder.batches[1:] == expected
     await batcher.stop()

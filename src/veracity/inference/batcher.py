@@ -18,9 +18,13 @@ batch.
 Two classes of items share the batches: interactive ones (a single image's request) and
 bulk ones (a video's frames, a batch upload's files; ``submit(..., bulk=True)``). A batch
 takes the waiting interactive items first, in arrival order; bulk items fill the places
-left, but while interactive items wait they take at most ``bulk_share`` places. So a video
-never makes an image wait behind its frames, and never inflates an image's forward pass
-by more than ``bulk_share`` items; alone, a video still fills whole batches.
+left, but while interactive traffic is active they take at most ``bulk_share`` places.
+"Active" means interactive items are waiting, or a batch carried some within the last
+``interactive_grace_s`` (default: two forward passes): clients that send one image after
+another are between requests for a moment after each answer, and a batch of frames alone
+taken in that moment would make their next image wait a whole forward pass. So a video
+never makes an image wait behind its frames, and never inflates an image's forward pass by
+more than ``bulk_share`` items; alone, a video still fills whole batches.
 """
 
 from __future__ import annotations
@@ -56,8 +60,10 @@ class MicroBatcher(Generic[I, O]):
         on_batch: Optional observer called with each dispatched batch's size.
         expected: Optional count of items that will be submitted soon; while it is 0 and the
             queue is empty, a batch is dispatched without waiting.
-        bulk_share: The most bulk items in a batch while interactive items wait (default:
-            no limit).
+        bulk_share: The most bulk items in a batch while interactive traffic is active
+            (default: no limit).
+        interactive_grace_s: How long after a batch with interactive items the traffic
+            counts as active (default: twice the last forward pass, at least 50 ms).
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class MicroBatcher(Generic[I, O]):
         on_batch: Callable[[int], None] | None = None,
         expected: Callable[[], int] | None = None,
         bulk_share: int | None = None,
+        interactive_grace_s: float | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
@@ -82,6 +89,10 @@ class MicroBatcher(Generic[I, O]):
         self._on_batch = on_batch
         self._expected = expected
         self.bulk_share = max_batch_size if bulk_share is None else max(1, bulk_share)
+        self._grace_s = interactive_grace_s
+        self._last_interactive = -float("inf")  # loop time of the last interactive batch
+        self._last_run_s = 0.0  # how long the last forward pass took
+        self._carries_interactive = False  # the batch being dispatched has interactive items
         self._queue: asyncio.Queue[_Queued[I, O]] = asyncio.Queue()
         # Collected but not yet dispatched, by class. Here, not in locals, so stop() can fail
         # them too.
@@ -153,7 +164,10 @@ class MicroBatcher(Generic[I, O]):
         while self._interactive and len(batch) < self.max_batch_size:
             batch.append(self._interactive.popleft())
         room = self.max_batch_size - len(batch)
-        for _ in range(min(room, self.bulk_share) if batch else room):
+        grace = self._grace_s if self._grace_s is not None else max(0.05, 2 * self._last_run_s)
+        self._carries_interactive = bool(batch)
+        active = bool(batch) or loop.time() - self._last_interactive < grace
+        for _ in range(min(room, self.bulk_share) if active else room):
             if not self._bulk:
                 break
             batch.append(self._bulk.popleft())
@@ -174,6 +188,7 @@ class MicroBatcher(Generic[I, O]):
             # deliver its results instead of abandoning it mid-forward.
             run = loop.run_in_executor(self._executor, self._run_batch, items)
             self.running = len(batch)
+            started, interactive = loop.time(), self._carries_interactive
             try:
                 outputs = await asyncio.shield(run)
             except asyncio.CancelledError:
@@ -188,6 +203,10 @@ class MicroBatcher(Generic[I, O]):
                 continue
             finally:
                 self.running = 0
+                self._last_run_s = loop.time() - started
+                if interactive:
+                    # Answered now: their clients' next requests are on their way.
+                    self._last_interactive = loop.time()
             self._deliver(batch, outputs)
 
     @staticmethod

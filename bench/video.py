@@ -22,6 +22,7 @@ only; every load loop is bounded by a request count.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import statistics
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -231,6 +233,22 @@ def fairness(url: str, clip: Path, clients: int, per_client: int) -> dict[str, f
     }
 
 
+@contextlib.contextmanager
+def video_server(checkpoint: Path) -> Iterator[str]:
+    """`veracity serve` with room for the benchmark's clips; yields its URL."""
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(
+            checkpoint,
+            {"VERACITY_VIDEO_MAX_UPLOAD_MB": "512", "VERACITY_VIDEO_TIMEOUT_S": "300"},
+            Path(tmp) / "server.log",
+        )
+        try:
+            server.wait_ready()
+            yield server.url
+        finally:
+            server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -248,17 +266,8 @@ def main() -> int:
     clip720 = make_clip(cache / "clip-720p-60s.mp4", 1280, 720, 60)
     clip1080 = make_clip(cache / "clip-1080p-60s.mp4", 1920, 1080, 60)
     if args.fairness_only:
-        with tempfile.TemporaryDirectory() as tmp:
-            server = Server(
-                args.checkpoint,
-                {"VERACITY_VIDEO_MAX_UPLOAD_MB": "512", "VERACITY_VIDEO_TIMEOUT_S": "300"},
-                Path(tmp) / "server.log",
-            )
-            try:
-                server.wait_ready()
-                print(json.dumps(fairness(server.url, clip720, args.clients, args.per_client)))
-            finally:
-                server.stop()
+        with video_server(args.checkpoint) as url:
+            print(json.dumps(fairness(url, clip720, args.clients, args.per_client)))
         return 0
     predictor = Predictor(load_checkpoint(args.checkpoint), torch.device("cpu"))
     results: dict[str, object] = {"checkpoint": str(args.checkpoint), "samples": SAMPLES}
@@ -269,19 +278,10 @@ def main() -> int:
             key=lambda r: r["seconds"],
         )
         ours_1080 = ours_in_process(predictor, clip1080)
-    with tempfile.TemporaryDirectory() as tmp:
-        server = Server(
-            args.checkpoint,
-            {"VERACITY_VIDEO_MAX_UPLOAD_MB": "512", "VERACITY_VIDEO_TIMEOUT_S": "300"},
-            Path(tmp) / "server.log",
-        )
-        try:
-            server.wait_ready()
-            http_720 = ours_over_http(server.url, clip720, args.repeats)
-            http_1080 = ours_over_http(server.url, clip1080, 1)
-            fair = fairness(server.url, clip720, args.clients, args.per_client)
-        finally:
-            server.stop()
+    with video_server(args.checkpoint) as url:
+        http_720 = ours_over_http(url, clip720, args.repeats)
+        http_1080 = ours_over_http(url, clip1080, 1)
+        fair = fairness(url, clip720, args.clients, args.per_client)
     slower = max(ours_720["seconds"], http_720["seconds"])
     results |= {
         "clip_720p": {"path": str(clip720.relative_to(ROOT)), "bytes": clip720.stat().st_size},

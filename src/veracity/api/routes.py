@@ -70,26 +70,9 @@ def _upload_schema(field: str, description: str, *, many: bool) -> dict[str, Any
     }
 
 
-_UPLOAD_SCHEMA: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "The image: JPEG, PNG, WebP, BMP or GIF (first frame).",
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
+_UPLOAD_SCHEMA = _upload_schema(
+    "file", "The image: JPEG, PNG, WebP, BMP or GIF (first frame).", many=False
+)
 
 
 def _error(description: str, code: str, message: str) -> dict[str, Any]:
@@ -331,16 +314,21 @@ async def _read_uploads(
     return files
 
 
-async def classify(
-    request: Request, service: ModelService, data: bytes, *, robustness_check: bool | None
-) -> InferResponse:
+async def served(request: Request, service: ModelService, work: Awaitable[T]) -> T:
+    """``until_disconnected``, counting a hang-up as work shed (every model route)."""
     try:
-        result = await until_disconnected(
-            request, service.predict(data, robustness_check=robustness_check)
-        )
+        return await until_disconnected(request, work)
     except ClientDisconnectedError:
         service.record_shed("client_disconnected")
         raise
+
+
+async def classify(
+    request: Request, service: ModelService, data: bytes, *, robustness_check: bool | None
+) -> InferResponse:
+    result = await served(
+        request, service, service.predict(data, robustness_check=robustness_check)
+    )
     return _infer_response(request, service, result)
 
 
@@ -474,13 +462,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         )
         plan = SamplingPlan(count=frames or limits.video_frames, every_s=every_s)
         rule = AggregationRule(method=aggregation or limits.video_aggregation)
-        try:
-            result = await until_disconnected(
-                request, service.predict_video(data, plan=plan, rule=rule)
-            )
-        except ClientDisconnectedError:
-            service.record_shed("client_disconnected")
-            raise
+        result = await served(request, service, service.predict_video(data, plan=plan, rule=rule))
         return _video_response(request, service, result)
 
     @router.post(
@@ -509,25 +491,19 @@ def build_router(limits: RouteLimits) -> APIRouter:
             max_file_bytes=max_upload_bytes,
             timeout_s=body_timeout_s,
         )
-        try:
-            results = await until_disconnected(
-                request,
-                service.predict_many(
-                    [data for _, data in files], robustness_check=robustness_check
-                ),
-            )
-        except ClientDisconnectedError:
-            service.record_shed("client_disconnected")
-            raise
+        uploads = [data for _, data in files]
+        results = await served(
+            request, service, service.predict_many(uploads, robustness_check=robustness_check)
+        )
         items = []
-        for index, ((filename, data), result) in enumerate(zip(files, results, strict=True)):
+        names = [name for name, _ in files]
+        for index, (filename, result) in enumerate(zip(names, results, strict=True)):
             if isinstance(result, VeracityError):
                 error = BatchItemError(code=result.code, message=result.message)
                 items.append(BatchItem(index=index, filename=filename, result=None, error=error))
             else:
                 response = _infer_response(request, service, result)
                 items.append(BatchItem(index=index, filename=filename, result=response, error=None))
-            del data
         failed = sum(1 for item in items if item.error is not None)
         return BatchResponse(
             request_id=request.state.request_id,

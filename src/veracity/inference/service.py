@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import torch
 
@@ -42,8 +42,8 @@ from veracity.inference.batcher import MicroBatcher
 from veracity.inference.predictor import Prediction, Predictor, PreparedImage, create_predictor
 from veracity.metrics import ServiceMetrics
 from veracity.verdicts.decision import Verdict, VerdictPolicy
-from veracity.video.aggregate import AggregationRule, FrameVerdict, judge_video
-from veracity.video.analysis import PreparedFrame, VideoAnalysis, prepare_frame
+from veracity.video.aggregate import AggregationRule, FrameVerdict
+from veracity.video.analysis import FrameSource, PreparedFrame, VideoAnalysis
 from veracity.video.plan import SamplingPlan, VideoLimits
 
 logger = logging.getLogger("veracity.service")
@@ -487,18 +487,7 @@ class ModelService:
         assert self._batcher is not None
         batcher = self._batcher
         reader = await self._run(lambda: VideoReader(data, self.video_limits), pool)
-        frames = reader.sample(plan)
-        decode_s = 0.0
-
-        def next_frame() -> PreparedFrame | None:
-            nonlocal decode_s
-            t0 = time.perf_counter()
-            try:
-                frame = next(frames, None)
-                return None if frame is None else prepare_frame(predictor, frame)
-            finally:
-                decode_s += time.perf_counter() - t0
-
+        source = FrameSource(predictor, reader, plan, self.video_limits, started=started)
         # One batch of frames decoded and waiting at once: memory stays bounded, and a video
         # alone still fills whole forward passes.
         window = asyncio.Semaphore(self._max_batch_size)
@@ -514,14 +503,13 @@ class ModelService:
             return FrameVerdict(timestamp, predictor.judge_prepared(prepared, predictions)[1])
 
         tasks: list[asyncio.Future[FrameVerdict]] = []
-        pending: asyncio.Future[Any] | None = None
+        step: asyncio.Future[PreparedFrame | None] | None = None
         try:
             while True:
                 await window.acquire()
                 self._preprocessing += 1
                 try:
-                    step = asyncio.ensure_future(self._run(next_frame, pool))
-                    pending = step
+                    step = asyncio.ensure_future(self._run(source.next, pool))
                     item = await step
                 finally:
                     self._preprocessing -= 1
@@ -537,33 +525,18 @@ class ModelService:
         finally:
             # Close the file after any decoding step still running (a cancelled request's
             # last frame), never concurrently with it.
-            if pending is not None and not pending.done():
-                pending.add_done_callback(lambda _: self._close_reader(pool, reader.close))
+            if step is not None and not step.done():
+                step.add_done_callback(lambda _: self._close_reader(pool, reader.close))
             else:
                 self._close_reader(pool, reader.close)
-        info = reader.info
-        verdict = judge_video(
-            judged,
-            duration_s=info.duration_s,
-            thresholds=self.policy.thresholds,
-            rule=rule,
-            min_duration_s=self.video_limits.min_duration_s,
-        )
+        analysis = source.conclude(judged, rule)
         if self._metrics is not None:
-            self._metrics.videos.labels(verdict.verdict).inc()
+            self._metrics.videos.labels(analysis.verdict.verdict).inc()
             self._metrics.video_frames.observe(len(judged))
-            self._metrics.video_decode_seconds.observe(decode_s)
-            for reason in verdict.reasons:
+            self._metrics.video_decode_seconds.observe(source.decode_s)
+            for reason in analysis.verdict.reasons:
                 self._metrics.reasons.labels(reason.code).inc()
-        return VideoAnalysis(
-            verdict=verdict,
-            frames=judged,
-            info=info,
-            rotation=reader.stats.rotation,
-            decoded_frames=reader.stats.decoded,
-            decode_ms=round(decode_s * 1000, 3),
-            total_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        return analysis
 
     @staticmethod
     def _close_reader(pool: ThreadPoolExecutor, close: Callable[[], None]) -> None:

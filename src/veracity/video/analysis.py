@@ -20,7 +20,7 @@ from veracity.video.plan import SamplingPlan, VideoLimits
 
 if TYPE_CHECKING:
     from veracity.inference.predictor import Predictor, PreparedImage
-    from veracity.video.sampling import SampledFrame, VideoInfo
+    from veracity.video.sampling import VideoInfo, VideoReader
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,60 @@ class VideoAnalysis:
 PreparedFrame = tuple[float, "PreparedImage"]  # timestamp, the model's inputs
 
 
-def prepare_frame(predictor: Predictor, frame: SampledFrame) -> PreparedFrame:
-    """A decoded frame -> the model's inputs and the quality measurements (no JPEG table:
-    a video frame's compression is the codec's, not a JPEG's)."""
-    quality = measure(frame.image, None)
-    return frame.timestamp_s, predictor.prepare_decoded(
-        frame.image, quality, robustness_check=False
-    )
+class FrameSource:
+    """An open video's sampled frames, prepared for the model one at a time, and the
+    verdict once they are judged: what the service and the CLI share."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        reader: VideoReader,
+        plan: SamplingPlan,
+        limits: VideoLimits,
+        *,
+        started: float,  # perf_counter() when the request began (total_ms counts from it)
+    ) -> None:
+        self.predictor = predictor
+        self.reader = reader
+        self.limits = limits
+        self.decode_s = 0.0  # seeking, decoding and preprocessing
+        self.started = started
+        self._frames = reader.sample(plan)
+
+    def next(self) -> PreparedFrame | None:
+        """The next sampled frame as model inputs (None: no more). Blocking: call it off
+        the event loop."""
+        t0 = time.perf_counter()
+        try:
+            frame = next(self._frames, None)
+            if frame is None:
+                return None
+            # No JPEG table: a video frame's compression is the codec's, not a JPEG's.
+            quality = measure(frame.image, None)
+            prepared = self.predictor.prepare_decoded(frame.image, quality, robustness_check=False)
+            return frame.timestamp_s, prepared
+        finally:
+            self.decode_s += time.perf_counter() - t0
+
+    def conclude(self, judged: list[FrameVerdict], rule: AggregationRule) -> VideoAnalysis:
+        """The video's verdict from its frames' (in time order)."""
+        info = self.reader.info
+        verdict = judge_video(
+            judged,
+            duration_s=info.duration_s,
+            thresholds=self.predictor.policy.thresholds,
+            rule=rule,
+            min_duration_s=self.limits.min_duration_s,
+        )
+        return VideoAnalysis(
+            verdict=verdict,
+            frames=judged,
+            info=info,
+            rotation=self.reader.stats.rotation,
+            decoded_frames=self.reader.stats.decoded,
+            decode_ms=round(self.decode_s * 1000, 3),
+            total_ms=round((time.perf_counter() - self.started) * 1000, 3),
+        )
 
 
 def analyse_video(
@@ -61,10 +108,10 @@ def analyse_video(
     from veracity.video.sampling import VideoReader  # imports FFmpeg
 
     started = time.perf_counter()
-    decode_s = 0.0
     judged: list[FrameVerdict] = []
     with VideoReader(source, limits) as reader:
         planned = len(plan.targets(0.0, reader.info.duration_s, limits))
+        source_frames = FrameSource(predictor, reader, plan, limits, started=started)
         pending: list[PreparedFrame] = []
 
         def flush() -> None:
@@ -75,34 +122,10 @@ def analyse_video(
             if on_frame is not None:
                 on_frame(len(judged), planned)
 
-        frames = reader.sample(plan)
-        while True:
-            t0 = time.perf_counter()
-            frame = next(frames, None)
-            item = None if frame is None else prepare_frame(predictor, frame)
-            decode_s += time.perf_counter() - t0
-            if item is None:
-                break
+        while (item := source_frames.next()) is not None:
             pending.append(item)
             if len(pending) >= batch_size:
                 flush()
         if pending:
             flush()
-        info = reader.info
-        rotation, decoded = reader.stats.rotation, reader.stats.decoded
-    verdict = judge_video(
-        judged,
-        duration_s=info.duration_s,
-        thresholds=predictor.policy.thresholds,
-        rule=rule,
-        min_duration_s=limits.min_duration_s,
-    )
-    return VideoAnalysis(
-        verdict=verdict,
-        frames=judged,
-        info=info,
-        rotation=rotation,
-        decoded_frames=decoded,
-        decode_ms=round(decode_s * 1000, 3),
-        total_ms=round((time.perf_counter() - started) * 1000, 3),
-    )
+    return source_frames.conclude(judged, rule)

@@ -70,14 +70,12 @@ class VideoInfo:
     height: int
     duration_s: float
     frame_rate: float | None  # average; None when the container does not say
-    streams: int
 
 
 @dataclass(frozen=True)
 class SampledFrame:
     target_s: float
     timestamp_s: float  # the frame's own presentation time, from the stream's start
-    keyframe: bool
     image: Image.Image  # RGB, upright
 
 
@@ -85,7 +83,6 @@ class SampledFrame:
 class SamplingStats:
     decoded: int = 0  # frames the decoder produced, sampled or not
     seeks: int = 0
-    errors: int = 0  # decode errors met (a damaged stretch ends the sampling there)
     rotation: int = 0  # display rotation of the sampled frames, degrees counter-clockwise
 
 
@@ -218,7 +215,6 @@ class VideoReader:
             height=height,
             duration_s=round(duration, 6),
             frame_rate=float(rate) if rate else None,
-            streams=streams,
         )
 
     def _duration(self) -> float:
@@ -314,7 +310,6 @@ class VideoReader:
             sampled = SampledFrame(
                 target_s=round(target, 6),
                 timestamp_s=round(taken, 6),
-                keyframe=bool(chosen.key_frame),
                 image=self._upright(chosen),
             )
             self._pause()
@@ -347,10 +342,9 @@ class VideoReader:
         self._check_deadline()
         try:
             frame = next(frames, None)
-        except (av.FFmpegError, ValueError) as e:
-            # A damaged stretch: what was sampled before it stands; the rest is missing.
-            self.stats.errors += 1
-            del e
+        except (av.FFmpegError, ValueError):
+            # A damaged stretch: what was sampled before it stands; the rest is missing
+            # (frames_analysed says how many there are).
             return None
         if frame is not None:
             self.stats.decoded += 1

@@ -85,6 +85,20 @@ def body_then(body: bytes, after: Callable[[], Awaitable[dict]]) -> Callable[[],
     return receive
 
 
+def half_then_disconnect(body: bytes) -> Callable[[], Awaitable[dict]]:
+    """A receive() that delivers the first half of ``body``, then the client hangs up."""
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body[: len(body) // 2], "more_body": True}
+        return await disconnect()
+
+    return receive
+
+
 async def disconnect() -> dict:
     return {"type": "http.disconnect"}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.asgi import body_then, call, disconnect, multipart, stall
+from tests.api.asgi import body_then, call, disconnect, half_then_disconnect, multipart, stall
 from tests.api.conftest import (
     assert_error,
     assert_still_serving,
@@ -141,16 +141,7 @@ def test_a_client_that_disconnects_while_queued_frees_its_slot(
 
 def test_a_client_that_disconnects_mid_upload_costs_nothing(client) -> None:
     headers, body = multipart(jpeg_bytes())
-    sent = False
-
-    async def receive() -> dict:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body[: len(body) // 2], "more_body": True}
-        return await disconnect()
-
-    response = call(client, headers, receive)
+    response = call(client, headers, half_then_disconnect(body))
     assert response.status == 499
     assert client.app.state.model_service._in_flight == 0
     assert_still_serving(client)

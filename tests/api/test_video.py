@@ -10,7 +10,7 @@ import av
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.asgi import call, disconnect, multipart
+from tests.api.asgi import call, half_then_disconnect, multipart
 from tests.api.conftest import API_KEY, assert_error, infer, jpeg_bytes, make_settings, serving
 from tests.videofiles import patch_box, write_audio_only, write_live_webm, write_video
 from veracity.demo import default_checkpoint
@@ -218,16 +218,7 @@ def test_a_file_too_costly_to_decode_is_refused(tiny_checkpoint) -> None:
 
 def test_a_client_that_disconnects_mid_video_upload_costs_nothing(demo_client) -> None:
     headers, body = multipart(write_video(seconds=2.0))
-    sent = False
-
-    async def receive() -> dict:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body[: len(body) // 2], "more_body": True}
-        return await disconnect()
-
-    response = call(demo_client, headers, receive, path="/infer/video")
+    response = call(demo_client, headers, half_then_disconnect(body), path="/infer/video")
     assert response.status == 499
     assert demo_client.app.state.model_service._in_flight == 0
     assert infer(demo_client, jpeg_bytes(256, 256)).status_code == 200

@@ -34,6 +34,7 @@ def write_video(
     timestamps: Sequence[float] | None = None,
     rotation: int = 0,
     keyframe_interval: int | None = None,
+    b_frames: int = 0,
     audio: bool = False,
     extra_video_streams: int = 0,
     pixel_format: str = "yuv420p",
@@ -58,6 +59,8 @@ def write_video(
             options = {"preset": "ultrafast"} if codec == "libx264" else {}
             if keyframe_interval is not None:
                 options["g"] = str(keyframe_interval)
+            if b_frames:
+                options["bf"] = str(b_frames)  # the decoder then holds frames back
             stream.options = options
             if rotation and n == 0:
                 stream.set_display_rotation(rotation)

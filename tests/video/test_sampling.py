@@ -56,6 +56,18 @@ def test_keyframe_seeks_skip_the_frames_between_samples() -> None:
     assert reader.stats.decoded < 200 / 4
 
 
+def test_a_keyframe_inside_each_interval_costs_one_decode_per_sample() -> None:
+    # A keyframe every second, a sample every two: each sample is its interval's keyframe,
+    # decoded alone (the decoder drained, not fed the frames after it to release it).
+    data = write_video(seconds=20.0, fps=10, keyframe_interval=10, b_frames=2)
+    reader, frames = sample(data, SamplingPlan(count=10))
+    assert len(frames) == 10
+    assert reader.stats.decoded == 10
+    for frame in frames:
+        assert abs(frame.timestamp_s - frame.target_s) <= 1.0
+        assert frame_index(np.asarray(frame.image)) == round(frame.timestamp_s * 10) % 50
+
+
 @pytest.mark.parametrize(("rotation", "corner"), [(90, "bottom"), (-90, "top"), (180, "right")])
 def test_display_rotation_is_applied(rotation: int, corner: str) -> None:
     # The stored frame's left columns are white; the display matrix turns them to a side.

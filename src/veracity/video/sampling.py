@@ -9,8 +9,9 @@ declared dimensions and its duration.
 Decoding then goes only as far as the samples need. Each sample stands for its own
 interval of the video (1/N of it, or ``every_s`` seconds), centred on its target time. Where
 the container's index shows a keyframe inside that interval, the decoder seeks to the one
-nearest the target and takes it: one decoded frame per sample. Otherwise it seeks to the
-keyframe before the target when that skips frames (without an index, when the gap is more
+nearest the target and takes it: one decoded frame per sample (its packet alone, then the
+decoder drained, so B-frame reordering does not make it decode the frames after it).
+Otherwise it seeks to the keyframe before the target when that skips frames (without an index, when the gap is more
 than a few seconds), takes that keyframe if it lies within half a spacing (at most 1 s) of
 the target, and else decodes forward to the frame nearest the target. Timestamps are the
 frames' own presentation times, so variable frame rates are reported as they are. A phone's
@@ -272,10 +273,25 @@ class VideoReader:
             low, high = target - spacing / 2, target + spacing / 2
             inside = [k for k in keyframes if low < k < high and k > last_taken]
             key = min(inside, key=lambda k: abs(k - target)) if inside else None
+            if key is not None and key > position:
+                # Index times are decode times; a seek lands by presentation time, which
+                # can be a few frames later: aim between this keyframe and the next.
+                found = self._keyframe(_between(key, keyframes))
+                frames, pending = None, None  # the decoder was drained: seek before more
+                if found is not None and low < found[1] < high and found[1] > last_taken:
+                    frame, when = found
+                    position = last_taken = when
+                    sampled = SampledFrame(
+                        target_s=round(target, 6),
+                        timestamp_s=round(when, 6),
+                        image=self._upright(frame),
+                    )
+                    self._pause()
+                    yield sampled
+                    self._resume()
+                    continue
             aim = target if key is None else key
             if frames is None or self._should_seek(position, aim, keyframes):
-                # Index times are decode times; a seek lands by presentation time, which can
-                # be a few frames later: aim between this keyframe and the next.
                 frames, pending = self._seek(aim if key is None else _between(key, keyframes)), None
             chosen: av.VideoFrame | None = None
             previous: av.VideoFrame | None = None
@@ -337,6 +353,39 @@ class VideoReader:
             # Not seekable (a damaged index): decode from where we are.
             pass
         return iter(self._container.decode(stream))
+
+    def _keyframe(self, target: float) -> tuple[av.VideoFrame, float] | None:
+        """The keyframe a seek towards ``target`` lands on, and its time: its one packet
+        decoded and the decoder drained, so B-frame reordering does not hold it back
+        behind the next frames (one decode per sample instead of three). None where the
+        seek lands elsewhere or the packet does not decode."""
+        stream = self._stream
+        assert stream.time_base is not None
+        self._check_deadline()
+        try:
+            self._container.seek(
+                int((target + self._start) / stream.time_base),
+                stream=stream,
+                backward=True,
+                any_frame=False,
+            )
+            self.stats.seeks += 1
+            packet = next(
+                (p for p in self._container.demux(stream) if p.size > 0 or p.pts is not None),
+                None,
+            )
+            if packet is None or not packet.is_keyframe or packet.pts is None:
+                return None
+            decoded = list(stream.decode(packet)) + list(stream.decode(None))
+        except (av.FFmpegError, ValueError):
+            return None
+        self.stats.decoded += len(decoded)
+        if not decoded:
+            return None
+        # Frames drained from the decoder carry no time base: the packet's is the stream's.
+        frame = decoded[0]
+        pts = frame.pts if frame.pts is not None else packet.pts
+        return frame, float(pts * stream.time_base) - self._start
 
     def _next(self, frames: Iterator[av.VideoFrame]) -> av.VideoFrame | None:
         self._check_deadline()

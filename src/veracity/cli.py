@@ -368,6 +368,43 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def _cmd_db(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from veracity.settings import StoreSettings, describe_validation_error
+    from veracity.store.database import (
+        current_revision,
+        describe_url,
+        head_revision,
+        settings_engine,
+        upgrade_database,
+    )
+
+    try:
+        settings = StoreSettings()
+    except ValidationError as e:
+        for line in describe_validation_error(e):
+            print(f"veracity db: invalid configuration: {line}", file=sys.stderr)
+        return 2
+    engine = settings_engine(settings)
+    where = describe_url(engine.url)
+    try:
+        if args.action == "upgrade":
+            upgrade_database(engine)
+        current = current_revision(engine)
+    except SQLAlchemyError as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"veracity db {args.action}: {where}: {message}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    head = head_revision()
+    state = "up to date" if current == head else f"behind (latest is {head})"
+    print(f"{where}: schema revision {current or 'none'}, {state}")
+    return 0 if current == head or args.action == "current" else 1
+
+
 def _cmd_healthcheck(args: argparse.Namespace) -> int:
     import os
     import urllib.error
@@ -756,6 +793,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="default: VERACITY_HOST or 127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: VERACITY_PORT or 8001")
     p.set_defaults(handler=_cmd_serve)
+
+    p = sub.add_parser(
+        "db",
+        help="migrate the results database (upgrade) or show its schema revision (current)",
+        description="The database is VERACITY_DATABASE_URL, or the SQLite file in "
+        "VERACITY_DATA_DIR (default ./var). Replicas may run `upgrade` at once: PostgreSQL "
+        "migrations take an advisory lock.",
+    )
+    p.add_argument("action", choices=["upgrade", "current"])
+    p.set_defaults(handler=_cmd_db)
 
     p = sub.add_parser(
         "healthcheck",

@@ -168,3 +168,27 @@ class RateLimitedError(VeracityError):
     def __init__(self, message: str, *, retry_after_s: int, code: str = "rate_limited") -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
         self.code = code
+
+
+class ForbiddenError(VeracityError):
+    """A valid key without the scope a route needs (e.g. admin)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFoundError(VeracityError):
+    """No such resource, or one the calling key may not see (the two are not told apart,
+    so IDs cannot be probed)."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class StoreUnavailableError(ServiceUnavailableError):
+    """The results database did not answer in time or failed; nothing was changed."""
+
+    code = "store_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after_s=5)

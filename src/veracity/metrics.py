@@ -100,3 +100,24 @@ class ServiceMetrics:
             ["key_id", "limit"],
             registry=registry,
         )
+        self.store_seconds = Histogram(
+            "veracity_store_seconds",
+            "Time of results-store operations, by operation (record, cache_lookup, get, "
+            "list, feedback, delete), failed ones included.",
+            ["operation"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
+        self.store_failures = Counter(
+            "veracity_store_failures",
+            "Results-store operations that failed or timed out, by operation. A failed "
+            "record is a verdict answered with stored=false.",
+            ["operation"],
+            registry=registry,
+        )
+        self.cache_lookups = Counter(
+            "veracity_cache_lookups",
+            "Exact-cache lookups by result: hit (answered from the store, no inference) or miss.",
+            ["result"],
+            registry=registry,
+        )

@@ -28,18 +28,41 @@ ENV_PREFIX = "VERACITY_"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
-class Settings(BaseSettings):
+_CONFIG = SettingsConfigDict(
+    env_prefix=ENV_PREFIX,
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    # An empty value (as .env.example documents optional settings) means "the default".
+    env_ignore_empty=True,
+    validate_default=True,
+)
+
+
+class StoreSettings(BaseSettings):
+    """Where verdicts are kept: all that ``veracity db`` needs (no API keys)."""
+
+    model_config = _CONFIG
+
+    # The results store: every verdict recorded (VERACITY_STORE_ENABLED=false: none). By
+    # default an SQLite file in data_dir; a PostgreSQL URL when replicas share one store.
+    store_enabled: bool = True
+    data_dir: Path = Path("var")
+    database_url: SecretStr | None = None
+    # Apply the store's migrations at start-up (off: run `veracity db upgrade` yourself).
+    database_migrate: bool = True
+    # Every store operation gives up after this long (the verdict is then answered with
+    # stored=false; reads answer 503).
+    store_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    # The exact cache: the same bytes, model, calibration, policy and options are answered
+    # from the store without inference.
+    cache_enabled: bool = True
+
+
+class Settings(StoreSettings):
     """Every setting of the service. ``.env.example`` documents each with its default."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        # An empty value (as .env.example documents optional settings) means "the default".
-        env_ignore_empty=True,
-        validate_default=True,
-    )
+    model_config = _CONFIG
 
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -50,6 +73,9 @@ class Settings(BaseSettings):
     legacy_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("MODEL_API_KEY")
     )
+    # Keys with the admin scope: they read, review and erase every key's stored predictions
+    # (other keys only their own). They are accepted wherever an ordinary key is.
+    admin_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     auth_disabled: bool = Field(
         default=False, description="Serve without API keys. Local development only."
     )
@@ -110,7 +136,7 @@ class Settings(BaseSettings):
     batch_max_files: Annotated[int, Field(ge=1, le=256)] = 16
     batch_max_upload_mb: Annotated[float, Field(gt=0, le=2048)] = 64.0
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -138,12 +164,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _require_keys(self) -> Settings:
-        if not self.auth_disabled and not self.effective_api_keys:
+        if not self.auth_disabled and not (self.effective_api_keys or self.admin_keys):
             raise ValueError(
                 f"no API key configured: set {ENV_PREFIX}API_KEYS (comma-separated) or "
                 f"MODEL_API_KEY, or set {ENV_PREFIX}AUTH_DISABLED=true for local development"
             )
-        for key in self.effective_api_keys:
+        for key in (*self.effective_api_keys, *self.admin_keys):
             if len(key) < 16:
                 raise ValueError(
                     f"API keys must be at least 16 characters ({ENV_PREFIX}API_KEYS / "
@@ -158,6 +184,10 @@ class Settings(BaseSettings):
         if self.legacy_api_key is not None and self.legacy_api_key.get_secret_value():
             keys.append(self.legacy_api_key.get_secret_value())
         return tuple(dict.fromkeys(keys))
+
+    @property
+    def admin_keys(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(k.get_secret_value() for k in self.admin_api_keys))
 
     @property
     def verdict_policy(self) -> VerdictPolicy:

@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ OTHER_KEY = "rotated-key-0123456789abcdef"
 
 def make_settings(checkpoint: Path, **overrides) -> Settings:
     values = {
+        # Each app its own results database, removed with the system's temporary files.
+        "data_dir": tempfile.mkdtemp(prefix="veracity-test-store-"),
         "api_keys": f"{API_KEY},{OTHER_KEY}",
         "checkpoint": checkpoint,
         "device": "cpu",

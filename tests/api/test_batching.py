@@ -10,8 +10,11 @@ from tests.api.conftest import assert_error, infer, jpeg_bytes, make_settings, s
 
 @pytest.fixture
 def batching_client(tiny_checkpoint: Path):
-    # A wide wait window so concurrent test requests reliably meet in one batch.
-    settings = make_settings(tiny_checkpoint, max_batch_size=8, batch_wait_ms=200)
+    # A wide wait window so concurrent test requests reliably meet in one batch; no exact
+    # cache, so the same image sent twice is judged twice.
+    settings = make_settings(
+        tiny_checkpoint, max_batch_size=8, batch_wait_ms=200, cache_enabled=False
+    )
     yield from started_client(settings)
 
 

@@ -39,3 +39,14 @@ def test_enabled_auth_needs_a_key() -> None:
 def test_only_digests_are_kept() -> None:
     auth = ApiKeyAuth([OLD])
     assert OLD not in repr(vars(auth))
+
+
+def test_admin_keys_are_keys_with_the_admin_scope() -> None:
+    admin = "admin-key-0123456789abcdef"
+    auth = ApiKeyAuth([OLD], admin_keys=[admin])
+    assert auth.identify(OLD).admin is False
+    assert auth.identify(admin).admin is True
+    assert auth.identify(admin).key_id == key_id(admin)
+    # A key listed as both is an admin; auth off makes every caller one (local development).
+    assert ApiKeyAuth([admin], admin_keys=[admin]).identify(admin).admin is True
+    assert ApiKeyAuth([], enabled=False).identify(None).admin is True

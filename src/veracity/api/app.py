@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,8 +15,15 @@ from veracity import __version__
 from veracity.api.auth import ApiKeyAuth, key_id
 from veracity.api.docs import install_docs
 from veracity.api.errors import install_error_handlers
+from veracity.api.predictions import build_predictions_router
 from veracity.api.ratelimit import KeyLimiter
-from veracity.api.routes import MULTIPART_OVERHEAD_BYTES, RouteLimits, build_router
+from veracity.api.recording import Recorder
+from veracity.api.routes import (
+    MULTIPART_OVERHEAD_BYTES,
+    STORE_ERRORS,
+    RouteLimits,
+    build_router,
+)
 from veracity.inference.service import ModelService
 from veracity.metrics import ServiceMetrics
 from veracity.middleware import (
@@ -24,6 +32,7 @@ from veracity.middleware import (
     SecurityHeadersMiddleware,
 )
 from veracity.settings import Settings
+from veracity.store.database import open_store, prepare_database
 
 logger = logging.getLogger("veracity.app")
 
@@ -66,7 +75,14 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         max_concurrent_videos=settings.max_concurrent_videos,
         batch_share=settings.resolved_batch_share,
     )
-    auth = ApiKeyAuth(settings.effective_api_keys, enabled=not settings.auth_disabled)
+    auth = ApiKeyAuth(
+        settings.effective_api_keys,
+        admin_keys=settings.admin_keys,
+        enabled=not settings.auth_disabled,
+    )
+    # Built here (no connection yet); the schema is checked or migrated at start-up.
+    store = open_store(settings, metrics) if settings.store_enabled else None
+    recorder = Recorder(store, cache=settings.cache_enabled)
     limiter = KeyLimiter(settings.rate_limit, settings.daily_quota)
 
     @asynccontextmanager
@@ -81,11 +97,17 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
                 "API keys configured",
                 extra={"key_ids": [key_id(k) for k in settings.effective_api_keys]},
             )
+        if store is not None:
+            await asyncio.to_thread(
+                prepare_database, store.engine, migrate=settings.database_migrate
+            )
         await service.start()
         try:
             yield
         finally:
             await service.stop(settings.shutdown_drain_s)
+            if store is not None:
+                await asyncio.to_thread(store.close)
 
     app = FastAPI(
         title="veracity",
@@ -101,6 +123,8 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     app.state.auth = auth
     app.state.limiter = limiter
     app.state.metrics = metrics
+    app.state.store = store
+    app.state.recorder = recorder
     if settings.docs_enabled:
         install_docs(app, openapi_url="/openapi.json")
 
@@ -118,6 +142,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
             )
         )
     )
+    app.include_router(build_predictions_router(STORE_ERRORS))
     Instrumentator(
         registry=registry,
         # Label by route template, never the raw path, so random URLs cannot create series.

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from starlette.datastructures import Headers, QueryParams
 
+from veracity.callers import Caller
 from veracity.errors import AuthenticationError
 
 logger = logging.getLogger("veracity.auth")
@@ -31,16 +32,21 @@ class ApiKeyAuth:
 
     Keys are held only as SHA-256 digests. Every configured key is compared on every request
     (no early exit), so timing reveals neither which key matched nor how many exist; several
-    keys at once let old and new overlap during rotation.
+    keys at once let old and new overlap during rotation. Admin keys are keys too, with the
+    admin scope (managing every key's stored predictions).
     """
 
-    def __init__(self, keys: Iterable[str], *, enabled: bool = True) -> None:
-        self._digests = tuple(hashlib.sha256(k.encode()).digest() for k in keys)
+    def __init__(
+        self, keys: Iterable[str], *, admin_keys: Iterable[str] = (), enabled: bool = True
+    ) -> None:
+        admins = {hashlib.sha256(k.encode()).digest() for k in admin_keys}
+        digests = [hashlib.sha256(k.encode()).digest() for k in keys]
+        self._keys = tuple((d, d in admins) for d in dict.fromkeys([*digests, *admins]))
         self.enabled = enabled
-        if enabled and not self._digests:
+        if enabled and not self._keys:
             raise ValueError("ApiKeyAuth needs at least one key when enabled")
 
-    def authenticate_request(self, headers: Headers, query: QueryParams) -> str | None:
+    def authenticate_request(self, headers: Headers, query: QueryParams) -> Caller:
         """Find the key where it belongs (one X-API-Key header) and check it.
 
         Raises:
@@ -48,7 +54,7 @@ class ApiKeyAuth:
                 ``Authorization``) key.
         """
         if not self.enabled:
-            return None
+            return Caller(key_id=None, admin=True)
         if any(name.lower() in _KEY_QUERY_PARAMS for name in query):
             raise AuthenticationError(
                 "API keys must not be sent in the URL, where proxies and logs keep them; "
@@ -61,7 +67,7 @@ class ApiKeyAuth:
             raise AuthenticationError(
                 "send the API key in the X-API-Key header, not in Authorization"
             )
-        return self.authenticate(values[0] if values else None)
+        return self.identify(values[0] if values else None)
 
     def authenticate(self, presented: str | None) -> str | None:
         """Return the key id of a valid key (``None`` when auth is disabled).
@@ -69,14 +75,24 @@ class ApiKeyAuth:
         Raises:
             AuthenticationError: missing or unknown key.
         """
+        return self.identify(presented).key_id
+
+    def identify(self, presented: str | None) -> Caller:
+        """The caller a presented key stands for.
+
+        Raises:
+            AuthenticationError: missing or unknown key.
+        """
         if not self.enabled:
-            return None
+            return Caller(key_id=None, admin=True)
         if not presented:
             raise AuthenticationError("missing API key; send it in the X-API-Key header")
         digest = hashlib.sha256(presented.encode()).digest()
-        matched = False
-        for candidate in self._digests:
-            matched |= hmac.compare_digest(digest, candidate)
+        matched = admin = False
+        for candidate, is_admin in self._keys:
+            same = hmac.compare_digest(digest, candidate)
+            matched |= same
+            admin |= same and is_admin
         if not matched:
             raise AuthenticationError("invalid API key")
-        return key_id(presented)
+        return Caller(key_id=key_id(presented), admin=admin)

@@ -9,10 +9,13 @@ from fastapi.security import APIKeyHeader
 
 from veracity.api.auth import ApiKeyAuth
 from veracity.api.ratelimit import ANONYMOUS, KeyLimiter
-from veracity.errors import RateLimitedError
+from veracity.api.recording import Recorder
+from veracity.callers import Caller
+from veracity.errors import NotFoundError, RateLimitedError
 from veracity.inference.service import ModelService
 from veracity.metrics import ServiceMetrics
 from veracity.settings import Settings
+from veracity.store.predictions import PredictionStore
 
 # auto_error=False: a missing key is answered by ApiKeyAuth with the project's error shape.
 api_key_header = APIKeyHeader(
@@ -45,8 +48,10 @@ def require_api_key(
 ) -> str | None:
     """Authenticate, then count the request against the key's rate limit and quota."""
     auth: ApiKeyAuth = request.app.state.auth
-    identity = auth.authenticate_request(request.headers, request.query_params)
+    caller = auth.authenticate_request(request.headers, request.query_params)
+    identity = caller.key_id
     request.scope.setdefault("state", {})["api_key_id"] = identity
+    request.state.caller = caller
     limiter: KeyLimiter = request.app.state.limiter
     try:
         limiter.hit(identity)
@@ -56,6 +61,31 @@ def require_api_key(
     return identity
 
 
+def get_caller(request: Request, _: Annotated[str | None, Depends(require_api_key)]) -> Caller:
+    """The authenticated caller (its key ID and scope), after the key and rate checks."""
+    caller: Caller = request.state.caller
+    return caller
+
+
+def get_recorder(request: Request) -> Recorder:
+    recorder: Recorder = request.app.state.recorder
+    return recorder
+
+
+def get_store(request: Request) -> PredictionStore:
+    """The results store; 404 where the deployment runs without one."""
+    store: PredictionStore | None = request.app.state.store
+    if store is None:
+        raise NotFoundError(
+            "this deployment keeps no results store (VERACITY_STORE_ENABLED=false), so "
+            "there are no stored predictions to read"
+        )
+    return store
+
+
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ApiKeyDep = Annotated[str | None, Depends(require_api_key)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+StoreDep = Annotated[PredictionStore, Depends(get_store)]
+RecorderDep = Annotated[Recorder, Depends(get_recorder)]

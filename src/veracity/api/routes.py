@@ -13,7 +13,14 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from veracity.api.deps import ApiKeyDep, ModelServiceDep
+from veracity.api.deps import ApiKeyDep, CallerDep, ModelServiceDep, RecorderDep
+from veracity.api.recording import (
+    Recorder,
+    build_row,
+    image_media_type,
+    sha256_hex,
+    video_media_type,
+)
 from veracity.api.schemas import (
     BatchItem,
     BatchItemError,
@@ -28,6 +35,7 @@ from veracity.api.schemas import (
     VerdictFields,
     VideoResponse,
 )
+from veracity.callers import Caller
 from veracity.errors import (
     BadRequestError,
     ClientDisconnectedError,
@@ -171,6 +179,40 @@ VIDEO_ERRORS: dict[int | str, dict[str, Any]] = INFER_ERRORS | {
         "within VERACITY_VIDEO_DECODE_TIMEOUT_S, or an invalid query parameter.",
         "invalid_video",
         "the file has no video stream (audio only or data only); send a video",
+    ),
+}
+STORE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error(
+        "A malformed cursor or query parameter.",
+        "bad_request",
+        "the cursor is not one this service gave; pass next_cursor from the previous page "
+        "unchanged, or leave it out to start from the newest",
+    ),
+    401: INFER_ERRORS[401],
+    403: _error(
+        "The route or filter needs a key with the admin scope.",
+        "forbidden",
+        "filtering by key_id needs an admin key; an ordinary key lists its own predictions "
+        "(leave key_id out)",
+    ),
+    404: _error(
+        "No such prediction for this key (another key's predictions are not shown), or the "
+        "deployment keeps no store.",
+        "not_found",
+        "no prediction 'abc' for this key; IDs are the request_id of an answer (a batch "
+        "item's is request_id-index), and a key sees only its own predictions",
+    ),
+    422: _error(
+        "A body or parameter that fails validation (e.g. a label other than real or fake, "
+        "a note over 2000 characters).",
+        "validation_error",
+        "body.label: Input should be 'real' or 'fake'",
+    ),
+    429: INFER_ERRORS[429],
+    503: _error(
+        "The results database did not answer in time; nothing was changed (see Retry-After).",
+        "store_unavailable",
+        "the results store is unavailable (get failed); nothing was changed, retry shortly",
     ),
 }
 NOT_LOADED = _error("Not loaded yet.", "not_ready", "the model is still loading; retry shortly")
@@ -324,12 +366,45 @@ async def served(request: Request, service: ModelService, work: Awaitable[T]) ->
 
 
 async def classify(
-    request: Request, service: ModelService, data: bytes, *, robustness_check: bool | None
+    request: Request,
+    service: ModelService,
+    recorder: Recorder,
+    caller: Caller,
+    data: bytes,
+    *,
+    robustness_check: bool | None,
 ) -> InferResponse:
-    result = await served(
-        request, service, service.predict(data, robustness_check=robustness_check)
+    """Judge one image (or answer it from the exact cache) and record the verdict."""
+    request_id: str = request.state.request_id
+    digest = sha256_hex(data)
+    check = service.policy.robustness_check if robustness_check is None else robustness_check
+    key = recorder.key(service, digest, "image", {"robustness_check": check})
+    hit = (await recorder.cached([key])).get(key)
+    if hit is not None:
+        response = InferResponse(**hit.response, request_id=request_id, cached=True)
+        cached_from: str | None = hit.id
+    else:
+        result = await served(
+            request, service, service.predict(data, robustness_check=robustness_check)
+        )
+        response, cached_from = _infer_response(request, service, result), None
+    row = build_row(
+        prediction_id=request_id,
+        request_id=request_id,
+        caller=caller,
+        kind="image",
+        digest=digest,
+        media_type=image_media_type(data),
+        size_bytes=len(data),
+        service=service,
+        answer=response,
+        key=key,
+        cached_from=cached_from,
     )
-    return _infer_response(request, service, result)
+    stored = await recorder.save([row])
+    return response.model_copy(
+        update={"prediction_id": request_id if stored else None, "stored": stored}
+    )
 
 
 @dataclass(frozen=True)
@@ -401,7 +476,8 @@ def build_router(limits: RouteLimits) -> APIRouter:
     async def infer(
         request: Request,
         service: ModelServiceDep,
-        _: ApiKeyDep,
+        recorder: RecorderDep,
+        caller: CallerDep,
         robustness_check: bool | None = Query(
             default=None,
             description="Also score the image re-encoded as JPEG 75 and halved (about 3x the "
@@ -415,7 +491,9 @@ def build_router(limits: RouteLimits) -> APIRouter:
         data = await read_upload(
             request, max_image_bytes=max_upload_bytes, timeout_s=body_timeout_s
         )
-        return await classify(request, service, data, robustness_check=robustness_check)
+        return await classify(
+            request, service, recorder, caller, data, robustness_check=robustness_check
+        )
 
     @router.post(
         "/infer/video",
@@ -432,7 +510,8 @@ def build_router(limits: RouteLimits) -> APIRouter:
     async def infer_video(
         request: Request,
         service: ModelServiceDep,
-        _: ApiKeyDep,
+        recorder: RecorderDep,
+        caller: CallerDep,
         frames: int | None = Query(
             default=None,
             ge=1,
@@ -462,8 +541,37 @@ def build_router(limits: RouteLimits) -> APIRouter:
         )
         plan = SamplingPlan(count=frames or limits.video_frames, every_s=every_s)
         rule = AggregationRule(method=aggregation or limits.video_aggregation)
-        result = await served(request, service, service.predict_video(data, plan=plan, rule=rule))
-        return _video_response(request, service, result)
+        request_id: str = request.state.request_id
+        # Up to the video upload limit: hashed off the event loop.
+        digest = await asyncio.to_thread(sha256_hex, data)
+        options = {"count": plan.count, "every_s": plan.every_s, "aggregation": rule.method}
+        key = recorder.key(service, digest, "video", options)
+        hit = (await recorder.cached([key])).get(key)
+        if hit is not None:
+            response = VideoResponse(**hit.response, request_id=request_id, cached=True)
+            cached_from: str | None = hit.id
+        else:
+            result = await served(
+                request, service, service.predict_video(data, plan=plan, rule=rule)
+            )
+            response, cached_from = _video_response(request, service, result), None
+        row = build_row(
+            prediction_id=request_id,
+            request_id=request_id,
+            caller=caller,
+            kind="video",
+            digest=digest,
+            media_type=video_media_type(response.video.container),
+            size_bytes=len(data),
+            service=service,
+            answer=response,
+            key=key,
+            cached_from=cached_from,
+        )
+        stored = await recorder.save([row])
+        return response.model_copy(
+            update={"prediction_id": request_id if stored else None, "stored": stored}
+        )
 
     @router.post(
         "/infer/batch",
@@ -480,7 +588,8 @@ def build_router(limits: RouteLimits) -> APIRouter:
     async def infer_batch(
         request: Request,
         service: ModelServiceDep,
-        _: ApiKeyDep,
+        recorder: RecorderDep,
+        caller: CallerDep,
         robustness_check: bool | None = Query(default=None),
     ) -> BatchResponse:
         service.check_admission()
@@ -491,22 +600,68 @@ def build_router(limits: RouteLimits) -> APIRouter:
             max_file_bytes=max_upload_bytes,
             timeout_s=body_timeout_s,
         )
+        request_id: str = request.state.request_id
         uploads = [data for _, data in files]
-        results = await served(
-            request, service, service.predict_many(uploads, robustness_check=robustness_check)
+        digests = await asyncio.to_thread(lambda: [sha256_hex(data) for data in uploads])
+        check = service.policy.robustness_check if robustness_check is None else robustness_check
+        keys = [
+            recorder.key(service, d, "batch_item", {"robustness_check": check}) for d in digests
+        ]
+        hits = await recorder.cached(keys)
+        missing = [i for i, key in enumerate(keys) if key not in hits]
+        computed = await served(
+            request,
+            service,
+            service.predict_many([uploads[i] for i in missing], robustness_check=robustness_check),
         )
+        fresh = dict(zip(missing, computed, strict=True))
+        answers: list[InferResponse | VeracityError] = []
+        rows = []
+        for index, (data, digest, key) in enumerate(zip(uploads, digests, keys, strict=True)):
+            hit = hits.get(key)
+            outcome = fresh.get(index)
+            if isinstance(outcome, VeracityError):
+                answers.append(outcome)
+                continue
+            answer: InferResponse
+            if hit is not None:
+                answer = InferResponse(**hit.response, request_id=request_id, cached=True)
+            else:
+                assert outcome is not None
+                answer = _infer_response(request, service, outcome)
+            answers.append(answer)
+            rows.append(
+                build_row(
+                    prediction_id=f"{request_id}-{index}",
+                    request_id=request_id,
+                    caller=caller,
+                    kind="batch_item",
+                    digest=digest,
+                    media_type=image_media_type(data),
+                    size_bytes=len(data),
+                    service=service,
+                    answer=answer,
+                    key=key,
+                    cached_from=hit.id if hit is not None else None,
+                )
+            )
+        stored = await recorder.save(rows)
         items = []
-        names = [name for name, _ in files]
-        for index, (filename, result) in enumerate(zip(names, results, strict=True)):
-            if isinstance(result, VeracityError):
-                error = BatchItemError(code=result.code, message=result.message)
+        for index, ((filename, _), outcome_or_answer) in enumerate(
+            zip(files, answers, strict=True)
+        ):
+            if isinstance(outcome_or_answer, VeracityError):
+                error = BatchItemError(
+                    code=outcome_or_answer.code, message=outcome_or_answer.message
+                )
                 items.append(BatchItem(index=index, filename=filename, result=None, error=error))
             else:
-                response = _infer_response(request, service, result)
-                items.append(BatchItem(index=index, filename=filename, result=response, error=None))
+                update = {"prediction_id": f"{request_id}-{index}" if stored else None}
+                result = outcome_or_answer.model_copy(update=update | {"stored": stored})
+                items.append(BatchItem(index=index, filename=filename, result=result, error=None))
         failed = sum(1 for item in items if item.error is not None)
         return BatchResponse(
-            request_id=request.state.request_id,
+            request_id=request_id,
             items=items,
             succeeded=len(items) - failed,
             failed=failed,

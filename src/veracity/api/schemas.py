@@ -146,7 +146,27 @@ _INCONCLUSIVE_EXAMPLE: dict[str, Any] = _INFER_EXAMPLE | {
 }
 
 
-class InferResponse(VerdictFields):
+class StoreFields(BaseModel):
+    """Where the answer is kept (the results store), and whether it came from there."""
+
+    prediction_id: str | None = Field(
+        default=None,
+        description="ID of the stored prediction (GET /predictions/{id}): the request_id, "
+        "or request_id-index for a batch item. Null when the deployment keeps no store.",
+    )
+    stored: bool = Field(
+        default=False,
+        description="The verdict is recorded in the results store. False when the store "
+        "is disabled or failed: the answer stands but cannot be read back later.",
+    )
+    cached: bool = Field(
+        default=False,
+        description="Answered from the store without inference: the same bytes were "
+        "judged before by the same model, calibration, policy and options.",
+    )
+
+
+class InferResponse(VerdictFields, StoreFields):
     """``request_id``, ``fake_prob`` and ``real_prob`` are the contract; the rest is additive."""
 
     model_config = ConfigDict(
@@ -209,7 +229,7 @@ class AggregationModel(BaseModel):
     )
 
 
-class VideoResponse(BaseModel):
+class VideoResponse(StoreFields):
     """A video's verdict, its frames' timeline and the segments that look manipulated."""
 
     model_config = ConfigDict(protected_namespaces=())

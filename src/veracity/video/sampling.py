@@ -11,13 +11,13 @@ interval of the video (1/N of it, or ``every_s`` seconds), centred on its target
 the container's index shows a keyframe inside that interval, the decoder seeks to the one
 nearest the target and takes it: one decoded frame per sample (its packet alone, then the
 decoder drained, so B-frame reordering does not make it decode the frames after it).
-Otherwise it seeks to the keyframe before the target when that skips frames (without an index, when the gap is more
-than a few seconds), takes that keyframe if it lies within half a spacing (at most 1 s) of
-the target, and else decodes forward to the frame nearest the target. Timestamps are the
-frames' own presentation times, so variable frame rates are reported as they are. A phone's
-rotation (the display matrix) is applied. Frames are yielded one at a time: the caller
-keeps only what it makes of them, so memory does not grow with the file. The whole
-sampling runs under a time budget.
+Otherwise it seeks to the keyframe before the target when that skips frames (without an
+index, when the gap is more than a few seconds), takes that keyframe if it lies within half
+a spacing (at most 1 s) of the target, and else decodes forward to the frame nearest the
+target. Timestamps are the frames' own presentation times, so variable frame rates are
+reported as they are. A phone's rotation (the display matrix) is applied. Frames are
+yielded one at a time: the caller keeps only what it makes of them, so memory does not
+grow with the file. The whole sampling runs under a time budget.
 """
 
 from __future__ import annotations
@@ -279,12 +279,12 @@ class VideoReader:
                 found = self._keyframe(_between(key, keyframes))
                 frames, pending = None, None  # the decoder was drained: seek before more
                 if found is not None and low < found[1] < high and found[1] > last_taken:
-                    frame, when = found
-                    position = last_taken = when
+                    keyframe, at = found
+                    position = last_taken = at
                     sampled = SampledFrame(
                         target_s=round(target, 6),
-                        timestamp_s=round(when, 6),
-                        image=self._upright(frame),
+                        timestamp_s=round(at, 6),
+                        image=self._upright(keyframe),
                     )
                     self._pause()
                     yield sampled

@@ -1,0 +1,118 @@
+"""What the model routes do with the results store: the exact-cache lookup before inference,
+and the record of every verdict after it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+from PIL import Image
+from pydantic import BaseModel
+
+from veracity.callers import Caller
+from veracity.inference.service import ModelService
+from veracity.store.predictions import Kind, PredictionStore, cache_key
+from veracity.store.schema import PredictionRow
+
+# Fields of an answer that belong to the request, not to the verdict: not stored, and
+# filled in afresh when a stored answer is replayed.
+REQUEST_FIELDS = frozenset({"request_id", "prediction_id", "stored", "cached"})
+
+_VIDEO_MEDIA_TYPES = {"mp4": "video/mp4", "matroska": "video/x-matroska"}
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def image_media_type(data: bytes) -> str:
+    """The MIME type of bytes the validator accepted (read from the header only)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.get_format_mimetype() or "application/octet-stream"
+    except (OSError, ValueError):
+        return "application/octet-stream"
+
+
+def video_media_type(container: str) -> str:
+    return _VIDEO_MEDIA_TYPES.get(container, "application/octet-stream")
+
+
+class Recorder:
+    """The app's link between answers and the store (``store`` None: nothing is kept)."""
+
+    def __init__(self, store: PredictionStore | None, *, cache: bool) -> None:
+        self.store = store
+        self.cache = cache and store is not None
+
+    def key(self, service: ModelService, digest: str, kind: Kind, options: dict[str, Any]) -> str:
+        """The exact-cache key: the bytes, and everything else that shapes the answer."""
+        meta = service.metadata
+        policy = service.policy
+        scope = {
+            "kind": "video" if kind == "video" else "image",
+            "weights": meta.weights_sha256,
+            "calibration": service.calibration_version,
+            "thresholds": [policy.thresholds.real_threshold, policy.thresholds.fake_threshold],
+            "quality": [policy.quality.min_jpeg_quality, policy.quality.min_content_std],
+            "options": options,
+        }
+        return cache_key(digest, scope)
+
+    async def cached(self, keys: list[str]) -> dict[str, PredictionRow]:
+        if not self.cache or self.store is None or not keys:
+            return {}
+        return await self.store.find_cached(keys)
+
+    async def save(self, rows: list[PredictionRow]) -> bool:
+        if self.store is None:
+            return False
+        return await self.store.record(rows)
+
+
+def build_row(
+    *,
+    prediction_id: str,
+    request_id: str,
+    caller: Caller,
+    kind: Kind,
+    digest: str,
+    media_type: str,
+    size_bytes: int,
+    service: ModelService,
+    answer: BaseModel,
+    key: str,
+    cached_from: str | None = None,
+) -> PredictionRow:
+    """The stored record of one answer (image, batch item or video)."""
+    body = answer.model_dump(mode="json", exclude=set(REQUEST_FIELDS))
+    timeline = body.get("timeline")
+    return PredictionRow(
+        id=prediction_id,
+        request_id=request_id,
+        created_at=datetime.now(UTC),
+        key_id=caller.key_id,
+        kind=kind,
+        input_sha256=digest,
+        media_type=media_type,
+        size_bytes=size_bytes,
+        model_name=body["model_name"],
+        model_version=body["model_version"],
+        weights_sha256=service.metadata.weights_sha256,
+        calibration_version=(
+            str(body["calibration_version"])
+            if body.get("calibration_version") is not None
+            else None
+        ),
+        fake_prob=body.get("fake_prob"),
+        real_prob=body.get("real_prob"),
+        verdict=body["verdict"],
+        reasons=[reason["code"] for reason in body.get("reasons", [])],
+        timings_ms=body.get("timings_ms", {}),
+        timeline=timeline,
+        response=body,
+        cache_key=key,
+        cached_from=cached_from,
+    )

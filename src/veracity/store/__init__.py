@@ -1,0 +1,1 @@
+"""The results store: every verdict recorded in a database, read back, reviewed and erased."""

@@ -1,0 +1,326 @@
+"""Recording verdicts and reading them back: the store the routes talk to.
+
+SQLAlchemy's sessions are synchronous; each operation runs on the store's own small thread
+pool under a deadline, so a slow or unreachable database never blocks the event loop and
+never holds a request longer than ``timeout_s``. Recording a verdict never raises: the
+answer goes out with ``stored: false``, the failure is logged and counted. Reads and
+changes that fail answer 503 ``store_unavailable`` and change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Engine, and_, delete, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from veracity.callers import Caller
+from veracity.errors import BadRequestError, NotFoundError, StoreUnavailableError
+from veracity.metrics import ServiceMetrics
+from veracity.store.schema import FeedbackRow, PredictionRow
+
+logger = logging.getLogger("veracity.store")
+
+T = TypeVar("T")
+Kind = Literal["image", "video", "batch_item"]
+Label = Literal["real", "fake"]
+
+
+@dataclass(frozen=True)
+class Review:
+    label: Label
+    note: str | None
+    reviewer_key_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    row: PredictionRow
+    review: Review | None  # the latest reviewer feedback
+    reviews: int
+
+
+@dataclass(frozen=True)
+class PredictionFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    verdict: str | None = None
+    model_version: str | None = None
+    key_id: str | None = None  # admins only: one key's predictions
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[StoredPrediction]
+    next_cursor: str | None
+
+
+def cache_key(input_sha256: str, scope: dict[str, Any]) -> str:
+    """Equal for equal bytes answered by the same model, calibration, policy and options."""
+    canonical = json.dumps({"input": input_sha256, **scope}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def encode_cursor(created_at: datetime, prediction_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), prediction_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raises BadRequestError for anything ``encode_cursor`` did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        when, prediction_id = json.loads(raw)
+        created = datetime.fromisoformat(when)
+        if created.tzinfo is None or not isinstance(prediction_id, str):
+            raise ValueError(cursor)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as e:
+        raise BadRequestError(
+            "the cursor is not one this service gave; pass next_cursor from the previous "
+            "page unchanged, or leave it out to start from the newest"
+        ) from e
+    return created, prediction_id
+
+
+class PredictionStore:
+    def __init__(
+        self, engine: Engine, *, timeout_s: float, metrics: ServiceMetrics | None = None
+    ) -> None:
+        self.engine = engine
+        self.timeout_s = timeout_s
+        self._metrics = metrics
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        size = engine.pool.size() if hasattr(engine.pool, "size") else 4
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="veracity-store")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.engine.dispose()
+
+    async def _run(self, operation: str, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in a transaction on the store's threads within the deadline.
+
+        Raises:
+            StoreUnavailableError: the database failed or did not answer in time.
+        """
+
+        def in_session() -> T:
+            with self._sessions.begin() as session:
+                return work(session)
+
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await loop.run_in_executor(self._executor, in_session)
+        except (SQLAlchemyError, TimeoutError, OSError) as e:
+            if self._metrics is not None:
+                self._metrics.store_failures.labels(operation).inc()
+            logger.error(
+                "results store %s failed",
+                operation,
+                extra={"operation": operation, "error": _describe(e)},
+            )
+            raise StoreUnavailableError(
+                f"the results store is unavailable ({operation} failed); nothing was "
+                "changed, retry shortly"
+            ) from e
+        finally:
+            if self._metrics is not None:
+                self._metrics.store_seconds.labels(operation).observe(time.perf_counter() - started)
+
+    async def record(self, rows: list[PredictionRow]) -> bool:
+        """Store verdicts; False (logged and counted) where the database failed."""
+        if not rows:
+            return True
+
+        def work(session: Session) -> None:
+            session.add_all(rows)
+
+        try:
+            await self._run("record", work)
+        except StoreUnavailableError:
+            return False
+        return True
+
+    async def find_cached(self, keys: list[str]) -> dict[str, PredictionRow]:
+        """The latest stored answer for each of ``keys`` that has one; {} on a failing
+        database (the requests are then answered by the model)."""
+        wanted = sorted(set(keys))
+
+        def work(session: Session) -> dict[str, PredictionRow]:
+            # Only each key's latest row is read, however often the bytes were sent.
+            latest = (
+                select(PredictionRow.cache_key, func.max(PredictionRow.created_at).label("at"))
+                .where(PredictionRow.cache_key.in_(wanted))
+                .group_by(PredictionRow.cache_key)
+                .subquery()
+            )
+            query = select(PredictionRow).join(
+                latest,
+                and_(
+                    PredictionRow.cache_key == latest.c.cache_key,
+                    PredictionRow.created_at == latest.c.at,
+                ),
+            )
+            return {row.cache_key: row for row in session.scalars(query)}
+
+        try:
+            found = await self._run("cache_lookup", work)
+        except StoreUnavailableError:
+            found = {}
+        if self._metrics is not None:
+            self._metrics.cache_lookups.labels("hit").inc(len(found))
+            self._metrics.cache_lookups.labels("miss").inc(len(wanted) - len(found))
+        return found
+
+    async def get(self, prediction_id: str, viewer: Caller) -> StoredPrediction:
+        """Raises NotFoundError (also for another key's prediction), StoreUnavailableError."""
+
+        def work(session: Session) -> StoredPrediction:
+            row = session.get(PredictionRow, prediction_id)
+            if row is None or not _may_see(viewer, row):
+                raise _not_found(prediction_id)
+            return _with_reviews(session, [row])[0]
+
+        return await self._run("get", work)
+
+    async def list(
+        self,
+        viewer: Caller,
+        filters: PredictionFilter,
+        *,
+        cursor: str | None,
+        limit: int,
+    ) -> Page:
+        """Newest first, ``limit`` at a time; ``next_cursor`` continues where a page ended."""
+        after = decode_cursor(cursor) if cursor else None
+
+        def work(session: Session) -> Page:
+            query = select(PredictionRow)
+            if not viewer.admin:
+                query = query.where(PredictionRow.key_id == viewer.key_id)
+            elif filters.key_id is not None:
+                query = query.where(PredictionRow.key_id == filters.key_id)
+            if filters.since is not None:
+                query = query.where(PredictionRow.created_at >= filters.since)
+            if filters.until is not None:
+                query = query.where(PredictionRow.created_at < filters.until)
+            if filters.verdict is not None:
+                query = query.where(PredictionRow.verdict == filters.verdict)
+            if filters.model_version is not None:
+                query = query.where(PredictionRow.model_version == filters.model_version)
+            if after is not None:
+                created, last_id = after
+                query = query.where(
+                    or_(
+                        PredictionRow.created_at < created,
+                        and_(PredictionRow.created_at == created, PredictionRow.id < last_id),
+                    )
+                )
+            query = query.order_by(PredictionRow.created_at.desc(), PredictionRow.id.desc())
+            rows = list(session.scalars(query.limit(limit + 1)))
+            more = len(rows) > limit
+            rows = rows[:limit]
+            following = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+            return Page(items=_with_reviews(session, rows), next_cursor=following)
+
+        return await self._run("list", work)
+
+    async def add_feedback(
+        self, prediction_id: str, viewer: Caller, *, label: Label, note: str | None
+    ) -> StoredPrediction:
+        """The reviewer is the calling key. Raises NotFoundError, StoreUnavailableError."""
+
+        def work(session: Session) -> StoredPrediction:
+            row = session.get(PredictionRow, prediction_id)
+            if row is None or not _may_see(viewer, row):
+                raise _not_found(prediction_id)
+            session.add(
+                FeedbackRow(
+                    prediction_id=prediction_id,
+                    label=label,
+                    note=note,
+                    reviewer_key_id=viewer.key_id,
+                    created_at=datetime.now(UTC),
+                )
+            )
+            session.flush()
+            return _with_reviews(session, [row])[0]
+
+        return await self._run("feedback", work)
+
+    async def delete(self, prediction_id: str, viewer: Caller) -> None:
+        """Erase a prediction and its feedback. Raises NotFoundError, StoreUnavailableError."""
+
+        def work(session: Session) -> None:
+            row = session.get(PredictionRow, prediction_id)
+            if row is None or not _may_see(viewer, row):
+                raise _not_found(prediction_id)
+            # Explicitly, not only by the foreign key's cascade: SQLite enforces it only
+            # with foreign_keys=ON, which a connection made by another tool may lack.
+            session.execute(delete(FeedbackRow).where(FeedbackRow.prediction_id == prediction_id))
+            session.delete(row)
+
+        await self._run("delete", work)
+
+
+def _with_reviews(session: Session, rows: list[PredictionRow]) -> list[StoredPrediction]:
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    counts: dict[str, int] = {
+        prediction_id: count
+        for prediction_id, count in session.execute(
+            select(FeedbackRow.prediction_id, func.count())
+            .where(FeedbackRow.prediction_id.in_(ids))
+            .group_by(FeedbackRow.prediction_id)
+        )
+    }
+    latest: dict[str, Review] = {}
+    reviewed = [i for i in ids if counts.get(i)]
+    if reviewed:
+        query = (
+            select(FeedbackRow)
+            .where(FeedbackRow.prediction_id.in_(reviewed))
+            .order_by(FeedbackRow.created_at, FeedbackRow.id)
+        )
+        for feedback in session.scalars(query):
+            latest[feedback.prediction_id] = Review(
+                label=feedback.label,  # type: ignore[arg-type]
+                note=feedback.note,
+                reviewer_key_id=feedback.reviewer_key_id,
+                created_at=feedback.created_at,
+            )
+    return [StoredPrediction(row, latest.get(row.id), counts.get(row.id, 0)) for row in rows]
+
+
+def _may_see(caller: Caller, row: PredictionRow) -> bool:
+    """A key sees what its own requests created; the admin scope sees everything."""
+    return caller.admin or (caller.key_id is not None and row.key_id == caller.key_id)
+
+
+def _not_found(prediction_id: str) -> NotFoundError:
+    shown = prediction_id if len(prediction_id) <= 80 else prediction_id[:80] + "..."
+    return NotFoundError(
+        f"no prediction {shown!r} for this key; IDs are the request_id of an answer (a "
+        "batch item's is request_id-index), and a key sees only its own predictions"
+    )
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:300]

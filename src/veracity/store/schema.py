@@ -1,0 +1,97 @@
+"""The store's tables. Alembic's migrations (veracity/store/migrations) create and change
+them; this module is what the code reads and writes through."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# JSONB on PostgreSQL (binary, indexable), JSON text on SQLite.
+Document = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out (SQLite keeps no time zone, so it is put back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PredictionRow(Base):
+    """One verdict: an image, one item of a batch, or a video."""
+
+    __tablename__ = "predictions"
+
+    # The request ID for /infer and /infer/video; "<request ID>-<index>" for a batch item.
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The key's ID (a digest prefix, never the key); None when auth is disabled.
+    key_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # image | video | batch_item
+    input_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    media_type: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(100))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    calibration_version: Mapped[str | None] = mapped_column(String(100))
+    fake_prob: Mapped[float | None] = mapped_column(Float)
+    real_prob: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(Document)  # reason codes, in order
+    timings_ms: Mapped[dict[str, Any]] = mapped_column(Document)
+    # A video's sampled frames (timestamp, fake_prob, verdict, reasons); None for images.
+    timeline: Mapped[list[Any] | None] = mapped_column(Document)
+    # The answer as the client received it (less request-specific fields): what GET and
+    # the exact cache return.
+    response: Mapped[dict[str, Any]] = mapped_column(Document)
+    # SHA-256 over the input's digest, the model's weights and calibration, the verdict
+    # policy and the request's options: equal keys give equal answers.
+    cache_key: Mapped[str] = mapped_column(String(64), index=True)
+    # The prediction whose stored answer this one repeated (an exact-cache hit).
+    cached_from: Mapped[str | None] = mapped_column(String(80))
+
+    __table_args__ = (
+        # Listing: a key's own predictions (or all, for admins), newest first.
+        Index("ix_predictions_key_created", "key_id", "created_at", "id"),
+        Index("ix_predictions_created", "created_at", "id"),
+    )
+
+
+class FeedbackRow(Base):
+    """A reviewer's ground truth for a prediction (the latest one is shown beside it)."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(
+        String(80), ForeignKey("predictions.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(16))  # real | fake
+    note: Mapped[str | None] = mapped_column(Text)
+    reviewer_key_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

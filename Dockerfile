@@ -43,20 +43,23 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 veracity \
-    && useradd --system --uid 10001 --gid veracity --home-dir /app --shell /usr/sbin/nologin veracity
+    && useradd --system --uid 10001 --gid veracity --home-dir /app --shell /usr/sbin/nologin veracity \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/veracity
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     VERACITY_HOST=0.0.0.0 \
     VERACITY_PORT=8001 \
     VERACITY_DEVICE=cuda \
-    VERACITY_CHECKPOINT=/app/checkpoints/demo.safetensors
+    VERACITY_CHECKPOINT=/app/checkpoints/demo.safetensors \
+    VERACITY_DATA_DIR=/var/lib/veracity
 WORKDIR /app
 COPY --from=gpu-build /opt/venv /opt/venv
 COPY --chown=root:root --chmod=0644 checkpoints/demo.safetensors checkpoints/demo.calibration.safetensors checkpoints/demo.json /app/checkpoints/
 USER 10001:10001
 EXPOSE 8001
-VOLUME ["/app/checkpoints"]
+# The results store's SQLite file (VERACITY_DATA_DIR) lives on a volume, not in the layer.
+VOLUME ["/app/checkpoints", "/var/lib/veracity"]
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["veracity", "healthcheck"]
 ENTRYPOINT ["veracity", "serve"]
@@ -92,15 +95,18 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     VERACITY_HOST=0.0.0.0 \
     VERACITY_PORT=8001 \
-    VERACITY_CHECKPOINT=/app/checkpoints/demo.safetensors
+    VERACITY_CHECKPOINT=/app/checkpoints/demo.safetensors \
+    VERACITY_DATA_DIR=/var/lib/veracity
 RUN groupadd --system --gid 10001 veracity \
-    && useradd --system --uid 10001 --gid veracity --home-dir /app --shell /usr/sbin/nologin veracity
+    && useradd --system --uid 10001 --gid veracity --home-dir /app --shell /usr/sbin/nologin veracity \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/veracity
 WORKDIR /app
 COPY --from=cpu-build /opt/venv /opt/venv
 COPY --chown=root:root --chmod=0644 checkpoints/demo.safetensors checkpoints/demo.calibration.safetensors checkpoints/demo.json /app/checkpoints/
 USER 10001:10001
 EXPOSE 8001
-VOLUME ["/app/checkpoints"]
+# The results store's SQLite file (VERACITY_DATA_DIR) lives on a volume, not in the layer.
+VOLUME ["/app/checkpoints", "/var/lib/veracity"]
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["veracity", "healthcheck"]
 # Exec form: the server is PID 1 and receives SIGTERM directly, so it can drain.

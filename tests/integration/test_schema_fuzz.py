@@ -56,6 +56,10 @@ OPERATIONS = [
     "GET /health",
     "GET /ready",
     "GET /model",
+    "GET /predictions",
+    "GET /predictions/{prediction_id}",
+    "POST /predictions/{prediction_id}/feedback",
+    "DELETE /predictions/{prediction_id}",
 ]
 
 

@@ -17,6 +17,10 @@ from pathlib import Path
 from locust import FastHttpUser, constant_throughput, events, task
 
 BODY = Path(os.environ["OVERLOAD_BODY"]).read_bytes()
+# Trailing bytes after the JPEG's end marker, replaced per request so that no two uploads
+# are the same (the exact cache would otherwise answer all but the first).
+_MARKER = os.environ["OVERLOAD_UNIQUE_MARKER"].encode()
+_AT = BODY.index(_MARKER)
 HEADERS = {
     "X-API-Key": os.environ["OVERLOAD_API_KEY"],
     "Content-Type": f"multipart/form-data; boundary={os.environ['OVERLOAD_BOUNDARY']}",
@@ -52,9 +56,10 @@ class Client(FastHttpUser):
     @task
     def infer(self) -> None:
         request_id = uuid.uuid4().hex
+        body = BODY[:_AT] + b"unique:" + request_id.encode() + BODY[_AT + len(_MARKER) :]
         with self.client.post(
             "/infer",
-            data=BODY,
+            data=body,
             headers=HEADERS | {"X-Request-ID": request_id},
             context={"request_id": request_id, "sent": time.time()},
             catch_response=True,

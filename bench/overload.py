@@ -75,13 +75,19 @@ def served_statuses(log: Path) -> dict[str, int]:
     return statuses
 
 
+UNIQUE_MARKER = b"unique:" + b"0" * 32
+
+
 def upload_body(width: int, height: int) -> bytes:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
     picture = Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR)
     jpeg = io.BytesIO()
     picture.save(jpeg, format="JPEG", quality=90)
-    return multipart(jpeg.getvalue())
+    # Room after the JPEG's end marker that the load generator overwrites per request:
+    # every upload has its own bytes, as real traffic does, so the exact cache answers
+    # none of them and the run measures the model (and the store recording each verdict).
+    return multipart(jpeg.getvalue() + UNIQUE_MARKER)
 
 
 def run_locust(
@@ -93,6 +99,7 @@ def run_locust(
         "OVERLOAD_BOUNDARY": BOUNDARY,
         "OVERLOAD_RECORD": str(record),
         "OVERLOAD_USER_RPS": str(user_rps),
+        "OVERLOAD_UNIQUE_MARKER": UNIQUE_MARKER.decode(),
     }
     command = [
         str(LOCUST),

@@ -14,16 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from veracity.api.deps import ApiKeyDep, CallerDep, ModelServiceDep, RecorderDep
-from veracity.api.recording import (
-    Recorder,
-    build_row,
-    image_media_type,
-    sha256_hex,
-    video_media_type,
-)
+from veracity.api.judging import batch_answer, judge_batch, judge_image, judge_video, stored_as
 from veracity.api.schemas import (
-    BatchItem,
-    BatchItemError,
     BatchResponse,
     ErrorResponse,
     HealthResponse,
@@ -32,20 +24,16 @@ from veracity.api.schemas import (
     PreprocessInfo,
     ReadyResponse,
     ThresholdsModel,
-    VerdictFields,
     VideoResponse,
 )
-from veracity.callers import Caller
 from veracity.errors import (
     BadRequestError,
     ClientDisconnectedError,
     PayloadTooLargeError,
     RequestTimeoutError,
-    VeracityError,
 )
-from veracity.inference.service import InferenceResult, ModelService
+from veracity.inference.service import ModelService
 from veracity.video.aggregate import AggregationMethod, AggregationRule
-from veracity.video.analysis import VideoAnalysis
 from veracity.video.plan import SamplingPlan
 
 T = TypeVar("T")
@@ -365,48 +353,6 @@ async def served(request: Request, service: ModelService, work: Awaitable[T]) ->
         raise
 
 
-async def classify(
-    request: Request,
-    service: ModelService,
-    recorder: Recorder,
-    caller: Caller,
-    data: bytes,
-    *,
-    robustness_check: bool | None,
-) -> InferResponse:
-    """Judge one image (or answer it from the exact cache) and record the verdict."""
-    request_id: str = request.state.request_id
-    digest = sha256_hex(data)
-    check = service.policy.robustness_check if robustness_check is None else robustness_check
-    key = recorder.key(service, digest, "image", {"robustness_check": check})
-    hit = (await recorder.cached([key])).get(key)
-    if hit is not None:
-        response = InferResponse(**hit.response, request_id=request_id, cached=True)
-        cached_from: str | None = hit.id
-    else:
-        result = await served(
-            request, service, service.predict(data, robustness_check=robustness_check)
-        )
-        response, cached_from = _infer_response(request, service, result), None
-    row = build_row(
-        prediction_id=request_id,
-        request_id=request_id,
-        caller=caller,
-        kind="image",
-        digest=digest,
-        media_type=image_media_type(data),
-        size_bytes=len(data),
-        service=service,
-        answer=response,
-        key=key,
-        cached_from=cached_from,
-    )
-    stored = await recorder.save([row])
-    return response.model_copy(
-        update={"prediction_id": request_id if stored else None, "stored": stored}
-    )
-
-
 @dataclass(frozen=True)
 class RouteLimits:
     """What the routes need from Settings (built once by the app)."""
@@ -418,42 +364,6 @@ class RouteLimits:
     video_aggregation: AggregationMethod = "confident"
     batch_max_files: int = 16
     batch_max_upload_bytes: int = 64 * 1024 * 1024
-
-
-def _video_response(
-    request: Request, service: ModelService, result: VideoAnalysis
-) -> VideoResponse:
-    meta = service.metadata
-    return VideoResponse.build(
-        result,
-        request_id=request.state.request_id,
-        thresholds=service.policy.thresholds,
-        calibration_version=service.calibration_version,
-        model_name=meta.model_name,
-        model_version=meta.model_version,
-    )
-
-
-def _infer_response(
-    request: Request, service: ModelService, result: InferenceResult
-) -> InferResponse:
-    meta = service.metadata
-    fields = VerdictFields.build(
-        result.verdict,
-        thresholds=service.policy.thresholds,
-        calibration_version=service.calibration_version,
-    )
-    return InferResponse(
-        **fields.model_dump(),
-        request_id=request.state.request_id,
-        fake_prob=result.prediction.fake_prob,
-        real_prob=result.prediction.real_prob,
-        label=result.prediction.label,
-        model_name=meta.model_name,
-        model_version=meta.model_version,
-        timings_ms={"preprocess": result.preprocess_ms, "inference": result.inference_ms},
-        batch_size=result.batch_size,
-    )
 
 
 def build_router(limits: RouteLimits) -> APIRouter:
@@ -491,9 +401,17 @@ def build_router(limits: RouteLimits) -> APIRouter:
         data = await read_upload(
             request, max_image_bytes=max_upload_bytes, timeout_s=body_timeout_s
         )
-        return await classify(
-            request, service, recorder, caller, data, robustness_check=robustness_check
+        request_id: str = request.state.request_id
+        answer, row = await judge_image(
+            service,
+            recorder,
+            caller,
+            data,
+            request_id=request_id,
+            robustness_check=robustness_check,
+            run=lambda work: served(request, service, work),
         )
+        return stored_as(answer, request_id, await recorder.save([row]))
 
     @router.post(
         "/infer/video",
@@ -542,36 +460,18 @@ def build_router(limits: RouteLimits) -> APIRouter:
         plan = SamplingPlan(count=frames or limits.video_frames, every_s=every_s)
         rule = AggregationRule(method=aggregation or limits.video_aggregation)
         request_id: str = request.state.request_id
-        # Up to the video upload limit: hashed off the event loop.
-        digest = await asyncio.to_thread(sha256_hex, data)
-        options = {"count": plan.count, "every_s": plan.every_s, "aggregation": rule.method}
-        key = recorder.key(service, digest, "video", options)
-        hit = (await recorder.cached([key])).get(key)
-        if hit is not None:
-            response = VideoResponse(**hit.response, request_id=request_id, cached=True)
-            cached_from: str | None = hit.id
-        else:
-            result = await served(
-                request, service, service.predict_video(data, plan=plan, rule=rule)
-            )
-            response, cached_from = _video_response(request, service, result), None
-        row = build_row(
-            prediction_id=request_id,
+        answer, row = await judge_video(
+            service,
+            recorder,
+            caller,
+            data,
             request_id=request_id,
-            caller=caller,
-            kind="video",
-            digest=digest,
-            media_type=video_media_type(response.video.container),
-            size_bytes=len(data),
-            service=service,
-            answer=response,
-            key=key,
-            cached_from=cached_from,
+            prediction_id=request_id,
+            plan=plan,
+            rule=rule,
+            run=lambda work: served(request, service, work),
         )
-        stored = await recorder.save([row])
-        return response.model_copy(
-            update={"prediction_id": request_id if stored else None, "stored": stored}
-        )
+        return stored_as(answer, request_id, await recorder.save([row]))
 
     @router.post(
         "/infer/batch",
@@ -601,71 +501,17 @@ def build_router(limits: RouteLimits) -> APIRouter:
             timeout_s=body_timeout_s,
         )
         request_id: str = request.state.request_id
-        uploads = [data for _, data in files]
-        digests = await asyncio.to_thread(lambda: [sha256_hex(data) for data in uploads])
-        check = service.policy.robustness_check if robustness_check is None else robustness_check
-        keys = [
-            recorder.key(service, d, "batch_item", {"robustness_check": check}) for d in digests
-        ]
-        hits = await recorder.cached(keys)
-        missing = [i for i, key in enumerate(keys) if key not in hits]
-        computed = await served(
-            request,
+        answers, rows = await judge_batch(
             service,
-            service.predict_many([uploads[i] for i in missing], robustness_check=robustness_check),
-        )
-        fresh = dict(zip(missing, computed, strict=True))
-        answers: list[InferResponse | VeracityError] = []
-        rows = []
-        for index, (data, digest, key) in enumerate(zip(uploads, digests, keys, strict=True)):
-            hit = hits.get(key)
-            outcome = fresh.get(index)
-            if isinstance(outcome, VeracityError):
-                answers.append(outcome)
-                continue
-            answer: InferResponse
-            if hit is not None:
-                answer = InferResponse(**hit.response, request_id=request_id, cached=True)
-            else:
-                assert outcome is not None
-                answer = _infer_response(request, service, outcome)
-            answers.append(answer)
-            rows.append(
-                build_row(
-                    prediction_id=f"{request_id}-{index}",
-                    request_id=request_id,
-                    caller=caller,
-                    kind="batch_item",
-                    digest=digest,
-                    media_type=image_media_type(data),
-                    size_bytes=len(data),
-                    service=service,
-                    answer=answer,
-                    key=key,
-                    cached_from=hit.id if hit is not None else None,
-                )
-            )
-        stored = await recorder.save(rows)
-        items = []
-        for index, ((filename, _), outcome_or_answer) in enumerate(
-            zip(files, answers, strict=True)
-        ):
-            if isinstance(outcome_or_answer, VeracityError):
-                error = BatchItemError(
-                    code=outcome_or_answer.code, message=outcome_or_answer.message
-                )
-                items.append(BatchItem(index=index, filename=filename, result=None, error=error))
-            else:
-                update = {"prediction_id": f"{request_id}-{index}" if stored else None}
-                result = outcome_or_answer.model_copy(update=update | {"stored": stored})
-                items.append(BatchItem(index=index, filename=filename, result=result, error=None))
-        failed = sum(1 for item in items if item.error is not None)
-        return BatchResponse(
+            recorder,
+            caller,
+            files,
             request_id=request_id,
-            items=items,
-            succeeded=len(items) - failed,
-            failed=failed,
+            id_prefix=request_id,
+            robustness_check=robustness_check,
+            run=lambda work: served(request, service, work),
         )
+        return batch_answer(request_id, request_id, answers, await recorder.save(rows))
 
     @router.get(
         "/health",

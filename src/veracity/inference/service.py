@@ -421,14 +421,21 @@ class ModelService:
             return list(await asyncio.gather(*(one(data) for data in uploads)))
 
     async def predict_video(
-        self, data: bytes, *, plan: SamplingPlan, rule: AggregationRule
+        self,
+        data: bytes,
+        *,
+        plan: SamplingPlan,
+        rule: AggregationRule,
+        limits: VideoLimits | None = None,
+        timeout_s: float | None = None,
+        timeout_setting: str = "VERACITY_VIDEO_TIMEOUT_S",
     ) -> VideoAnalysis:
         """Sample, classify and judge a video's frames; aggregate them into one verdict.
 
         Frames decode one at a time in a video thread and join the shared micro-batches as
         bulk items (single images go first), at most one batch of them in flight. At most
         ``max_concurrent_videos`` videos run at once, each holding one admission slot, under
-        ``video_timeout_s``.
+        ``video_timeout_s``. Jobs pass their own (longer) ``limits`` and ``timeout_s``.
 
         Raises:
             ServiceUnavailableError, OverloadedError, DeadlineExceededError: as ``predict``
@@ -447,8 +454,10 @@ class ModelService:
         assert predictor is not None
         self._videos += 1
         try:
-            async with self._admitted(self._video_timeout_s, "VERACITY_VIDEO_TIMEOUT_S"):
-                return await self._video_admitted(predictor, data, plan, rule)
+            async with self._admitted(timeout_s or self._video_timeout_s, timeout_setting):
+                return await self._video_admitted(
+                    predictor, data, plan, rule, limits or self.video_limits
+                )
         finally:
             self._videos -= 1
 
@@ -477,7 +486,12 @@ class ModelService:
                 self._idle.set()
 
     async def _video_admitted(
-        self, predictor: Predictor, data: bytes, plan: SamplingPlan, rule: AggregationRule
+        self,
+        predictor: Predictor,
+        data: bytes,
+        plan: SamplingPlan,
+        rule: AggregationRule,
+        limits: VideoLimits,
     ) -> VideoAnalysis:
         from veracity.video.sampling import VideoReader  # imports FFmpeg
 
@@ -486,8 +500,8 @@ class ModelService:
         assert pool is not None
         assert self._batcher is not None
         batcher = self._batcher
-        reader = await self._run(lambda: VideoReader(data, self.video_limits), pool)
-        source = FrameSource(predictor, reader, plan, self.video_limits, started=started)
+        reader = await self._run(lambda: VideoReader(data, limits), pool)
+        source = FrameSource(predictor, reader, plan, limits, started=started)
         # One batch of frames decoded and waiting at once: memory stays bounded, and a video
         # alone still fills whole forward passes.
         window = asyncio.Semaphore(self._max_batch_size)

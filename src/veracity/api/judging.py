@@ -1,0 +1,245 @@
+"""Judging an upload and shaping the answer: what a request and an asynchronous job share.
+
+Each function looks the input up in the exact cache, asks the model otherwise, and returns
+the answer with the store rows that record it; the caller saves them (a request at once, a
+job in the same transaction that marks it done). ``run`` wraps the model's work: a request
+passes one that cancels it when the client hangs up; a job awaits it plainly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from veracity.api.recording import (
+    Recorder,
+    build_row,
+    image_media_type,
+    sha256_hex,
+    video_media_type,
+)
+from veracity.api.schemas import (
+    BatchItem,
+    BatchItemError,
+    BatchResponse,
+    InferResponse,
+    VerdictFields,
+    VideoResponse,
+)
+from veracity.callers import Caller
+from veracity.errors import VeracityError
+from veracity.inference.service import InferenceResult, ModelService
+from veracity.store.schema import PredictionRow
+from veracity.video.aggregate import AggregationRule
+from veracity.video.analysis import VideoAnalysis
+from veracity.video.plan import SamplingPlan, VideoLimits
+
+T = TypeVar("T")
+Run = Callable[[Awaitable[T]], Awaitable[T]]
+
+
+async def _plain(work: Awaitable[T]) -> T:
+    return await work
+
+
+def video_answer(request_id: str, service: ModelService, result: VideoAnalysis) -> VideoResponse:
+    """The answer for a judged video (a request's, or a job's result)."""
+    meta = service.metadata
+    return VideoResponse.build(
+        result,
+        request_id=request_id,
+        thresholds=service.policy.thresholds,
+        calibration_version=service.calibration_version,
+        model_name=meta.model_name,
+        model_version=meta.model_version,
+    )
+
+
+def infer_answer(request_id: str, service: ModelService, result: InferenceResult) -> InferResponse:
+    """The answer for a judged image (a request's, a batch item's, or a job's)."""
+    meta = service.metadata
+    fields = VerdictFields.build(
+        result.verdict,
+        thresholds=service.policy.thresholds,
+        calibration_version=service.calibration_version,
+    )
+    return InferResponse(
+        **fields.model_dump(),
+        request_id=request_id,
+        fake_prob=result.prediction.fake_prob,
+        real_prob=result.prediction.real_prob,
+        label=result.prediction.label,
+        model_name=meta.model_name,
+        model_version=meta.model_version,
+        timings_ms={"preprocess": result.preprocess_ms, "inference": result.inference_ms},
+        batch_size=result.batch_size,
+    )
+
+
+def stored_as(answer: T, prediction_id: str, stored: bool) -> T:
+    """The answer with where it is kept (``prediction_id`` only when it really is)."""
+    assert isinstance(answer, InferResponse | VideoResponse)
+    update = {"prediction_id": prediction_id if stored else None, "stored": stored}
+    return answer.model_copy(update=update)  # type: ignore[return-value]
+
+
+async def judge_image(
+    service: ModelService,
+    recorder: Recorder,
+    caller: Caller,
+    data: bytes,
+    *,
+    request_id: str,
+    robustness_check: bool | None,
+    run: Run[InferenceResult] = _plain,
+) -> tuple[InferResponse, PredictionRow]:
+    digest = sha256_hex(data)
+    check = service.policy.robustness_check if robustness_check is None else robustness_check
+    key = recorder.key(service, digest, "image", {"robustness_check": check})
+    hit = (await recorder.cached([key])).get(key)
+    if hit is not None:
+        answer = InferResponse(**hit.response, request_id=request_id, cached=True)
+    else:
+        result = await run(service.predict(data, robustness_check=robustness_check))
+        answer = infer_answer(request_id, service, result)
+    row = build_row(
+        prediction_id=request_id,
+        request_id=request_id,
+        caller=caller,
+        kind="image",
+        digest=digest,
+        media_type=image_media_type(data),
+        size_bytes=len(data),
+        service=service,
+        answer=answer,
+        key=key,
+        cached_from=hit.id if hit is not None else None,
+    )
+    return answer, row
+
+
+async def judge_video(
+    service: ModelService,
+    recorder: Recorder,
+    caller: Caller,
+    data: bytes,
+    *,
+    request_id: str,
+    prediction_id: str,
+    plan: SamplingPlan,
+    rule: AggregationRule,
+    run: Run[VideoAnalysis] = _plain,
+    limits: VideoLimits | None = None,
+    timeout_s: float | None = None,
+    timeout_setting: str = "VERACITY_VIDEO_TIMEOUT_S",
+) -> tuple[VideoResponse, PredictionRow]:
+    # Up to the video upload limit: hashed off the event loop.
+    digest = await asyncio.to_thread(sha256_hex, data)
+    options = {"count": plan.count, "every_s": plan.every_s, "aggregation": rule.method}
+    key = recorder.key(service, digest, "video", options)
+    hit = (await recorder.cached([key])).get(key)
+    if hit is not None:
+        answer = VideoResponse(**hit.response, request_id=request_id, cached=True)
+    else:
+        result = await run(
+            service.predict_video(
+                data,
+                plan=plan,
+                rule=rule,
+                limits=limits,
+                timeout_s=timeout_s,
+                timeout_setting=timeout_setting,
+            )
+        )
+        answer = video_answer(request_id, service, result)
+    row = build_row(
+        prediction_id=prediction_id,
+        request_id=request_id,
+        caller=caller,
+        kind="video",
+        digest=digest,
+        media_type=video_media_type(answer.video.container),
+        size_bytes=len(data),
+        service=service,
+        answer=answer,
+        key=key,
+        cached_from=hit.id if hit is not None else None,
+    )
+    return answer, row
+
+
+async def judge_batch(
+    service: ModelService,
+    recorder: Recorder,
+    caller: Caller,
+    files: list[tuple[str | None, bytes]],
+    *,
+    request_id: str,
+    id_prefix: str,
+    robustness_check: bool | None,
+    run: Run[list[InferenceResult | VeracityError]] = _plain,
+) -> tuple[list[tuple[str | None, InferResponse | VeracityError]], list[PredictionRow]]:
+    """Each file's answer or error, and the rows of the answers (item ``i`` is stored as
+    ``{id_prefix}-{i}``)."""
+    uploads = [data for _, data in files]
+    digests = await asyncio.to_thread(lambda: [sha256_hex(data) for data in uploads])
+    check = service.policy.robustness_check if robustness_check is None else robustness_check
+    keys = [recorder.key(service, d, "batch_item", {"robustness_check": check}) for d in digests]
+    hits = await recorder.cached(keys)
+    missing = [i for i, key in enumerate(keys) if key not in hits]
+    computed = await run(
+        service.predict_many([uploads[i] for i in missing], robustness_check=robustness_check)
+    )
+    fresh = dict(zip(missing, computed, strict=True))
+    answers: list[tuple[str | None, InferResponse | VeracityError]] = []
+    rows = []
+    for index, ((filename, data), digest, key) in enumerate(zip(files, digests, keys, strict=True)):
+        hit = hits.get(key)
+        outcome = fresh.get(index)
+        if isinstance(outcome, VeracityError):
+            answers.append((filename, outcome))
+            continue
+        answer: InferResponse
+        if hit is not None:
+            answer = InferResponse(**hit.response, request_id=request_id, cached=True)
+        else:
+            assert outcome is not None
+            answer = infer_answer(request_id, service, outcome)
+        answers.append((filename, answer))
+        rows.append(
+            build_row(
+                prediction_id=f"{id_prefix}-{index}",
+                request_id=request_id,
+                caller=caller,
+                kind="batch_item",
+                digest=digest,
+                media_type=image_media_type(data),
+                size_bytes=len(data),
+                service=service,
+                answer=answer,
+                key=key,
+                cached_from=hit.id if hit is not None else None,
+            )
+        )
+    return answers, rows
+
+
+def batch_answer(
+    request_id: str,
+    id_prefix: str,
+    answers: list[tuple[str | None, InferResponse | VeracityError]],
+    stored: bool,
+) -> BatchResponse:
+    items = []
+    for index, (filename, answer) in enumerate(answers):
+        if isinstance(answer, VeracityError):
+            error = BatchItemError(code=answer.code, message=answer.message)
+            items.append(BatchItem(index=index, filename=filename, result=None, error=error))
+        else:
+            result = stored_as(answer, f"{id_prefix}-{index}", stored)
+            items.append(BatchItem(index=index, filename=filename, result=result, error=None))
+    failed = sum(1 for item in items if item.error is not None)
+    return BatchResponse(
+        request_id=request_id, items=items, succeeded=len(items) - failed, failed=failed
+    )

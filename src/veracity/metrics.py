@@ -121,3 +121,27 @@ class ServiceMetrics:
             ["result"],
             registry=registry,
         )
+        self.jobs = Counter(
+            "veracity_jobs",
+            "Asynchronous jobs finished by this replica, by status (done, failed).",
+            ["status"],
+            registry=registry,
+        )
+        self.job_queue_depth = Gauge(
+            "veracity_job_queue_depth",
+            "Jobs in the shared queue by status (queued, running), as this replica last saw.",
+            ["status"],
+            registry=registry,
+        )
+        self.job_queue_age = Gauge(
+            "veracity_job_queue_oldest_seconds",
+            "Age of the oldest queued job (0: none waiting), as this replica last saw.",
+            registry=registry,
+        )
+        self.webhooks = Counter(
+            "veracity_webhooks",
+            "Webhook delivery attempts by outcome: delivered, retry (failed, will retry), "
+            "failed (given up).",
+            ["outcome"],
+            registry=registry,
+        )

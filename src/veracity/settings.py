@@ -7,6 +7,7 @@ stops the process before it binds a port.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -135,6 +136,25 @@ class Settings(StoreSettings):
     # Batch uploads (POST /infer/batch).
     batch_max_files: Annotated[int, Field(ge=1, le=256)] = 16
     batch_max_upload_mb: Annotated[float, Field(gt=0, le=2048)] = 64.0
+    # Asynchronous jobs (POST /jobs/video, /jobs/batch; they need the store): jobs this
+    # replica runs at once, how long a job video may be and how long a job may take, the
+    # lease a running job holds (a dead worker's job is claimed again after it), how many
+    # starts a job gets, and the size of a batch job.
+    job_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
+    job_video_max_duration_s: Annotated[float, Field(gt=0, le=86_400)] = 1800.0
+    job_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 1800.0
+    job_lease_s: Annotated[float, Field(ge=5, le=3600)] = 60.0
+    job_max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    job_batch_max_files: Annotated[int, Field(ge=1, le=10_000)] = 256
+    job_batch_max_upload_mb: Annotated[float, Field(gt=0, le=4096)] = 256.0
+    # Webhooks when a job ends: signed with this secret (HMAC-SHA256; required to accept a
+    # webhook_url), retried with doubling delays, never sent to private addresses unless
+    # allowed.
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    webhook_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    webhook_backoff_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    webhook_allow_private: bool = False
 
     @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod
@@ -217,6 +237,19 @@ class Settings(StoreSettings):
             max_streams=self.video_max_streams,
             max_samples=self.video_max_frames,
             decode_timeout_s=self.video_decode_timeout_s,
+        )
+
+    @property
+    def job_batch_max_upload_bytes(self) -> int:
+        return int(self.job_batch_max_upload_mb * 1024 * 1024)
+
+    @property
+    def job_video_limits(self) -> VideoLimits:
+        """The video limits, with a job's longer duration and decoding budget."""
+        return replace(
+            self.video_limits,
+            max_duration_s=self.job_video_max_duration_s,
+            decode_timeout_s=self.job_timeout_s,
         )
 
     @property

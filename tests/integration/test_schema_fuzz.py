@@ -60,6 +60,9 @@ OPERATIONS = [
     "GET /predictions/{prediction_id}",
     "POST /predictions/{prediction_id}/feedback",
     "DELETE /predictions/{prediction_id}",
+    "POST /jobs/video",
+    "POST /jobs/batch",
+    "GET /jobs/{job_id}",
 ]
 
 

@@ -15,16 +15,21 @@ from veracity import __version__
 from veracity.api.auth import ApiKeyAuth, key_id
 from veracity.api.docs import install_docs
 from veracity.api.errors import install_error_handlers
+from veracity.api.jobs import JobLimits, build_jobs_router, job_executor
 from veracity.api.predictions import build_predictions_router
 from veracity.api.ratelimit import KeyLimiter
 from veracity.api.recording import Recorder
 from veracity.api.routes import (
     MULTIPART_OVERHEAD_BYTES,
     STORE_ERRORS,
+    VIDEO_ERRORS,
     RouteLimits,
     build_router,
 )
 from veracity.inference.service import ModelService
+from veracity.jobs.queue import JobQueue
+from veracity.jobs.runner import JobRunner, RunnerSettings
+from veracity.jobs.webhooks import WebhookSender
 from veracity.metrics import ServiceMetrics
 from veracity.middleware import (
     ContentLengthLimitMiddleware,
@@ -83,6 +88,39 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     # Built here (no connection yet); the schema is checked or migrated at start-up.
     store = open_store(settings, metrics) if settings.store_enabled else None
     recorder = Recorder(store, cache=settings.cache_enabled)
+    job_limits = JobLimits(
+        video_max_upload_bytes=settings.video_max_upload_bytes,
+        video_limits=settings.job_video_limits,
+        timeout_s=settings.job_timeout_s,
+        video_frames=settings.video_frames,
+        video_aggregation=settings.video_aggregation,
+        batch_max_files=settings.job_batch_max_files,
+        batch_max_upload_bytes=settings.job_batch_max_upload_bytes,
+        max_file_bytes=settings.max_upload_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        webhooks=settings.webhook_secret is not None,
+    )
+    runner = (
+        None
+        if store is None
+        else JobRunner(
+            JobQueue(store, lease_s=settings.job_lease_s, max_attempts=settings.job_max_attempts),
+            job_executor(service, recorder, job_limits),
+            RunnerSettings(
+                concurrency=settings.job_concurrency,
+                webhook_attempts=settings.webhook_attempts,
+                webhook_backoff_s=settings.webhook_backoff_s,
+            ),
+            webhooks=None
+            if settings.webhook_secret is None
+            else WebhookSender(
+                settings.webhook_secret.get_secret_value(),
+                timeout_s=settings.webhook_timeout_s,
+                allow_private=settings.webhook_allow_private,
+            ),
+            metrics=metrics,
+        )
+    )
     limiter = KeyLimiter(settings.rate_limit, settings.daily_quota)
 
     @asynccontextmanager
@@ -102,9 +140,14 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
                 prepare_database, store.engine, migrate=settings.database_migrate
             )
         await service.start()
+        if runner is not None:
+            runner.start()
         try:
             yield
         finally:
+            if runner is not None:
+                # First: a running job goes back to the queue instead of being cut off.
+                await runner.stop()
             await service.stop(settings.shutdown_drain_s)
             if store is not None:
                 await asyncio.to_thread(store.close)
@@ -125,6 +168,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     app.state.metrics = metrics
     app.state.store = store
     app.state.recorder = recorder
+    app.state.job_runner = runner
     if settings.docs_enabled:
         install_docs(app, openapi_url="/openapi.json")
 
@@ -143,6 +187,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         )
     )
     app.include_router(build_predictions_router(STORE_ERRORS))
+    app.include_router(build_jobs_router(job_limits, VIDEO_ERRORS | {404: STORE_ERRORS[404]}))
     Instrumentator(
         registry=registry,
         # Label by route template, never the raw path, so random URLs cannot create series.
@@ -167,6 +212,16 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
                 settings.batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
                 f"request body exceeds the {settings.batch_max_upload_mb:g} MB batch upload "
                 "limit; send fewer or smaller images per request",
+            ),
+            "/jobs/video": (
+                settings.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+                f"request body exceeds the {settings.video_max_upload_mb:g} MB video upload "
+                "limit; send a smaller video",
+            ),
+            "/jobs/batch": (
+                settings.job_batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+                f"request body exceeds the {settings.job_batch_max_upload_mb:g} MB batch job "
+                "upload limit; split the images over several jobs",
             ),
         },
     )

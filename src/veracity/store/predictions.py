@@ -110,7 +110,7 @@ class PredictionStore:
         self._executor.shutdown(wait=True, cancel_futures=True)
         self.engine.dispose()
 
-    async def _run(self, operation: str, work: Callable[[Session], T]) -> T:
+    async def run(self, operation: str, work: Callable[[Session], T]) -> T:
         """Run ``work`` in a transaction on the store's threads within the deadline.
 
         Raises:
@@ -151,7 +151,7 @@ class PredictionStore:
             session.add_all(rows)
 
         try:
-            await self._run("record", work)
+            await self.run("record", work)
         except StoreUnavailableError:
             return False
         return True
@@ -179,7 +179,7 @@ class PredictionStore:
             return {row.cache_key: row for row in session.scalars(query)}
 
         try:
-            found = await self._run("cache_lookup", work)
+            found = await self.run("cache_lookup", work)
         except StoreUnavailableError:
             found = {}
         if self._metrics is not None:
@@ -196,7 +196,7 @@ class PredictionStore:
                 raise _not_found(prediction_id)
             return _with_reviews(session, [row])[0]
 
-        return await self._run("get", work)
+        return await self.run("get", work)
 
     async def list(
         self,
@@ -238,7 +238,7 @@ class PredictionStore:
             following = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
             return Page(items=_with_reviews(session, rows), next_cursor=following)
 
-        return await self._run("list", work)
+        return await self.run("list", work)
 
     async def add_feedback(
         self, prediction_id: str, viewer: Caller, *, label: Label, note: str | None
@@ -261,7 +261,7 @@ class PredictionStore:
             session.flush()
             return _with_reviews(session, [row])[0]
 
-        return await self._run("feedback", work)
+        return await self.run("feedback", work)
 
     async def delete(self, prediction_id: str, viewer: Caller) -> None:
         """Erase a prediction and its feedback. Raises NotFoundError, StoreUnavailableError."""
@@ -275,7 +275,7 @@ class PredictionStore:
             session.execute(delete(FeedbackRow).where(FeedbackRow.prediction_id == prediction_id))
             session.delete(row)
 
-        await self._run("delete", work)
+        await self.run("delete", work)
 
 
 def _with_reviews(session: Session, rows: list[PredictionRow]) -> list[StoredPrediction]:

@@ -1,0 +1,399 @@
+"""The job queue, in the results database: enqueue, claim, finish, fail, and the webhook
+deliveries that follow.
+
+Claiming is the standard PostgreSQL pattern: ``SELECT ... FOR UPDATE SKIP LOCKED`` picks the
+oldest claimable job no other replica is claiming, then a conditional ``UPDATE`` takes it
+(on SQLite, which serialises writers, the conditional update alone decides). A claimed job
+holds a lease that its worker renews; a job whose lease ran out (its process died) is
+claimed again. Finishing is conditional on still holding the claim and writes the job's
+verdicts in the same transaction, so each job's result is recorded exactly once, however
+many times it was started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from veracity.callers import Caller
+from veracity.errors import NotFoundError
+from veracity.store.predictions import PredictionStore
+from veracity.store.schema import JobInputRow, JobRow, PredictionRow
+
+JobKind = Literal["video", "batch"]
+JobStatus = Literal["queued", "running", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    request_id: str
+    key_id: str | None
+    kind: JobKind
+    status: JobStatus
+    params: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    webhook_url: str | None
+    webhook_status: str | None
+    webhook_attempts: int
+    webhook_error: str | None
+
+    @classmethod
+    def of(cls, row: JobRow) -> Job:
+        return cls(
+            id=row.id,
+            request_id=row.request_id,
+            key_id=row.key_id,
+            kind=row.kind,  # type: ignore[arg-type]
+            status=row.status,  # type: ignore[arg-type]
+            params=dict(row.params),
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            attempts=row.attempts,
+            result=row.result,
+            error=row.error,
+            webhook_url=row.webhook_url,
+            webhook_status=row.webhook_status,
+            webhook_attempts=row.webhook_attempts,
+            webhook_error=row.webhook_error,
+        )
+
+
+@dataclass(frozen=True)
+class JobInput:
+    filename: str | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    queued: int
+    running: int
+    oldest_queued_s: float  # 0 when none is waiting
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobQueue:
+    def __init__(self, store: PredictionStore, *, lease_s: float, max_attempts: int) -> None:
+        self.store = store
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+
+    async def enqueue(
+        self,
+        *,
+        job_id: str,
+        request_id: str,
+        caller: Caller,
+        kind: JobKind,
+        params: dict[str, Any],
+        inputs: list[JobInput],
+        webhook_url: str | None,
+    ) -> Job:
+        """Store a job and its inputs; once this returns, the job survives any restart."""
+
+        def work(session: Session) -> Job:
+            row = JobRow(
+                id=job_id,
+                request_id=request_id,
+                key_id=caller.key_id,
+                kind=kind,
+                status="queued",
+                params=params,
+                created_at=_now(),
+                attempts=0,
+                webhook_url=webhook_url,
+                webhook_attempts=0,
+            )
+            session.add(row)
+            # The job row first: the inputs' foreign key needs it.
+            session.flush()
+            session.add_all(
+                JobInputRow(job_id=job_id, position=i, filename=item.filename, data=item.data)
+                for i, item in enumerate(inputs)
+            )
+            return Job.of(row)
+
+        return await self.store.run("job_enqueue", work)
+
+    async def get(self, job_id: str, caller: Caller) -> Job:
+        """Raises NotFoundError (also for another key's job), StoreUnavailableError."""
+
+        def work(session: Session) -> Job:
+            row = session.get(JobRow, job_id)
+            if row is None or not (
+                caller.admin or (caller.key_id is not None and row.key_id == caller.key_id)
+            ):
+                shown = job_id if len(job_id) <= 64 else job_id[:64] + "..."
+                raise NotFoundError(
+                    f"no job {shown!r} for this key; a key sees only the jobs it created"
+                )
+            return Job.of(row)
+
+        return await self.store.run("job_get", work)
+
+    def _claimable(self, now: datetime) -> Any:
+        return or_(
+            JobRow.status == "queued",
+            and_(JobRow.status == "running", JobRow.lease_until < now),
+        )
+
+    async def claim(self, worker: str) -> tuple[Job, list[JobInput]] | None:
+        """The oldest claimable job with its inputs, now running under ``worker``'s lease;
+        None when there is none (or another worker took it first)."""
+
+        def work(session: Session) -> tuple[Job, list[JobInput]] | None:
+            now = _now()
+            candidate = session.scalars(
+                select(JobRow.id)
+                .where(self._claimable(now))
+                .order_by(JobRow.created_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if candidate is None:
+                return None
+            taken = session.execute(
+                update(JobRow)
+                .where(JobRow.id == candidate, self._claimable(now))
+                .values(
+                    status="running",
+                    claimed_by=worker,
+                    lease_until=now + timedelta(seconds=self.lease_s),
+                    started_at=func.coalesce(JobRow.started_at, now),
+                    attempts=JobRow.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            row = session.get(JobRow, candidate, populate_existing=True)
+            assert row is not None
+            inputs = [
+                JobInput(item.filename, item.data)
+                for item in session.scalars(
+                    select(JobInputRow)
+                    .where(JobInputRow.job_id == candidate)
+                    .order_by(JobInputRow.position)
+                )
+            ]
+            return Job.of(row), inputs
+
+        return await self.store.run("job_claim", work)
+
+    def _held(self, job_id: str, worker: str) -> Any:
+        return and_(JobRow.id == job_id, JobRow.status == "running", JobRow.claimed_by == worker)
+
+    async def renew(self, job_id: str, worker: str) -> bool:
+        """Extend the lease; False when the claim was lost (the job went to another worker)."""
+
+        def work(session: Session) -> bool:
+            result = session.execute(
+                update(JobRow)
+                .where(self._held(job_id, worker))
+                .values(lease_until=_now() + timedelta(seconds=self.lease_s))
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+        return await self.store.run("job_renew", work)
+
+    async def release(self, job_id: str, worker: str) -> None:
+        """Back to the queue without counting an attempt (the service was busy, or is
+        stopping)."""
+
+        def work(session: Session) -> None:
+            session.execute(
+                update(JobRow)
+                .where(self._held(job_id, worker))
+                .values(
+                    status="queued",
+                    claimed_by=None,
+                    lease_until=None,
+                    attempts=JobRow.attempts - 1,
+                )
+            )
+
+        await self.store.run("job_release", work)
+
+    async def release_all(self, workers: list[str]) -> int:
+        """Hand back every job these workers still hold (at shutdown: including one claimed
+        just as its worker was cancelled); the number handed back."""
+
+        def work(session: Session) -> int:
+            result = session.execute(
+                update(JobRow)
+                .where(JobRow.status == "running", JobRow.claimed_by.in_(workers))
+                .values(
+                    status="queued",
+                    claimed_by=None,
+                    lease_until=None,
+                    attempts=JobRow.attempts - 1,
+                )
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+        return await self.store.run("job_release", work)
+
+    async def finish(
+        self,
+        job_id: str,
+        worker: str,
+        *,
+        result: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        rows: list[PredictionRow],
+    ) -> bool:
+        """Mark the job done (``result``) or failed (``error``) and record its verdicts in one
+        transaction; False, changing nothing, when the claim was lost meanwhile."""
+
+        def work(session: Session) -> bool:
+            now = _now()
+            updated = session.execute(
+                update(JobRow)
+                .where(self._held(job_id, worker))
+                .values(
+                    status="done" if error is None else "failed",
+                    result=result,
+                    error=error,
+                    finished_at=now,
+                    lease_until=None,
+                )
+            )
+            if updated.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.webhook_url.is_not(None))
+                .values(webhook_status="pending", webhook_next_at=now)
+            )
+            session.add_all(rows)
+            # The inputs were needed only to run the job.
+            session.execute(delete(JobInputRow).where(JobInputRow.job_id == job_id))
+            return True
+
+        return await self.store.run("job_finish", work)
+
+    async def exhausted(self, worker: str) -> list[str]:
+        """Fail the jobs claimed ``max_attempts`` times without finishing (each start ended
+        the process, most likely): they are not started again."""
+
+        def work(session: Session) -> list[str]:
+            now = _now()
+            ids = list(
+                session.scalars(
+                    select(JobRow.id).where(
+                        self._claimable(now),
+                        JobRow.status == "running",
+                        JobRow.attempts >= self.max_attempts,
+                    )
+                )
+            )
+            for job_id in ids:
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, self._claimable(now))
+                    .values(
+                        status="failed",
+                        finished_at=now,
+                        lease_until=None,
+                        error={
+                            "code": "job_attempts_exhausted",
+                            "message": f"the job was started {self.max_attempts} times and "
+                            "never finished (the service stopped while running it each "
+                            "time); it is not retried. Check the file, or send it again.",
+                        },
+                    )
+                )
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.webhook_url.is_not(None))
+                    .values(webhook_status="pending", webhook_next_at=now)
+                )
+                session.execute(delete(JobInputRow).where(JobInputRow.job_id == job_id))
+            return ids
+
+        return await self.store.run("job_exhausted", work)
+
+    async def claim_webhook(self, hold_s: float) -> Job | None:
+        """A finished job whose webhook is due, held for ``hold_s`` so that no other replica
+        delivers it at the same time."""
+
+        def work(session: Session) -> Job | None:
+            now = _now()
+            due = and_(JobRow.webhook_status == "pending", JobRow.webhook_next_at <= now)
+            candidate = session.scalars(
+                select(JobRow.id)
+                .where(due)
+                .order_by(JobRow.webhook_next_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if candidate is None:
+                return None
+            taken = session.execute(
+                update(JobRow)
+                .where(JobRow.id == candidate, due)
+                .values(
+                    webhook_next_at=now + timedelta(seconds=hold_s),
+                    webhook_attempts=JobRow.webhook_attempts + 1,
+                )
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            row = session.get(JobRow, candidate, populate_existing=True)
+            assert row is not None
+            return Job.of(row)
+
+        return await self.store.run("webhook_claim", work)
+
+    async def webhook_outcome(
+        self, job_id: str, *, delivered: bool, error: str | None, retry_in_s: float | None
+    ) -> None:
+        """Delivered; or failed for now (retry after ``retry_in_s``); or for good (None)."""
+
+        def work(session: Session) -> None:
+            if delivered:
+                values: dict[str, Any] = {"webhook_status": "delivered", "webhook_error": None}
+            elif retry_in_s is not None:
+                values = {
+                    "webhook_error": error,
+                    "webhook_next_at": _now() + timedelta(seconds=retry_in_s),
+                }
+            else:
+                values = {"webhook_status": "failed", "webhook_error": error}
+            session.execute(update(JobRow).where(JobRow.id == job_id).values(**values))
+
+        await self.store.run("webhook_outcome", work)
+
+    async def depth(self) -> QueueDepth:
+        def work(session: Session) -> QueueDepth:
+            counts = {
+                status: count
+                for status, count in session.execute(
+                    select(JobRow.status, func.count())
+                    .where(JobRow.status.in_(("queued", "running")))
+                    .group_by(JobRow.status)
+                )
+            }
+            oldest = session.scalar(
+                select(func.min(JobRow.created_at)).where(JobRow.status == "queued")
+            )
+            if oldest is not None and oldest.tzinfo is None:  # SQLite's aggregate: naive UTC
+                oldest = oldest.replace(tzinfo=UTC)
+            age = (_now() - oldest).total_seconds() if oldest is not None else 0.0
+            return QueueDepth(counts.get("queued", 0), counts.get("running", 0), max(0.0, age))
+
+        return await self.store.run("job_depth", work)

@@ -1,0 +1,230 @@
+"""The workers of one replica: claim queued jobs, run them through the model service (whose
+admission they share with live requests), record the outcome, deliver webhooks.
+
+A job the service has no room for goes back to the queue without counting an attempt, so
+live requests keep priority. On shutdown a running job is handed back to the queue; if
+the process dies instead, the job's lease runs out and any replica claims it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from veracity.errors import ServiceUnavailableError, StoreUnavailableError, VeracityError
+from veracity.jobs.queue import Job, JobInput, JobQueue
+from veracity.jobs.webhooks import WebhookSender
+from veracity.metrics import ServiceMetrics
+from veracity.store.schema import PredictionRow
+
+logger = logging.getLogger("veracity.jobs")
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    result: dict[str, Any]
+    rows: list[PredictionRow]
+
+
+Execute = Callable[[Job, list[JobInput]], Awaitable[JobOutcome]]
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    concurrency: int = 1
+    poll_s: float = 1.0
+    busy_retry_s: float = 2.0
+    webhook_attempts: int = 5
+    webhook_backoff_s: float = 2.0  # doubled after each failed attempt
+
+
+class JobRunner:
+    def __init__(
+        self,
+        queue: JobQueue,
+        execute: Execute,
+        settings: RunnerSettings,
+        *,
+        webhooks: WebhookSender | None,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.queue = queue
+        self._execute = execute
+        self._settings = settings
+        self._webhooks = webhooks
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+        self._webhook_wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        # A name per process start: a lease taken by an earlier life of this replica is
+        # not mistaken for this one's.
+        self.name = f"worker-{uuid.uuid4().hex[:12]}"
+        self._workers = [f"{self.name}-{index}" for index in range(settings.concurrency)]
+
+    def start(self) -> None:
+        for worker in self._workers:
+            self._tasks.append(asyncio.create_task(self._work(worker)))
+        self._tasks.append(asyncio.create_task(self._deliver_webhooks()))
+        if self._metrics is not None:
+            self._tasks.append(asyncio.create_task(self._watch_depth(self._metrics)))
+
+    def wake(self) -> None:
+        """A job was just queued here: look now instead of at the next poll."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        # Whatever this replica still holds goes back to the queue now rather than when its
+        # lease runs out (a cancelled worker may have claimed a job in its last moment).
+        with contextlib.suppress(StoreUnavailableError):
+            released = await self.queue.release_all(self._workers)
+            if released:
+                logger.info("jobs handed back at shutdown", extra={"jobs": released})
+        if self._webhooks is not None:
+            await self._webhooks.close()
+
+    async def _idle(self, event: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._settings.poll_s):
+                await event.wait()
+        event.clear()
+
+    async def _work(self, worker: str) -> None:
+        while True:
+            try:
+                for job_id in await self.queue.exhausted(worker):
+                    logger.error("job failed: attempts exhausted", extra={"job_id": job_id})
+                    self._count("failed")
+                    self._webhook_wake.set()
+                claimed = await self.queue.claim(worker)
+            except StoreUnavailableError:
+                claimed = None
+            if claimed is None:
+                await self._idle(self._wake)
+                continue
+            job, inputs = claimed
+            await self._run(worker, job, inputs)
+
+    async def _run(self, worker: str, job: Job, inputs: list[JobInput]) -> None:
+        log = {"job_id": job.id, "kind": job.kind, "attempt": job.attempts}
+        logger.info("job started", extra=log)
+        lease = asyncio.create_task(self._keep_lease(worker, job.id))
+        result: dict[str, Any] | None = None
+        error: dict[str, Any] | None = None
+        rows: list[PredictionRow] = []
+        try:
+            outcome = await self._execute(job, inputs)
+            result, rows = outcome.result, outcome.rows
+        except ServiceUnavailableError:
+            # Busy (or still loading): live requests come first; the job waits its turn.
+            lease.cancel()
+            await self._hand_back(job.id, worker)
+            await asyncio.sleep(self._settings.busy_retry_s)
+            return
+        except asyncio.CancelledError:
+            # Stopping: stop() hands the job back; another replica (or this one after a
+            # restart) runs it.
+            lease.cancel()
+            raise
+        except VeracityError as e:
+            error = {"code": e.code, "message": e.message}
+        except Exception:
+            logger.exception("job crashed", extra=log)
+            error = {
+                "code": "internal_error",
+                "message": "the job failed on an unexpected error; quote the job ID",
+            }
+        finally:
+            lease.cancel()
+        try:
+            finished = await self.queue.finish(
+                job.id, worker, result=result, error=error, rows=rows
+            )
+        except StoreUnavailableError:
+            # The lease runs out and the job is run again: nothing is lost.
+            logger.error("job outcome not recorded; it will run again", extra=log)
+            return
+        if not finished:
+            logger.warning("job claim lost; another worker records it", extra=log)
+            return
+        status = "done" if error is None else "failed"
+        self._count(status)
+        logger.info(f"job {status}", extra=log | ({"error": error["code"]} if error else {}))
+        self._webhook_wake.set()
+
+    async def _hand_back(self, job_id: str, worker: str) -> None:
+        with contextlib.suppress(StoreUnavailableError):
+            await self.queue.release(job_id, worker)
+
+    async def _keep_lease(self, worker: str, job_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.queue.lease_s / 3)
+            with contextlib.suppress(StoreUnavailableError):
+                if not await self.queue.renew(job_id, worker):
+                    return
+
+    async def _deliver_webhooks(self) -> None:
+        while True:
+            job = None
+            if self._webhooks is not None:
+                with contextlib.suppress(StoreUnavailableError):
+                    job = await self.queue.claim_webhook(hold_s=60)
+            if job is None:
+                await self._idle(self._webhook_wake)
+                continue
+            await self._deliver(job)
+
+    async def _deliver(self, job: Job) -> None:
+        assert self._webhooks is not None
+        assert job.webhook_url is not None
+        delivery = await self._webhooks.send(job.webhook_url, webhook_payload(job), job.id)
+        settings = self._settings
+        retry: float | None = None
+        if not delivery.delivered and job.webhook_attempts < settings.webhook_attempts:
+            retry = settings.webhook_backoff_s * 2 ** (job.webhook_attempts - 1)
+        outcome = "delivered" if delivery.delivered else "retry" if retry else "failed"
+        if self._metrics is not None:
+            self._metrics.webhooks.labels(outcome).inc()
+        logger.info(
+            "webhook %s",
+            outcome,
+            extra={"job_id": job.id, "attempt": job.webhook_attempts, "error": delivery.error},
+        )
+        with contextlib.suppress(StoreUnavailableError):
+            await self.queue.webhook_outcome(
+                job.id, delivered=delivery.delivered, error=delivery.error, retry_in_s=retry
+            )
+
+    async def _watch_depth(self, metrics: ServiceMetrics) -> None:
+        while True:
+            with contextlib.suppress(StoreUnavailableError):
+                depth = await self.queue.depth()
+                metrics.job_queue_depth.labels("queued").set(depth.queued)
+                metrics.job_queue_depth.labels("running").set(depth.running)
+                metrics.job_queue_age.set(depth.oldest_queued_s)
+            await asyncio.sleep(5)
+
+    def _count(self, status: str) -> None:
+        if self._metrics is not None:
+            self._metrics.jobs.labels(status).inc()
+
+
+def webhook_payload(job: Job) -> dict[str, Any]:
+    """What the receiver gets: the job's ID, status, and its result or error."""
+    return {
+        "job_id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "result": job.result,
+        "error": job.error,
+    }

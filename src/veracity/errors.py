@@ -192,3 +192,10 @@ class StoreUnavailableError(ServiceUnavailableError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retry_after_s=5)
+
+
+class InvalidReceiptError(VeracityError):
+    """A verdict receipt that is malformed, truncated, forged or signed by an unknown key."""
+
+    status_code = 400
+    code = "invalid_receipt"

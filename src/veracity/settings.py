@@ -155,8 +155,12 @@ class Settings(StoreSettings):
     webhook_attempts: Annotated[int, Field(ge=1, le=20)] = 5
     webhook_backoff_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
     webhook_allow_private: bool = False
+    # Signed verdict receipts: an Ed25519 private key (PEM; `veracity receipt-key`), and
+    # the public keys of earlier signing keys, still published for verification.
+    receipt_signing_key: Path | None = None
+    receipt_verify_keys: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
-    @field_validator("api_keys", "admin_api_keys", mode="before")
+    @field_validator("api_keys", "admin_api_keys", "receipt_verify_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

@@ -38,7 +38,9 @@ def wait_all(server: Server, urls: list[str], seconds: float = 120) -> list[dict
     deadline = time.monotonic() + seconds
     jobs: list[dict] = []
     while time.monotonic() < deadline:
-        jobs = [httpx.get(server.base_url + url, headers=HEADERS, timeout=10).json() for url in urls]
+        jobs = [
+            httpx.get(server.base_url + url, headers=HEADERS, timeout=10).json() for url in urls
+        ]
         if all(job["status"] in ("done", "failed") for job in jobs):
             return jobs
         time.sleep(0.2)

@@ -63,6 +63,7 @@ OPERATIONS = [
     "POST /jobs/video",
     "POST /jobs/batch",
     "GET /jobs/{job_id}",
+    "GET /.well-known/jwks.json",
 ]
 
 

@@ -86,9 +86,7 @@ def test_concurrent_workers_claim_each_job_exactly_once(database_url: str, tmp_p
         store.close()
 
 
-def test_a_dead_workers_job_is_claimed_again_and_recorded_once(
-    database_url: str, tmp_path
-) -> None:
+def test_a_dead_workers_job_is_claimed_again_and_recorded_once(database_url: str, tmp_path) -> None:
     store, queue = open_queue(database_url, tmp_path)
 
     async def scenario() -> None:
@@ -107,7 +105,9 @@ def test_a_dead_workers_job_is_claimed_again_and_recorded_once(
         assert second is not None
         assert second[0].attempts == 2
         assert second[1] == first[1]  # the inputs are still there
-        assert await queue.finish("job", "live-worker", result={"ok": 1}, error=None, rows=[row("job-0")])
+        assert await queue.finish(
+            "job", "live-worker", result={"ok": 1}, error=None, rows=[row("job-0")]
+        )
         # The first worker wakes up late: its claim is gone, nothing is recorded twice.
         assert not await queue.finish(
             "job", "dead-worker", result={"ok": 2}, error=None, rows=[row("job-0")]

@@ -36,6 +36,7 @@ from veracity.middleware import (
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
+from veracity.receipts import ReceiptSigner
 from veracity.settings import Settings
 from veracity.store.database import open_store, prepare_database
 
@@ -85,6 +86,11 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         admin_keys=settings.admin_keys,
         enabled=not settings.auth_disabled,
     )
+    signer = (
+        None
+        if settings.receipt_signing_key is None
+        else ReceiptSigner(settings.receipt_signing_key, settings.receipt_verify_keys)
+    )
     # Built here (no connection yet); the schema is checked or migrated at start-up.
     store = open_store(settings, metrics) if settings.store_enabled else None
     recorder = Recorder(store, cache=settings.cache_enabled)
@@ -105,7 +111,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         if store is None
         else JobRunner(
             JobQueue(store, lease_s=settings.job_lease_s, max_attempts=settings.job_max_attempts),
-            job_executor(service, recorder, job_limits),
+            job_executor(service, recorder, signer, job_limits),
             RunnerSettings(
                 concurrency=settings.job_concurrency,
                 webhook_attempts=settings.webhook_attempts,
@@ -169,6 +175,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     app.state.store = store
     app.state.recorder = recorder
     app.state.job_runner = runner
+    app.state.signer = signer
     if settings.docs_enabled:
         install_docs(app, openapi_url="/openapi.json")
 

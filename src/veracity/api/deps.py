@@ -14,6 +14,7 @@ from veracity.callers import Caller
 from veracity.errors import NotFoundError, RateLimitedError
 from veracity.inference.service import ModelService
 from veracity.metrics import ServiceMetrics
+from veracity.receipts import ReceiptSigner
 from veracity.settings import Settings
 from veracity.store.predictions import PredictionStore
 
@@ -72,6 +73,11 @@ def get_recorder(request: Request) -> Recorder:
     return recorder
 
 
+def get_signer(request: Request) -> ReceiptSigner | None:
+    signer: ReceiptSigner | None = request.app.state.signer
+    return signer
+
+
 def get_store(request: Request) -> PredictionStore:
     """The results store; 404 where the deployment runs without one."""
     store: PredictionStore | None = request.app.state.store
@@ -89,3 +95,4 @@ ApiKeyDep = Annotated[str | None, Depends(require_api_key)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 StoreDep = Annotated[PredictionStore, Depends(get_store)]
 RecorderDep = Annotated[Recorder, Depends(get_recorder)]
+SignerDep = Annotated[ReceiptSigner | None, Depends(get_signer)]

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from veracity.api.deps import CallerDep, ModelServiceDep
-from veracity.api.judging import batch_answer, judge_batch, judge_video, stored_as
+from veracity.api.judging import batch_answer, finished, judge_batch, judge_video
 from veracity.api.recording import Recorder
 from veracity.api.routes import MULTIPART_OVERHEAD_BYTES, read_upload, read_uploads
 from veracity.callers import Caller
@@ -23,6 +23,7 @@ from veracity.inference.service import ModelService
 from veracity.jobs.queue import Job, JobInput, JobQueue
 from veracity.jobs.runner import Execute, JobOutcome, JobRunner
 from veracity.jobs.webhooks import check_webhook_url
+from veracity.receipts import ReceiptSigner
 from veracity.video.aggregate import AggregationMethod, AggregationRule
 from veracity.video.plan import SamplingPlan, VideoLimits
 
@@ -108,7 +109,9 @@ class JobResponse(BaseModel):
         )
 
 
-def job_executor(service: ModelService, recorder: Recorder, limits: JobLimits) -> Execute:
+def job_executor(
+    service: ModelService, recorder: Recorder, signer: ReceiptSigner | None, limits: JobLimits
+) -> Execute:
     """What running a job means, for the runner."""
 
     async def execute(job: Job, inputs: list[JobInput]) -> JobOutcome:
@@ -129,7 +132,7 @@ def job_executor(service: ModelService, recorder: Recorder, limits: JobLimits) -
                 timeout_setting="VERACITY_JOB_TIMEOUT_S",
             )
             # Recorded with the job's completion, in the same transaction.
-            return JobOutcome(stored_as(answer, job.id, True).model_dump(mode="json"), [row])
+            return JobOutcome(finished(answer, row, True, signer).model_dump(mode="json"), [row])
         answers, rows = await judge_batch(
             service,
             recorder,
@@ -139,7 +142,7 @@ def job_executor(service: ModelService, recorder: Recorder, limits: JobLimits) -
             id_prefix=job.id,
             robustness_check=params["robustness_check"],
         )
-        batch = batch_answer(job.request_id, job.id, answers, True)
+        batch = batch_answer(job.request_id, answers, rows, True, signer)
         return JobOutcome(batch.model_dump(mode="json"), rows)
 
     return execute

@@ -30,6 +30,7 @@ from veracity.api.schemas import (
 from veracity.callers import Caller
 from veracity.errors import VeracityError
 from veracity.inference.service import InferenceResult, ModelService
+from veracity.receipts import ReceiptClaims, ReceiptSigner
 from veracity.store.schema import PredictionRow
 from veracity.video.aggregate import AggregationRule
 from veracity.video.analysis import VideoAnalysis
@@ -77,10 +78,28 @@ def infer_answer(request_id: str, service: ModelService, result: InferenceResult
     )
 
 
-def stored_as(answer: T, prediction_id: str, stored: bool) -> T:
-    """The answer with where it is kept (``prediction_id`` only when it really is)."""
+def finished(answer: T, row: PredictionRow, stored: bool, signer: ReceiptSigner | None) -> T:
+    """The answer with where it is kept (``prediction_id`` only when it really is) and,
+    where the deployment signs, its receipt."""
     assert isinstance(answer, InferResponse | VideoResponse)
-    update = {"prediction_id": prediction_id if stored else None, "stored": stored}
+    prediction_id = row.id if stored else None
+    update: dict[str, object] = {"prediction_id": prediction_id, "stored": stored}
+    if signer is not None:
+        update["receipt"] = signer.sign(
+            ReceiptClaims(
+                request_id=answer.request_id,
+                prediction_id=prediction_id,
+                input_sha256=row.input_sha256,
+                model_name=row.model_name,
+                model_version=row.model_version,
+                weights_sha256=row.weights_sha256,
+                calibration_version=row.calibration_version,
+                verdict=answer.verdict,
+                fake_prob=answer.fake_prob,
+                real_prob=answer.real_prob,
+                cached=answer.cached,
+            )
+        )
     return answer.model_copy(update=update)  # type: ignore[return-value]
 
 
@@ -227,17 +246,20 @@ async def judge_batch(
 
 def batch_answer(
     request_id: str,
-    id_prefix: str,
     answers: list[tuple[str | None, InferResponse | VeracityError]],
+    rows: list[PredictionRow],
     stored: bool,
+    signer: ReceiptSigner | None,
 ) -> BatchResponse:
+    """``rows``: those of the answers (not the errors), in order."""
     items = []
+    remaining = iter(rows)
     for index, (filename, answer) in enumerate(answers):
         if isinstance(answer, VeracityError):
             error = BatchItemError(code=answer.code, message=answer.message)
             items.append(BatchItem(index=index, filename=filename, result=None, error=error))
         else:
-            result = stored_as(answer, f"{id_prefix}-{index}", stored)
+            result = finished(answer, next(remaining), stored, signer)
             items.append(BatchItem(index=index, filename=filename, result=result, error=None))
     failed = sum(1 for item in items if item.error is not None)
     return BatchResponse(

@@ -18,7 +18,7 @@ from veracity.store.schema import PredictionRow
 
 # Fields of an answer that belong to the request, not to the verdict: not stored, and
 # filled in afresh when a stored answer is replayed.
-REQUEST_FIELDS = frozenset({"request_id", "prediction_id", "stored", "cached"})
+REQUEST_FIELDS = frozenset({"request_id", "prediction_id", "stored", "cached", "receipt"})
 
 _VIDEO_MEDIA_TYPES = {"mp4": "video/mp4", "matroska": "video/x-matroska"}
 

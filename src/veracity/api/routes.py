@@ -13,8 +13,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from veracity.api.deps import ApiKeyDep, CallerDep, ModelServiceDep, RecorderDep
-from veracity.api.judging import batch_answer, judge_batch, judge_image, judge_video, stored_as
+from veracity.api.deps import ApiKeyDep, CallerDep, ModelServiceDep, RecorderDep, SignerDep
+from veracity.api.judging import batch_answer, finished, judge_batch, judge_image, judge_video
 from veracity.api.schemas import (
     BatchResponse,
     ErrorResponse,
@@ -29,6 +29,7 @@ from veracity.api.schemas import (
 from veracity.errors import (
     BadRequestError,
     ClientDisconnectedError,
+    NotFoundError,
     PayloadTooLargeError,
     RequestTimeoutError,
 )
@@ -387,6 +388,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         request: Request,
         service: ModelServiceDep,
         recorder: RecorderDep,
+        signer: SignerDep,
         caller: CallerDep,
         robustness_check: bool | None = Query(
             default=None,
@@ -411,7 +413,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
             robustness_check=robustness_check,
             run=lambda work: served(request, service, work),
         )
-        return stored_as(answer, request_id, await recorder.save([row]))
+        return finished(answer, row, await recorder.save([row]), signer)
 
     @router.post(
         "/infer/video",
@@ -429,6 +431,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         request: Request,
         service: ModelServiceDep,
         recorder: RecorderDep,
+        signer: SignerDep,
         caller: CallerDep,
         frames: int | None = Query(
             default=None,
@@ -471,7 +474,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
             rule=rule,
             run=lambda work: served(request, service, work),
         )
-        return stored_as(answer, request_id, await recorder.save([row]))
+        return finished(answer, row, await recorder.save([row]), signer)
 
     @router.post(
         "/infer/batch",
@@ -489,6 +492,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         request: Request,
         service: ModelServiceDep,
         recorder: RecorderDep,
+        signer: SignerDep,
         caller: CallerDep,
         robustness_check: bool | None = Query(default=None),
     ) -> BatchResponse:
@@ -511,7 +515,22 @@ def build_router(limits: RouteLimits) -> APIRouter:
             robustness_check=robustness_check,
             run=lambda work: served(request, service, work),
         )
-        return batch_answer(request_id, request_id, answers, await recorder.save(rows))
+        return batch_answer(request_id, answers, rows, await recorder.save(rows), signer)
+
+    @router.get(
+        "/.well-known/jwks.json",
+        summary="The public keys that verify verdict receipts (JWKS)",
+        description="The current signing key and earlier ones kept for verification "
+        "(VERACITY_RECEIPT_VERIFY_KEYS); a receipt's `kid` names its key. 404 when the "
+        "deployment signs no receipts.",
+        responses={404: STORE_ERRORS[404]},
+    )
+    async def jwks(signer: SignerDep) -> dict[str, Any]:
+        if signer is None:
+            raise NotFoundError(
+                "this deployment signs no receipts (no VERACITY_RECEIPT_SIGNING_KEY)"
+            )
+        return signer.jwks()
 
     @router.get(
         "/health",

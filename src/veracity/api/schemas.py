@@ -164,6 +164,14 @@ class StoreFields(BaseModel):
         description="Answered from the store without inference: the same bytes were "
         "judged before by the same model, calibration, policy and options.",
     )
+    receipt: str | None = Field(
+        default=None,
+        description="A signed receipt of this verdict (compact JWS, Ed25519) over the "
+        "request and prediction IDs, the input's SHA-256, the model and its weights' digest, "
+        "the calibration version, the verdict and probabilities, and the time; verify it "
+        "with the keys at /.well-known/jwks.json or offline with `veracity verify-receipt`. "
+        "Null when the deployment has no signing key.",
+    )
 
 
 class InferResponse(VerdictFields, StoreFields):

@@ -58,6 +58,11 @@ class StoreSettings(BaseSettings):
     # The exact cache: the same bytes, model, calibration, policy and options are answered
     # from the store without inference.
     cache_enabled: bool = True
+    # "Seen before": each image answer lists earlier predictions of near-duplicates (256-bit
+    # pHash within this many bits; re-encodes measure up to about 16, distinct pictures
+    # about 90 and more).
+    seen_before_enabled: bool = True
+    seen_before_max_distance: Annotated[int, Field(ge=0, le=128)] = 40
 
 
 class Settings(StoreSettings):

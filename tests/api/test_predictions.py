@@ -330,3 +330,41 @@ def test_a_postgresql_outage_mid_load_loses_no_answer_and_recovers(
                 assert get(client, answer["prediction_id"]).status_code == 200
     finally:
         server.close()
+
+
+def test_a_reencoded_or_resized_copy_is_recognised_with_its_review(store_client) -> None:
+    from veracity.evaluation.duplicates import duplicate_cases
+
+    first, other = duplicate_cases(2)
+    original = store_client.post(
+        "/infer",
+        files={"file": ("o.png", first.original, "image/png")},
+        headers={"X-API-Key": API_KEY},
+    ).json()
+    assert original["seen_before"] == []
+    feedback(store_client, original["prediction_id"], {"label": "fake", "note": "known fake"})
+
+    for n, copy in enumerate((first.jpeg_q70, first.half_size)):
+        answer = infer(store_client, copy).json()
+        # The original, and the copies sent before this one.
+        assert len(answer["seen_before"]) == 1 + n
+        (match,) = [
+            m for m in answer["seen_before"] if m["prediction_id"] == original["prediction_id"]
+        ]
+        assert match["request_id"] == original["request_id"]
+        assert 0 <= match["distance"] <= 40
+        assert match["review_label"] == "fake"
+        assert match["verdict"] == original["verdict"]
+    # Another key does not learn of this key's uploads; an admin does.
+    assert infer(store_client, first.jpeg_q70, key=OTHER_KEY).json()["seen_before"] == []
+    admin = infer(store_client, first.half_size, key=ADMIN_KEY).json()["seen_before"]
+    assert original["prediction_id"] in [m["prediction_id"] for m in admin]
+    # A different picture is not a match.
+    unrelated = store_client.post(
+        "/infer",
+        files={"file": ("u.png", other.original, "image/png")},
+        headers={"X-API-Key": API_KEY},
+    ).json()
+    assert original["prediction_id"] not in [m["prediction_id"] for m in unrelated["seen_before"]]
+    stored = get(store_client, original["prediction_id"]).json()
+    assert "seen_before" not in stored["result"]

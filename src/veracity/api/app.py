@@ -38,6 +38,7 @@ from veracity.middleware import (
 )
 from veracity.receipts import ReceiptSigner
 from veracity.settings import Settings
+from veracity.similarity.seen import SeenBefore
 from veracity.store.database import open_store, prepare_database
 
 logger = logging.getLogger("veracity.app")
@@ -93,7 +94,12 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     )
     # Built here (no connection yet); the schema is checked or migrated at start-up.
     store = open_store(settings, metrics) if settings.store_enabled else None
-    recorder = Recorder(store, cache=settings.cache_enabled)
+    seen = (
+        SeenBefore(store, max_distance=settings.seen_before_max_distance)
+        if store is not None and settings.seen_before_enabled
+        else None
+    )
+    recorder = Recorder(store, cache=settings.cache_enabled, seen=seen)
     job_limits = JobLimits(
         video_max_upload_bytes=settings.video_max_upload_bytes,
         video_limits=settings.job_video_limits,
@@ -146,6 +152,8 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
                 prepare_database, store.engine, migrate=settings.database_migrate
             )
         await service.start()
+        if seen is not None:
+            seen.start()
         if runner is not None:
             runner.start()
         try:
@@ -155,6 +163,8 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
                 # First: a running job goes back to the queue instead of being cut off.
                 await runner.stop()
             await service.stop(settings.shutdown_drain_s)
+            if seen is not None:
+                await seen.stop()
             if store is not None:
                 await asyncio.to_thread(store.close)
 

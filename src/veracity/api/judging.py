@@ -122,6 +122,9 @@ async def judge_image(
     else:
         result = await run(service.predict(data, robustness_check=robustness_check))
         answer = infer_answer(request_id, service, result)
+    phash = await recorder.perceptual_hash(data) if recorder.store is not None else None
+    seen = await recorder.seen_before(phash, caller)
+    answer = answer.model_copy(update={"seen_before": seen})
     row = build_row(
         prediction_id=request_id,
         request_id=request_id,
@@ -134,6 +137,7 @@ async def judge_image(
         answer=answer,
         key=key,
         cached_from=hit.id if hit is not None else None,
+        phash=phash,
     )
     return answer, row
 
@@ -225,6 +229,10 @@ async def judge_batch(
         else:
             assert outcome is not None
             answer = infer_answer(request_id, service, outcome)
+        phash = await recorder.perceptual_hash(data) if recorder.store is not None else None
+        answer = answer.model_copy(
+            update={"seen_before": await recorder.seen_before(phash, caller)}
+        )
         answers.append((filename, answer))
         rows.append(
             build_row(
@@ -239,6 +247,7 @@ async def judge_batch(
                 answer=answer,
                 key=key,
                 cached_from=hit.id if hit is not None else None,
+                phash=phash,
             )
         )
     return answers, rows

@@ -3,22 +3,31 @@ and the record of every verdict after it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from PIL import Image
 from pydantic import BaseModel
 
+from veracity.api.schemas import SeenBeforeModel
 from veracity.callers import Caller
+from veracity.errors import StoreUnavailableError
+from veracity.images import DEFAULT_FORMATS
 from veracity.inference.service import ModelService
+from veracity.similarity.phash import perceptual_hash
+from veracity.similarity.seen import SeenBefore
 from veracity.store.predictions import Kind, PredictionStore, cache_key
 from veracity.store.schema import PredictionRow
 
 # Fields of an answer that belong to the request, not to the verdict: not stored, and
 # filled in afresh when a stored answer is replayed.
-REQUEST_FIELDS = frozenset({"request_id", "prediction_id", "stored", "cached", "receipt"})
+REQUEST_FIELDS = frozenset(
+    {"request_id", "prediction_id", "stored", "cached", "receipt", "seen_before"}
+)
 
 _VIDEO_MEDIA_TYPES = {"mp4": "video/mp4", "matroska": "video/x-matroska"}
 
@@ -41,11 +50,47 @@ def video_media_type(container: str) -> str:
 
 
 class Recorder:
-    """The app's link between answers and the store (``store`` None: nothing is kept)."""
+    """The app's link between answers and the store (``store`` None: nothing is kept): the
+    exact cache, the records, and what the store knows of near-duplicates."""
 
-    def __init__(self, store: PredictionStore | None, *, cache: bool) -> None:
+    def __init__(
+        self,
+        store: PredictionStore | None,
+        *,
+        cache: bool,
+        seen: SeenBefore | None = None,
+        formats: Iterable[str] = DEFAULT_FORMATS,
+    ) -> None:
         self.store = store
         self.cache = cache and store is not None
+        self.seen = seen
+        self.formats = tuple(formats)
+
+    async def perceptual_hash(self, data: bytes) -> str | None:
+        """The upload's pHash (off the event loop: it decodes the image)."""
+        return await asyncio.to_thread(perceptual_hash, data, self.formats)
+
+    async def seen_before(self, phash: str | None, caller: Caller) -> list[SeenBeforeModel] | None:
+        """Earlier predictions of near-duplicates the caller may see; None when unknown."""
+        if self.seen is None or phash is None:
+            return None
+        try:
+            matches = await self.seen.lookup(phash, caller)
+        except StoreUnavailableError:
+            return None
+        return [
+            SeenBeforeModel(
+                prediction_id=m.prediction.row.id,
+                request_id=m.prediction.row.request_id,
+                created_at=m.prediction.row.created_at,
+                distance=m.distance,
+                verdict=m.prediction.row.verdict,  # type: ignore[arg-type]
+                fake_prob=m.prediction.row.fake_prob,
+                model_version=m.prediction.row.model_version,
+                review_label=m.prediction.review.label if m.prediction.review else None,
+            )
+            for m in matches
+        ]
 
     def key(self, service: ModelService, digest: str, kind: Kind, options: dict[str, Any]) -> str:
         """The exact-cache key: the bytes, and everything else that shapes the answer."""
@@ -69,7 +114,10 @@ class Recorder:
     async def save(self, rows: list[PredictionRow]) -> bool:
         if self.store is None:
             return False
-        return await self.store.record(rows)
+        stored = await self.store.record(rows)
+        if stored and self.seen is not None:
+            self.seen.remember(rows)
+        return stored
 
 
 def build_row(
@@ -85,6 +133,7 @@ def build_row(
     answer: BaseModel,
     key: str,
     cached_from: str | None = None,
+    phash: str | None = None,
 ) -> PredictionRow:
     """The stored record of one answer (image, batch item or video)."""
     body = answer.model_dump(mode="json", exclude=set(REQUEST_FIELDS))
@@ -96,6 +145,7 @@ def build_row(
         key_id=caller.key_id,
         kind=kind,
         input_sha256=digest,
+        perceptual_hash=phash,
         media_type=media_type,
         size_bytes=size_bytes,
         model_name=body["model_name"],

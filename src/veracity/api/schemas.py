@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -174,6 +175,27 @@ class StoreFields(BaseModel):
     )
 
 
+class SeenBeforeModel(BaseModel):
+    """An earlier prediction of a near-duplicate (the same picture re-encoded, resized...)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    prediction_id: str
+    request_id: str
+    created_at: datetime
+    distance: int = Field(
+        description="Bits of the 256-bit perceptual hash (pHash) that differ: 0 for the same "
+        "picture; re-encodes and resized copies measure up to about 16; distinct pictures "
+        "about 90 and more. Matches are reported up to VERACITY_SEEN_BEFORE_MAX_DISTANCE."
+    )
+    verdict: Literal["real", "fake", "inconclusive"]
+    fake_prob: float | None
+    model_version: str
+    review_label: Literal["real", "fake"] | None = Field(
+        description="The latest reviewer label of that prediction, if it was reviewed."
+    )
+
+
 class InferResponse(VerdictFields, StoreFields):
     """``request_id``, ``fake_prob`` and ``real_prob`` are the contract; the rest is additive."""
 
@@ -200,6 +222,12 @@ class InferResponse(VerdictFields, StoreFields):
     batch_size: int = Field(
         ge=0,
         description="Inputs that shared this forward pass (0: none ran, as for no_face).",
+    )
+    seen_before: list[SeenBeforeModel] | None = Field(
+        default=None,
+        description="Earlier predictions (yours, or every key's for an admin key) of "
+        "near-duplicates of this image, nearest first, at most 5; [] when there are none; "
+        "null when the deployment keeps no store or the lookup failed.",
     )
 
 

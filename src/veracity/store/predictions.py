@@ -187,6 +187,35 @@ class PredictionStore:
             self._metrics.cache_lookups.labels("miss").inc(len(wanted) - len(found))
         return found
 
+    async def perceptual_hashes(self, since: datetime | None) -> list[tuple[str, str, datetime]]:
+        """(ID, perceptual hash, created_at) of the predictions created at or after
+        ``since`` (all when None), for the similarity index."""
+
+        def work(session: Session) -> list[tuple[str, str, datetime]]:
+            query = select(
+                PredictionRow.id, PredictionRow.perceptual_hash, PredictionRow.created_at
+            ).where(PredictionRow.perceptual_hash.is_not(None))
+            if since is not None:
+                query = query.where(PredictionRow.created_at >= since)
+            return [(i, h, c) for i, h, c in session.execute(query) if h is not None]
+
+        return await self.run("similarity_load", work)
+
+    async def with_hashes(
+        self, hashes: list[str], caller: Caller, *, limit: int
+    ) -> list[StoredPrediction]:
+        """The newest predictions the caller may see whose perceptual hash is one of
+        ``hashes``."""
+
+        def work(session: Session) -> list[StoredPrediction]:
+            query = select(PredictionRow).where(PredictionRow.perceptual_hash.in_(hashes))
+            if not caller.admin:
+                query = query.where(PredictionRow.key_id == caller.key_id)
+            query = query.order_by(PredictionRow.created_at.desc()).limit(limit)
+            return _with_reviews(session, list(session.scalars(query)))
+
+        return await self.run("similarity_lookup", work)
+
     async def get(self, prediction_id: str, viewer: Caller) -> StoredPrediction:
         """Raises NotFoundError (also for another key's prediction), StoreUnavailableError."""
 

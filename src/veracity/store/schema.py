@@ -63,6 +63,8 @@ class PredictionRow(Base):
     key_id: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))  # image | video | batch_item
     input_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # 256-bit pHash in hex (images only; None for videos and unreadable inputs).
+    perceptual_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     media_type: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer)
     model_name: Mapped[str] = mapped_column(String(200))

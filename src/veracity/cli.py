@@ -405,6 +405,39 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0 if current == head or args.action == "current" else 1
 
 
+def _cmd_export_feedback(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from veracity.settings import StoreSettings, describe_validation_error
+    from veracity.store.database import settings_engine
+    from veracity.store.export import export_feedback
+    from veracity.store.inputs import InputFiles
+
+    try:
+        settings = StoreSettings()
+    except ValidationError as e:
+        for line in describe_validation_error(e):
+            print(f"veracity export-feedback: invalid configuration: {line}", file=sys.stderr)
+        return 2
+    engine = settings_engine(settings)
+    try:
+        inputs = InputFiles(settings.data_dir / "inputs", retention_s=0)
+        summary = export_feedback(engine, inputs, args.out)
+    finally:
+        engine.dispose()
+    for key, count in sorted(summary.written.items()):
+        print(f"{args.out / key}: {count}")
+    if summary.missing_input:
+        print(
+            f"{summary.missing_input} reviewed input(s) skipped: their bytes were not kept "
+            "(VERACITY_STORE_INPUTS) or have expired",
+            file=sys.stderr,
+        )
+    if summary.videos:
+        print(f"{summary.videos} reviewed video(s) skipped", file=sys.stderr)
+    return 0
+
+
 def _cmd_receipt_key(args: argparse.Namespace) -> int:
     from veracity.receipts import generate_key
 
@@ -840,6 +873,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=["upgrade", "current"])
     p.set_defaults(handler=_cmd_db)
+
+    p = sub.add_parser(
+        "export-feedback",
+        help="write reviewer-labelled kept inputs as a train/val ImageFolder tree",
+        description="Reads the results store (VERACITY_DATABASE_URL or VERACITY_DATA_DIR) and "
+        "its kept inputs; each reviewed image goes under its latest label into train/ or "
+        "val/ (fixed by its SHA-256). `veracity train --data OUT` trains on it.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="a new or empty directory")
+    p.set_defaults(handler=_cmd_export_feedback)
 
     p = sub.add_parser(
         "receipt-key",

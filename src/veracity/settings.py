@@ -58,6 +58,11 @@ class StoreSettings(BaseSettings):
     # The exact cache: the same bytes, model, calibration, policy and options are answered
     # from the store without inference.
     cache_enabled: bool = True
+    # Keep each upload's bytes (content-addressed files under data_dir/inputs) for this
+    # many days after its last upload: reviewers can see them, and `veracity
+    # export-feedback` turns the reviewed ones into training data. Off by default.
+    store_inputs: bool = False
+    input_retention_days: Annotated[float, Field(gt=0, le=36_500)] = 30.0
     # "Seen before": each image answer lists earlier predictions of near-duplicates (256-bit
     # pHash within this many bits; re-encodes measure up to about 16, distinct pictures
     # about 90 and more).

@@ -40,6 +40,7 @@ from veracity.receipts import ReceiptSigner
 from veracity.settings import Settings
 from veracity.similarity.seen import SeenBefore
 from veracity.store.database import open_store, prepare_database
+from veracity.store.inputs import InputFiles
 
 logger = logging.getLogger("veracity.app")
 
@@ -52,6 +53,19 @@ The answer's `verdict` is `real`, `fake` or `inconclusive`, with `reasons` sayin
 after a JPEG re-encode and a halving and learn whether the verdict is stable.
 Every error has the same shape: `{"error": {"code", "message", "request_id"}}`.
 """
+
+
+async def _sweep_inputs(inputs: InputFiles, every_s: float = 3600) -> None:
+    """Remove kept inputs past their retention, hourly (and once at start-up)."""
+    while True:
+        try:
+            removed = await asyncio.to_thread(inputs.sweep)
+        except OSError as e:
+            logger.error("kept inputs not swept", extra={"error": str(e)[:200]})
+        else:
+            if removed:
+                logger.info("kept inputs past retention removed", extra={"files": removed})
+        await asyncio.sleep(every_s)
 
 
 def create_app(settings: Settings, *, model_service: ModelService | None = None) -> FastAPI:
@@ -99,7 +113,12 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         if store is not None and settings.seen_before_enabled
         else None
     )
-    recorder = Recorder(store, cache=settings.cache_enabled, seen=seen)
+    inputs = (
+        InputFiles(settings.data_dir / "inputs", retention_s=settings.input_retention_days * 86_400)
+        if store is not None and settings.store_inputs
+        else None
+    )
+    recorder = Recorder(store, cache=settings.cache_enabled, seen=seen, inputs=inputs)
     job_limits = JobLimits(
         video_max_upload_bytes=settings.video_max_upload_bytes,
         video_limits=settings.job_video_limits,
@@ -156,9 +175,12 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
             seen.start()
         if runner is not None:
             runner.start()
+        sweeper = None if inputs is None else asyncio.create_task(_sweep_inputs(inputs))
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
             if runner is not None:
                 # First: a running job goes back to the queue instead of being cut off.
                 await runner.stop()

@@ -132,6 +132,7 @@ def job_executor(
                 timeout_setting="VERACITY_JOB_TIMEOUT_S",
             )
             # Recorded with the job's completion, in the same transaction.
+            await recorder.keep_inputs([row], [inputs[0].data])
             return JobOutcome(finished(answer, row, True, signer).model_dump(mode="json"), [row])
         answers, rows = await judge_batch(
             service,
@@ -142,6 +143,7 @@ def job_executor(
             id_prefix=job.id,
             robustness_check=params["robustness_check"],
         )
+        await recorder.keep_inputs(rows, [item.data for item in inputs])
         batch = batch_answer(job.request_id, answers, rows, True, signer)
         return JobOutcome(batch.model_dump(mode="json"), rows)
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from veracity.api.deps import CallerDep, StoreDep
+from veracity.api.deps import CallerDep, RecorderDep, StoreDep
 from veracity.errors import BadRequestError, ForbiddenError
 from veracity.store.predictions import PredictionFilter, StoredPrediction
 
@@ -214,13 +214,14 @@ def build_predictions_router(errors: dict[int | str, dict[str, Any]]) -> APIRout
         "/{prediction_id}",
         status_code=204,
         response_class=Response,
-        summary="Erase a stored prediction and its feedback (erasure requests)",
+        summary="Erase a stored prediction, its feedback and, when no other prediction "
+        "refers to the same bytes, the kept input (erasure requests)",
         responses=responses,
     )
     async def delete_prediction(
-        prediction_id: PredictionId, caller: CallerDep, store: StoreDep
+        prediction_id: PredictionId, caller: CallerDep, store: StoreDep, recorder: RecorderDep
     ) -> Response:
-        await store.delete(prediction_id, caller)
+        await recorder.erase_input(await store.delete(prediction_id, caller))
         return Response(status_code=204)
 
     return router

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,8 +21,11 @@ from veracity.images import DEFAULT_FORMATS
 from veracity.inference.service import ModelService
 from veracity.similarity.phash import perceptual_hash
 from veracity.similarity.seen import SeenBefore
+from veracity.store.inputs import InputFiles
 from veracity.store.predictions import Kind, PredictionStore, cache_key
 from veracity.store.schema import PredictionRow
+
+logger = logging.getLogger("veracity.store")
 
 # Fields of an answer that belong to the request, not to the verdict: not stored, and
 # filled in afresh when a stored answer is replayed.
@@ -59,11 +63,13 @@ class Recorder:
         *,
         cache: bool,
         seen: SeenBefore | None = None,
+        inputs: InputFiles | None = None,
         formats: Iterable[str] = DEFAULT_FORMATS,
     ) -> None:
         self.store = store
         self.cache = cache and store is not None
         self.seen = seen
+        self.inputs = inputs if store is not None else None
         self.formats = tuple(formats)
 
     async def perceptual_hash(self, data: bytes) -> str | None:
@@ -111,13 +117,42 @@ class Recorder:
             return {}
         return await self.store.find_cached(keys)
 
-    async def save(self, rows: list[PredictionRow]) -> bool:
+    async def save(self, rows: list[PredictionRow], uploads: Iterable[bytes] = ()) -> bool:
+        """Record the rows (and, where inputs are kept, the uploads they are about)."""
         if self.store is None:
             return False
         stored = await self.store.record(rows)
-        if stored and self.seen is not None:
-            self.seen.remember(rows)
+        if stored:
+            if self.seen is not None:
+                self.seen.remember(rows)
+            await self.keep_inputs(rows, uploads)
         return stored
+
+    async def keep_inputs(self, rows: list[PredictionRow], uploads: Iterable[bytes]) -> None:
+        """Write the uploads that the rows are about, where the deployment keeps inputs. A
+        failed write loses the copy, never the verdict (logged)."""
+        inputs = self.inputs
+        if inputs is None or not rows:
+            return
+        wanted = {row.input_sha256 for row in rows}
+        blobs = list(uploads)
+
+        def write() -> None:
+            for data in blobs:
+                digest = sha256_hex(data)
+                if digest in wanted:
+                    inputs.save(digest, data)
+                    wanted.discard(digest)
+
+        try:
+            await asyncio.to_thread(write)
+        except OSError as e:
+            logger.error("input not kept", extra={"error": str(e)[:200]})
+
+    async def erase_input(self, sha256: str | None) -> None:
+        """After the last prediction about these bytes was erased: the file too."""
+        if self.inputs is not None and sha256 is not None:
+            await asyncio.to_thread(self.inputs.delete, sha256)
 
 
 def build_row(

@@ -413,7 +413,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
             robustness_check=robustness_check,
             run=lambda work: served(request, service, work),
         )
-        return finished(answer, row, await recorder.save([row]), signer)
+        return finished(answer, row, await recorder.save([row], [data]), signer)
 
     @router.post(
         "/infer/video",
@@ -474,7 +474,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
             rule=rule,
             run=lambda work: served(request, service, work),
         )
-        return finished(answer, row, await recorder.save([row]), signer)
+        return finished(answer, row, await recorder.save([row], [data]), signer)
 
     @router.post(
         "/infer/batch",
@@ -515,7 +515,8 @@ def build_router(limits: RouteLimits) -> APIRouter:
             robustness_check=robustness_check,
             run=lambda work: served(request, service, work),
         )
-        return batch_answer(request_id, answers, rows, await recorder.save(rows), signer)
+        stored = await recorder.save(rows, [data for _, data in files])
+        return batch_answer(request_id, answers, rows, stored, signer)
 
     @router.get(
         "/.well-known/jwks.json",

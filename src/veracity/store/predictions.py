@@ -292,19 +292,32 @@ class PredictionStore:
 
         return await self.run("feedback", work)
 
-    async def delete(self, prediction_id: str, viewer: Caller) -> None:
-        """Erase a prediction and its feedback. Raises NotFoundError, StoreUnavailableError."""
+    async def delete(self, prediction_id: str, viewer: Caller) -> str | None:
+        """Erase a prediction and its feedback; the input's SHA-256 when no other
+        prediction refers to those bytes any more (their kept file can go too).
 
-        def work(session: Session) -> None:
+        Raises:
+            NotFoundError, StoreUnavailableError.
+        """
+
+        def work(session: Session) -> str | None:
             row = session.get(PredictionRow, prediction_id)
             if row is None or not _may_see(viewer, row):
                 raise _not_found(prediction_id)
             # Explicitly, not only by the foreign key's cascade: SQLite enforces it only
             # with foreign_keys=ON, which a connection made by another tool may lack.
             session.execute(delete(FeedbackRow).where(FeedbackRow.prediction_id == prediction_id))
+            digest = row.input_sha256
             session.delete(row)
+            session.flush()
+            others = session.scalar(
+                select(func.count())
+                .select_from(PredictionRow)
+                .where(PredictionRow.input_sha256 == digest)
+            )
+            return digest if not others else None
 
-        await self.run("delete", work)
+        return await self.run("delete", work)
 
 
 def _with_reviews(session: Session, rows: list[PredictionRow]) -> list[StoredPrediction]:

@@ -145,3 +145,10 @@ class ServiceMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.seen_before = Counter(
+            "veracity_seen_before_lookups",
+            "'Seen before' lookups by result: match (an earlier near-duplicate the caller may "
+            "see) or none.",
+            ["result"],
+            registry=registry,
+        )

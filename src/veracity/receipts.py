@@ -105,9 +105,18 @@ class ReceiptSigner:
             key = _load(path, private=False)
             published.setdefault(key.thumbprint(), _public_dict(key))
         self._jwks = {"keys": list(published.values())}
+        self._keyset = KeySet([OKPKey.import_key(key) for key in published.values()])
 
     def jwks(self) -> dict[str, Any]:
         return self._jwks
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a receipt one of the published keys signed.
+
+        Raises:
+            InvalidReceiptError: as ``verify_receipt``.
+        """
+        return verify_receipt(token, self._keyset)
 
     def sign(self, claims: ReceiptClaims) -> str:
         body = json.dumps(

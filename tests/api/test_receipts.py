@@ -161,3 +161,29 @@ def test_a_bad_signing_key_stops_the_service_with_a_clear_error(
     for path, words in ((keys[1], "public key"), (tmp_path / "none.pem", "not a readable")):
         with pytest.raises(ConfigurationError, match=words):
             create_app(make_settings(tiny_checkpoint, receipt_signing_key=path))
+
+
+def test_the_service_checks_receipts_for_clients(tiny_checkpoint: Path, keys) -> None:
+    data = jpeg_bytes(seed=9)
+    digest = hashlib.sha256(data).hexdigest()
+    with serving(make_settings(tiny_checkpoint, receipt_signing_key=keys[0])) as client:
+        receipt = infer(client, data).json()["receipt"]
+        ok = client.post("/receipts/verify", json={"receipt": receipt, "input_sha256": digest})
+        assert ok.status_code == 200
+        assert ok.json()["valid"] is True
+        assert ok.json()["matches_input"] is True
+        assert ok.json()["claims"]["input_sha256"] == digest
+        other = client.post("/receipts/verify", json={"receipt": receipt, "input_sha256": "0" * 64})
+        assert other.json()["matches_input"] is False
+        for bad in (_tamper(receipt), receipt[:-12], "x.y.z", "no-dots"):
+            assert_error(
+                client.post("/receipts/verify", json={"receipt": bad}), 400, "invalid_receipt"
+            )
+        assert_error(
+            client.post("/receipts/verify", json={"receipt": "x" * 20_000}), 422, "validation_error"
+        )
+        assert_error(
+            client.post("/receipts/verify", json={"receipt": receipt, "input_sha256": "zz"}),
+            422,
+            "validation_error",
+        )

@@ -64,6 +64,7 @@ OPERATIONS = [
     "POST /jobs/batch",
     "GET /jobs/{job_id}",
     "GET /.well-known/jwks.json",
+    "POST /receipts/verify",
 ]
 
 

@@ -109,7 +109,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     # Built here (no connection yet); the schema is checked or migrated at start-up.
     store = open_store(settings, metrics) if settings.store_enabled else None
     seen = (
-        SeenBefore(store, max_distance=settings.seen_before_max_distance)
+        SeenBefore(store, max_distance=settings.seen_before_max_distance, metrics=metrics)
         if store is not None and settings.seen_before_enabled
         else None
     )

@@ -23,6 +23,8 @@ from veracity.api.schemas import (
     ModelResponse,
     PreprocessInfo,
     ReadyResponse,
+    ReceiptCheck,
+    ReceiptToCheck,
     ThresholdsModel,
     VideoResponse,
 )
@@ -532,6 +534,34 @@ def build_router(limits: RouteLimits) -> APIRouter:
                 "this deployment signs no receipts (no VERACITY_RECEIPT_SIGNING_KEY)"
             )
         return signer.jwks()
+
+    @router.post(
+        "/receipts/verify",
+        response_model=ReceiptCheck,
+        summary="Check a verdict receipt against this deployment's published keys",
+        description="The same check as `veracity verify-receipt`, for clients without the "
+        "CLI: 200 with the claims when a published key signed it (and, given "
+        "`input_sha256`, whether it is about those bytes); 400 `invalid_receipt` otherwise.",
+        responses={
+            400: _error(
+                "A forged, truncated or foreign receipt.",
+                "invalid_receipt",
+                "the receipt's signature does not verify with the given keys (BadSignatureError)",
+            ),
+            404: STORE_ERRORS[404],
+            422: STORE_ERRORS[422],
+        },
+    )
+    async def verify(body: ReceiptToCheck, signer: SignerDep) -> ReceiptCheck:
+        if signer is None:
+            raise NotFoundError(
+                "this deployment signs no receipts (no VERACITY_RECEIPT_SIGNING_KEY)"
+            )
+        claims = signer.verify(body.receipt)
+        same = (
+            None if body.input_sha256 is None else claims.get("input_sha256") == body.input_sha256
+        )
+        return ReceiptCheck(valid=True, claims=claims, matches_input=same)
 
     @router.get(
         "/health",

@@ -449,3 +449,22 @@ class ErrorResponse(BaseModel):
     )
 
     error: ErrorDetail
+
+
+class ReceiptToCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    receipt: str = Field(max_length=16_384, description="The receipt (compact JWS).")
+    input_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The SHA-256 of the file you hold, to check the receipt is about it.",
+    )
+
+
+class ReceiptCheck(BaseModel):
+    valid: bool
+    claims: dict[str, Any]
+    matches_input: bool | None = Field(
+        description="Whether the receipt is about input_sha256; null when none was given."
+    )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from veracity.callers import Caller
 from veracity.errors import StoreUnavailableError
+from veracity.metrics import ServiceMetrics
 from veracity.similarity.index import REFRESH_OVERLAP, SimilarityIndex
 from veracity.store.predictions import PredictionStore, StoredPrediction
 from veracity.store.schema import PredictionRow
@@ -35,9 +36,15 @@ class SeenMatch:
 
 class SeenBefore:
     def __init__(
-        self, store: PredictionStore, *, max_distance: int, refresh_s: float = 5.0
+        self,
+        store: PredictionStore,
+        *,
+        max_distance: int,
+        refresh_s: float = 5.0,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.store = store
+        self._metrics = metrics
         self.max_distance = max_distance
         self.index = SimilarityIndex()
         self._refresh_s = refresh_s
@@ -82,6 +89,7 @@ class SeenBefore:
             self.index.near, perceptual_hash, self.max_distance, _CANDIDATES
         )
         if not near:
+            self._count(False)
             return []
         distance = dict(near)
         found = await self.store.with_hashes(list(distance), caller, limit=MAX_MATCHES * 4)
@@ -91,4 +99,9 @@ class SeenBefore:
             if item.row.perceptual_hash in distance
         ]
         matches.sort(key=lambda m: (m.distance, -m.prediction.row.created_at.timestamp()))
+        self._count(bool(matches))
         return matches[:MAX_MATCHES]
+
+    def _count(self, matched: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.seen_before.labels("match" if matched else "none").inc()

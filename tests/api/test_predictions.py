@@ -306,6 +306,9 @@ def test_verdicts_outlive_the_process(tiny_checkpoint: Path, tmp_path: Path) -> 
 def test_a_postgresql_outage_mid_load_loses_no_answer_and_recovers(
     tiny_checkpoint: Path, postgres_server
 ) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     from tests.pgserver import PostgresServer
 
     server = PostgresServer(postgres_server.bindir)  # its own server: this test stops it
@@ -313,21 +316,40 @@ def test_a_postgresql_outage_mid_load_loses_no_answer_and_recovers(
     try:
         settings = make_settings(tiny_checkpoint, database_url=server.url(), store_timeout_s=2)
         with serving(settings) as client:
-            before = [infer(client, jpeg_bytes(seed=60 + i)).json() for i in range(3)]
-            assert all(answer["stored"] for answer in before)
-            server.stop()
-            during = [infer(client, jpeg_bytes(seed=70 + i)) for i in range(4)]
-            # Every request is answered by the model; none is stored, and each says so.
-            assert all(response.status_code == 200 for response in during)
-            assert all(response.json()["stored"] is False for response in during)
-            assert all(response.json()["fake_prob"] is not None for response in during)
-            assert_error(get(client, before[0]["prediction_id"]), 503, "store_unavailable")
-            server.start()
-            after = infer(client, jpeg_bytes(seed=80)).json()
-            assert after["stored"] is True
-            # What was stored before the outage is all there.
-            for answer in before:
-                assert get(client, answer["prediction_id"]).status_code == 200
+            outage = threading.Event()
+
+            def client_loop(worker: int) -> list[tuple[int, dict]]:
+                # A bounded load loop: 12 requests per client, distinct images.
+                answers = []
+                for i in range(12):
+                    response = infer(client, jpeg_bytes(seed=1000 + 100 * worker + i))
+                    answers.append((response.status_code, response.json()))
+                    if worker == 0 and i == 3:
+                        server.stop()  # the database goes away mid-run
+                        outage.set()
+                    if worker == 0 and i == 8:
+                        server.start()  # and comes back
+                return answers
+
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                results = [a for answers in pool.map(client_loop, range(4)) for a in answers]
+            assert outage.is_set()
+            # Every request was answered by the model, database or not.
+            assert all(status == 200 for status, _ in results)
+            assert all(body["fake_prob"] is not None for _, body in results)
+            stored = [body for _, body in results if body["stored"]]
+            unstored = [body for _, body in results if not body["stored"]]
+            assert unstored, "the outage should have cost some records"
+            assert all(body["prediction_id"] is None for body in unstored)
+            # What was stored is all there, and only that: nothing silently lost or invented.
+            for body in stored:
+                assert get(client, body["prediction_id"]).status_code == 200
+            for body in unstored:
+                assert_error(get(client, body["request_id"]), 404, "not_found")
+            # Storing resumed once the server was back.
+            assert infer(client, jpeg_bytes(seed=9999)).json()["stored"] is True
+            metrics = client.get("/metrics").text
+            assert 'veracity_store_failures_total{operation="record"}' in metrics
     finally:
         server.close()
 

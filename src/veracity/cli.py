@@ -389,6 +389,17 @@ def _cmd_db(args: argparse.Namespace) -> int:
         return 2
     engine = settings_engine(settings)
     where = describe_url(engine.url)
+    database = engine.url.database
+    if (
+        args.action == "current"
+        and engine.url.get_backend_name() == "sqlite"
+        and database
+        and not Path(database).exists()
+    ):
+        # Asking must not create an empty database file.
+        engine.dispose()
+        print(f"{where}: no database yet (schema revision none); `veracity db upgrade`")
+        return 0
     try:
         if args.action == "upgrade":
             upgrade_database(engine)

@@ -83,6 +83,8 @@ def test_db_command_migrates_the_configured_database(
     monkeypatch.chdir(tmp_path)  # no .env from the working directory
     assert main(["db", "current"]) == 0
     assert "revision none" in capsys.readouterr().out
+    if database_url.startswith("sqlite"):
+        assert not Path(database_url.removeprefix("sqlite:///")).exists()  # not created
     assert main(["db", "upgrade"]) == 0
     assert f"revision {head_revision()}, up to date" in capsys.readouterr().out
     assert main(["db", "upgrade"]) == 0  # idempotent

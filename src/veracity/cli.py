@@ -11,14 +11,18 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from veracity import __version__
 from veracity.errors import ConfigurationError, VeracityError
 from veracity.video.plan import SamplingPlan, VideoLimits
 
 if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
+
     from veracity.inference.predictor import Predictor
+
+S = TypeVar("S", bound="BaseSettings")
 
 DEFAULT_SAMPLE_DIR = Path("data/sample")
 
@@ -351,17 +355,26 @@ def _cmd_convert_legacy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
+def _load_settings(kind: type[S], command: str, **overrides: Any) -> S | None:
+    """Settings from the environment, or None after printing one line per invalid one."""
     from pydantic import ValidationError
 
-    from veracity.settings import Settings, describe_validation_error
+    from veracity.settings import describe_validation_error
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
-        settings = Settings(**overrides)
+        return kind(**overrides)
     except ValidationError as e:
         for line in describe_validation_error(e):
-            print(f"veracity serve: invalid configuration: {line}", file=sys.stderr)
+            print(f"veracity {command}: invalid configuration: {line}", file=sys.stderr)
+        return None
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from veracity.settings import Settings
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = _load_settings(Settings, "serve", **overrides)
+    if settings is None:
         return 2
     from veracity.server import serve
 
@@ -369,23 +382,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from veracity.settings import StoreSettings, describe_validation_error
+    from veracity.settings import StoreSettings
     from veracity.store.database import (
         current_revision,
+        describe_error,
         describe_url,
         head_revision,
         settings_engine,
         upgrade_database,
     )
 
-    try:
-        settings = StoreSettings()
-    except ValidationError as e:
-        for line in describe_validation_error(e):
-            print(f"veracity db: invalid configuration: {line}", file=sys.stderr)
+    settings = _load_settings(StoreSettings, "db")
+    if settings is None:
         return 2
     engine = settings_engine(settings)
     where = describe_url(engine.url)
@@ -405,8 +415,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
             upgrade_database(engine)
         current = current_revision(engine)
     except SQLAlchemyError as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"veracity db {args.action}: {where}: {message}", file=sys.stderr)
+        print(f"veracity db {args.action}: {where}: {describe_error(e)}", file=sys.stderr)
         return 1
     finally:
         engine.dispose()
@@ -417,22 +426,17 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_feedback(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from veracity.settings import StoreSettings, describe_validation_error
+    from veracity.settings import StoreSettings
     from veracity.store.database import settings_engine
     from veracity.store.export import export_feedback
     from veracity.store.inputs import InputFiles
 
-    try:
-        settings = StoreSettings()
-    except ValidationError as e:
-        for line in describe_validation_error(e):
-            print(f"veracity export-feedback: invalid configuration: {line}", file=sys.stderr)
+    settings = _load_settings(StoreSettings, "export-feedback")
+    if settings is None:
         return 2
     engine = settings_engine(settings)
     try:
-        inputs = InputFiles(settings.data_dir / "inputs", retention_s=0)
+        inputs = InputFiles(settings.inputs_dir, retention_s=0)
         summary = export_feedback(engine, inputs, args.out)
     finally:
         engine.dispose()

@@ -69,6 +69,11 @@ class StoreSettings(BaseSettings):
     seen_before_enabled: bool = True
     seen_before_max_distance: Annotated[int, Field(ge=0, le=128)] = 40
 
+    @property
+    def inputs_dir(self) -> Path:
+        """Where kept uploads live (VERACITY_STORE_INPUTS)."""
+        return self.data_dir / "inputs"
+
 
 class Settings(StoreSettings):
     """Every setting of the service. ``.env.example`` documents each with its default."""

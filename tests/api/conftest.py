@@ -19,6 +19,7 @@ from veracity.settings import Settings
 
 API_KEY = "test-key-0123456789abcdef"
 OTHER_KEY = "rotated-key-0123456789abcdef"
+ADMIN_KEY = "admin-key-0123456789abcdef"  # for settings with admin_api_keys=ADMIN_KEY
 
 
 def make_settings(checkpoint: Path, **overrides) -> Settings:

@@ -10,12 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import API_KEY, OTHER_KEY, infer, jpeg_bytes, make_settings, serving
+from tests.api.conftest import (
+    ADMIN_KEY,
+    API_KEY,
+    OTHER_KEY,
+    infer,
+    jpeg_bytes,
+    make_settings,
+    serving,
+)
 from veracity.cli import main
 from veracity.store.inputs import InputFiles
 from veracity.training.dataset import scan_split
-
-ADMIN_KEY = "admin-key-0123456789abcdef"
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.api.conftest import (
+    ADMIN_KEY,
     API_KEY,
     OTHER_KEY,
     assert_error,
@@ -22,8 +23,6 @@ from tests.api.conftest import (
 )
 from tests.videofiles import write_video
 from veracity.store.database import resolve_database_url
-
-ADMIN_KEY = "admin-key-0123456789abcdef"
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         else None
     )
     inputs = (
-        InputFiles(settings.data_dir / "inputs", retention_s=settings.input_retention_days * 86_400)
+        InputFiles(settings.inputs_dir, retention_s=settings.input_retention_days * 86_400)
         if store is not None and settings.store_inputs
         else None
     )

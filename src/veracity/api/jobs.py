@@ -16,7 +16,12 @@ from pydantic import BaseModel, Field
 from veracity.api.deps import CallerDep, ModelServiceDep
 from veracity.api.judging import batch_answer, finished, judge_batch, judge_video
 from veracity.api.recording import Recorder
-from veracity.api.routes import MULTIPART_OVERHEAD_BYTES, read_upload, read_uploads
+from veracity.api.routes import (
+    MULTIPART_OVERHEAD_BYTES,
+    read_upload,
+    read_uploads,
+    upload_schema,
+)
 from veracity.callers import Caller
 from veracity.errors import BadRequestError, NotFoundError
 from veracity.inference.service import ModelService
@@ -206,20 +211,7 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         "POST /infer/video answers. Jobs survive restarts and run on one replica each.",
         responses=upload_errors,
         max_body_size=limits.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file"],
-                            "properties": {"file": {"type": "string", "format": "binary"}},
-                        }
-                    }
-                },
-            }
-        },
+        openapi_extra=upload_schema("file", "The video: MP4, MOV, WebM or MKV.", many=False),
     )
     async def create_video_job(
         request: Request,
@@ -260,25 +252,7 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         "POST /infer/batch answers.",
         responses=upload_errors,
         max_body_size=limits.batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["files"],
-                            "properties": {
-                                "files": {
-                                    "type": "array",
-                                    "items": {"type": "string", "format": "binary"},
-                                }
-                            },
-                        }
-                    }
-                },
-            }
-        },
+        openapi_extra=upload_schema("files", "The images (repeat the field).", many=True),
     )
     async def create_batch_job(
         request: Request,

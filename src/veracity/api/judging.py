@@ -31,6 +31,7 @@ from veracity.callers import Caller
 from veracity.errors import VeracityError
 from veracity.inference.service import InferenceResult, ModelService
 from veracity.receipts import ReceiptClaims, ReceiptSigner
+from veracity.store.predictions import Kind
 from veracity.store.schema import PredictionRow
 from veracity.video.aggregate import AggregationRule
 from veracity.video.analysis import VideoAnalysis
@@ -103,6 +104,53 @@ def finished(answer: T, row: PredictionRow, stored: bool, signer: ReceiptSigner 
     return answer.model_copy(update=update)  # type: ignore[return-value]
 
 
+def _image_key(
+    service: ModelService, recorder: Recorder, digest: str, robustness_check: bool | None
+) -> str:
+    check = service.policy.robustness_check if robustness_check is None else robustness_check
+    return recorder.key(service, digest, "image", {"robustness_check": check})
+
+
+async def _image_outcome(
+    service: ModelService,
+    recorder: Recorder,
+    caller: Caller,
+    data: bytes,
+    *,
+    digest: str,
+    key: str,
+    hit: PredictionRow | None,
+    result: InferenceResult | None,
+    request_id: str,
+    prediction_id: str,
+    kind: Kind,
+) -> tuple[InferResponse, PredictionRow]:
+    """An image's answer (the stored one on a cache hit, else ``result``'s), with what the
+    store knows of its near-duplicates, and the row that records it."""
+    if hit is not None:
+        answer = InferResponse(**hit.response, request_id=request_id, cached=True)
+    else:
+        assert result is not None
+        answer = infer_answer(request_id, service, result)
+    phash = await recorder.perceptual_hash(data) if recorder.store is not None else None
+    answer = answer.model_copy(update={"seen_before": await recorder.seen_before(phash, caller)})
+    row = build_row(
+        prediction_id=prediction_id,
+        request_id=request_id,
+        caller=caller,
+        kind=kind,
+        digest=digest,
+        media_type=image_media_type(data),
+        size_bytes=len(data),
+        service=service,
+        answer=answer,
+        key=key,
+        cached_from=hit.id if hit is not None else None,
+        phash=phash,
+    )
+    return answer, row
+
+
 async def judge_image(
     service: ModelService,
     recorder: Recorder,
@@ -114,32 +162,24 @@ async def judge_image(
     run: Run[InferenceResult] = _plain,
 ) -> tuple[InferResponse, PredictionRow]:
     digest = sha256_hex(data)
-    check = service.policy.robustness_check if robustness_check is None else robustness_check
-    key = recorder.key(service, digest, "image", {"robustness_check": check})
+    key = _image_key(service, recorder, digest, robustness_check)
     hit = (await recorder.cached([key])).get(key)
-    if hit is not None:
-        answer = InferResponse(**hit.response, request_id=request_id, cached=True)
-    else:
+    result = None
+    if hit is None:
         result = await run(service.predict(data, robustness_check=robustness_check))
-        answer = infer_answer(request_id, service, result)
-    phash = await recorder.perceptual_hash(data) if recorder.store is not None else None
-    seen = await recorder.seen_before(phash, caller)
-    answer = answer.model_copy(update={"seen_before": seen})
-    row = build_row(
-        prediction_id=request_id,
-        request_id=request_id,
-        caller=caller,
-        kind="image",
+    return await _image_outcome(
+        service,
+        recorder,
+        caller,
+        data,
         digest=digest,
-        media_type=image_media_type(data),
-        size_bytes=len(data),
-        service=service,
-        answer=answer,
         key=key,
-        cached_from=hit.id if hit is not None else None,
-        phash=phash,
+        hit=hit,
+        result=result,
+        request_id=request_id,
+        prediction_id=request_id,
+        kind="image",
     )
-    return answer, row
 
 
 async def judge_video(
@@ -207,8 +247,7 @@ async def judge_batch(
     ``{id_prefix}-{i}``)."""
     uploads = [data for _, data in files]
     digests = await asyncio.to_thread(lambda: [sha256_hex(data) for data in uploads])
-    check = service.policy.robustness_check if robustness_check is None else robustness_check
-    keys = [recorder.key(service, d, "batch_item", {"robustness_check": check}) for d in digests]
+    keys = [_image_key(service, recorder, d, robustness_check) for d in digests]
     hits = await recorder.cached(keys)
     missing = [i for i, key in enumerate(keys) if key not in hits]
     computed = await run(
@@ -218,38 +257,25 @@ async def judge_batch(
     answers: list[tuple[str | None, InferResponse | VeracityError]] = []
     rows = []
     for index, ((filename, data), digest, key) in enumerate(zip(files, digests, keys, strict=True)):
-        hit = hits.get(key)
         outcome = fresh.get(index)
         if isinstance(outcome, VeracityError):
             answers.append((filename, outcome))
             continue
-        answer: InferResponse
-        if hit is not None:
-            answer = InferResponse(**hit.response, request_id=request_id, cached=True)
-        else:
-            assert outcome is not None
-            answer = infer_answer(request_id, service, outcome)
-        phash = await recorder.perceptual_hash(data) if recorder.store is not None else None
-        answer = answer.model_copy(
-            update={"seen_before": await recorder.seen_before(phash, caller)}
+        answer, row = await _image_outcome(
+            service,
+            recorder,
+            caller,
+            data,
+            digest=digest,
+            key=key,
+            hit=hits.get(key),
+            result=outcome,
+            request_id=request_id,
+            prediction_id=f"{id_prefix}-{index}",
+            kind="batch_item",
         )
         answers.append((filename, answer))
-        rows.append(
-            build_row(
-                prediction_id=f"{id_prefix}-{index}",
-                request_id=request_id,
-                caller=caller,
-                kind="batch_item",
-                digest=digest,
-                media_type=image_media_type(data),
-                size_bytes=len(data),
-                service=service,
-                answer=answer,
-                key=key,
-                cached_from=hit.id if hit is not None else None,
-                phash=phash,
-            )
-        )
+        rows.append(row)
     return answers, rows
 
 

@@ -36,6 +36,7 @@ from veracity.errors import (
     RequestTimeoutError,
 )
 from veracity.inference.service import ModelService
+from veracity.receipts import ReceiptSigner
 from veracity.video.aggregate import AggregationMethod, AggregationRule
 from veracity.video.plan import SamplingPlan
 
@@ -50,7 +51,7 @@ MAX_FORM_FIELDS = 4
 MAX_FIELD_BYTES = 8 * 1024
 
 
-def _upload_schema(field: str, description: str, *, many: bool) -> dict[str, Any]:
+def upload_schema(field: str, description: str, *, many: bool) -> dict[str, Any]:
     file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
     schema = {"type": "array", "items": file_schema} if many else file_schema
     return {
@@ -69,7 +70,7 @@ def _upload_schema(field: str, description: str, *, many: bool) -> dict[str, Any
     }
 
 
-_UPLOAD_SCHEMA = _upload_schema(
+_UPLOAD_SCHEMA = upload_schema(
     "file", "The image: JPEG, PNG, WebP, BMP or GIF (first frame).", many=False
 )
 
@@ -369,6 +370,12 @@ class RouteLimits:
     batch_max_upload_bytes: int = 64 * 1024 * 1024
 
 
+def _receipts_on(signer: ReceiptSigner | None) -> ReceiptSigner:
+    if signer is None:
+        raise NotFoundError("this deployment signs no receipts (no VERACITY_RECEIPT_SIGNING_KEY)")
+    return signer
+
+
 def build_router(limits: RouteLimits) -> APIRouter:
     """The API's routes; limits come from settings, so the router is built per app."""
     router = APIRouter()
@@ -426,7 +433,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         "rule). MP4, MOV, WebM or MKV with H.264, HEVC, VP8, VP9 or AV1, up to "
         "VERACITY_VIDEO_MAX_DURATION_S. See the README's 'Video'.",
         responses=VIDEO_ERRORS,
-        openapi_extra=_upload_schema("file", "The video: MP4, MOV, WebM or MKV.", many=False),
+        openapi_extra=upload_schema("file", "The video: MP4, MOV, WebM or MKV.", many=False),
         max_body_size=limits.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
     )
     async def infer_video(
@@ -487,7 +494,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         "code and message) and the others are still judged; the request itself fails "
         "only for what concerns all items (auth, size, overload).",
         responses=INFER_ERRORS,
-        openapi_extra=_upload_schema("files", "The images (repeat the field).", many=True),
+        openapi_extra=upload_schema("files", "The images (repeat the field).", many=True),
         max_body_size=limits.batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
     )
     async def infer_batch(
@@ -529,11 +536,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         responses={404: STORE_ERRORS[404]},
     )
     async def jwks(signer: SignerDep) -> dict[str, Any]:
-        if signer is None:
-            raise NotFoundError(
-                "this deployment signs no receipts (no VERACITY_RECEIPT_SIGNING_KEY)"
-            )
-        return signer.jwks()
+        return _receipts_on(signer).jwks()
 
     @router.post(
         "/receipts/verify",
@@ -553,11 +556,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         },
     )
     async def verify(body: ReceiptToCheck, signer: SignerDep) -> ReceiptCheck:
-        if signer is None:
-            raise NotFoundError(
-                "this deployment signs no receipts (no VERACITY_RECEIPT_SIGNING_KEY)"
-            )
-        claims = signer.verify(body.receipt)
+        claims = _receipts_on(signer).verify(body.receipt)
         same = (
             None if body.input_sha256 is None else claims.get("input_sha256") == body.input_sha256
         )

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from veracity.callers import Caller
 from veracity.errors import NotFoundError
-from veracity.store.predictions import PredictionStore
+from veracity.store.predictions import PredictionStore, may_see
 from veracity.store.schema import JobInputRow, JobRow, PredictionRow
 
 JobKind = Literal["video", "batch"]
@@ -86,6 +86,38 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _ended(session: Session, job_id: str, now: datetime) -> None:
+    """What follows a job's end: its webhook is due, and its inputs (needed only to run it)
+    are removed."""
+    session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.webhook_url.is_not(None))
+        .values(webhook_status="pending", webhook_next_at=now)
+    )
+    session.execute(delete(JobInputRow).where(JobInputRow.job_id == job_id))
+
+
+def _take_oldest(session: Session, due: Any, oldest: Any, **values: Any) -> JobRow | None:
+    """The claim both jobs and webhook deliveries use: the oldest row matching ``due`` that
+    no other transaction is claiming (SKIP LOCKED), updated with ``values`` only if it still
+    matches (which alone decides on SQLite). None when there is none, or another worker
+    took it first."""
+    candidate = session.scalars(
+        select(JobRow.id).where(due).order_by(oldest).limit(1).with_for_update(skip_locked=True)
+    ).first()
+    if candidate is None:
+        return None
+    taken = session.execute(
+        update(JobRow)
+        .where(JobRow.id == candidate, due)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return session.get(JobRow, candidate, populate_existing=True)
+
+
 class JobQueue:
     def __init__(self, store: PredictionStore, *, lease_s: float, max_attempts: int) -> None:
         self.store = store
@@ -134,9 +166,7 @@ class JobQueue:
 
         def work(session: Session) -> Job:
             row = session.get(JobRow, job_id)
-            if row is None or not (
-                caller.admin or (caller.key_id is not None and row.key_id == caller.key_id)
-            ):
+            if row is None or not may_see(caller, row.key_id):
                 shown = job_id if len(job_id) <= 64 else job_id[:64] + "..."
                 raise NotFoundError(
                     f"no job {shown!r} for this key; a key sees only the jobs it created"
@@ -157,36 +187,23 @@ class JobQueue:
 
         def work(session: Session) -> tuple[Job, list[JobInput]] | None:
             now = _now()
-            candidate = session.scalars(
-                select(JobRow.id)
-                .where(self._claimable(now))
-                .order_by(JobRow.created_at)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
-            if candidate is None:
-                return None
-            taken = session.execute(
-                update(JobRow)
-                .where(JobRow.id == candidate, self._claimable(now))
-                .values(
-                    status="running",
-                    claimed_by=worker,
-                    lease_until=now + timedelta(seconds=self.lease_s),
-                    started_at=func.coalesce(JobRow.started_at, now),
-                    attempts=JobRow.attempts + 1,
-                )
-                .execution_options(synchronize_session=False)
+            row = _take_oldest(
+                session,
+                self._claimable(now),
+                JobRow.created_at,
+                status="running",
+                claimed_by=worker,
+                lease_until=now + timedelta(seconds=self.lease_s),
+                started_at=func.coalesce(JobRow.started_at, now),
+                attempts=JobRow.attempts + 1,
             )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
+            if row is None:
                 return None
-            row = session.get(JobRow, candidate, populate_existing=True)
-            assert row is not None
             inputs = [
                 JobInput(item.filename, item.data)
                 for item in session.scalars(
                     select(JobInputRow)
-                    .where(JobInputRow.job_id == candidate)
+                    .where(JobInputRow.job_id == row.id)
                     .order_by(JobInputRow.position)
                 )
             ]
@@ -274,14 +291,8 @@ class JobQueue:
             )
             if updated.rowcount != 1:  # type: ignore[attr-defined]
                 return False
-            session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.webhook_url.is_not(None))
-                .values(webhook_status="pending", webhook_next_at=now)
-            )
             session.add_all(rows)
-            # The inputs were needed only to run the job.
-            session.execute(delete(JobInputRow).where(JobInputRow.job_id == job_id))
+            _ended(session, job_id, now)
             return True
 
         return await self.store.run("job_finish", work)
@@ -301,8 +312,9 @@ class JobQueue:
                     )
                 )
             )
+            failed = []
             for job_id in ids:
-                session.execute(
+                given_up = session.execute(
                     update(JobRow)
                     .where(JobRow.id == job_id, self._claimable(now))
                     .values(
@@ -317,13 +329,11 @@ class JobQueue:
                         },
                     )
                 )
-                session.execute(
-                    update(JobRow)
-                    .where(JobRow.id == job_id, JobRow.webhook_url.is_not(None))
-                    .values(webhook_status="pending", webhook_next_at=now)
-                )
-                session.execute(delete(JobInputRow).where(JobInputRow.job_id == job_id))
-            return ids
+                # Another worker may have claimed it meanwhile: then it is that worker's.
+                if given_up.rowcount == 1:  # type: ignore[attr-defined]
+                    _ended(session, job_id, now)
+                    failed.append(job_id)
+            return failed
 
         return await self.store.run("job_exhausted", work)
 
@@ -334,28 +344,14 @@ class JobQueue:
         def work(session: Session) -> Job | None:
             now = _now()
             due = and_(JobRow.webhook_status == "pending", JobRow.webhook_next_at <= now)
-            candidate = session.scalars(
-                select(JobRow.id)
-                .where(due)
-                .order_by(JobRow.webhook_next_at)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
-            if candidate is None:
-                return None
-            taken = session.execute(
-                update(JobRow)
-                .where(JobRow.id == candidate, due)
-                .values(
-                    webhook_next_at=now + timedelta(seconds=hold_s),
-                    webhook_attempts=JobRow.webhook_attempts + 1,
-                )
+            row = _take_oldest(
+                session,
+                due,
+                JobRow.webhook_next_at,
+                webhook_next_at=now + timedelta(seconds=hold_s),
+                webhook_attempts=JobRow.webhook_attempts + 1,
             )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            row = session.get(JobRow, candidate, populate_existing=True)
-            assert row is not None
-            return Job.of(row)
+            return None if row is None else Job.of(row)
 
         return await self.store.run("webhook_claim", work)
 

@@ -115,6 +115,12 @@ def describe_url(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def describe_error(error: BaseException) -> str:
+    """A database error's first line (drivers append SQL and links), for logs and the CLI."""
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
 def upgrade_database(engine: Engine, revision: str = "head") -> None:
     """Apply the Alembic migrations up to ``revision`` (under a PostgreSQL advisory lock, so
     that replicas starting at once migrate one after the other)."""

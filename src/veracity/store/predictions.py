@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from veracity.callers import Caller
 from veracity.errors import BadRequestError, NotFoundError, StoreUnavailableError
 from veracity.metrics import ServiceMetrics
+from veracity.store.database import describe_error
 from veracity.store.schema import FeedbackRow, PredictionRow
 
 logger = logging.getLogger("veracity.store")
@@ -132,7 +133,7 @@ class PredictionStore:
             logger.error(
                 "results store %s failed",
                 operation,
-                extra={"operation": operation, "error": _describe(e)},
+                extra={"operation": operation, "error": describe_error(e)},
             )
             raise StoreUnavailableError(
                 f"the results store is unavailable ({operation} failed); nothing was "
@@ -221,7 +222,7 @@ class PredictionStore:
 
         def work(session: Session) -> StoredPrediction:
             row = session.get(PredictionRow, prediction_id)
-            if row is None or not _may_see(viewer, row):
+            if row is None or not may_see(viewer, row.key_id):
                 raise _not_found(prediction_id)
             return _with_reviews(session, [row])[0]
 
@@ -276,7 +277,7 @@ class PredictionStore:
 
         def work(session: Session) -> StoredPrediction:
             row = session.get(PredictionRow, prediction_id)
-            if row is None or not _may_see(viewer, row):
+            if row is None or not may_see(viewer, row.key_id):
                 raise _not_found(prediction_id)
             session.add(
                 FeedbackRow(
@@ -302,7 +303,7 @@ class PredictionStore:
 
         def work(session: Session) -> str | None:
             row = session.get(PredictionRow, prediction_id)
-            if row is None or not _may_see(viewer, row):
+            if row is None or not may_see(viewer, row.key_id):
                 raise _not_found(prediction_id)
             # Explicitly, not only by the foreign key's cascade: SQLite enforces it only
             # with foreign_keys=ON, which a connection made by another tool may lack.
@@ -350,9 +351,10 @@ def _with_reviews(session: Session, rows: list[PredictionRow]) -> list[StoredPre
     return [StoredPrediction(row, latest.get(row.id), counts.get(row.id, 0)) for row in rows]
 
 
-def _may_see(caller: Caller, row: PredictionRow) -> bool:
-    """A key sees what its own requests created; the admin scope sees everything."""
-    return caller.admin or (caller.key_id is not None and row.key_id == caller.key_id)
+def may_see(caller: Caller, owner_key_id: str | None) -> bool:
+    """A key sees what its own requests created (predictions, jobs); the admin scope sees
+    everything."""
+    return caller.admin or (caller.key_id is not None and owner_key_id == caller.key_id)
 
 
 def _not_found(prediction_id: str) -> NotFoundError:
@@ -361,8 +363,3 @@ def _not_found(prediction_id: str) -> NotFoundError:
         f"no prediction {shown!r} for this key; IDs are the request_id of an answer (a "
         "batch item's is request_id-index), and a key sees only its own predictions"
     )
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text[:300]

@@ -341,24 +341,9 @@ class VideoReader:
             return any(position < k <= target for k in keyframes)
         return target - position > _SEEK_GAP_S
 
-    def _seek(self, target: float) -> Iterator[av.VideoFrame]:
-        stream = self._stream
-        assert stream.time_base is not None
-        offset = int((target + self._start) / stream.time_base)
-        self._check_deadline()
-        try:
-            self._container.seek(offset, stream=stream, backward=True, any_frame=False)
-            self.stats.seeks += 1
-        except av.FFmpegError:
-            # Not seekable (a damaged index): decode from where we are.
-            pass
-        return iter(self._container.decode(stream))
-
-    def _keyframe(self, target: float) -> tuple[av.VideoFrame, float] | None:
-        """The keyframe a seek towards ``target`` lands on, and its time: its one packet
-        decoded and the decoder drained, so B-frame reordering does not hold it back
-        behind the next frames (one decode per sample instead of three). None where the
-        seek lands elsewhere or the packet does not decode."""
+    def _seek_before(self, target: float) -> bool:
+        """Seek to the keyframe at or before ``target``; False where the file cannot seek
+        (a damaged index), leaving the position where it was."""
         stream = self._stream
         assert stream.time_base is not None
         self._check_deadline()
@@ -369,7 +354,26 @@ class VideoReader:
                 backward=True,
                 any_frame=False,
             )
-            self.stats.seeks += 1
+        except av.FFmpegError:
+            return False
+        self.stats.seeks += 1
+        return True
+
+    def _seek(self, target: float) -> Iterator[av.VideoFrame]:
+        # Not seekable: decode from where we are.
+        self._seek_before(target)
+        return iter(self._container.decode(self._stream))
+
+    def _keyframe(self, target: float) -> tuple[av.VideoFrame, float] | None:
+        """The keyframe a seek towards ``target`` lands on, and its time: its one packet
+        decoded and the decoder drained, so B-frame reordering does not hold it back
+        behind the next frames (one decode per sample instead of three). None where the
+        seek lands elsewhere or the packet does not decode."""
+        stream = self._stream
+        assert stream.time_base is not None
+        if not self._seek_before(target):
+            return None
+        try:
             packet = next(
                 (p for p in self._container.demux(stream) if p.size > 0 or p.pts is not None),
                 None,

@@ -199,3 +199,33 @@ class InvalidReceiptError(VeracityError):
 
     status_code = 400
     code = "invalid_receipt"
+
+
+class ModelNotFoundError(NotFoundError):
+    """No such model, or no such version of it, in the model repository."""
+
+    code = "model_not_found"
+
+
+class ModelLoadError(VeracityError):
+    """A version could not be loaded (corrupt, mismatched or missing checkpoint); whatever
+    served before still does."""
+
+    status_code = 422
+    code = "model_load_failed"
+
+
+class ModelMemoryError(VeracityError):
+    """Loading a version would exceed the model memory budget even after unloading every
+    version that may be unloaded."""
+
+    status_code = 507
+    code = "model_memory_exceeded"
+
+
+class ModelConflictError(VeracityError):
+    """A lifecycle change that contradicts the current state (unloading the serving version,
+    rolling back with no previous version)."""
+
+    status_code = 409
+    code = "model_conflict"

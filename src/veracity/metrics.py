@@ -152,3 +152,50 @@ class ServiceMetrics:
             ["result"],
             registry=registry,
         )
+        # Model lifecycle and per-version comparison (canary, shadow).
+        self.version_inference_seconds = Histogram(
+            "veracity_model_inference_seconds",
+            "Forward-pass time by model and version (compare a canary with the serving one).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.version_requests = Counter(
+            "veracity_model_requests",
+            "Requests by the model and version that answered and its role: primary (the "
+            "serving version), canary, pinned (the request named the version), or shadow "
+            "(scored, not returned).",
+            ["model", "version", "role"],
+            registry=registry,
+        )
+        self.version_verdicts = Counter(
+            "veracity_model_verdicts",
+            "Image verdicts by model, version and verdict (the verdict mix per version).",
+            ["model", "version", "verdict"],
+            registry=registry,
+        )
+        self.shadow_agreement = Counter(
+            "veracity_shadow_comparisons",
+            "Shadow scores compared with the serving version's answer, by shadow model, "
+            "version and outcome: agree or disagree (on the verdict), or dropped (not "
+            "scored: the service was busy or the shadow failed).",
+            ["model", "version", "outcome"],
+            registry=registry,
+        )
+        self.model_memory = Gauge(
+            "veracity_model_memory_bytes",
+            "Memory held by each loaded model version (measured after loading).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.model_memory_budget = Gauge(
+            "veracity_model_memory_budget_bytes",
+            "The model memory budget (VERACITY_MODEL_MEMORY_MB).",
+            registry=registry,
+        )
+        self.model_lifecycle = Counter(
+            "veracity_model_lifecycle",
+            "Model lifecycle actions by action (load, unload, evict, promote, rollback, "
+            "traffic) and outcome (ok, failed).",
+            ["action", "outcome"],
+            registry=registry,
+        )

@@ -19,13 +19,15 @@ from veracity.cpus import available_cpus
 from veracity.demo import default_checkpoint
 from veracity.devices import DevicePreference
 from veracity.export import default_export_dir
-from veracity.inference.backends import BackendName
+from veracity.inference.backends import BackendChoice
 from veracity.verdicts.decision import Thresholds, VerdictPolicy
 from veracity.verdicts.quality import QualityLimits
 from veracity.video.aggregate import AggregationMethod
 from veracity.video.plan import VideoLimits
 
 ENV_PREFIX = "VERACITY_"
+_IDENTIFIER = "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+DEFAULT_MODEL_PATTERN = rf"^{_IDENTIFIER}(:{_IDENTIFIER})?$"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -96,6 +98,19 @@ class Settings(StoreSettings):
         default=False, description="Serve without API keys. Local development only."
     )
     checkpoint: Path = Field(default_factory=default_checkpoint)
+    # A model repository (ROOT/NAME/VERSION/ with one checkpoint each) served instead of
+    # the single checkpoint above; the default model (NAME, or NAME:VERSION to pin its
+    # version) answers requests that name none; loaded versions share the memory budget
+    # (the least recently used is unloaded to make room).
+    model_repository: Path | None = None
+    default_model: (
+        Annotated[
+            str,
+            Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$"),
+        ]
+        | None
+    ) = None
+    model_memory_mb: Annotated[float, Field(ge=16, le=1_048_576)] = 4096.0
     device: DevicePreference = "auto"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8001
@@ -104,7 +119,8 @@ class Settings(StoreSettings):
     log_level: LogLevel = "INFO"
     inference_threads: Annotated[int, Field(ge=1, le=64)] | None = None
     torch_threads: Annotated[int, Field(ge=1, le=256)] | None = None
-    backend: BackendName = "torch"
+    # auto: ONNX Runtime where it runs and matches PyTorch on the checkpoint, else PyTorch.
+    backend: BackendChoice = "auto"
     export_dir: Path = Field(default_factory=default_export_dir)
     max_batch_size: Annotated[int, Field(ge=1, le=256)] = 8
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0

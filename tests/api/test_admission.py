@@ -22,7 +22,7 @@ from tests.api.conftest import (
     make_settings,
     serving,
 )
-from veracity.inference.service import ModelService
+from veracity.inference.runner import ModelRunner
 
 
 @dataclass
@@ -36,14 +36,14 @@ class Gate:
 @pytest.fixture
 def gate(monkeypatch) -> Gate:
     gate = Gate()
-    original = ModelService._infer_batch
+    original = ModelRunner._infer_batch
 
     def gated(self, tensors):
         gate.batches.append(len(tensors))
         assert gate.opened.wait(30), "the test never opened the gate"
         return original(self, tensors)
 
-    monkeypatch.setattr(ModelService, "_infer_batch", gated)
+    monkeypatch.setattr(ModelRunner, "_infer_batch", gated)
     return gate
 
 
@@ -69,7 +69,7 @@ def test_a_full_queue_is_shed_at_once_and_admitted_requests_finish(
         service = client.app.state.model_service
         with ThreadPoolExecutor(max_workers=2) as pool:
             admitted = [pool.submit(infer, client, jpeg_bytes(seed=i)) for i in range(2)]
-            wait_until(lambda: service._in_flight == 2 and gate.batches == [1])
+            wait_until(lambda: service.admission.in_flight == 2 and gate.batches == [1])
             assert metric(client, "veracity_queue_depth") == 1.0
             assert metric(client, "veracity_inference_in_flight") == 2.0
 
@@ -98,7 +98,7 @@ def test_a_request_past_its_deadline_gets_504_and_never_reaches_the_model(
             for response in (first.result(), second.result()):
                 error = assert_error(response, 504, "deadline_exceeded")
                 assert "VERACITY_REQUEST_TIMEOUT_S" in error["message"]
-        assert service._in_flight == 0
+        assert service.admission.in_flight == 0
         gate.opened.set()
         assert_still_serving(client)
         # The first was already running when its deadline passed; the queued one was
@@ -125,10 +125,10 @@ def test_a_client_that_disconnects_while_queued_frees_its_slot(
             running = pool.submit(infer, client, jpeg_bytes(seed=1))
             wait_until(lambda: gate.batches == [1])
             gone = pool.submit(call, client, headers, body_then(body, after_body))
-            wait_until(lambda: service._in_flight == 2)
+            wait_until(lambda: service.admission.in_flight == 2)
             hang_up.set()
             # The slot is free while the first request still holds the model.
-            wait_until(lambda: service._in_flight == 1)
+            wait_until(lambda: service.admission.in_flight == 1)
             assert not running.done()
             assert gone.result().status == 499
             gate.opened.set()
@@ -143,7 +143,7 @@ def test_a_client_that_disconnects_mid_upload_costs_nothing(client) -> None:
     headers, body = multipart(jpeg_bytes())
     response = call(client, headers, half_then_disconnect(body))
     assert response.status == 499
-    assert client.app.state.model_service._in_flight == 0
+    assert client.app.state.model_service.admission.in_flight == 0
     assert_still_serving(client)
 
 

@@ -7,24 +7,22 @@ from fastapi.testclient import TestClient
 
 from tests.api.conftest import assert_error, infer, jpeg_bytes, make_settings, started_client
 from veracity.api.app import create_app
+from veracity.inference.runner import ModelRunner
 from veracity.inference.service import ModelService
 
 
-class GatedModelService(ModelService):
-    """Loads only when the test opens the gate, to observe the 'starting' state."""
+def test_not_ready_until_loaded_and_warmed_up(tiny_checkpoint: Path, monkeypatch) -> None:
+    # Loads only when the test opens the gate, to observe the 'starting' state.
+    gate = threading.Event()
+    original = ModelRunner._load_blocking
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.gate = threading.Event()
+    def gated(self):
+        assert gate.wait(30)
+        return original(self)
 
-    def _load_blocking(self):
-        assert self.gate.wait(30)
-        return super()._load_blocking()
-
-
-def test_not_ready_until_loaded_and_warmed_up(tiny_checkpoint: Path) -> None:
+    monkeypatch.setattr(ModelRunner, "_load_blocking", gated)
     settings = make_settings(tiny_checkpoint)
-    service = GatedModelService(tiny_checkpoint, device="cpu", workers=1, max_pixels=10**6)
+    service = ModelService(tiny_checkpoint, device="cpu", workers=1, max_pixels=10**6)
     app = create_app(settings, model_service=service)
     with TestClient(app, raise_server_exceptions=False) as client:
         ready = client.get("/ready")
@@ -37,7 +35,7 @@ def test_not_ready_until_loaded_and_warmed_up(tiny_checkpoint: Path) -> None:
         assert health.json()["model_loaded"] is False
         error = assert_error(infer(client, jpeg_bytes()), 503, "not_ready")
         assert "still loading" in error["message"]
-        service.gate.set()
+        gate.set()
         client.portal.call(service.wait_ready)
         assert client.get("/ready").status_code == 200
         assert infer(client, jpeg_bytes()).status_code == 200

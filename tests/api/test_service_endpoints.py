@@ -134,7 +134,7 @@ def test_unexpected_errors_are_500_without_details_and_logged(
     tiny_checkpoint: Path, json_logs
 ) -> None:
     for client in started_client(make_settings(tiny_checkpoint)):
-        predictor = client.app.state.model_service._predictor
+        predictor = client.app.state.model_service.default.predictor
 
         def explode(*args, **kwargs):
             raise RuntimeError("secret internal detail /srv/app/x.py")

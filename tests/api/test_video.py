@@ -220,7 +220,7 @@ def test_a_client_that_disconnects_mid_video_upload_costs_nothing(demo_client) -
     headers, body = multipart(write_video(seconds=2.0))
     response = call(demo_client, headers, half_then_disconnect(body), path="/infer/video")
     assert response.status == 499
-    assert demo_client.app.state.model_service._in_flight == 0
+    assert demo_client.app.state.model_service.admission.in_flight == 0
     assert infer(demo_client, jpeg_bytes(256, 256)).status_code == 200
 
 
@@ -274,11 +274,11 @@ def test_video_slots_are_bounded(tiny_checkpoint) -> None:
     settings = make_settings(tiny_checkpoint, max_concurrent_videos=1)
     with serving(settings) as client:
         service = client.app.state.model_service
-        service._videos = 1  # as if one video were being analysed
+        service.admission.videos = 1  # as if one video were being analysed
         try:
             response = post_video(client, write_video(seconds=0.5))
         finally:
-            service._videos = 0
+            service.admission.videos = 0
         assert_error(response, 503, "overloaded")
         assert "VERACITY_MAX_CONCURRENT_VIDEOS" in response.json()["error"]["message"]
 

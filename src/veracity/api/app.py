@@ -37,6 +37,7 @@ from veracity.middleware import (
     SecurityHeadersMiddleware,
 )
 from veracity.receipts import ReceiptSigner
+from veracity.repository.layout import ModelRepository
 from veracity.settings import Settings
 from veracity.similarity.seen import SeenBefore
 from veracity.store.database import open_store, prepare_database
@@ -78,7 +79,9 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
     service = model_service or ModelService(
-        settings.checkpoint,
+        ModelRepository(settings.model_repository)
+        if settings.model_repository is not None
+        else ModelRepository(checkpoint=settings.checkpoint),
         device=settings.device,
         workers=settings.resolved_inference_threads,
         torch_threads=settings.resolved_torch_threads,
@@ -95,6 +98,9 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         video_timeout_s=settings.video_timeout_s,
         max_concurrent_videos=settings.max_concurrent_videos,
         batch_share=settings.resolved_batch_share,
+        memory_budget_bytes=int(settings.model_memory_mb * 2**20),
+        default_model=settings.default_model,
+        drain_s=settings.shutdown_drain_s,
     )
     auth = ApiKeyAuth(
         settings.effective_api_keys,

@@ -1,14 +1,18 @@
 """Judging an upload and shaping the answer: what a request and an asynchronous job share.
 
-Each function looks the input up in the exact cache, asks the model otherwise, and returns
-the answer with the store rows that record it; the caller saves them (a request at once, a
-job in the same transaction that marks it done). ``run`` wraps the model's work: a request
-passes one that cancels it when the client hangs up; a job awaits it plainly.
+Each function takes the model version the request runs on (its model's route picks it
+unless the request names one), looks the input up in the exact cache, asks that version
+otherwise, and returns the answer with the store rows that record it; the caller saves them
+(a request at once, a job in the same transaction that marks it done). ``run`` wraps the
+model's work: a request passes one that cancels it when the client hangs up; a job awaits it
+plainly. Where the model has a shadow version, a single image is scored by it too, in the
+background, and recorded beside the answer without changing it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -29,7 +33,8 @@ from veracity.api.schemas import (
 )
 from veracity.callers import Caller
 from veracity.errors import VeracityError
-from veracity.inference.service import InferenceResult, ModelService
+from veracity.inference.runner import InferenceResult, ModelRunner
+from veracity.inference.service import ModelService
 from veracity.receipts import ReceiptClaims, ReceiptSigner
 from veracity.store.predictions import Kind
 from veracity.store.schema import PredictionRow
@@ -45,26 +50,24 @@ async def _plain(work: Awaitable[T]) -> T:
     return await work
 
 
-def video_answer(request_id: str, service: ModelService, result: VideoAnalysis) -> VideoResponse:
+def video_answer(request_id: str, model: ModelRunner, result: VideoAnalysis) -> VideoResponse:
     """The answer for a judged video (a request's, or a job's result)."""
-    meta = service.metadata
     return VideoResponse.build(
         result,
         request_id=request_id,
-        thresholds=service.policy.thresholds,
-        calibration_version=service.calibration_version,
-        model_name=meta.model_name,
-        model_version=meta.model_version,
+        thresholds=model.policy.thresholds,
+        calibration_version=model.calibration_version,
+        model_name=model.name,
+        model_version=model.version,
     )
 
 
-def infer_answer(request_id: str, service: ModelService, result: InferenceResult) -> InferResponse:
+def infer_answer(request_id: str, model: ModelRunner, result: InferenceResult) -> InferResponse:
     """The answer for a judged image (a request's, a batch item's, or a job's)."""
-    meta = service.metadata
     fields = VerdictFields.build(
         result.verdict,
-        thresholds=service.policy.thresholds,
-        calibration_version=service.calibration_version,
+        thresholds=model.policy.thresholds,
+        calibration_version=model.calibration_version,
     )
     return InferResponse(
         **fields.model_dump(),
@@ -72,8 +75,8 @@ def infer_answer(request_id: str, service: ModelService, result: InferenceResult
         fake_prob=result.prediction.fake_prob,
         real_prob=result.prediction.real_prob,
         label=result.prediction.label,
-        model_name=meta.model_name,
-        model_version=meta.model_version,
+        model_name=model.name,
+        model_version=model.version,
         timings_ms={"preprocess": result.preprocess_ms, "inference": result.inference_ms},
         batch_size=result.batch_size,
     )
@@ -105,14 +108,14 @@ def finished(answer: T, row: PredictionRow, stored: bool, signer: ReceiptSigner 
 
 
 def _image_key(
-    service: ModelService, recorder: Recorder, digest: str, robustness_check: bool | None
+    model: ModelRunner, recorder: Recorder, digest: str, robustness_check: bool | None
 ) -> str:
-    check = service.policy.robustness_check if robustness_check is None else robustness_check
-    return recorder.key(service, digest, "image", {"robustness_check": check})
+    check = model.policy.robustness_check if robustness_check is None else robustness_check
+    return recorder.key(model, digest, "image", {"robustness_check": check})
 
 
 async def _image_outcome(
-    service: ModelService,
+    model: ModelRunner,
     recorder: Recorder,
     caller: Caller,
     data: bytes,
@@ -131,7 +134,7 @@ async def _image_outcome(
         answer = InferResponse(**hit.response, request_id=request_id, cached=True)
     else:
         assert result is not None
-        answer = infer_answer(request_id, service, result)
+        answer = infer_answer(request_id, model, result)
     phash = await recorder.perceptual_hash(data) if recorder.store is not None else None
     answer = answer.model_copy(update={"seen_before": await recorder.seen_before(phash, caller)})
     row = build_row(
@@ -142,7 +145,7 @@ async def _image_outcome(
         digest=digest,
         media_type=image_media_type(data),
         size_bytes=len(data),
-        service=service,
+        model=model,
         answer=answer,
         key=key,
         cached_from=hit.id if hit is not None else None,
@@ -160,26 +163,72 @@ async def judge_image(
     request_id: str,
     robustness_check: bool | None,
     run: Run[InferenceResult] = _plain,
+    model: str | None = None,
+    version: str | None = None,
 ) -> tuple[InferResponse, PredictionRow]:
     digest = sha256_hex(data)
-    key = _image_key(service, recorder, digest, robustness_check)
-    hit = (await recorder.cached([key])).get(key)
-    result = None
-    if hit is None:
-        result = await run(service.predict(data, robustness_check=robustness_check))
-    return await _image_outcome(
-        service,
-        recorder,
-        caller,
-        data,
+    async with service.use(model, version) as chosen:
+        runner = chosen.runner
+        key = _image_key(runner, recorder, digest, robustness_check)
+        hit = (await recorder.cached([key])).get(key)
+        result = None
+        if hit is None:
+            result = await run(runner.predict(data, robustness_check=robustness_check))
+        answer, row = await _image_outcome(
+            runner,
+            recorder,
+            caller,
+            data,
+            digest=digest,
+            key=key,
+            hit=hit,
+            result=result,
+            request_id=request_id,
+            prediction_id=request_id,
+            kind="image",
+        )
+    if chosen.shadow is not None:
+        shadow_of = row.id
+
+        async def score(shadow: ModelRunner) -> None:
+            await _shadow_image(
+                shadow, service, recorder, caller, data, digest, answer, shadow_of, robustness_check
+            )
+
+        service.shadow(chosen.shadow, score)
+    return answer, row
+
+
+async def _shadow_image(
+    shadow: ModelRunner,
+    service: ModelService,
+    recorder: Recorder,
+    caller: Caller,
+    data: bytes,
+    digest: str,
+    primary: InferResponse,
+    shadow_of: str,
+    robustness_check: bool | None,
+) -> None:
+    """Score ``data`` on the shadow version, compare with the primary's verdict, and record
+    it beside the primary's prediction (never returned to the client)."""
+    result = await shadow.predict(data, robustness_check=robustness_check)
+    answer = infer_answer(primary.request_id, shadow, result)
+    service.compare_shadow(shadow, agree=answer.verdict == primary.verdict)
+    row = build_row(
+        prediction_id=uuid.uuid4().hex,
+        request_id=primary.request_id,
+        caller=caller,
+        kind="shadow",
         digest=digest,
-        key=key,
-        hit=hit,
-        result=result,
-        request_id=request_id,
-        prediction_id=request_id,
-        kind="image",
+        media_type=image_media_type(data),
+        size_bytes=len(data),
+        model=shadow,
+        answer=answer,
+        key=_image_key(shadow, recorder, digest, robustness_check),
+        shadow_of=shadow_of,
     )
+    await recorder.save([row])
 
 
 async def judge_video(
@@ -196,26 +245,30 @@ async def judge_video(
     limits: VideoLimits | None = None,
     timeout_s: float | None = None,
     timeout_setting: str = "VERACITY_VIDEO_TIMEOUT_S",
+    model: str | None = None,
+    version: str | None = None,
 ) -> tuple[VideoResponse, PredictionRow]:
     # Up to the video upload limit: hashed off the event loop.
     digest = await asyncio.to_thread(sha256_hex, data)
     options = {"count": plan.count, "every_s": plan.every_s, "aggregation": rule.method}
-    key = recorder.key(service, digest, "video", options)
-    hit = (await recorder.cached([key])).get(key)
-    if hit is not None:
-        answer = VideoResponse(**hit.response, request_id=request_id, cached=True)
-    else:
-        result = await run(
-            service.predict_video(
-                data,
-                plan=plan,
-                rule=rule,
-                limits=limits,
-                timeout_s=timeout_s,
-                timeout_setting=timeout_setting,
+    async with service.use(model, version) as chosen:
+        runner = chosen.runner
+        key = recorder.key(runner, digest, "video", options)
+        hit = (await recorder.cached([key])).get(key)
+        if hit is not None:
+            answer = VideoResponse(**hit.response, request_id=request_id, cached=True)
+        else:
+            result = await run(
+                runner.predict_video(
+                    data,
+                    plan=plan,
+                    rule=rule,
+                    limits=limits,
+                    timeout_s=timeout_s,
+                    timeout_setting=timeout_setting,
+                )
             )
-        )
-        answer = video_answer(request_id, service, result)
+            answer = video_answer(request_id, runner, result)
     row = build_row(
         prediction_id=prediction_id,
         request_id=request_id,
@@ -224,7 +277,7 @@ async def judge_video(
         digest=digest,
         media_type=video_media_type(answer.video.container),
         size_bytes=len(data),
-        service=service,
+        model=runner,
         answer=answer,
         key=key,
         cached_from=hit.id if hit is not None else None,
@@ -242,16 +295,45 @@ async def judge_batch(
     id_prefix: str,
     robustness_check: bool | None,
     run: Run[list[InferenceResult | VeracityError]] = _plain,
+    model: str | None = None,
+    version: str | None = None,
 ) -> tuple[list[tuple[str | None, InferResponse | VeracityError]], list[PredictionRow]]:
     """Each file's answer or error, and the rows of the answers (item ``i`` is stored as
-    ``{id_prefix}-{i}``)."""
+    ``{id_prefix}-{i}``). The whole batch runs on one version."""
     uploads = [data for _, data in files]
     digests = await asyncio.to_thread(lambda: [sha256_hex(data) for data in uploads])
-    keys = [_image_key(service, recorder, d, robustness_check) for d in digests]
+    async with service.use(model, version) as chosen:
+        return await _judge_batch_on(
+            chosen.runner,
+            recorder,
+            caller,
+            files,
+            digests,
+            request_id=request_id,
+            id_prefix=id_prefix,
+            robustness_check=robustness_check,
+            run=run,
+        )
+
+
+async def _judge_batch_on(
+    runner: ModelRunner,
+    recorder: Recorder,
+    caller: Caller,
+    files: list[tuple[str | None, bytes]],
+    digests: list[str],
+    *,
+    request_id: str,
+    id_prefix: str,
+    robustness_check: bool | None,
+    run: Run[list[InferenceResult | VeracityError]],
+) -> tuple[list[tuple[str | None, InferResponse | VeracityError]], list[PredictionRow]]:
+    uploads = [data for _, data in files]
+    keys = [_image_key(runner, recorder, d, robustness_check) for d in digests]
     hits = await recorder.cached(keys)
     missing = [i for i, key in enumerate(keys) if key not in hits]
     computed = await run(
-        service.predict_many([uploads[i] for i in missing], robustness_check=robustness_check)
+        runner.predict_many([uploads[i] for i in missing], robustness_check=robustness_check)
     )
     fresh = dict(zip(missing, computed, strict=True))
     answers: list[tuple[str | None, InferResponse | VeracityError]] = []
@@ -262,7 +344,7 @@ async def judge_batch(
             answers.append((filename, outcome))
             continue
         answer, row = await _image_outcome(
-            service,
+            runner,
             recorder,
             caller,
             data,

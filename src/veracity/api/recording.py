@@ -18,7 +18,7 @@ from veracity.api.schemas import SeenBeforeModel
 from veracity.callers import Caller
 from veracity.errors import StoreUnavailableError
 from veracity.images import DEFAULT_FORMATS
-from veracity.inference.service import ModelService
+from veracity.inference.runner import ModelRunner
 from veracity.similarity.phash import perceptual_hash
 from veracity.similarity.seen import SeenBefore
 from veracity.store.inputs import InputFiles
@@ -98,14 +98,14 @@ class Recorder:
             for m in matches
         ]
 
-    def key(self, service: ModelService, digest: str, kind: Kind, options: dict[str, Any]) -> str:
+    def key(self, model: ModelRunner, digest: str, kind: Kind, options: dict[str, Any]) -> str:
         """The exact-cache key: the bytes, and everything else that shapes the answer."""
-        meta = service.metadata
-        policy = service.policy
+        meta = model.metadata
+        policy = model.policy
         scope = {
             "kind": "video" if kind == "video" else "image",
             "weights": meta.weights_sha256,
-            "calibration": service.calibration_version,
+            "calibration": model.calibration_version,
             "thresholds": [policy.thresholds.real_threshold, policy.thresholds.fake_threshold],
             "quality": [policy.quality.min_jpeg_quality, policy.quality.min_content_std],
             "options": options,
@@ -164,13 +164,15 @@ def build_row(
     digest: str,
     media_type: str,
     size_bytes: int,
-    service: ModelService,
+    model: ModelRunner,
     answer: BaseModel,
     key: str,
     cached_from: str | None = None,
     phash: str | None = None,
+    shadow_of: str | None = None,
 ) -> PredictionRow:
-    """The stored record of one answer (image, batch item or video)."""
+    """The stored record of one answer (image, batch item, video, or a shadow score of an
+    image, ``shadow_of`` naming the prediction it shadowed)."""
     body = answer.model_dump(mode="json", exclude=set(REQUEST_FIELDS))
     timeline = body.get("timeline")
     return PredictionRow(
@@ -185,7 +187,7 @@ def build_row(
         size_bytes=size_bytes,
         model_name=body["model_name"],
         model_version=body["model_version"],
-        weights_sha256=service.metadata.weights_sha256,
+        weights_sha256=model.metadata.weights_sha256,
         calibration_version=(
             str(body["calibration_version"])
             if body.get("calibration_version") is not None
@@ -200,4 +202,5 @@ def build_row(
         response=body,
         cache_key=key,
         cached_from=cached_from,
+        shadow_of=shadow_of,
     )

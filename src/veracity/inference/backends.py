@@ -18,6 +18,11 @@ from torch import nn
 from veracity.errors import ConfigurationError
 
 BackendName = Literal["torch", "onnx"]
+# What a deployment may ask for: a backend, or "auto" (the fastest one that passes the
+# parity check on the device; see predictor.create_predictor).
+BackendChoice = Literal["auto", "torch", "onnx"]
+# The most an engine's logits may differ from PyTorch eager's to be used by "auto".
+PARITY_TOLERANCE = 1e-3
 
 
 class Backend(Protocol):

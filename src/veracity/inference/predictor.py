@@ -6,6 +6,7 @@ gets the same numbers and the same verdict offline and over HTTP.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,15 +16,23 @@ import torch
 from PIL import Image
 
 from veracity.checkpoint import Checkpoint
-from veracity.errors import ConfigurationError
+from veracity.errors import CheckpointError, ConfigurationError
 from veracity.faces import FaceDetector, crop_face
 from veracity.images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, load_image
-from veracity.inference.backends import Backend, BackendName, OnnxBackend, TorchBackend
+from veracity.inference.backends import (
+    PARITY_TOLERANCE,
+    Backend,
+    BackendChoice,
+    OnnxBackend,
+    TorchBackend,
+)
 from veracity.preprocess import ImageTransform, pool_patch_logits
 from veracity.verdicts import robustness
 from veracity.verdicts.calibration import IDENTITY
 from veracity.verdicts.decision import Stability, Verdict, VerdictPolicy, decide
 from veracity.verdicts.quality import InputQuality, Reason, measure, quality_reasons
+
+logger = logging.getLogger("veracity.predictor")
 
 
 @dataclass(frozen=True)
@@ -251,7 +260,7 @@ def create_predictor(
     checkpoint: Checkpoint,
     device: torch.device,
     *,
-    backend: BackendName = "torch",
+    backend: BackendChoice = "torch",
     export_dir: Path | None = None,
     threads: int | None = None,
     formats: Iterable[str] = DEFAULT_FORMATS,
@@ -260,17 +269,55 @@ def create_predictor(
 ) -> Predictor:
     """A Predictor on the named backend; for ``onnx``, the export cached in ``export_dir``.
 
+    ``auto`` takes ONNX Runtime where it runs on ``device`` (its CPU provider; its CUDA
+    provider where the GPU build is installed) and agrees with PyTorch eager on this
+    checkpoint, and PyTorch eager otherwise, saying why in the log.
+
     Raises:
-        CheckpointError: the model cannot be exported to ONNX.
-        ConfigurationError: the backend cannot run on ``device``.
+        CheckpointError: the model cannot be exported to ONNX (``onnx`` only).
+        ConfigurationError: the backend cannot run on ``device`` (``onnx`` only).
     """
     engine: Backend | None = None
-    if backend == "onnx":
-        from veracity.export import ensure_onnx
-
-        if export_dir is None:
-            raise ConfigurationError("the onnx backend needs an export directory")
-        engine = OnnxBackend(ensure_onnx(checkpoint, export_dir), device, threads=threads)
-    return Predictor(
+    if backend in ("onnx", "auto"):
+        try:
+            engine = _onnx_engine(checkpoint, device, export_dir, threads)
+        except (CheckpointError, ConfigurationError, ImportError) as e:
+            if backend == "onnx":
+                raise
+            logger.info(
+                "backend auto: PyTorch eager, ONNX Runtime is not usable here",
+                extra={"reason": getattr(e, "message", None) or str(e)[:300]},
+            )
+    predictor = Predictor(
         checkpoint, device, backend=engine, formats=formats, max_pixels=max_pixels, policy=policy
     )
+    if backend == "auto" and engine is not None:
+        difference = _parity_gap(
+            predictor.backend, TorchBackend(predictor.model, device), predictor.config.input_size
+        )
+        if difference > PARITY_TOLERANCE:
+            logger.warning(
+                "backend auto: PyTorch eager, ONNX Runtime's logits differ from it",
+                extra={"max_abs_difference": difference, "tolerance": PARITY_TOLERANCE},
+            )
+            predictor.backend = TorchBackend(predictor.model, device)
+    return predictor
+
+
+def _onnx_engine(
+    checkpoint: Checkpoint, device: torch.device, export_dir: Path | None, threads: int | None
+) -> Backend:
+    from veracity.export import ensure_onnx
+
+    if export_dir is None:
+        raise ConfigurationError("the onnx backend needs an export directory")
+    return OnnxBackend(ensure_onnx(checkpoint, export_dir), device, threads=threads)
+
+
+def _parity_gap(engine: Backend, reference: Backend, input_size: tuple[int, int, int]) -> float:
+    """The largest logit difference between two engines on a fixed random batch."""
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.rand(2, *input_size, generator=generator)
+    ours, _ = engine(batch)
+    theirs, _ = reference(batch)
+    return float((ours - theirs).abs().max())

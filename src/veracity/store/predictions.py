@@ -35,7 +35,7 @@ from veracity.store.schema import FeedbackRow, PredictionRow
 logger = logging.getLogger("veracity.store")
 
 T = TypeVar("T")
-Kind = Literal["image", "video", "batch_item"]
+Kind = Literal["image", "video", "batch_item", "shadow"]
 Label = Literal["real", "fake"]
 
 
@@ -61,6 +61,7 @@ class PredictionFilter:
     verdict: str | None = None
     model_version: str | None = None
     key_id: str | None = None  # admins only: one key's predictions
+    shadow_of: str | None = None  # a prediction's shadow scores (otherwise none are listed)
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,10 @@ class PredictionStore:
                 query = query.where(PredictionRow.verdict == filters.verdict)
             if filters.model_version is not None:
                 query = query.where(PredictionRow.model_version == filters.model_version)
+            if filters.shadow_of is not None:
+                query = query.where(PredictionRow.shadow_of == filters.shadow_of)
+            else:
+                query = query.where(PredictionRow.shadow_of.is_(None))
             if after is not None:
                 created, last_id = after
                 query = query.where(

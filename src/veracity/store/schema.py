@@ -61,7 +61,7 @@ class PredictionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # The key's ID (a digest prefix, never the key); None when auth is disabled.
     key_id: Mapped[str | None] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))  # image | video | batch_item
+    kind: Mapped[str] = mapped_column(String(16))  # image | video | batch_item | shadow
     input_sha256: Mapped[str] = mapped_column(String(64), index=True)
     # 256-bit pHash in hex (images only; None for videos and unreadable inputs).
     perceptual_hash: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -86,6 +86,9 @@ class PredictionRow(Base):
     cache_key: Mapped[str] = mapped_column(String(64), index=True)
     # The prediction whose stored answer this one repeated (an exact-cache hit).
     cached_from: Mapped[str | None] = mapped_column(String(80))
+    # A shadow version's score of the same input: the prediction it shadowed (not listed
+    # unless asked for; never answered to the client).
+    shadow_of: Mapped[str | None] = mapped_column(String(80), index=True)
 
     __table_args__ = (
         # Listing: a key's own predictions (or all, for admins), newest first.

@@ -1,0 +1,113 @@
+"""Admission control: one bound on the work inside the service, shared by every model.
+
+Every entry point (an image, a batch, a video, a V2 inference, a shadow score) holds one
+admission slot for as long as it is inside the model service, under a deadline. The slots
+are counted once for the whole service, not per model: the cores and memory are shared, so
+a second model must not double what a replica accepts. A full queue is refused at once
+(503 with Retry-After), an expired deadline answers 504 and the work is dropped before it
+reaches a model, and at most ``max_concurrent_videos`` videos run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from veracity.errors import DeadlineExceededError, OverloadedError
+from veracity.metrics import ServiceMetrics
+
+
+class Admission:
+    """Counts admitted work, refuses what is over the bound, and enforces deadlines."""
+
+    def __init__(
+        self,
+        *,
+        max_queue: int,
+        request_timeout_s: float,
+        max_concurrent_videos: int,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.max_queue = max_queue
+        self.request_timeout_s = request_timeout_s
+        self.max_concurrent_videos = max_concurrent_videos
+        self._metrics = metrics
+        self.in_flight = 0  # admitted: decoding, queued or in a forward pass
+        self.videos = 0  # videos being analysed
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def check(self) -> None:
+        """Raise OverloadedError when ``max_queue`` requests are already admitted."""
+        if self.in_flight >= self.max_queue:
+            self.record_shed("overloaded")
+            raise OverloadedError(
+                f"the service is at capacity ({self.max_queue} requests queued); retry after "
+                "the delay in Retry-After, or on another replica"
+            )
+
+    @property
+    def has_room(self) -> bool:
+        """Whether optional work (a shadow score) may take a slot without crowding others:
+        it never takes the last quarter of the queue."""
+        return self.in_flight < self.max_queue * 3 // 4
+
+    def record_shed(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.shed.labels(reason).inc()
+
+    @contextlib.asynccontextmanager
+    async def admitted(
+        self, timeout_s: float | None = None, setting: str = "VERACITY_REQUEST_TIMEOUT_S"
+    ) -> AsyncIterator[None]:
+        """Hold one slot under a deadline (``request_timeout_s`` unless given)."""
+        timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
+        self.in_flight += 1
+        self._idle.clear()
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline:
+                yield
+        except TimeoutError as e:
+            if not deadline.expired():
+                raise
+            self.record_shed("deadline_exceeded")
+            raise DeadlineExceededError(
+                f"not served within the {timeout_s:g} s deadline ({setting}) because the "
+                "service is busy; retry later or on another replica"
+            ) from e
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def video_slot(self) -> AsyncIterator[None]:
+        """One of the ``max_concurrent_videos`` places; OverloadedError when none is free."""
+        if self.videos >= self.max_concurrent_videos:
+            self.record_shed("video_capacity")
+            raise OverloadedError(
+                f"{self.max_concurrent_videos} videos are already being analysed "
+                "(VERACITY_MAX_CONCURRENT_VIDEOS); retry after the delay in Retry-After, or "
+                "on another replica"
+            )
+        self.videos += 1
+        try:
+            yield
+        finally:
+            self.videos -= 1
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until nothing is admitted; False when ``timeout_s`` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def watch(self, queue_depth: Callable[[], int]) -> None:
+        """Publish the in-flight count and ``queue_depth`` as gauges read at scrape time."""
+        if self._metrics is not None:
+            self._metrics.in_flight.set_function(lambda: self.in_flight)
+            self._metrics.queue_depth.set_function(queue_depth)

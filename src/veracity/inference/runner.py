@@ -1,0 +1,494 @@
+"""One loaded model version: its predictor, its micro-batcher and its forward passes.
+
+A runner is built by the registry when a version is loaded and stopped when it is unloaded.
+It does not own threads or admission: decoding runs in the service's shared worker pool,
+videos in the shared video pool, and forward passes of every runner on the one shared
+inference thread (two models on the same cores gain nothing from running at once). Each
+request holds a lease on the runner it started on, so a version taken out of service
+finishes the requests already on it before it is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from veracity.checkpoint import CheckpointMetadata, load_checkpoint
+from veracity.devices import DevicePreference, select_device
+from veracity.errors import InvalidImageError, ServiceUnavailableError, VeracityError
+from veracity.images import DEFAULT_FORMATS
+from veracity.inference.admission import Admission
+from veracity.inference.backends import BackendChoice
+from veracity.inference.batcher import MicroBatcher
+from veracity.inference.predictor import Prediction, Predictor, PreparedImage, create_predictor
+from veracity.metrics import ServiceMetrics
+from veracity.repository.layout import ModelVersion
+from veracity.verdicts.decision import Verdict, VerdictPolicy
+from veracity.video.aggregate import AggregationRule, FrameVerdict
+from veracity.video.analysis import FrameSource, PreparedFrame, VideoAnalysis
+from veracity.video.plan import SamplingPlan, VideoLimits
+
+logger = logging.getLogger("veracity.runner")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    prediction: Prediction
+    inference_ms: float  # the whole batch's forward pass
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    prediction: Prediction
+    verdict: Verdict
+    preprocess_ms: float
+    inference_ms: float
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How every runner of a service loads and batches (from the settings)."""
+
+    device: DevicePreference = "auto"
+    torch_threads: int | None = None
+    max_batch_size: int = 8
+    batch_wait_s: float = 0.002
+    backend: BackendChoice = "torch"
+    export_dir: Path | None = None
+    max_pixels: int = 40_000_000
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    policy: VerdictPolicy = field(default_factory=VerdictPolicy)
+    video_limits: VideoLimits = field(default_factory=VideoLimits)
+    video_timeout_s: float = 120.0
+    # Places of a forward pass that bulk items (video frames, batch files) may take while
+    # single images wait; see ARCHITECTURE.md, "Fairness between clients".
+    batch_share: int = 1
+
+
+@dataclass(frozen=True)
+class Pools:
+    """The service's threads, shared by every runner."""
+
+    preprocess: ThreadPoolExecutor  # decoding and preprocessing uploads
+    inference: ThreadPoolExecutor  # one thread: forward passes, one batch at a time
+    video: ThreadPoolExecutor  # decoding videos, at a lower priority
+    loader: ThreadPoolExecutor  # loading and warming up versions, off the serving threads
+
+
+async def run_in(pool: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+    # run_in_executor does not carry context variables; copy them so log lines written in
+    # the worker thread keep the request ID.
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(pool, context.run, fn)
+
+
+class ModelRunner:
+    """Serves one model version; ``load`` must finish before ``start``."""
+
+    def __init__(
+        self,
+        version: ModelVersion,
+        *,
+        options: RunnerOptions,
+        pools: Pools,
+        admission: Admission,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.model = version
+        self.options = options
+        self.policy = options.policy
+        self.video_limits = options.video_limits
+        self.batch_share = options.batch_share
+        self._pools = pools
+        self._admission = admission
+        self._metrics = metrics
+        self._predictor: Predictor | None = None
+        self._batcher: MicroBatcher[torch.Tensor, BatchOutput] | None = None
+        self._preprocessing = 0  # requests being decoded: they will reach the batcher soon
+        self.memory_bytes = version.size_bytes  # an estimate until loaded, then measured
+        self.last_used = time.monotonic()
+        self.leases = 0  # requests running on this version
+        self._released = asyncio.Event()
+        self._released.set()
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def loaded(self) -> bool:
+        return self._predictor is not None
+
+    @property
+    def metadata(self) -> CheckpointMetadata:
+        if self._predictor is None:
+            raise ServiceUnavailableError("the model is not loaded yet; retry shortly")
+        return self._predictor.checkpoint.metadata
+
+    @property
+    def calibration_version(self) -> int | None:
+        calibration = self.metadata.calibration
+        return calibration.version if calibration is not None else None
+
+    @property
+    def predictor(self) -> Predictor:
+        if self._predictor is None:
+            raise ServiceUnavailableError("the model is not loaded yet; retry shortly")
+        return self._predictor
+
+    @property
+    def device(self) -> str:
+        return str(self._predictor.device) if self._predictor else "none"
+
+    @property
+    def backend(self) -> str:
+        return self._predictor.backend.name if self._predictor else self.options.backend
+
+    @property
+    def queued(self) -> int:
+        """Items of this version in a forward pass now."""
+        return self._batcher.running if self._batcher is not None else 0
+
+    def estimated_bytes(self) -> int:
+        """Memory the loaded version will take: the weights once per engine holding them
+        (the ONNX backend keeps an exported copy beside the PyTorch model)."""
+        return self.model.size_bytes * (2 if self.options.backend != "torch" else 1)
+
+    # -- loading -----------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Load, verify and warm up the checkpoint on the loader thread.
+
+        Raises:
+            CheckpointError, ConfigurationError: the checkpoint cannot be served; nothing
+                is kept.
+        """
+        started = time.perf_counter()
+        predictor = await run_in(self._pools.loader, self._load_blocking)
+        await run_in(self._pools.loader, lambda: self._warm_up(predictor))
+        self._predictor = predictor
+        self.memory_bytes = max(self.estimated_bytes(), _model_bytes(predictor))
+        meta = predictor.checkpoint.metadata
+        logger.info(
+            "model version loaded",
+            extra={
+                "model": self.name,
+                "model_version": self.version,
+                "architecture": meta.architecture,
+                "device": str(predictor.device),
+                "backend": predictor.backend.name,
+                "memory_mb": round(self.memory_bytes / 2**20, 1),
+                "max_batch_size": self.options.max_batch_size,
+                "torch_threads": torch.get_num_threads(),
+                "load_s": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    def _load_blocking(self) -> Predictor:
+        options = self.options
+        if options.torch_threads is not None:
+            torch.set_num_threads(options.torch_threads)
+        device = select_device(options.device)
+        checkpoint = load_checkpoint(self.model.checkpoint, device=device)
+        return create_predictor(
+            checkpoint,
+            device,
+            backend=options.backend,
+            export_dir=options.export_dir,
+            threads=options.torch_threads,
+            formats=options.formats,
+            max_pixels=options.max_pixels,
+            policy=options.policy,
+        )
+
+    def _warm_up(self, predictor: Predictor) -> None:
+        # The first forward pass of each shape allocates buffers and picks kernels; pay for
+        # it before the version takes traffic rather than in the first clients' latency.
+        channels, height, width = predictor.config.input_size
+        patches = predictor.config.patches_per_image
+        for batch_size in sorted({1, self.options.max_batch_size}):
+            for _ in range(2):
+                predictor.predict(torch.zeros(batch_size, patches, channels, height, width))
+
+    def start(self) -> None:
+        """Start taking requests (on the event loop, after ``load``)."""
+        metrics = self._metrics
+        self._batcher = MicroBatcher(
+            self._infer_batch,
+            max_batch_size=self.options.max_batch_size,
+            max_wait_s=self.options.batch_wait_s,
+            executor=self._pools.inference,
+            on_batch=metrics.batch_size.observe if metrics is not None else None,
+            expected=lambda: self._preprocessing,
+            bulk_share=self.batch_share,
+        )
+        self._batcher.start()
+
+    # -- leases ------------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        self.leases += 1
+        self.last_used = time.monotonic()
+        self._released.clear()
+
+    def release(self) -> None:
+        self.leases -= 1
+        if self.leases == 0:
+            self._released.set()
+
+    async def stop(self, drain_s: float) -> None:
+        """Wait up to ``drain_s`` for the requests on this version, then release it."""
+        try:
+            if self.leases:
+                await asyncio.wait_for(self._released.wait(), timeout=drain_s)
+        except TimeoutError:
+            logger.warning(
+                "version unloaded with requests still on it",
+                extra={"model": self.name, "model_version": self.version, "leases": self.leases},
+            )
+        if self._batcher is not None:
+            await self._batcher.stop()
+        self._predictor = None
+        logger.info(
+            "model version unloaded", extra={"model": self.name, "model_version": self.version}
+        )
+
+    # -- serving -----------------------------------------------------------------------
+
+    async def predict(
+        self, data: bytes, *, robustness_check: bool | None = None
+    ) -> InferenceResult:
+        """Decode, preprocess, classify and judge one upload off the event loop.
+
+        ``robustness_check`` (None: the deployment's default) also scores the upload
+        re-encoded as JPEG 75 and halved, in the same forward pass, and answers
+        ``inconclusive`` / ``unstable`` if the verdict flips. The request holds one
+        admission slot under ``request_timeout_s``; cancelling it (a client disconnect)
+        drops its queued work before it reaches the model.
+
+        Raises:
+            OverloadedError: the admission queue is full.
+            DeadlineExceededError: not served within ``request_timeout_s``.
+            InvalidImageError: and subclasses, for uploads that are not accepted images.
+        """
+        self._admission.check()
+        check = self.policy.robustness_check if robustness_check is None else robustness_check
+        async with self._admission.admitted():
+            return await self._predict_admitted(data, check)
+
+    async def _predict_admitted(
+        self, data: bytes, robustness_check: bool, *, bulk: bool = False
+    ) -> InferenceResult:
+        predictor = self.predictor
+        t0 = time.perf_counter()
+        self._preprocessing += 1
+        try:
+            prepared = await run_in(
+                self._pools.preprocess,
+                lambda: predictor.prepare(data, robustness_check=robustness_check),
+            )
+        finally:
+            self._preprocessing -= 1
+        preprocess_s = time.perf_counter() - t0
+        if self._metrics is not None:
+            self._metrics.preprocess_seconds.observe(preprocess_s)
+        batcher = self._batcher
+        assert batcher is not None, "start() must be called first"
+        # The variants (and a face checkpoint's faces) join the same micro-batch as the
+        # original where there is room.
+        outputs = await asyncio.gather(
+            *(batcher.submit(t, bulk=bulk) for t in (*prepared.inputs, *prepared.variants.values()))
+        )
+        count = len(prepared.inputs)
+        variants = {
+            name: out.prediction
+            for name, out in zip(prepared.variants, outputs[count:], strict=True)
+        }
+        prediction, verdict = predictor.judge_prepared(
+            prepared, [out.prediction for out in outputs[:count]], variants
+        )
+        self._count(verdict)
+        return InferenceResult(
+            prediction=prediction,
+            verdict=verdict,
+            preprocess_ms=round(preprocess_s * 1000, 3),
+            # No face: no forward pass ran.
+            inference_ms=max((out.inference_ms for out in outputs), default=0.0),
+            batch_size=outputs[0].batch_size if outputs else 0,
+        )
+
+    def _count(self, verdict: Verdict) -> None:
+        metrics = self._metrics
+        if metrics is None:
+            return
+        # Uploads, not forward-pass items: a self-check's variants are not counted.
+        metrics.images.labels(verdict.label).inc()
+        metrics.verdicts.labels(verdict.verdict).inc()
+        metrics.version_verdicts.labels(self.name, self.version, verdict.verdict).inc()
+        for reason in verdict.reasons:
+            metrics.reasons.labels(reason.code).inc()
+
+    async def predict_many(
+        self, uploads: list[bytes], *, robustness_check: bool | None = None
+    ) -> list[InferenceResult | VeracityError]:
+        """Classify several uploads as one admitted request; each item answers on its own.
+
+        An item that is not an accepted image gets its own error; the others are judged.
+        Items are bulk for the batcher (single images go first) and at most one batch of
+        them is decoded and waiting at once. The deadline is ``request_timeout_s`` per
+        ``batch_share`` items (what a busy service gives bulk items per forward pass).
+
+        Raises:
+            OverloadedError, DeadlineExceededError: as ``predict``.
+        """
+        self._admission.check()
+        check = self.policy.robustness_check if robustness_check is None else robustness_check
+        window = asyncio.Semaphore(self.options.max_batch_size)
+
+        async def one(data: bytes) -> InferenceResult | VeracityError:
+            async with window:
+                try:
+                    return await self._predict_admitted(data, check, bulk=True)
+                except InvalidImageError as e:
+                    return e
+
+        rounds = math.ceil(len(uploads) / self.batch_share) if uploads else 1
+        async with self._admission.admitted(self._admission.request_timeout_s * rounds):
+            return list(await asyncio.gather(*(one(data) for data in uploads)))
+
+    async def predict_video(
+        self,
+        data: bytes,
+        *,
+        plan: SamplingPlan,
+        rule: AggregationRule,
+        limits: VideoLimits | None = None,
+        timeout_s: float | None = None,
+        timeout_setting: str = "VERACITY_VIDEO_TIMEOUT_S",
+    ) -> VideoAnalysis:
+        """Sample, classify and judge a video's frames; aggregate them into one verdict.
+
+        Frames decode one at a time in a video thread and join the shared micro-batches as
+        bulk items (single images go first), at most one batch of them in flight. At most
+        ``max_concurrent_videos`` videos run at once, each holding one admission slot, under
+        ``video_timeout_s``. Jobs pass their own (longer) ``limits`` and ``timeout_s``.
+
+        Raises:
+            OverloadedError, DeadlineExceededError: as ``predict`` (OverloadedError also
+                when the video slots are taken).
+            InvalidVideoError: and subclasses, for files that are not accepted videos.
+        """
+        self._admission.check()
+        async with (
+            self._admission.video_slot(),
+            self._admission.admitted(timeout_s or self.options.video_timeout_s, timeout_setting),
+        ):
+            return await self._video_admitted(data, plan, rule, limits or self.video_limits)
+
+    async def _video_admitted(
+        self, data: bytes, plan: SamplingPlan, rule: AggregationRule, limits: VideoLimits
+    ) -> VideoAnalysis:
+        from veracity.video.sampling import VideoReader  # imports FFmpeg
+
+        predictor = self.predictor
+        started = time.perf_counter()
+        pool = self._pools.video
+        batcher = self._batcher
+        assert batcher is not None, "start() must be called first"
+        reader = await run_in(pool, lambda: VideoReader(data, limits))
+        source = FrameSource(predictor, reader, plan, limits, started=started)
+        # One batch of frames decoded and waiting at once: memory stays bounded, and a video
+        # alone still fills whole forward passes.
+        window = asyncio.Semaphore(self.options.max_batch_size)
+
+        async def score(timestamp: float, prepared: PreparedImage) -> FrameVerdict:
+            try:
+                outputs = await asyncio.gather(
+                    *(batcher.submit(t, bulk=True) for t in prepared.inputs)
+                )
+            finally:
+                window.release()
+            predictions = [output.prediction for output in outputs]
+            return FrameVerdict(timestamp, predictor.judge_prepared(prepared, predictions)[1])
+
+        tasks: list[asyncio.Future[FrameVerdict]] = []
+        step: asyncio.Future[PreparedFrame | None] | None = None
+        try:
+            while True:
+                await window.acquire()
+                self._preprocessing += 1
+                try:
+                    step = asyncio.ensure_future(run_in(pool, source.next))
+                    item = await step
+                finally:
+                    self._preprocessing -= 1
+                if item is None:
+                    window.release()
+                    break
+                tasks.append(asyncio.ensure_future(score(*item)))
+            judged = list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        finally:
+            # Close the file after any decoding step still running (a cancelled request's
+            # last frame), never concurrently with it.
+            if step is not None and not step.done():
+                step.add_done_callback(lambda _: _close_reader(pool, reader.close))
+            else:
+                _close_reader(pool, reader.close)
+        analysis = source.conclude(judged, rule)
+        if self._metrics is not None:
+            self._metrics.videos.labels(analysis.verdict.verdict).inc()
+            self._metrics.video_frames.observe(len(judged))
+            self._metrics.video_decode_seconds.observe(source.decode_s)
+            for reason in analysis.verdict.reasons:
+                self._metrics.reasons.labels(reason.code).inc()
+        return analysis
+
+    def _infer_batch(self, tensors: list[torch.Tensor]) -> list[BatchOutput]:
+        """One forward pass for a whole batch (runs on the inference thread)."""
+        predictor = self._predictor
+        if predictor is None:
+            raise ServiceUnavailableError("this model version was unloaded; retry")
+        t0 = time.perf_counter()
+        predictions = predictor.predict(tensors)
+        elapsed = time.perf_counter() - t0
+        if self._metrics is not None:
+            self._metrics.inference_seconds.observe(elapsed)
+            self._metrics.version_inference_seconds.labels(self.name, self.version).observe(elapsed)
+        ms = round(elapsed * 1000, 3)
+        return [BatchOutput(p, ms, len(tensors)) for p in predictions]
+
+
+def _close_reader(pool: ThreadPoolExecutor, close: Callable[[], None]) -> None:
+    try:
+        pool.submit(close)
+    except RuntimeError:  # the pool is shut down (stopping): nothing decodes any more
+        close()
+
+
+def _model_bytes(predictor: Predictor) -> int:
+    """Parameters and buffers of the PyTorch model (the ONNX copy is in the estimate)."""
+    model = predictor.model
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)

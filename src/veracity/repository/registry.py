@@ -1,0 +1,483 @@
+"""The registry: which versions are loaded, which one answers, and the memory they hold.
+
+It owns one runner per loaded version and one route per model (see traffic.py). Lifecycle
+changes (load, unload, promote, rollback, traffic) run one at a time under a lock, so two
+admins racing cannot leave a route pointing at an unloaded version. A version is loaded
+and warmed up completely before any route points at it; switching a route is one
+assignment on the event loop, so a request sees either the old version or the new one,
+and a request holds a lease on the runner it started on, so the old version finishes it.
+A failed load changes nothing.
+
+Loaded versions share a memory budget. Before a load, least recently used versions are
+unloaded until the new one fits; a version that traffic reaches (a route's serving, canary
+or shadow version of the default model) or that has requests on it is never chosen. A
+request naming a version that is in the repository but not loaded loads it on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from veracity.errors import (
+    CheckpointError,
+    ConfigurationError,
+    ModelConflictError,
+    ModelLoadError,
+    ModelMemoryError,
+    ModelNotFoundError,
+    ServiceUnavailableError,
+)
+from veracity.inference.runner import ModelRunner
+from veracity.metrics import ServiceMetrics
+from veracity.repository.layout import ModelRepository, ModelVersion, Problem, version_key
+from veracity.repository.traffic import Role, Route
+
+logger = logging.getLogger("veracity.registry")
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The runner a request runs on, its role, and the shadow that scores it too."""
+
+    runner: ModelRunner
+    role: Role
+    shadow: ModelRunner | None = None
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.0f} MB"
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        *,
+        make_runner: Callable[[ModelVersion], ModelRunner],
+        budget_bytes: int,
+        default_model: str | None = None,
+        drain_s: float = 20.0,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.repository = repository
+        self._make_runner = make_runner
+        self.budget_bytes = budget_bytes
+        self._default_setting = default_model
+        self._drain_s = drain_s
+        self._metrics = metrics
+        self.versions: dict[Key, ModelVersion] = {}
+        self.problems: dict[Key, Problem] = {}
+        self.runners: dict[Key, ModelRunner] = {}
+        self.routes: dict[str, Route] = {}
+        self.default_model = ""
+        self._lock = asyncio.Lock()
+        self._loads: dict[Key, asyncio.Task[ModelRunner]] = {}
+        if metrics is not None:
+            metrics.model_memory_budget.set(budget_bytes)
+
+    # -- the repository -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Scan the repository, route every model to its version, load the default one.
+
+        Raises:
+            CheckpointError, ConfigurationError: no usable default model.
+            ModelLoadError, ModelMemoryError: the default version cannot be served.
+        """
+        await self.rescan()
+        if not self.routes:
+            problems = "; ".join(
+                f"{p.name}/{p.version}: {p.reason}" for p in self.problems.values()
+            )
+            raise CheckpointError(
+                f"no usable model in {self.repository.describe()}"
+                + (f" ({problems})" if problems else "")
+            )
+        name, _, pinned = (self._default_setting or "").partition(":")
+        if not name:
+            if len(self.routes) > 1:
+                raise ConfigurationError(
+                    f"the repository holds several models ({', '.join(sorted(self.routes))}); "
+                    "choose the default with VERACITY_DEFAULT_MODEL=NAME[:VERSION]"
+                )
+            name = next(iter(self.routes))
+        if name not in self.routes:
+            raise ConfigurationError(
+                f"VERACITY_DEFAULT_MODEL names {name!r}, which is not in the repository "
+                f"(models: {', '.join(sorted(self.routes))})"
+            )
+        if pinned:
+            self._version(name, pinned)
+            self.routes[name].serving = pinned
+        self.default_model = name
+        await self.ensure_loaded((name, self.routes[name].serving))
+
+    async def rescan(self) -> None:
+        """Read the repository again: new versions become loadable, new models routable."""
+        found, problems = await asyncio.to_thread(self.repository.scan)
+        self.versions = {v.key: v for v in found}
+        self.problems = {(p.name, p.version): p for p in problems}
+        latest: dict[str, str] = {}
+        for name, version in self.versions:
+            if name not in latest or version_key(version) > version_key(latest[name]):
+                latest[name] = version
+        for name, version in latest.items():
+            self.routes.setdefault(name, Route(serving=version))
+
+    def _version(self, name: str, version: str) -> ModelVersion:
+        if name not in self.routes:
+            raise ModelNotFoundError(
+                f"no model named {name!r}; GET /models lists the models this service has"
+            )
+        found = self.versions.get((name, version))
+        if found is None:
+            problem = self.problems.get((name, version))
+            raise ModelNotFoundError(
+                f"model {name!r} has no usable version {version!r}"
+                + (f": {problem.reason}" if problem else "; GET /models lists its versions")
+            )
+        return found
+
+    # -- serving ----------------------------------------------------------------------------
+
+    @property
+    def default_runner(self) -> ModelRunner | None:
+        route = self.routes.get(self.default_model)
+        return None if route is None else self.runners.get((self.default_model, route.serving))
+
+    def select(self, name: str | None, version: str | None) -> tuple[Key, Role, Key | None]:
+        """The version a request runs on, its role, and the shadow version (if any).
+
+        Raises:
+            ModelNotFoundError: an unknown model or version.
+        """
+        name = name or self.default_model
+        if version is not None:
+            self._version(name, version)
+            return (name, version), "pinned", None
+        if name not in self.routes:
+            self._version(name, "")  # raises, naming what exists
+        route = self.routes[name]
+        chosen, role = route.choose()
+        shadow = (name, route.shadow) if role == "primary" and route.shadow else None
+        return (name, chosen), role, shadow
+
+    @contextlib.asynccontextmanager
+    async def lease(
+        self, name: str | None, version: str | None, *, load_timeout_s: float
+    ) -> AsyncIterator[Selection]:
+        """Hold the chosen version for one request (loading it first if it is not).
+
+        Raises:
+            ModelNotFoundError, ModelLoadError, ModelMemoryError: as ``load``.
+            TimeoutError: an on-demand load took longer than ``load_timeout_s`` (the load
+                goes on; a later request finds the version loaded).
+        """
+        key, role, shadow_key = self.select(name, version)
+        runner = self.runners.get(key)
+        if runner is None or not runner.loaded:
+            async with asyncio.timeout(load_timeout_s):
+                runner = await self.ensure_loaded(key)
+        shadow = self.runners.get(shadow_key) if shadow_key is not None else None
+        runner.acquire()
+        if self._metrics is not None:
+            self._metrics.version_requests.labels(runner.name, runner.version, role).inc()
+        try:
+            yield Selection(runner, role, shadow if shadow is not None and shadow.loaded else None)
+        finally:
+            runner.release()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def ensure_loaded(self, key: Key) -> ModelRunner:
+        """The runner of ``key``, loading it (once, however many callers wait) if needed."""
+        runner = self.runners.get(key)
+        if runner is not None and runner.loaded:
+            return runner
+        task = self._loads.get(key)
+        if task is None:
+            task = asyncio.create_task(self._load_serialised(key), name=f"load-{key[0]}-{key[1]}")
+            self._loads[key] = task
+            task.add_done_callback(lambda _: self._loads.pop(key, None))
+        # Shielded: a caller giving up (a request's deadline) does not abandon the load.
+        return await asyncio.shield(task)
+
+    async def _load_serialised(self, key: Key) -> ModelRunner:
+        async with self._lock:
+            return await self._load(key)
+
+    async def _load(self, key: Key) -> ModelRunner:
+        """Load ``key`` under the lock; nothing changes if it fails."""
+        existing = self.runners.get(key)
+        if existing is not None and existing.loaded:
+            return existing
+        try:
+            version = await asyncio.to_thread(self.repository.find, *key)
+        except CheckpointError as e:
+            self._count("load", "failed")
+            raise ModelLoadError(f"{key[0]}/{key[1]} cannot be loaded: {e.message}") from e
+        self.versions[key] = version
+        self.problems.pop(key, None)
+        self.routes.setdefault(key[0], Route(serving=key[1]))
+        runner = self._make_runner(version)
+        await self._make_room(runner.estimated_bytes(), key)
+        try:
+            await runner.load()
+        except (CheckpointError, ConfigurationError) as e:
+            self._count("load", "failed")
+            logger.error(
+                "model version failed to load",
+                extra={"model": key[0], "model_version": key[1], "reason": e.message},
+            )
+            raise ModelLoadError(
+                f"{key[0]}/{key[1]} failed to load; what served before still does: {e.message}"
+            ) from e
+        runner.start()
+        self.runners[key] = runner
+        self._count("load", "ok")
+        if self._metrics is not None:
+            self._metrics.model_memory.labels(*key).set(runner.memory_bytes)
+            meta = runner.metadata
+            self._metrics.model_info.labels(
+                key[0], key[1], meta.architecture, meta.weights_sha256
+            ).set(1)
+        return runner
+
+    def used_bytes(self) -> int:
+        return sum(r.memory_bytes for r in self.runners.values())
+
+    def _in_use(self, key: Key) -> bool:
+        """Traffic reaches it (through any route) or requests are on it: never evicted."""
+        route = self.routes.get(key[0])
+        pinned = route is not None and route.uses(key[1]) and key[0] == self.default_model
+        return pinned or self.runners[key].leases > 0
+
+    async def _make_room(self, needed: int, key: Key) -> None:
+        if needed > self.budget_bytes:
+            self._count("load", "failed")
+            raise ModelMemoryError(
+                f"{key[0]}/{key[1]} needs about {_mb(needed)}, more than the whole model "
+                f"memory budget of {_mb(self.budget_bytes)} (VERACITY_MODEL_MEMORY_MB)"
+            )
+        candidates = sorted(
+            (r for k, r in self.runners.items() if not self._in_use(k)),
+            key=lambda r: r.last_used,
+        )
+        free = self.budget_bytes - self.used_bytes()
+        victims = []
+        for runner in candidates:
+            if free >= needed:
+                break
+            victims.append(runner)
+            free += runner.memory_bytes
+        if free < needed:
+            self._count("load", "failed")
+            raise ModelMemoryError(
+                f"{key[0]}/{key[1]} needs about {_mb(needed)} but only {_mb(free)} of the "
+                f"{_mb(self.budget_bytes)} budget can be freed: the other loaded versions "
+                "serve traffic or have requests on them. Unload one, or raise "
+                "VERACITY_MODEL_MEMORY_MB"
+            )
+        for runner in victims:
+            logger.info(
+                "least recently used version unloaded to make room",
+                extra={"model": runner.name, "model_version": runner.version, "for": "/".join(key)},
+            )
+            await self._unload(runner, "evict")
+
+    async def _unload(self, runner: ModelRunner, action: str) -> None:
+        key = (runner.name, runner.version)
+        self.runners.pop(key, None)
+        if self._metrics is not None:
+            self._metrics.model_memory.remove(*key)
+            with contextlib.suppress(KeyError, ServiceUnavailableError):
+                meta = runner.metadata
+                self._metrics.model_info.remove(*key, meta.architecture, meta.weights_sha256)
+        await runner.stop(self._drain_s)
+        self._count(action, "ok")
+
+    async def load(self, name: str, version: str) -> ModelRunner:
+        """Load and warm up a version without routing traffic to it (admin)."""
+        return await self.ensure_loaded((name, version))
+
+    async def unload(self, name: str, version: str) -> None:
+        """Unload a version that no route sends traffic to (admin).
+
+        Raises:
+            ModelNotFoundError: not loaded.
+            ModelConflictError: a route still sends traffic to it.
+        """
+        async with self._lock:
+            runner = self.runners.get((name, version))
+            if runner is None:
+                raise ModelNotFoundError(f"{name}/{version} is not loaded")
+            route = self.routes.get(name)
+            if route is not None and route.uses(version):
+                raise ModelConflictError(
+                    f"{name}/{version} still takes traffic (serving, canary or shadow); "
+                    "promote another version or clear the canary and shadow first"
+                )
+            await self._unload(runner, "unload")
+
+    async def promote(self, name: str, version: str) -> Route:
+        """Make ``version`` the serving one, after loading and warming it up (admin)."""
+        async with self._lock:
+            try:
+                await self._load((name, version))
+            except Exception:
+                self._count("promote", "failed")
+                raise
+            route = self.routes[name]
+            before = route.serving
+            route.promote(version)
+            self._count("promote", "ok")
+            logger.warning(
+                "model version promoted",
+                extra={"model": name, "model_version": version, "previous": before},
+            )
+            return route
+
+    async def rollback(self, name: str) -> Route:
+        """Serve the previous version again (admin); the current one becomes previous.
+
+        Raises:
+            ModelConflictError: nothing was promoted over a previous version.
+        """
+        async with self._lock:
+            route = self._route(name)
+            if route.previous is None:
+                self._count("rollback", "failed")
+                raise ModelConflictError(
+                    f"model {name!r} has no previous version to roll back to; it has served "
+                    f"{route.serving} since start-up"
+                )
+            target, current = route.previous, route.serving
+            try:
+                await self._load((name, target))
+            except Exception:
+                self._count("rollback", "failed")
+                raise
+            route.promote(target)
+            self._count("rollback", "ok")
+            logger.warning(
+                "model version rolled back",
+                extra={"model": name, "model_version": target, "from_version": current},
+            )
+            return route
+
+    async def set_traffic(
+        self,
+        name: str,
+        *,
+        canary: str | None,
+        canary_percent: float,
+        shadow: str | None,
+    ) -> Route:
+        """Send a share of traffic to a canary and/or score it in a shadow (admin)."""
+        async with self._lock:
+            route = self._route(name)
+            for version in (canary, shadow):
+                if version is not None:
+                    if version == route.serving:
+                        raise ModelConflictError(f"{name}/{version} is already the serving version")
+                    try:
+                        await self._load((name, version))
+                    except Exception:
+                        self._count("traffic", "failed")
+                        raise
+            route.set_canary(canary, canary_percent)
+            route.shadow = shadow
+            self._count("traffic", "ok")
+            logger.warning(
+                "model traffic changed",
+                extra={
+                    "model": name,
+                    "canary": canary,
+                    "canary_percent": canary_percent,
+                    "shadow": shadow,
+                },
+            )
+            return route
+
+    def _route(self, name: str) -> Route:
+        route = self.routes.get(name)
+        if route is None:
+            raise ModelNotFoundError(
+                f"no model named {name!r}; GET /models lists the models this service has"
+            )
+        return route
+
+    def _count(self, action: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.model_lifecycle.labels(action, outcome).inc()
+
+    async def stop(self) -> None:
+        for task in list(self._loads.values()):
+            task.cancel()
+        for runner in list(self.runners.values()):
+            await runner.stop(0)
+        self.runners.clear()
+
+    # -- describing -------------------------------------------------------------------------
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every model with its versions, their state and their roles (GET /models)."""
+        names = sorted({*self.routes, *(k[0] for k in self.problems)})
+        models = []
+        for name in names:
+            route = self.routes.get(name)
+            keys = sorted(
+                {k for k in (*self.versions, *self.problems) if k[0] == name},
+                key=lambda k: version_key(k[1]),
+            )
+            versions = []
+            for key in keys:
+                versions.append(self._describe_version(key, route))
+            models.append(
+                {
+                    "name": name,
+                    "default": name == self.default_model,
+                    "serving_version": route.serving if route else None,
+                    "previous_version": route.previous if route else None,
+                    "canary": (
+                        {"version": route.canary, "percent": route.canary_percent}
+                        if route and route.canary
+                        else None
+                    ),
+                    "shadow_version": route.shadow if route else None,
+                    "versions": versions,
+                }
+            )
+        return models
+
+    def _describe_version(self, key: Key, route: Route | None) -> dict[str, Any]:
+        problem = self.problems.get(key)
+        if problem is not None:
+            return {"version": key[1], "state": "invalid", "reason": problem.reason}
+        version = self.versions[key]
+        runner = self.runners.get(key)
+        state = "loaded" if runner is not None and runner.loaded else "available"
+        if key in self._loads:
+            state = "loading"
+        meta = version.metadata
+        return {
+            "version": key[1],
+            "state": state,
+            "serving": route is not None and route.serving == key[1],
+            "memory_bytes": runner.memory_bytes if runner is not None else None,
+            "size_bytes": version.size_bytes,
+            "architecture": meta.architecture,
+            "weights_sha256": meta.weights_sha256,
+            "created_at": meta.created_at.isoformat(),
+            "calibration_version": meta.calibration.version if meta.calibration else None,
+            "checkpoint_name": meta.model_name,
+            "checkpoint_version": meta.model_version,
+            "metrics": meta.metrics,
+        }

@@ -110,7 +110,7 @@ class Settings(StoreSettings):
         ]
         | None
     ) = None
-    model_memory_mb: Annotated[float, Field(ge=16, le=1_048_576)] = 4096.0
+    model_memory_mb: Annotated[float, Field(gt=0, le=1_048_576)] = 4096.0
     device: DevicePreference = "auto"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8001

@@ -65,6 +65,13 @@ OPERATIONS = [
     "GET /jobs/{job_id}",
     "GET /.well-known/jwks.json",
     "POST /receipts/verify",
+    "GET /models",
+    "GET /models/{name}",
+    "POST /admin/models/{name}/versions/{version}/load",
+    "POST /admin/models/{name}/versions/{version}/unload",
+    "POST /admin/models/{name}/promote",
+    "POST /admin/models/{name}/rollback",
+    "PUT /admin/models/{name}/traffic",
 ]
 
 

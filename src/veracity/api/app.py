@@ -16,10 +16,12 @@ from veracity.api.auth import ApiKeyAuth, key_id
 from veracity.api.docs import install_docs
 from veracity.api.errors import install_error_handlers
 from veracity.api.jobs import JobLimits, build_jobs_router, job_executor
+from veracity.api.lifecycle import build_lifecycle_router
 from veracity.api.predictions import build_predictions_router
 from veracity.api.ratelimit import KeyLimiter
 from veracity.api.recording import Recorder
 from veracity.api.routes import (
+    MODEL_ERRORS,
     MULTIPART_OVERHEAD_BYTES,
     STORE_ERRORS,
     VIDEO_ERRORS,
@@ -232,6 +234,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         )
     )
     app.include_router(build_predictions_router(STORE_ERRORS))
+    app.include_router(build_lifecycle_router(MODEL_ERRORS))
     app.include_router(build_jobs_router(job_limits, VIDEO_ERRORS | {404: STORE_ERRORS[404]}))
     Instrumentator(
         registry=registry,

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
 from veracity.api.auth import ApiKeyAuth
 from veracity.api.ratelimit import ANONYMOUS, KeyLimiter
 from veracity.api.recording import Recorder
 from veracity.callers import Caller
-from veracity.errors import NotFoundError, RateLimitedError
+from veracity.errors import ForbiddenError, NotFoundError, RateLimitedError
 from veracity.inference.service import ModelService
 from veracity.metrics import ServiceMetrics
 from veracity.receipts import ReceiptSigner
+from veracity.repository.layout import NAME_PATTERN
 from veracity.settings import Settings
 from veracity.store.predictions import PredictionStore
 
@@ -89,6 +91,51 @@ def get_store(request: Request) -> PredictionStore:
     return store
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model and version a request asks for (None: the deployment's default route)."""
+
+    model: str | None = None
+    version: str | None = None
+
+
+def get_model_choice(
+    model: Annotated[
+        str | None,
+        Query(
+            pattern=NAME_PATTERN,
+            description="The model to answer (GET /models lists them). Default: the "
+            "deployment's default model (VERACITY_DEFAULT_MODEL).",
+        ),
+    ] = None,
+    model_version: Annotated[
+        str | None,
+        Query(
+            pattern=NAME_PATTERN,
+            description="The version to answer. Default: the model's serving version (or "
+            "its canary, for the canary's share of requests).",
+        ),
+    ] = None,
+) -> ModelChoice:
+    return ModelChoice(model, model_version)
+
+
+def require_admin(caller: Caller) -> Caller:
+    """Raise ForbiddenError unless ``caller`` has the admin scope."""
+    if not caller.admin:
+        raise ForbiddenError(
+            "this route needs a key with the admin scope (VERACITY_ADMIN_API_KEYS); this "
+            "key may use the models but not manage them"
+        )
+    return caller
+
+
+def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    return require_admin(caller)
+
+
+ModelChoiceDep = Annotated[ModelChoice, Depends(get_model_choice)]
+AdminDep = Annotated[Caller, Depends(get_admin)]
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ApiKeyDep = Annotated[str | None, Depends(require_api_key)]

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from veracity.api.deps import CallerDep, ModelServiceDep
+from veracity.api.deps import CallerDep, ModelChoiceDep, ModelServiceDep
 from veracity.api.judging import batch_answer, finished, judge_batch, judge_video
 from veracity.api.recording import Recorder
 from veracity.api.routes import (
@@ -135,6 +135,9 @@ def job_executor(
                 limits=limits.video_limits,
                 timeout_s=limits.timeout_s,
                 timeout_setting="VERACITY_JOB_TIMEOUT_S",
+                # Jobs queued before models could be chosen have no such parameters.
+                model=params.get("model"),
+                version=params.get("model_version"),
             )
             # Recorded with the job's completion, in the same transaction.
             await recorder.keep_inputs([row], [inputs[0].data])
@@ -147,6 +150,8 @@ def job_executor(
             request_id=job.request_id,
             id_prefix=job.id,
             robustness_check=params["robustness_check"],
+            model=params.get("model"),
+            version=params.get("model_version"),
         )
         await recorder.keep_inputs(rows, [item.data for item in inputs])
         batch = batch_answer(job.request_id, answers, rows, True, signer)
@@ -218,12 +223,14 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         response: Response,
         service: ModelServiceDep,
         caller: CallerDep,
+        choice: ModelChoiceDep,
         frames: Annotated[int | None, Query(ge=1, le=1024)] = None,
         every_s: Annotated[float | None, Query(gt=0, le=3600)] = None,
         aggregation: Annotated[AggregationMethod | None, Query()] = None,
         webhook_url: WebhookUrl = None,
     ) -> JobResponse:
         queue_of(request)
+        service.registry.check(choice.model, choice.version)
         hook = webhook(webhook_url)
         data = await read_upload(
             request,
@@ -239,6 +246,8 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
             "count": plan.count,
             "every_s": plan.every_s,
             "aggregation": aggregation or limits.video_aggregation,
+            "model": choice.model,
+            "model_version": choice.version,
         }
         inputs = [JobInput(None, data)]
         return await enqueue(request, caller, "video", params, inputs, hook, response)
@@ -257,11 +266,14 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
     async def create_batch_job(
         request: Request,
         response: Response,
+        service: ModelServiceDep,
         caller: CallerDep,
+        choice: ModelChoiceDep,
         robustness_check: Annotated[bool | None, Query()] = None,
         webhook_url: WebhookUrl = None,
     ) -> JobResponse:
         queue_of(request)
+        service.registry.check(choice.model, choice.version)
         hook = webhook(webhook_url)
         files = await read_uploads(
             request,
@@ -271,7 +283,11 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
             timeout_s=limits.body_timeout_s,
         )
         inputs = [JobInput(name, data) for name, data in files]
-        params = {"robustness_check": robustness_check}
+        params = {
+            "robustness_check": robustness_check,
+            "model": choice.model,
+            "model_version": choice.version,
+        }
         return await enqueue(request, caller, "batch", params, inputs, hook, response)
 
     @router.get(

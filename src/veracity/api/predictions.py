@@ -49,7 +49,7 @@ class PredictionModel(BaseModel):
     request_id: str
     created_at: datetime
     key_id: str | None = Field(description="The ID of the key whose request made it.")
-    kind: Literal["image", "video", "batch_item"]
+    kind: Literal["image", "video", "batch_item", "shadow"]
     input_sha256: str
     media_type: str
     size_bytes: int
@@ -63,6 +63,11 @@ class PredictionModel(BaseModel):
     reasons: list[str] = Field(description="Reason codes of the verdict.")
     cached_from: str | None = Field(
         description="Set when this answer was repeated from an earlier stored one."
+    )
+    shadow_of: str | None = Field(
+        default=None,
+        description="Set on a shadow score: the prediction (answered by the serving version) "
+        "whose input the shadow version scored too.",
     )
     review: ReviewModel | None = Field(description="The latest reviewer feedback, if any.")
     reviews: int = Field(description="Feedback entries given so far.")
@@ -92,6 +97,7 @@ class PredictionModel(BaseModel):
             real_prob=row.real_prob,
             reasons=list(row.reasons),
             cached_from=row.cached_from,
+            shadow_of=row.shadow_of,
             review=None
             if review is None
             else ReviewModel(
@@ -160,6 +166,14 @@ def build_predictions_router(errors: dict[int | str, dict[str, Any]]) -> APIRout
             str | None,
             Query(max_length=64, description="Admin keys only: one key's predictions."),
         ] = None,
+        shadow_of: Annotated[
+            str | None,
+            Query(
+                max_length=80,
+                description="A prediction's shadow scores: what the model's shadow version "
+                "answered for the same input (not listed otherwise).",
+            ),
+        ] = None,
         cursor: Annotated[str | None, Query(max_length=512)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     ) -> PredictionPage:
@@ -181,6 +195,7 @@ def build_predictions_router(errors: dict[int | str, dict[str, Any]]) -> APIRout
                 until=until,
                 verdict=verdict,
                 model_version=model_version,
+                shadow_of=shadow_of,
                 key_id=key_id,
             ),
             cursor=cursor,

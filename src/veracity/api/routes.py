@@ -13,7 +13,14 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from veracity.api.deps import ApiKeyDep, CallerDep, ModelServiceDep, RecorderDep, SignerDep
+from veracity.api.deps import (
+    ApiKeyDep,
+    CallerDep,
+    ModelChoiceDep,
+    ModelServiceDep,
+    RecorderDep,
+    SignerDep,
+)
 from veracity.api.judging import batch_answer, finished, judge_batch, judge_image, judge_video
 from veracity.api.schemas import (
     BatchResponse,
@@ -152,6 +159,16 @@ INFER_ERRORS: dict[int | str, dict[str, Any]] = {
         "not served within the 10 s deadline (VERACITY_REQUEST_TIMEOUT_S) because the "
         "service is busy; retry later or on another replica",
     ),
+    404: _error(
+        "The model or version named by `model` / `model_version` is not in the repository.",
+        "model_not_found",
+        "model 'detector' has no usable version '9'; GET /models lists its versions",
+    ),
+    507: _error(
+        "The version asked for is not loaded and does not fit the model memory budget.",
+        "model_memory_exceeded",
+        "detector/9 needs about 900 MB but only 300 MB of the 1024 MB budget can be freed",
+    ),
 }
 VIDEO_ERRORS: dict[int | str, dict[str, Any]] = INFER_ERRORS | {
     413: _error(
@@ -206,6 +223,36 @@ STORE_ERRORS: dict[int | str, dict[str, Any]] = {
         "store_unavailable",
         "the results store is unavailable (get failed); nothing was changed, retry shortly",
     ),
+}
+MODEL_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: INFER_ERRORS[401],
+    403: _error(
+        "Managing models needs a key with the admin scope.",
+        "forbidden",
+        "this route needs a key with the admin scope (VERACITY_ADMIN_API_KEYS); this key may "
+        "use the models but not manage them",
+    ),
+    404: _error(
+        "No such model or version (or, to unload, not loaded).",
+        "model_not_found",
+        "no model named 'detector'; GET /models lists the models this service has",
+    ),
+    409: _error(
+        "The change contradicts the current state (unloading a version that takes traffic, "
+        "rolling back with no previous version).",
+        "model_conflict",
+        "model 'detector' has no previous version to roll back to",
+    ),
+    422: _error(
+        "The version's checkpoint is corrupt, mismatched or missing (what served before "
+        "still does), or the body fails validation.",
+        "model_load_failed",
+        "detector/2 failed to load; what served before still does: weights file ... has "
+        "SHA-256 ..., but its metadata records ...",
+    ),
+    429: INFER_ERRORS[429],
+    503: _error("Not loaded yet.", "not_ready", "the model is still loading; retry shortly"),
+    507: INFER_ERRORS[507],
 }
 NOT_LOADED = _error("Not loaded yet.", "not_ready", "the model is still loading; retry shortly")
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -399,6 +446,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         recorder: RecorderDep,
         signer: SignerDep,
         caller: CallerDep,
+        choice: ModelChoiceDep,
         robustness_check: bool | None = Query(
             default=None,
             description="Also score the image re-encoded as JPEG 75 and halved (about 3x the "
@@ -421,6 +469,8 @@ def build_router(limits: RouteLimits) -> APIRouter:
             request_id=request_id,
             robustness_check=robustness_check,
             run=lambda work: served(request, service, work),
+            model=choice.model,
+            version=choice.version,
         )
         return finished(answer, row, await recorder.save([row], [data]), signer)
 
@@ -442,6 +492,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         recorder: RecorderDep,
         signer: SignerDep,
         caller: CallerDep,
+        choice: ModelChoiceDep,
         frames: int | None = Query(
             default=None,
             ge=1,
@@ -482,6 +533,8 @@ def build_router(limits: RouteLimits) -> APIRouter:
             plan=plan,
             rule=rule,
             run=lambda work: served(request, service, work),
+            model=choice.model,
+            version=choice.version,
         )
         return finished(answer, row, await recorder.save([row], [data]), signer)
 
@@ -503,6 +556,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         recorder: RecorderDep,
         signer: SignerDep,
         caller: CallerDep,
+        choice: ModelChoiceDep,
         robustness_check: bool | None = Query(default=None),
     ) -> BatchResponse:
         service.check_admission()
@@ -523,6 +577,8 @@ def build_router(limits: RouteLimits) -> APIRouter:
             id_prefix=request_id,
             robustness_check=robustness_check,
             run=lambda work: served(request, service, work),
+            model=choice.model,
+            version=choice.version,
         )
         stored = await recorder.save(rows, [data for _, data in files])
         return batch_answer(request_id, answers, rows, stored, signer)

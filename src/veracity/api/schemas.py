@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from veracity.repository.layout import NAME_PATTERN as MODEL_NAME_PATTERN
 from veracity.verdicts.decision import Thresholds, Verdict
 from veracity.verdicts.quality import ReasonCode
 
@@ -468,3 +469,74 @@ class ReceiptCheck(BaseModel):
     matches_input: bool | None = Field(
         description="Whether the receipt is about input_sha256; null when none was given."
     )
+
+
+# -- models and their lifecycle (GET /models, /admin/models) ---------------------------------
+
+
+class ModelVersionModel(BaseModel):
+    """One version in the model repository."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    version: str
+    state: Literal["loaded", "loading", "available", "invalid"] = Field(
+        description="loaded: in memory, answering; loading; available: on disk, loaded on "
+        "first use; invalid: the directory holds no usable checkpoint (see reason)."
+    )
+    serving: bool = False
+    reason: str | None = Field(default=None, description="Why an invalid version is unusable.")
+    memory_bytes: int | None = Field(default=None, description="Held in memory when loaded.")
+    size_bytes: int | None = None
+    architecture: str | None = None
+    weights_sha256: str | None = None
+    created_at: str | None = None
+    calibration_version: int | None = None
+    checkpoint_name: str | None = Field(
+        default=None, description="model_name recorded in the checkpoint's metadata."
+    )
+    checkpoint_version: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class CanaryModel(BaseModel):
+    version: str
+    percent: float
+
+
+class ModelEntry(BaseModel):
+    """A model: its versions, and how traffic reaches them."""
+
+    name: str
+    default: bool = Field(description="Answers requests that name no model.")
+    serving_version: str | None
+    previous_version: str | None = Field(description="What a rollback returns to.")
+    canary: CanaryModel | None
+    shadow_version: str | None
+    versions: list[ModelVersionModel]
+
+
+class ModelMemory(BaseModel):
+    budget_bytes: int
+    used_bytes: int
+
+
+class ModelList(BaseModel):
+    models: list[ModelEntry]
+    memory: ModelMemory
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
+
+
+class TrafficRequest(BaseModel):
+    """A canary share and/or a shadow; leave one out (null) to clear it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    canary_version: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)] | None = None
+    canary_percent: Annotated[float, Field(ge=0, le=100)] = 0.0
+    shadow_version: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)] | None = None

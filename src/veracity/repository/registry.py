@@ -152,6 +152,13 @@ class ModelRegistry:
         route = self.routes.get(self.default_model)
         return None if route is None else self.runners.get((self.default_model, route.serving))
 
+    def check(self, name: str | None, version: str | None) -> None:
+        """Raise ModelNotFoundError unless the model (and version) can be asked for."""
+        if version is not None:
+            self._version(name or self.default_model, version)
+        else:
+            self._route(name or self.default_model)
+
     def select(self, name: str | None, version: str | None) -> tuple[Key, Role, Key | None]:
         """The version a request runs on, its role, and the shadow version (if any).
 
@@ -162,9 +169,7 @@ class ModelRegistry:
         if version is not None:
             self._version(name, version)
             return (name, version), "pinned", None
-        if name not in self.routes:
-            self._version(name, "")  # raises, naming what exists
-        route = self.routes[name]
+        route = self._route(name)
         chosen, role = route.choose()
         shadow = (name, route.shadow) if role == "primary" and route.shadow else None
         return (name, chosen), role, shadow
@@ -222,7 +227,9 @@ class ModelRegistry:
             version = await asyncio.to_thread(self.repository.find, *key)
         except CheckpointError as e:
             self._count("load", "failed")
-            raise ModelLoadError(f"{key[0]}/{key[1]} cannot be loaded: {e.message}") from e
+            raise ModelLoadError(
+                f"{key[0]}/{key[1]} cannot be loaded; what served before still does: {e.message}"
+            ) from e
         self.versions[key] = version
         self.problems.pop(key, None)
         self.routes.setdefault(key[0], Route(serving=key[1]))

@@ -89,12 +89,14 @@ def test_the_repository_is_scanned_and_listed(client: TestClient) -> None:
     assert tiny["serving_version"] == "1"  # pinned by VERACITY_DEFAULT_MODEL=tiny:1
     versions = {v["version"]: v for v in tiny["versions"]}
     assert [v["version"] for v in tiny["versions"]] == ["1", "2", "broken", "empty"]
-    assert versions["1"]["state"] == "loaded" and versions["1"]["serving"] is True
+    assert versions["1"]["state"] == "loaded"
+    assert versions["1"]["serving"] is True
     assert versions["1"]["memory_bytes"] > 0
     assert versions["2"]["state"] == "available"  # on disk, loaded on first use
     assert versions["empty"]["state"] == "invalid"
     assert "exactly one checkpoint" in versions["empty"]["reason"]
-    assert versions["1"]["architecture"] and len(versions["1"]["weights_sha256"]) == 64
+    assert versions["1"]["architecture"]
+    assert len(versions["1"]["weights_sha256"]) == 64
     assert body["memory"]["used_bytes"] == versions["1"]["memory_bytes"]
     assert body["memory"]["budget_bytes"] == 4096 * 2**20
     assert metric(client, "veracity_model_memory_budget_bytes") == 4096 * 2**20
@@ -242,7 +244,8 @@ def test_canary_takes_its_exact_share(client: TestClient) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["canary"] == {"version": "2", "percent": 25.0}
     versions = [infer(client, jpeg_bytes(seed=100 + i)).json()["model_version"] for i in range(20)]
-    assert versions.count("2") == 5 and versions.count("1") == 15
+    assert versions.count("2") == 5
+    assert versions.count("1") == 15
     # A request naming the version is not part of the split.
     pinned = infer(client, jpeg_bytes(seed=7), params={"model_version": "1"})
     assert pinned.json()["model_version"] == "1"
@@ -260,9 +263,7 @@ def test_canary_takes_its_exact_share(client: TestClient) -> None:
 
 
 def test_shadow_scores_are_recorded_beside_the_answer(client: TestClient) -> None:
-    response = client.put(
-        "/admin/models/tiny/traffic", json={"shadow_version": "2"}, headers=ADMIN
-    )
+    response = client.put("/admin/models/tiny/traffic", json={"shadow_version": "2"}, headers=ADMIN)
     assert response.status_code == 200, response.text
     answers = [infer(client, jpeg_bytes(seed=200 + i)).json() for i in range(3)]
     client.portal.call(client.app.state.model_service.wait_shadows)
@@ -275,9 +276,12 @@ def test_shadow_scores_are_recorded_beside_the_answer(client: TestClient) -> Non
         shadow = listed[0]
         assert (shadow["kind"], shadow["model_version"]) == ("shadow", "2")
         assert shadow["shadow_of"] == answer["prediction_id"]
-        assert shadow["input_sha256"] == client.get(
-            f"/predictions/{answer['prediction_id']}", headers=USER
-        ).json()["input_sha256"]
+        assert (
+            shadow["input_sha256"]
+            == client.get(f"/predictions/{answer['prediction_id']}", headers=USER).json()[
+                "input_sha256"
+            ]
+        )
     # Shadows are not listed with the answers.
     everything = client.get("/predictions", params={"limit": 100}, headers=USER).json()["items"]
     assert all(item["kind"] != "shadow" for item in everything)
@@ -357,9 +361,10 @@ def test_hot_reload_under_load_drops_no_request(client: TestClient) -> None:
 
 
 def test_concurrent_promote_and_rollback_are_serialised(client: TestClient) -> None:
-    assert client.post(
-        "/admin/models/tiny/promote", json={"version": "2"}, headers=ADMIN
-    ).status_code == 200
+    assert (
+        client.post("/admin/models/tiny/promote", json={"version": "2"}, headers=ADMIN).status_code
+        == 200
+    )
     results: list[int] = []
 
     def call(i: int) -> None:

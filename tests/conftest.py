@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,21 @@ def write_tiny_checkpoint(path: Path, *, seed: int = 0) -> Path:
         metrics={"val_accuracy": 0.5},
     )
     return path
+
+
+def make_repository(root: Path) -> Path:
+    """tiny/1, tiny/2 (other weights), other/1, a corrupt tiny/broken and an empty dir."""
+    write_tiny_checkpoint(root / "tiny" / "1" / "model.safetensors", seed=0)
+    write_tiny_checkpoint(root / "tiny" / "2" / "model.safetensors", seed=1)
+    write_tiny_checkpoint(root / "other" / "1" / "model.safetensors", seed=2)
+    broken = root / "tiny" / "broken"
+    shutil.copytree(root / "tiny" / "2", broken)
+    weights = broken / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # the metadata's SHA-256 no longer matches
+    weights.write_bytes(bytes(data))
+    (root / "tiny" / "empty").mkdir()
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -19,26 +19,11 @@ from tests.api.conftest import (
     make_settings,
     started_client,
 )
-from tests.conftest import write_tiny_checkpoint
+from tests.conftest import make_repository, write_tiny_checkpoint
 from veracity.api.app import create_app
 
 ADMIN = {"X-API-Key": ADMIN_KEY}
 USER = {"X-API-Key": API_KEY}
-
-
-def make_repository(root: Path) -> Path:
-    """tiny/1, tiny/2 (other weights), other/1, a corrupt tiny/broken and an empty dir."""
-    write_tiny_checkpoint(root / "tiny" / "1" / "model.safetensors", seed=0)
-    write_tiny_checkpoint(root / "tiny" / "2" / "model.safetensors", seed=1)
-    write_tiny_checkpoint(root / "other" / "1" / "model.safetensors", seed=2)
-    broken = root / "tiny" / "broken"
-    shutil.copytree(root / "tiny" / "2", broken)
-    weights = broken / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF  # the metadata's SHA-256 no longer matches
-    weights.write_bytes(bytes(data))
-    (root / "tiny" / "empty").mkdir()
-    return root
 
 
 @pytest.fixture(scope="module")

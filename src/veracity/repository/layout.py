@@ -4,7 +4,8 @@ Each version directory holds exactly one checkpoint: ``*.safetensors`` with its 
 metadata beside it and, when calibrated, its ``.calibration.safetensors``. Names and
 versions are path-safe identifiers, so they can travel in URLs and metric labels as they
 are. Versions sort numerically where they are numbers (``10`` after ``9``) and as text
-otherwise; the highest is a model's newest.
+otherwise; a model serves its highest numbered version from start-up unless
+``VERACITY_DEFAULT_MODEL`` pins another.
 
 Scanning reads only the metadata files, never the weights, so it is cheap enough to repeat
 whenever an admin asks about a version that was dropped in after start-up. A directory that
@@ -37,6 +38,14 @@ _NAME = re.compile(NAME_PATTERN)
 def version_key(version: str) -> tuple[int, int | str]:
     """Sort key: numbers by value, after them any other text in order."""
     return (0, int(version)) if version.isdigit() else (1, version)
+
+
+def newest(versions: list[str]) -> str:
+    """The version a model serves from start-up unless pinned: the highest number, or
+    (no numbered version) the last name in order. A named version ("candidate",
+    "broken-test") never displaces a numbered one by sorting after it."""
+    numbered = [v for v in versions if v.isdigit()]
+    return max(numbered or versions, key=version_key)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,13 @@ from veracity.errors import (
 )
 from veracity.inference.runner import ModelRunner
 from veracity.metrics import ServiceMetrics
-from veracity.repository.layout import ModelRepository, ModelVersion, Problem, version_key
+from veracity.repository.layout import (
+    ModelRepository,
+    ModelVersion,
+    Problem,
+    newest,
+    version_key,
+)
 from veracity.repository.traffic import Role, Route
 
 logger = logging.getLogger("veracity.registry")
@@ -124,12 +130,11 @@ class ModelRegistry:
         found, problems = await asyncio.to_thread(self.repository.scan)
         self.versions = {v.key: v for v in found}
         self.problems = {(p.name, p.version): p for p in problems}
-        latest: dict[str, str] = {}
+        by_model: dict[str, list[str]] = {}
         for name, version in self.versions:
-            if name not in latest or version_key(version) > version_key(latest[name]):
-                latest[name] = version
-        for name, version in latest.items():
-            self.routes.setdefault(name, Route(serving=version))
+            by_model.setdefault(name, []).append(version)
+        for name, versions in by_model.items():
+            self.routes.setdefault(name, Route(serving=newest(versions)))
 
     def _version(self, name: str, version: str) -> ModelVersion:
         if name not in self.routes:
@@ -260,11 +265,15 @@ class ModelRegistry:
     def used_bytes(self) -> int:
         return sum(r.memory_bytes for r in self.runners.values())
 
-    def _in_use(self, key: Key) -> bool:
-        """Traffic reaches it (through any route) or requests are on it: never evicted."""
+    def _pinned(self, key: Key) -> bool:
+        """The default model's serving, canary or shadow version: always loaded. (Other
+        models' versions load on demand, so they may be unloaded.)"""
         route = self.routes.get(key[0])
-        pinned = route is not None and route.uses(key[1]) and key[0] == self.default_model
-        return pinned or self.runners[key].leases > 0
+        return key[0] == self.default_model and route is not None and route.uses(key[1])
+
+    def _in_use(self, key: Key) -> bool:
+        """Pinned, or requests are on it: never evicted."""
+        return self._pinned(key) or self.runners[key].leases > 0
 
     async def _make_room(self, needed: int, key: Key) -> None:
         if needed > self.budget_bytes:
@@ -315,21 +324,21 @@ class ModelRegistry:
         return await self.ensure_loaded((name, version))
 
     async def unload(self, name: str, version: str) -> None:
-        """Unload a version that no route sends traffic to (admin).
+        """Unload a version (admin); requests on it finish first. Another model's version
+        loads again on its next request.
 
         Raises:
             ModelNotFoundError: not loaded.
-            ModelConflictError: a route still sends traffic to it.
+            ModelConflictError: the default model's traffic reaches it.
         """
         async with self._lock:
             runner = self.runners.get((name, version))
             if runner is None:
                 raise ModelNotFoundError(f"{name}/{version} is not loaded")
-            route = self.routes.get(name)
-            if route is not None and route.uses(version):
+            if self._pinned((name, version)):
                 raise ModelConflictError(
-                    f"{name}/{version} still takes traffic (serving, canary or shadow); "
-                    "promote another version or clear the canary and shadow first"
+                    f"{name}/{version} takes the default model's traffic (serving, canary "
+                    "or shadow); promote another version or clear the canary and shadow first"
                 )
             await self._unload(runner, "unload")
 

@@ -1,0 +1,118 @@
+"""``veracity models``: the admin API of a running service, from a shell.
+
+A thin HTTP client (httpx) over GET /models and /admin/models: the service does the work,
+so the command behaves exactly like the API (same checks, same errors), and it works the
+same against a laptop, a Compose service or one pod behind a port-forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from veracity.errors import VeracityError
+
+
+class AdminRequestError(VeracityError):
+    """The service refused the change (its error code and message), or could not be
+    reached."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ModelAdmin:
+    url: str
+    api_key: str | None
+    timeout_s: float = 300.0  # a load warms the model up before answering
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        headers = {"X-API-Key": self.api_key} if self.api_key else {}
+        try:
+            response = httpx.request(
+                method,
+                self.url.rstrip("/") + path,
+                json=body,
+                headers=headers,
+                timeout=self.timeout_s,
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as e:
+            raise AdminRequestError(f"cannot reach {self.url}: {e}") from e
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if response.status_code >= 400:
+            error = payload.get("error") if isinstance(payload, dict) else None
+            if isinstance(error, dict):
+                detail = f"{error.get('code')}: {error.get('message')}"
+            else:
+                detail = response.text[:300]
+            raise AdminRequestError(
+                f"{method} {path} answered {response.status_code} ({detail})",
+                status=response.status_code,
+            )
+        return payload
+
+    def list(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/models")
+        return result
+
+    def load(self, name: str, version: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/admin/models/{name}/versions/{version}/load")
+        return result
+
+    def unload(self, name: str, version: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST", f"/admin/models/{name}/versions/{version}/unload"
+        )
+        return result
+
+    def promote(self, name: str, version: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST", f"/admin/models/{name}/promote", {"version": version}
+        )
+        return result
+
+    def rollback(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/admin/models/{name}/rollback")
+        return result
+
+    def traffic(
+        self, name: str, *, canary: str | None, percent: float, shadow: str | None
+    ) -> dict[str, Any]:
+        body = {"canary_version": canary, "canary_percent": percent, "shadow_version": shadow}
+        result: dict[str, Any] = self._call("PUT", f"/admin/models/{name}/traffic", body)
+        return result
+
+
+def format_listing(listing: dict[str, Any]) -> str:
+    """GET /models as a table: one line per version, roles marked."""
+    lines = [f"{'MODEL':<20} {'VERSION':<12} {'STATE':<10} {'ROLE':<18} MEMORY"]
+    for model in listing["models"]:
+        canary = model.get("canary") or {}
+        for version in model["versions"]:
+            roles = []
+            if version["version"] == model["serving_version"]:
+                roles.append("serving" + (" (default)" if model["default"] else ""))
+            if version["version"] == model["previous_version"]:
+                roles.append("previous")
+            if version["version"] == canary.get("version"):
+                roles.append(f"canary {canary['percent']:g}%")
+            if version["version"] == model["shadow_version"]:
+                roles.append("shadow")
+            memory = version.get("memory_bytes")
+            lines.append(
+                f"{model['name']:<20} {version['version']:<12} {version['state']:<10} "
+                f"{', '.join(roles) or '-':<18} " + (f"{memory / 2**20:.1f} MB" if memory else "-")
+            )
+    memory = listing["memory"]
+    lines.append(
+        f"memory: {memory['used_bytes'] / 2**20:.1f} MB of {memory['budget_bytes'] / 2**20:.0f} MB"
+    )
+    return "\n".join(lines)

@@ -7,6 +7,7 @@ the response streams. The request-body size limit is Starlette's own
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from veracity.api.schemas import ErrorDetail, ErrorResponse
+from veracity.api.schemas import error_payload
 from veracity.logs import REQUEST_ID
 
 logger = logging.getLogger("veracity.access")
@@ -28,19 +29,17 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 async def send_error(
     send: Send,
+    scope: Scope,
     status: int,
     code: str,
     message: str,
-    request_id: str | None,
     *,
     close: bool = False,
 ) -> None:
-    """Send the project's error shape from below the framework."""
-    body = (
-        ErrorResponse(error=ErrorDetail(code=code, message=message, request_id=request_id))
-        .model_dump_json()
-        .encode()
-    )
+    """Send the project's error shape (the route's, see error_payload) from below the
+    framework."""
+    request_id = scope.get("state", {}).get("request_id")
+    body = json.dumps(error_payload(scope.get("path", ""), code, message, request_id)).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -89,10 +88,10 @@ class RequestIdMiddleware:
                 raise
             await send_error(
                 send_with_id,
+                scope,
                 500,
                 "internal_error",
                 "internal server error; quote the request_id if you report it",
-                request_id,
             )
         finally:
             client = scope.get("client")
@@ -163,7 +162,7 @@ class ContentLengthLimitMiddleware:
         per_path: dict[str, tuple[int, str]] | None = None,
     ) -> None:
         """``per_path``: path -> (max_bytes, message) for routes with their own limit
-        (video and batch uploads)."""
+        (video and batch uploads); a key ending in "/" applies to every path under it."""
         self.app = app
         self.max_bytes = max_bytes
         self.message = message
@@ -172,24 +171,30 @@ class ContentLengthLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            max_bytes, message = self.per_path.get(
-                scope.get("path", ""), (self.max_bytes, self.message)
-            )
+            max_bytes, message = self._limit(scope.get("path", ""))
             declared = Headers(scope=scope).get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 await self._reject(scope, send, message)
                 return
         await self.app(scope, receive, send)
 
+    def _limit(self, path: str) -> tuple[int, str]:
+        if path in self.per_path:
+            return self.per_path[path]
+        for prefix, limit in self.per_path.items():
+            if prefix.endswith("/") and path.startswith(prefix):
+                return limit
+        return self.max_bytes, self.message
+
     async def _reject(self, scope: Scope, send: Send, message: str) -> None:
         if self.on_reject is not None:
             self.on_reject()
         await send_error(
             send,
+            scope,
             413,
             "payload_too_large",
             message,
-            scope.get("state", {}).get("request_id"),
             # The unread body would otherwise be parsed as the next request.
             close=True,
         )

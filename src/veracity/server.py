@@ -52,6 +52,11 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_drain_s) or None,
         server_header=False,
         proxy_headers=False,
+        # Named rather than "auto": uvicorn would switch to uvloop and httptools wherever
+        # they happen to be installed (a test client pulls them in), and the limits on
+        # bodies, disconnects and timeouts are tested on this pair.
+        loop="asyncio",
+        http="h11",
     )
     server = _Server(config, on_exit_signal=app.state.model_service.begin_shutdown)
     logger.info("starting", extra={"host": settings.host, "port": settings.port})

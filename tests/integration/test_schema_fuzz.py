@@ -72,6 +72,15 @@ OPERATIONS = [
     "POST /admin/models/{name}/promote",
     "POST /admin/models/{name}/rollback",
     "PUT /admin/models/{name}/traffic",
+    "GET /v2/health/live",
+    "GET /v2/health/ready",
+    "GET /v2",
+    "GET /v2/models/{name}",
+    "GET /v2/models/{name}/ready",
+    "POST /v2/models/{name}/infer",
+    "GET /v2/models/{name}/versions/{version}",
+    "GET /v2/models/{name}/versions/{version}/ready",
+    "POST /v2/models/{name}/versions/{version}/infer",
 ]
 
 

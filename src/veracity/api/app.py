@@ -28,6 +28,7 @@ from veracity.api.routes import (
     RouteLimits,
     build_router,
 )
+from veracity.api.v2 import V2Limits, build_v2_router
 from veracity.inference.service import ModelService
 from veracity.jobs.queue import JobQueue
 from veracity.jobs.runner import JobRunner, RunnerSettings
@@ -235,6 +236,18 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     )
     app.include_router(build_predictions_router(STORE_ERRORS))
     app.include_router(build_lifecycle_router(MODEL_ERRORS))
+    # A V2 body may carry a batch's images as base64 (4/3 the bytes) plus its JSON.
+    v2_max_body = settings.batch_max_upload_bytes * 4 // 3 + 2**20
+    app.include_router(
+        build_v2_router(
+            V2Limits(
+                max_items=settings.batch_max_files,
+                max_item_bytes=settings.max_upload_bytes,
+                max_body_bytes=v2_max_body,
+                body_timeout_s=settings.body_timeout_s,
+            )
+        )
+    )
     app.include_router(build_jobs_router(job_limits, VIDEO_ERRORS | {404: STORE_ERRORS[404]}))
     Instrumentator(
         registry=registry,
@@ -265,6 +278,11 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
                 settings.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
                 f"request body exceeds the {settings.video_max_upload_mb:g} MB video upload "
                 "limit; send a smaller video",
+            ),
+            "/v2/models/": (
+                v2_max_body,
+                f"request body exceeds the {v2_max_body / 2**20:g} MB limit of a V2 "
+                "inference request; send fewer or smaller images per request",
             ),
             "/jobs/batch": (
                 settings.job_batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,

@@ -1,6 +1,7 @@
 """One JSON error shape for every error, FastAPI's own 404/405/422 included.
 
-``{"error": {"code", "message", "request_id"}}``. Client errors say what to fix. Anything
+``{"error": {"code", "message", "request_id"}}`` (on the Open Inference Protocol's routes,
+``{"error": "message"}``, which its clients read). Client errors say what to fix. Anything
 unexpected is caught by the request-ID middleware (it wraps the whole app, so the response
 still carries the request ID), logged with its traceback and answered with a generic 500.
 """
@@ -16,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from veracity.api.schemas import ErrorDetail, ErrorResponse
+from veracity.api.schemas import error_payload
 from veracity.errors import VeracityError
 
 logger = logging.getLogger("veracity.api")
@@ -49,10 +50,8 @@ def error_response(
     message: str,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = ErrorResponse(
-        error=ErrorDetail(code=code, message=message, request_id=_request_id(request))
-    )
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    body = error_payload(request.url.path, code, message, _request_id(request))
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _framework_message(status: int, detail: object) -> str:

@@ -17,6 +17,7 @@ from veracity.api.deps import CallerDep, ModelChoiceDep, ModelServiceDep
 from veracity.api.judging import batch_answer, finished, judge_batch, judge_video
 from veracity.api.recording import Recorder
 from veracity.api.routes import (
+    INFER_ERRORS,
     MULTIPART_OVERHEAD_BYTES,
     read_upload,
     read_uploads,
@@ -162,7 +163,8 @@ def job_executor(
 
 def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]) -> APIRouter:
     router = APIRouter(prefix="/jobs", tags=["jobs"])
-    upload_errors = {k: v for k, v in errors.items() if k != 404}
+    # A job's 404 is an unknown model (a job ID is only read by GET).
+    upload_errors = {k: v for k, v in errors.items() if k != 404} | {404: INFER_ERRORS[404]}
 
     def queue_of(request: Request) -> tuple[JobQueue, JobRunner]:
         runner: JobRunner | None = request.app.state.job_runner

@@ -452,6 +452,26 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+# The Open Inference Protocol's routes: their clients parse ``{"error": "message"}``.
+V2_PREFIX = "/v2"
+
+
+class V2ErrorResponse(BaseModel):
+    """Errors on the Open Inference Protocol routes (the request ID is in X-Request-ID)."""
+
+    error: str
+
+
+def error_payload(path: str, code: str, message: str, request_id: str | None) -> dict[str, Any]:
+    """The error body for a request to ``path``: the project's shape everywhere, except
+    on the V2 routes, whose clients (tritonclient, KServe's) read ``error`` as a string."""
+    if path == V2_PREFIX or path.startswith(V2_PREFIX + "/"):
+        return V2ErrorResponse(error=message).model_dump()
+    return ErrorResponse(
+        error=ErrorDetail(code=code, message=message, request_id=request_id)
+    ).model_dump()
+
+
 class ReceiptToCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -30,6 +30,11 @@ RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
+# ONNX Runtime's GPU build in place of its CPU build, at the version requirements.txt pins,
+# so that VERACITY_BACKEND=auto can time it against PyTorch on the GPU.
+ARG ONNXRUNTIME_VERSION=1.31.1
+RUN pip uninstall -y onnxruntime \
+    && pip install "onnxruntime-gpu==${ONNXRUNTIME_VERSION}"
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY deploy/docker/slim-venv.sh /usr/local/bin/slim-venv

@@ -323,3 +323,99 @@ def test_slim_venv_removes_build_only_files_and_keeps_the_runtime(tmp_path: Path
     remaining = {str(p.relative_to(torch_dir)) for p in torch_dir.rglob("*") if p.is_file()}
     assert remaining == {"bin/torch_shm_manager", "lib/libtorch_cpu.so", "__init__.py"}
     assert not fixture.exists()
+
+
+KSERVE = REPO_ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
+
+
+def _model_class(type_name: str):
+    """The KServe SDK's (or the Kubernetes client's) generated model for a type name."""
+    import kserve.models
+    import kubernetes.client.models
+
+    for module in (kserve.models, kubernetes.client.models):
+        if hasattr(module, type_name):
+            return getattr(module, type_name)
+    return None
+
+
+def _unknown_fields(value: object, type_name: str, where: str) -> list[str]:
+    """Fields the SDK's models do not have, recursively (the CRD schema is not bundled, so
+    the SDK's generated models stand in for it)."""
+    if type_name.startswith("list[") and isinstance(value, list):
+        inner = type_name[5:-1]
+        return [
+            p for i, item in enumerate(value) for p in _unknown_fields(item, inner, f"{where}[{i}]")
+        ]
+    if type_name.startswith("dict(") and isinstance(value, dict):
+        inner = type_name.split(", ", 1)[1][:-1]
+        return [
+            p for k, item in value.items() for p in _unknown_fields(item, inner, f"{where}.{k}")
+        ]
+    model = _model_class(type_name)
+    if model is None or not isinstance(value, dict):
+        return []
+    by_json_name = {json_name: attr for attr, json_name in model.attribute_map.items()}
+    problems = []
+    for key, item in value.items():
+        if key not in by_json_name:
+            problems.append(f"{where}.{key}")
+        else:
+            problems += _unknown_fields(
+                item, model.openapi_types[by_json_name[key]], f"{where}.{key}"
+            )
+    return problems
+
+
+def test_the_kserve_inference_service_matches_the_sdk_and_the_app(served) -> None:
+    document = yaml.safe_load(KSERVE.read_text())
+    assert document["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert document["kind"] == "InferenceService"
+    # Every field is one KServe's InferenceService (and the Kubernetes pod spec) has.
+    spec = {k: v for k, v in document.items() if k not in ("apiVersion", "kind")}
+    assert _unknown_fields(spec, "V1beta1InferenceService", "") == []
+    predictor = document["spec"]["predictor"]
+    (spec,) = predictor["containers"]
+    assert spec["name"] == "kserve-container"
+    assert spec["command"] == ENTRY_POINT
+    env = {e["name"]: e.get("value") for e in spec["env"]}
+    assert set(env) <= {f"VERACITY_{f.upper()}" for f in Settings.model_fields}
+    (port,) = spec["ports"]
+    assert port["containerPort"] == int(env["VERACITY_PORT"]) == 8080
+    assert env["VERACITY_HOST"] == "0.0.0.0"
+    probes = {k: spec[k]["httpGet"] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes["readinessProbe"]["path"] == "/v2/health/ready"
+    assert probes["livenessProbe"]["path"] == "/v2/health/live"
+    assert all(served(p["path"]) and p["port"] == "http" for p in probes.values())
+    mounts = {m["mountPath"]: m for m in spec["volumeMounts"]}
+    assert mounts[env["VERACITY_MODEL_REPOSITORY"]]["readOnly"] is True
+    security = spec["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert predictor["securityContext"]["runAsNonRoot"] is True
+    assert [s["secretRef"]["name"] for s in spec["envFrom"]] == ["veracity-api-keys"]
+    drain = float(env["VERACITY_SHUTDOWN_DRAIN_S"])
+    assert predictor["terminationGracePeriodSeconds"] > drain + 5
+
+
+def test_the_sdk_check_catches_a_misspelt_field() -> None:
+    document = yaml.safe_load(KSERVE.read_text())
+    document["spec"]["predictor"]["containers"][0]["readinesProbe"] = {}
+    document["spec"]["predictor"]["minReplica"] = 1
+    spec = {k: v for k, v in document.items() if k not in ("apiVersion", "kind")}
+    assert sorted(_unknown_fields(spec, "V1beta1InferenceService", "")) == [
+        ".spec.predictor.containers[0].readinesProbe",
+        ".spec.predictor.minReplica",
+    ]
+
+
+def test_the_gpu_image_swaps_in_onnx_runtimes_gpu_build_at_the_pinned_version() -> None:
+    pins = dict(
+        line.split("==", 1)
+        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    gpu_build = "\n".join(dockerfile_stages()["gpu-build"])
+    assert f"ARG ONNXRUNTIME_VERSION={pins['onnxruntime']}" in gpu_build
+    assert "pip uninstall -y onnxruntime" in gpu_build
+    assert "onnxruntime-gpu" not in "\n".join(dockerfile_stages()["cpu-build"])

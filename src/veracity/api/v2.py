@@ -102,9 +102,18 @@ def build_v2_router(limits: V2Limits) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
     codec_limits = Limits(max_items=limits.max_items, max_item_bytes=limits.max_item_bytes)
 
-    @router.get("/health/live", response_model=LiveResponse, summary="V2: the server is live")
-    async def live() -> LiveResponse:
-        return LiveResponse(live=True)
+    @router.get(
+        "/health/live",
+        response_model=LiveResponse,
+        summary="V2: the server is live; 503 when its default model failed to load",
+        responses={503: {"model": LiveResponse}},
+    )
+    async def live(service: ModelServiceDep) -> Response:
+        # As /health: a failed load is what a restart can cure; loading is not.
+        alive = service.state != "failed"
+        return JSONResponse(
+            LiveResponse(live=alive).model_dump(), status_code=200 if alive else 503
+        )
 
     @router.get(
         "/health/ready",

@@ -9,7 +9,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 LOAD_VENV ?= .venv-load
 LOAD_STAMP := $(LOAD_VENV)/.installed
 
-.PHONY: install install-dev install-deploy run test lint typecheck demo-model bench bench-verdicts bench-video bench-similarity overload clean
+.PHONY: install install-dev install-deploy run test lint typecheck demo-model bench bench-verdicts bench-video bench-similarity bench-registry overload clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +96,12 @@ bench-verdicts: $(STAMP)
 # time at 10k, 100k and 1M stored hashes (about a minute).
 bench-similarity: $(STAMP)
 	$(BIN)/python bench/similarity.py $(BENCH_ARGS)
+
+# The model registry at one model against the single-model service before it (the last
+# commit without it, from a git worktree): same checkpoint, same load, alternating rounds
+# (about three minutes). Exits 1 below 0.95x. Writes bench/results/registry.json.
+bench-registry: $(STAMP)
+	$(BIN)/python bench/registry.py $(BENCH_ARGS)
 
 # Video: sampling against the naive decode-everything pipeline, time to a verdict at 720p
 # and 1080p, and image clients' p99 while videos are scored (about 10 minutes the first

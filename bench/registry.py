@@ -1,0 +1,162 @@
+"""Does the model registry cost throughput at one model? A/B against the service before it.
+
+Run with `make bench-registry` (about three minutes). In one run, on one machine, it:
+
+1. checks out the last commit before the registry (--baseline, a git ref) into a temporary
+   worktree, and starts `veracity serve` from it and from this checkout, on the same
+   checkpoint with the same settings (ONNX backend, no results store, so every request
+   reaches the model);
+2. drives each in turn with the same closed loop (--clients concurrent clients posting the
+   same photo to /infer for --duration seconds), alternating A, B, A, B... for --rounds;
+3. reports requests per second and latency of each, and the ratio registry / baseline.
+
+Target: the ratio of median throughputs is at least 0.95 (no loss beyond noise). Exits 1 if
+it is missed. Writes bench/results/registry.json. Only loopback is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from run import photo  # bench/run.py
+from server import API_KEY, Server  # bench/server.py
+
+REPO = Path(__file__).resolve().parents[1]
+# The last commit with the single-model service (before admission, registry and runners
+# were split apart).
+BASELINE = "6503e8d"
+TARGET = 0.95
+
+
+def closed_loop(url: str, image: bytes, clients: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client() -> None:
+        nonlocal failures
+        with httpx.Client(timeout=30) as http:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                response = http.post(
+                    f"{url}/infer",
+                    files={"file": ("photo.jpg", image, "image/jpeg")},
+                    headers={"X-API-Key": API_KEY},
+                )
+                elapsed = time.perf_counter() - started
+                with lock:
+                    if response.status_code == 200:
+                        latencies.append(elapsed)
+                    else:
+                        failures += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else float("nan"),
+        "failures": failures,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default=BASELINE, help="git ref (default: %(default)s)")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=REPO / "checkpoints" / "demo.safetensors"
+    )
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "registry.json")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="veracity-bench-registry-"))
+    worktree = work / "baseline"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(worktree), args.baseline],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    settings = {
+        "VERACITY_BACKEND": "onnx",
+        "VERACITY_EXPORT_DIR": str(work / "exports"),
+        "VERACITY_STORE_ENABLED": "false",
+        "VERACITY_DEVICE": "cpu",
+    }
+    servers: dict[str, Server] = {}
+    try:
+        # The baseline's own source comes first on the path, before this checkout's.
+        baseline_env = settings | {"PYTHONPATH": str(worktree / "src")}
+        servers["baseline"] = Server(args.checkpoint, baseline_env, work / "baseline.log")
+        servers["registry"] = Server(args.checkpoint, settings, work / "registry.log")
+        for server in servers.values():
+            server.wait_ready()
+        image = photo(640, 427, seed=1)
+        for server in servers.values():  # warm both: first requests pay for allocation
+            closed_loop(server.url, image, args.clients, 3)
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+        for round_ in range(args.rounds):
+            for name, server in servers.items():
+                result = closed_loop(server.url, image, args.clients, args.duration)
+                runs[name].append(result)
+                print(
+                    f"round {round_ + 1} {name:<9} {result['rps']:7.2f} req/s  "
+                    f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  "
+                    f"failures {result['failures']}",
+                    flush=True,
+                )
+    finally:
+        for server in servers.values():
+            server.stop()
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO, check=False
+        )
+        shutil.rmtree(work, ignore_errors=True)
+
+    median = {name: statistics.median(r["rps"] for r in results) for name, results in runs.items()}
+    ratio = median["registry"] / median["baseline"]
+    failures = sum(r["failures"] for results in runs.values() for r in results)
+    met = ratio >= TARGET and failures == 0
+    summary = {
+        "baseline_ref": args.baseline,
+        "clients": args.clients,
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "runs": runs,
+        "median_rps": median,
+        "throughput_ratio": round(ratio, 3),
+        "target": f">= {TARGET}",
+        "met": met,
+    }
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        f"registry / baseline throughput: {ratio:.3f} (target >= {TARGET}): "
+        + ("met" if met else "MISSED")
+    )
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -31,12 +31,11 @@ from typing import Literal
 
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths
 from veracity.devices import DevicePreference
-from veracity.errors import DeadlineExceededError, ServiceUnavailableError, VeracityError
+from veracity.errors import DeadlineExceededError, ServiceUnavailableError
 from veracity.images import DEFAULT_FORMATS
 from veracity.inference.admission import Admission
 from veracity.inference.backends import BackendChoice
 from veracity.inference.runner import (
-    InferenceResult,
     ModelRunner,
     Pools,
     RunnerOptions,
@@ -45,11 +44,7 @@ from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelRepository, ModelVersion
 from veracity.repository.registry import ModelRegistry, Selection
 from veracity.verdicts.decision import VerdictPolicy
-from veracity.video.aggregate import AggregationRule
-from veracity.video.analysis import VideoAnalysis
-from veracity.video.plan import SamplingPlan, VideoLimits
-
-__all__ = ["InferenceResult", "ModelService", "Selection"]
+from veracity.video.plan import VideoLimits
 
 logger = logging.getLogger("veracity.service")
 
@@ -349,32 +344,6 @@ class ModelService:
                     "(VERACITY_REQUEST_TIMEOUT_S); retry shortly"
                 ) from e
             yield selection
-
-    async def predict(
-        self,
-        data: bytes,
-        *,
-        robustness_check: bool | None = None,
-        model: str | None = None,
-        version: str | None = None,
-    ) -> InferenceResult:
-        """One image on the chosen version (see ``ModelRunner.predict``)."""
-        async with self.use(model, version) as chosen:
-            return await chosen.runner.predict(data, robustness_check=robustness_check)
-
-    async def predict_many(
-        self, uploads: list[bytes], *, robustness_check: bool | None = None
-    ) -> list[InferenceResult | VeracityError]:
-        """Several images on the default route (see ``ModelRunner.predict_many``)."""
-        async with self.use() as chosen:
-            return await chosen.runner.predict_many(uploads, robustness_check=robustness_check)
-
-    async def predict_video(
-        self, data: bytes, *, plan: SamplingPlan, rule: AggregationRule, **options: object
-    ) -> VideoAnalysis:
-        """One video on the default route (see ``ModelRunner.predict_video``)."""
-        async with self.use() as chosen:
-            return await chosen.runner.predict_video(data, plan=plan, rule=rule, **options)  # type: ignore[arg-type]
 
     def shadow(self, shadow: ModelRunner, work: Callable[[ModelRunner], Awaitable[None]]) -> None:
         """Run ``work`` on the shadow version in the background, if there is room.

@@ -192,8 +192,10 @@ class ModelRegistry:
         """
         key, role, shadow_key = self.select(name, version)
         runner = self.runners.get(key)
-        if runner is None or not runner.loaded:
-            async with asyncio.timeout(load_timeout_s):
+        async with asyncio.timeout(load_timeout_s):
+            # A version loaded for this request can, in rare races, be evicted by another
+            # load before this task resumes: load it again rather than run on a stopped one.
+            while runner is None or not runner.loaded:
                 runner = await self.ensure_loaded(key)
         shadow = self.runners.get(shadow_key) if shadow_key is not None else None
         runner.acquire()

@@ -78,6 +78,7 @@ def test_docs_describe_the_contract(client) -> None:
         "200",
         "400",
         "401",
+        "404",  # an unknown ?model= or ?model_version=
         "408",
         "413",
         "415",
@@ -86,6 +87,7 @@ def test_docs_describe_the_contract(client) -> None:
         "500",
         "503",
         "504",
+        "507",  # a version that does not fit the model memory budget
     }
     assert "multipart/form-data" in infer_op["requestBody"]["content"]
     assert infer_op["security"] == [{"APIKeyHeader": []}]

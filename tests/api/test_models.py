@@ -381,3 +381,21 @@ def test_several_models_need_a_default(repository: Path, tiny_checkpoint: Path) 
             client.portal.call(app.state.model_service.wait_ready)
         health = client.get("/health").json()
         assert health["status"] == "failed"
+
+
+def test_a_loaded_version_whose_folder_is_removed_keeps_serving(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    root = make_repository(tmp_path / "models")
+    for client in started_client(repo_settings(root, tiny_checkpoint)):
+        assert infer(client, jpeg_bytes(), params={"model_version": "2"}).status_code == 200
+        shutil.rmtree(root / "tiny" / "2")
+        assert states(client)["2"] == "loaded"
+        pinned = infer(client, jpeg_bytes(seed=2), params={"model_version": "2"})
+        assert pinned.json()["model_version"] == "2"
+        unloaded = client.post("/admin/models/tiny/versions/2/unload", headers=ADMIN)
+        assert unloaded.status_code == 200, unloaded.text
+        assert "2" not in states(client)
+        assert_error(
+            infer(client, jpeg_bytes(), params={"model_version": "2"}), 404, "model_not_found"
+        )

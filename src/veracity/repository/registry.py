@@ -128,7 +128,10 @@ class ModelRegistry:
     async def rescan(self) -> None:
         """Read the repository again: new versions become loadable, new models routable."""
         found, problems = await asyncio.to_thread(self.repository.scan)
-        self.versions = {v.key: v for v in found}
+        # A loaded version whose folder was removed keeps serving (and being listed) until
+        # it is unloaded: its weights are in memory, verified when they were loaded.
+        loaded = {key: runner.model for key, runner in self.runners.items()}
+        self.versions = loaded | {v.key: v for v in found}
         self.problems = {(p.name, p.version): p for p in problems}
         by_model: dict[str, list[str]] = {}
         for name, version in self.versions:

@@ -90,7 +90,8 @@ class ServiceMetrics:
         self.shed = Counter(
             "veracity_shed_requests",
             "Requests dropped without an answer from the model, by reason: overloaded "
-            "(queue full), deadline_exceeded, client_disconnected.",
+            "(queue full), video_capacity, deadline_exceeded, client_disconnected, "
+            "model_loading (the version asked for was still loading at the deadline).",
             ["reason"],
             registry=registry,
         )

@@ -399,3 +399,34 @@ def test_a_loaded_version_whose_folder_is_removed_keeps_serving(
         assert_error(
             infer(client, jpeg_bytes(), params={"model_version": "2"}), 404, "model_not_found"
         )
+
+
+def test_a_slow_on_demand_load_answers_503_and_goes_on(
+    repository: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from veracity.inference.runner import ModelRunner
+
+    original = ModelRunner._load_blocking
+    gate = threading.Event()
+
+    def slow(self):
+        if self.version == "2":
+            assert gate.wait(30)
+        return original(self)
+
+    monkeypatch.setattr(ModelRunner, "_load_blocking", slow)
+    settings = repo_settings(repository, tiny_checkpoint, request_timeout_s=0.5)
+    for client in started_client(settings):
+        response = infer(client, jpeg_bytes(), params={"model_version": "2"})
+        error = assert_error(response, 503, "not_ready")
+        assert "still loading" in error["message"]
+        assert response.headers["retry-after"] == "5"
+        assert states(client)["2"] == "loading"
+        assert_still_serving(client)  # the default version is not held up
+        gate.set()
+        for _ in range(100):
+            if states(client)["2"] == "loaded":
+                break
+            threading.Event().wait(0.1)
+        retried = infer(client, jpeg_bytes(), params={"model_version": "2"})
+        assert retried.json()["model_version"] == "2"

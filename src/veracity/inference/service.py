@@ -31,7 +31,7 @@ from typing import Literal
 
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths
 from veracity.devices import DevicePreference
-from veracity.errors import DeadlineExceededError, ServiceUnavailableError
+from veracity.errors import ServiceUnavailableError
 from veracity.images import DEFAULT_FORMATS
 from veracity.inference.admission import Admission
 from veracity.inference.backends import BackendChoice
@@ -328,7 +328,8 @@ class ModelService:
         Raises:
             ServiceUnavailableError: not ready.
             ModelNotFoundError, ModelLoadError, ModelMemoryError: the version asked for.
-            DeadlineExceededError: the on-demand load outlasted the request deadline.
+            ServiceUnavailableError: also when an on-demand load outlasts the request
+                deadline (it goes on in the background).
         """
         self.check_admission()
         timeout = self.admission.request_timeout_s
@@ -338,10 +339,13 @@ class ModelService:
                     self.registry.lease(model, version, load_timeout_s=timeout)
                 )
             except TimeoutError as e:
-                self.record_shed("deadline_exceeded")
-                raise DeadlineExceededError(
+                # The load goes on; a job hands itself back and a client retries (503 with
+                # Retry-After), rather than either failing for good.
+                self.record_shed("model_loading")
+                raise ServiceUnavailableError(
                     f"the model version asked for is still loading after {timeout:g} s "
-                    "(VERACITY_REQUEST_TIMEOUT_S); retry shortly"
+                    "(VERACITY_REQUEST_TIMEOUT_S); retry shortly",
+                    retry_after_s=5,
                 ) from e
             yield selection
 

@@ -102,6 +102,7 @@ def main() -> int:
     parser.add_argument(
         "--checkpoint", type=Path, default=REPO / "checkpoints" / "demo.safetensors"
     )
+    parser.add_argument("--backend", default="onnx", choices=["onnx", "torch"])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=12.0)
     parser.add_argument("--rounds", type=int, default=7)
@@ -117,7 +118,7 @@ def main() -> int:
         capture_output=True,
     )
     settings = {
-        "VERACITY_BACKEND": "onnx",
+        "VERACITY_BACKEND": args.backend,
         "VERACITY_EXPORT_DIR": str(work / "exports"),
         "VERACITY_STORE_ENABLED": "false",
         "VERACITY_DEVICE": "cpu",
@@ -181,6 +182,7 @@ def main() -> int:
     met = ratio >= TARGET and efficiency >= TARGET and failures == 0
     summary = {
         "baseline_ref": args.baseline,
+        "backend": args.backend,
         "clients": args.clients,
         "duration_s": args.duration,
         "rounds": args.rounds,

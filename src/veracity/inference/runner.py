@@ -184,6 +184,9 @@ class ModelRunner:
         started = time.perf_counter()
         predictor = await run_in(self._pools.loader, self._load_blocking)
         await run_in(self._pools.loader, lambda: self._warm_up(predictor))
+        # One small pass where requests will run, so the inference thread's own engine
+        # state (its OpenMP pool, say) is not built during a client's request.
+        await run_in(self._pools.inference, lambda: self._warm_up(predictor, batch_sizes=(1,)))
         self._predictor = predictor
         self.memory_bytes = max(self.estimated_bytes(), _model_bytes(predictor))
         meta = predictor.checkpoint.metadata
@@ -204,8 +207,6 @@ class ModelRunner:
 
     def _load_blocking(self) -> Predictor:
         options = self.options
-        if options.torch_threads is not None:
-            torch.set_num_threads(options.torch_threads)
         device = select_device(options.device)
         checkpoint = load_checkpoint(self.model.checkpoint, device=device)
         return create_predictor(
@@ -219,12 +220,12 @@ class ModelRunner:
             policy=options.policy,
         )
 
-    def _warm_up(self, predictor: Predictor) -> None:
+    def _warm_up(self, predictor: Predictor, batch_sizes: tuple[int, ...] | None = None) -> None:
         # The first forward pass of each shape allocates buffers and picks kernels; pay for
         # it before the version takes traffic rather than in the first clients' latency.
         channels, height, width = predictor.config.input_size
         patches = predictor.config.patches_per_image
-        for batch_size in sorted({1, self.options.max_batch_size}):
+        for batch_size in batch_sizes or sorted({1, self.options.max_batch_size}):
             for _ in range(2):
                 predictor.predict(torch.zeros(batch_size, patches, channels, height, width))
 

@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
+import torch
+
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths
 from veracity.devices import DevicePreference
 from veracity.errors import ServiceUnavailableError
@@ -207,13 +209,24 @@ class ModelService:
 
     async def start(self) -> None:
         """Begin loading the default model in the background; returns at once."""
+        threads = self.options.torch_threads
+
+        def torch_threads() -> None:
+            # OpenMP keeps the thread count per calling thread: set it in each thread that
+            # runs forward passes, or that thread uses every core and, beside the decode
+            # pool, oversubscribes them (measured: half the throughput on 2 cores).
+            if threads is not None:
+                torch.set_num_threads(threads)
+
         self._pools = Pools(
             preprocess=ThreadPoolExecutor(
                 max_workers=self._workers, thread_name_prefix="veracity-preprocess"
             ),
             # One thread: forward passes run one batch at a time, each using the engine's
             # intra-op threads, while the pool above decodes the next requests.
-            inference=ThreadPoolExecutor(max_workers=1, thread_name_prefix="veracity-infer"),
+            inference=ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="veracity-infer", initializer=torch_threads
+            ),
             # Videos decode in their own threads, so a long video never holds the pool that
             # decodes single images; at a lower CPU priority, so that decoding a video (and
             # FFmpeg's slice threads, which inherit it) yields the cores to inference.
@@ -222,7 +235,9 @@ class ModelService:
                 thread_name_prefix="veracity-video",
                 initializer=_lower_thread_priority,
             ),
-            loader=ThreadPoolExecutor(max_workers=1, thread_name_prefix="veracity-load"),
+            loader=ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="veracity-load", initializer=torch_threads
+            ),
         )
         self.admission.watch(lambda: self.queue_depth)
         self._load_task = asyncio.create_task(self._load(), name="veracity-model-load")

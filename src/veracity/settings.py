@@ -111,6 +111,9 @@ class Settings(StoreSettings):
         | None
     ) = None
     model_memory_mb: Annotated[float, Field(gt=0, le=1_048_576)] = 4096.0
+    # A request naming a version that is not loaded loads it (within the budget). Off: only
+    # an admin's load or promote does, so no client can make the replica load models.
+    model_load_on_demand: bool = True
     device: DevicePreference = "auto"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8001

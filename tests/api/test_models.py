@@ -430,3 +430,14 @@ def test_a_slow_on_demand_load_answers_503_and_goes_on(
             threading.Event().wait(0.1)
         retried = infer(client, jpeg_bytes(), params={"model_version": "2"})
         assert retried.json()["model_version"] == "2"
+
+
+def test_on_demand_loads_can_be_left_to_admins(repository: Path, tiny_checkpoint: Path) -> None:
+    settings = repo_settings(repository, tiny_checkpoint, model_load_on_demand=False)
+    for client in started_client(settings):
+        response = infer(client, jpeg_bytes(), params={"model_version": "2"})
+        error = assert_error(response, 503, "not_ready")
+        assert "VERACITY_MODEL_LOAD_ON_DEMAND" in error["message"]
+        assert states(client)["2"] == "available"
+        assert client.post("/admin/models/tiny/versions/2/load", headers=ADMIN).status_code == 200
+        assert infer(client, jpeg_bytes(), params={"model_version": "2"}).status_code == 200

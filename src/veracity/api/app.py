@@ -104,6 +104,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         memory_budget_bytes=int(settings.model_memory_mb * 2**20),
         default_model=settings.default_model,
         drain_s=settings.shutdown_drain_s,
+        load_on_demand=settings.model_load_on_demand,
     )
     auth = ApiKeyAuth(
         settings.effective_api_keys,

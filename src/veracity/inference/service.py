@@ -92,6 +92,7 @@ class ModelService:
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
         default_model: str | None = None,
         drain_s: float = 20.0,
+        load_on_demand: bool = True,
     ) -> None:
         self.repository = (
             source if isinstance(source, ModelRepository) else ModelRepository(checkpoint=source)
@@ -124,6 +125,7 @@ class ModelService:
             budget_bytes=memory_budget_bytes,
             default_model=default_model,
             drain_s=drain_s,
+            load_on_demand=load_on_demand,
             metrics=metrics,
         )
         self._pools: Pools | None = None

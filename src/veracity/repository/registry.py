@@ -70,9 +70,11 @@ class ModelRegistry:
         budget_bytes: int,
         default_model: str | None = None,
         drain_s: float = 20.0,
+        load_on_demand: bool = True,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self.repository = repository
+        self._load_on_demand = load_on_demand
         self._make_runner = make_runner
         self.budget_bytes = budget_bytes
         self._default_setting = default_model
@@ -190,11 +192,19 @@ class ModelRegistry:
 
         Raises:
             ModelNotFoundError, ModelLoadError, ModelMemoryError: as ``load``.
+            ServiceUnavailableError: not loaded, and on-demand loads are off.
             TimeoutError: an on-demand load took longer than ``load_timeout_s`` (the load
                 goes on; a later request finds the version loaded).
         """
         key, role, shadow_key = self.select(name, version)
         runner = self.runners.get(key)
+        if (runner is None or not runner.loaded) and not self._load_on_demand:
+            raise ServiceUnavailableError(
+                f"{key[0]}/{key[1]} is not loaded, and this deployment loads versions only "
+                "when an admin asks (VERACITY_MODEL_LOAD_ON_DEMAND=false); ask for a loaded "
+                "version (GET /models), or retry once it is loaded",
+                retry_after_s=60,
+            )
         async with asyncio.timeout(load_timeout_s):
             # A version loaded for this request can, in rare races, be evicted by another
             # load before this task resumes: load it again rather than run on a stopped one.

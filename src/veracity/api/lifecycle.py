@@ -87,9 +87,10 @@ def build_lifecycle_router(errors: dict[int | str, dict[str, Any]]) -> APIRouter
     @router.post(
         "/admin/models/{name}/versions/{version}/unload",
         response_model=ModelEntry,
-        summary="Unload a version that takes no traffic (admin)",
-        description="Requests already on it finish first. 409 while it serves, or is the "
-        "canary or shadow.",
+        summary="Unload a version (admin)",
+        description="Requests already on it finish first. 409 while it is the default "
+        "model's serving, canary or shadow version; another model's version loads again "
+        "on its next request.",
         responses=admin_errors,
     )
     async def unload(

@@ -168,8 +168,9 @@ class ModelRunner:
         return self._batcher.running if self._batcher is not None else 0
 
     def estimated_bytes(self) -> int:
-        """Memory the loaded version will take: the weights once per engine holding them
-        (the ONNX backend keeps an exported copy beside the PyTorch model)."""
+        """Memory the loaded version will take, before it is loaded: the weights once per
+        engine that may hold them (the ONNX backend keeps an exported copy beside the
+        PyTorch model; with auto, which engine serves is known only after the load)."""
         return self.model.size_bytes * (2 if self.options.backend != "torch" else 1)
 
     # -- loading -----------------------------------------------------------------------
@@ -188,7 +189,10 @@ class ModelRunner:
         # state (its OpenMP pool, say) is not built during a client's request.
         await run_in(self._pools.inference, lambda: self._warm_up(predictor, batch_sizes=(1,)))
         self._predictor = predictor
-        self.memory_bytes = max(self.estimated_bytes(), _model_bytes(predictor))
+        # What the engine actually chosen holds: the model, at least its weights file, and
+        # the ONNX copy only where ONNX Runtime serves (auto may fall back to PyTorch).
+        exported = self.model.size_bytes if predictor.backend.name == "onnx" else 0
+        self.memory_bytes = max(self.model.size_bytes, _model_bytes(predictor)) + exported
         meta = predictor.checkpoint.metadata
         logger.info(
             "model version loaded",

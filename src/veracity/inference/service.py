@@ -373,8 +373,7 @@ class ModelService:
         the last quarter of the admission queue or delaying an answer.
         """
         if self._closed or not self.admission.has_room:
-            if self._metrics is not None:
-                self._metrics.shadow_agreement.labels(shadow.name, shadow.version, "dropped").inc()
+            self._count_shadow(shadow, "dropped")
             return
 
         async def run() -> None:
@@ -382,10 +381,7 @@ class ModelService:
             try:
                 await work(shadow)
             except Exception as e:  # a shadow never affects the primary's answer
-                if self._metrics is not None:
-                    self._metrics.shadow_agreement.labels(
-                        shadow.name, shadow.version, "dropped"
-                    ).inc()
+                self._count_shadow(shadow, "dropped")
                 logger.warning(
                     "shadow score dropped",
                     extra={
@@ -403,10 +399,13 @@ class ModelService:
 
     def compare_shadow(self, shadow: ModelRunner, *, agree: bool) -> None:
         """Count whether a shadow's verdict agreed with the serving version's."""
+        self._count_shadow(shadow, "agree" if agree else "disagree")
         if self._metrics is not None:
-            outcome = "agree" if agree else "disagree"
-            self._metrics.shadow_agreement.labels(shadow.name, shadow.version, outcome).inc()
             self._metrics.version_requests.labels(shadow.name, shadow.version, "shadow").inc()
+
+    def _count_shadow(self, shadow: ModelRunner, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.shadow_agreement.labels(shadow.name, shadow.version, outcome).inc()
 
     async def wait_shadows(self) -> None:
         """Wait for the shadow scores under way (tests)."""

@@ -30,7 +30,7 @@ class ModelAdmin:
     api_key: str | None
     timeout_s: float = 300.0  # a load warms the model up before answering
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         headers = {"X-API-Key": self.api_key} if self.api_key else {}
         try:
             response = httpx.request(
@@ -57,38 +57,30 @@ class ModelAdmin:
                 f"{method} {path} answered {response.status_code} ({detail})",
                 status=response.status_code,
             )
+        if not isinstance(payload, dict):
+            raise AdminRequestError(f"{method} {path} answered something other than JSON")
         return payload
 
     def list(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", "/models")
-        return result
+        return self._call("GET", "/models")
 
     def load(self, name: str, version: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", f"/admin/models/{name}/versions/{version}/load")
-        return result
+        return self._call("POST", f"/admin/models/{name}/versions/{version}/load")
 
     def unload(self, name: str, version: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call(
-            "POST", f"/admin/models/{name}/versions/{version}/unload"
-        )
-        return result
+        return self._call("POST", f"/admin/models/{name}/versions/{version}/unload")
 
     def promote(self, name: str, version: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call(
-            "POST", f"/admin/models/{name}/promote", {"version": version}
-        )
-        return result
+        return self._call("POST", f"/admin/models/{name}/promote", {"version": version})
 
     def rollback(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", f"/admin/models/{name}/rollback")
-        return result
+        return self._call("POST", f"/admin/models/{name}/rollback")
 
     def traffic(
         self, name: str, *, canary: str | None, percent: float, shadow: str | None
     ) -> dict[str, Any]:
         body = {"canary_version": canary, "canary_percent": percent, "shadow_version": shadow}
-        result: dict[str, Any] = self._call("PUT", f"/admin/models/{name}/traffic", body)
-        return result
+        return self._call("PUT", f"/admin/models/{name}/traffic", body)
 
 
 def format_listing(listing: dict[str, Any]) -> str:

@@ -191,7 +191,12 @@ def webhook_settings(tiny_checkpoint: Path, **overrides):
 def wait_webhook(client, url: str, seconds: float = 30) -> dict:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        job = client.get(url, headers={"X-API-Key": API_KEY}).json()
+        response = client.get(url, headers={"X-API-Key": API_KEY})
+        job = response.json()
+        # A poll may meet a slow store (503 store_unavailable, Retry-After): poll again.
+        if response.status_code == 503 and job["error"]["code"] == "store_unavailable":
+            time.sleep(0.05)
+            continue
         if job["webhook"]["status"] in ("delivered", "failed"):
             return job
         time.sleep(0.05)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+import reprlib
 import struct
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +36,14 @@ INPUT_NAME = "image"
 HEADER_LENGTH = "inference-header-content-length"
 MAX_HEADER_BYTES = 1 << 20  # the JSON part of a binary request carries no data
 MAX_ID_LENGTH = 256
+# A V2 request nests about five deep; anything far deeper is an attack on the parser (the
+# C scanner recurses per level) or on whatever walks the document afterwards.
+MAX_JSON_DEPTH = 32
+_HEADER_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() accepts "²", which int() refuses
+# Client values quoted back in error messages: bounded in length, items and nesting.
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxlist, _QUOTE.maxdict = 2, 4, 4
+_QUOTE.maxstring, _QUOTE.maxlong, _QUOTE.maxother = 60, 40, 60
 
 OutputType = Literal["FP64", "BYTES"]
 # The outputs every model answers: name -> datatype.
@@ -65,6 +75,41 @@ class Limits:
     max_item_bytes: int
 
 
+def _quote(value: object) -> str:
+    """A client's value for an error message: short and cheap, whatever its size or shape."""
+    return _QUOTE.repr(value)
+
+
+def _depth(document: object) -> int:
+    """How deeply ``document`` nests, without recursing (a deep one is what is refused)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack.extend((item, depth + 1) for item in value)
+    return deepest
+
+
+def _load_json(head: bytes) -> object:
+    try:
+        document = json.loads(head)
+    except RecursionError as e:
+        raise BadRequestError(
+            f"the request's JSON nests too deeply; at most {MAX_JSON_DEPTH} levels are accepted"
+        ) from e
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequestError(f"the request's JSON is malformed: {e}") from e
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise BadRequestError(
+            f"the request's JSON nests too deeply; at most {MAX_JSON_DEPTH} levels are accepted"
+        )
+    return document
+
+
 def _object(value: object, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequestError(f"{what} must be a JSON object")
@@ -81,8 +126,10 @@ def _flag(parameters: dict[str, Any], name: str, what: str) -> bool | None:
 def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
-    if not header_length.isdigit():
-        raise BadRequestError("Inference-Header-Content-Length must be a whole number of bytes")
+    if not _HEADER_DIGITS.fullmatch(header_length):
+        raise BadRequestError(
+            "Inference-Header-Content-Length must be a whole number of bytes, in ASCII digits"
+        )
     length = int(header_length)
     if length == 0 or length > len(body):
         raise BadRequestError(
@@ -107,15 +154,15 @@ def _shape(value: object, limits: Limits) -> int:
         raise BadRequestError("input 'image' needs a shape: a list of whole numbers, e.g. [1]")
     if len(value) > 2 or (len(value) == 2 and value[1] != 1):
         raise BadRequestError(
-            f"input 'image' has shape {value}; it must be [N] or [N, 1], one encoded image "
-            "file per element"
+            f"input 'image' has shape {_quote(value)}; it must be [N] or [N, 1], one encoded "
+            "image file per element"
         )
     count: int = value[0]
     if count < 1:
         raise BadRequestError(f"input 'image' has shape {value}; send at least one image")
     if count > limits.max_items:
         raise PayloadTooLargeError(
-            f"input 'image' holds {count} images; at most {limits.max_items} are judged in "
+            f"input 'image' holds {_quote(count)} images; at most {limits.max_items} are judged in "
             "one request (VERACITY_BATCH_MAX_FILES)"
         )
     return count
@@ -178,11 +225,7 @@ def parse_request(body: bytes, header_length: str | None, limits: Limits) -> Inf
         PayloadTooLargeError: too many images, or one larger than the upload limit.
     """
     head, binary = _split_body(body, header_length)
-    try:
-        document = json.loads(head)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequestError(f"the request's JSON is malformed: {e}") from e
-    request = _object(document, "the request")
+    request = _object(_load_json(head), "the request")
     request_id = request.get("id")
     if request_id is not None and (
         not isinstance(request_id, str) or len(request_id) > MAX_ID_LENGTH
@@ -200,12 +243,13 @@ def parse_request(body: bytes, header_length: str | None, limits: Limits) -> Inf
     tensor = _object(inputs[0], "inputs[0]")
     if tensor.get("name") != INPUT_NAME:
         raise BadRequestError(
-            f"input {tensor.get('name')!r} is not an input of this model; name it '{INPUT_NAME}'"
+            f"input {_quote(tensor.get('name'))} is not an input of this model; name it "
+            f"'{INPUT_NAME}'"
         )
     if tensor.get("datatype") != "BYTES":
         raise BadRequestError(
-            f"input 'image' has datatype {tensor.get('datatype')!r}; it must be BYTES (encoded "
-            "image files, not decoded pixels)"
+            f"input 'image' has datatype {_quote(tensor.get('datatype'))}; it must be BYTES "
+            "(encoded image files, not decoded pixels)"
         )
     count = _shape(tensor.get("shape"), limits)
     tensor_parameters = _object(tensor.get("parameters", {}), "inputs[0].parameters")
@@ -217,7 +261,7 @@ def parse_request(body: bytes, header_length: str | None, limits: Limits) -> Inf
             raise BadRequestError("input 'image' has both data and binary_data_size; send one")
         if size != len(binary):
             raise BadRequestError(
-                f"input 'image' declares binary_data_size {size} but {len(binary)} bytes "
+                f"input 'image' declares binary_data_size {_quote(size)} but {len(binary)} bytes "
                 "follow the JSON part"
             )
         images = _binary_elements(binary, count)
@@ -250,9 +294,10 @@ def _requested_outputs(request: dict[str, Any], binary_default: bool) -> list[Re
     for index, item in enumerate(wanted):
         output = _object(item, f"outputs[{index}]")
         name = output.get("name")
-        if name not in OUTPUTS:
+        if not isinstance(name, str) or name not in OUTPUTS:
             raise BadRequestError(
-                f"output {name!r} is not an output of this model; choose from {', '.join(OUTPUTS)}"
+                f"output {_quote(name)} is not an output of this model; choose from "
+                f"{', '.join(OUTPUTS)}"
             )
         if any(o.name == name for o in outputs):
             raise BadRequestError(f"output {name!r} is requested twice")

@@ -196,7 +196,8 @@ class ServiceMetrics:
         self.model_lifecycle = Counter(
             "veracity_model_lifecycle",
             "Model lifecycle actions by action (load, unload, evict, promote, rollback, "
-            "traffic) and outcome (ok, failed).",
+            "traffic, fallback: start-up served an older version because newer ones failed "
+            "to load) and outcome (ok, failed).",
             ["action", "outcome"],
             registry=registry,
         )

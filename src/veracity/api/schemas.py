@@ -500,12 +500,18 @@ class ModelVersionModel(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     version: str
-    state: Literal["loaded", "loading", "available", "invalid"] = Field(
+    state: Literal["loaded", "loading", "available", "invalid", "failed"] = Field(
         description="loaded: in memory, answering; loading; available: on disk, loaded on "
-        "first use; invalid: the directory holds no usable checkpoint (see reason)."
+        "first use; invalid: the directory holds no usable checkpoint (see reason); "
+        "failed: its last load failed (see reason), and it is tried again once its files "
+        "change or the cool-down has passed."
     )
     serving: bool = False
-    reason: str | None = Field(default=None, description="Why an invalid version is unusable.")
+    reason: str | None = Field(
+        default=None,
+        description="Why an invalid or failed version is unusable (paths are relative to "
+        "the model repository).",
+    )
     memory_bytes: int | None = Field(default=None, description="Held in memory when loaded.")
     size_bytes: int | None = None
     architecture: str | None = None

@@ -9,6 +9,7 @@ Errors on these routes are ``{"error": "message"}``, which the protocol's client
 from __future__ import annotations
 
 import asyncio
+import copy
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -159,9 +160,13 @@ def build_v2_router(limits: V2Limits) -> APIRouter:
         chosen = version or registry.routes[name].serving
         runner = registry.runners.get((name, chosen))
         if runner is None or not runner.loaded:
-            raise ServiceUnavailableError(
-                f"{name}/{chosen} is not loaded; it loads on its first inference request"
+            how = (
+                "it loads on its first inference request"
+                if registry.load_on_demand
+                else "this deployment loads versions only when an admin asks "
+                "(VERACITY_MODEL_LOAD_ON_DEMAND=false)"
             )
+            raise ServiceUnavailableError(f"{name}/{chosen} is not loaded; {how}")
         return ModelReadyResponse(name=name, ready=True)
 
     async def infer(
@@ -207,7 +212,11 @@ def build_v2_router(limits: V2Limits) -> APIRouter:
             for index, (_, result) in enumerate(results):
                 # The protocol has no per-element errors: the first bad image fails all.
                 if isinstance(result, VeracityError):
-                    failure = type(result)(f"element {index} of input 'image': {result.message}")
+                    # A copy keeps the error's status, code and headers (Retry-After);
+                    # some error classes take more than a message to construct.
+                    failure = copy.copy(result)
+                    failure.message = f"element {index} of input 'image': {result.message}"
+                    failure.args = (failure.message,)
                     raise failure from result
             answers = [result for _, result in results]  # type: ignore[misc]
         stored = await recorder.save(rows, images)

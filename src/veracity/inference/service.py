@@ -256,8 +256,10 @@ class ModelService:
             await self.registry.start()
         except Exception as e:
             self.state = "failed"
-            self.failure = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-            logger.error("model failed to load", extra={"reason": self.failure}, exc_info=e)
+            reason = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+            # Clients read this in 503 bodies: no server paths there; the log has them.
+            self.failure = self.repository.public(reason)
+            logger.error("model failed to load", extra={"reason": reason}, exc_info=e)
             return
         if self.state == "starting":
             self.state = "ok"

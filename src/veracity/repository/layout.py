@@ -17,6 +17,7 @@ the checkpoint's own ``model_name`` and ``model_version`` name it.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,14 @@ def newest(versions: list[str]) -> str:
     """The version a model serves from start-up unless pinned: the highest number, or
     (no numbered version) the last name in order. A named version ("candidate",
     "broken-test") never displaces a numbered one by sorting after it."""
+    return newest_first(versions)[0]
+
+
+def newest_first(versions: list[str]) -> list[str]:
+    """The versions a model may serve from start-up, in the order they are tried: the
+    next one serves when a newer one fails to load (named ones only without numbers)."""
     numbered = [v for v in versions if v.isdigit()]
-    return max(numbered or versions, key=version_key)
+    return sorted(numbered or versions, key=version_key, reverse=True)
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,19 @@ class ModelRepository:
 
     def describe(self) -> str:
         return str(self.root if self.root is not None else self.checkpoint)
+
+    def public(self, text: str) -> str:
+        """``text`` with the server's paths made relative to the repository (to the
+        checkpoint's folder without one): what clients may see of the file system."""
+        if self.root is not None:
+            base, label = self.root, "the model repository"
+        else:
+            assert self.checkpoint is not None
+            base, label = self.checkpoint.parent, "the checkpoint's folder"
+        forms = {str(base.absolute()), str(base.resolve())}
+        for form in sorted((f for f in forms if len(f) > 1), key=len, reverse=True):
+            text = text.replace(form + os.sep, "").replace(form, label)
+        return text
 
     def scan(self) -> tuple[list[ModelVersion], list[Problem]]:
         """Every version found, and every directory that is not a usable version.

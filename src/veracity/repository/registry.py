@@ -6,7 +6,15 @@ admins racing cannot leave a route pointing at an unloaded version. A version is
 and warmed up completely before any route points at it; switching a route is one
 assignment on the event loop, so a request sees either the old version or the new one,
 and a request holds a lease on the runner it started on, so the old version finishes it.
-A failed load changes nothing.
+A failed load changes nothing, and is remembered (failures.py): asking again for the same
+files within a cool-down answers the recorded failure without reading the weights again.
+The weights' hash is checked before the lock is taken, so a corrupt version never holds up
+other lifecycle changes while it is read.
+
+At start-up an unpinned default model serves its newest version that loads: a corrupt
+newest version is reported (GET /models, the log, ``veracity_model_lifecycle_total``) and
+the one before it serves. A pinned version (``VERACITY_DEFAULT_MODEL=NAME:VERSION``) serves
+or start-up fails: the operator asked for that one.
 
 Loaded versions share a memory budget. Before a load, least recently used versions are
 unloaded until the new one fits; a version that traffic reaches (a route's serving, canary
@@ -21,8 +29,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
+from veracity.checkpoint import verify_sha256
 from veracity.errors import (
     CheckpointError,
     ConfigurationError,
@@ -34,11 +43,13 @@ from veracity.errors import (
 )
 from veracity.inference.runner import ModelRunner
 from veracity.metrics import ServiceMetrics
+from veracity.repository.failures import LoadFailures
 from veracity.repository.layout import (
     ModelRepository,
     ModelVersion,
     Problem,
     newest,
+    newest_first,
     version_key,
 )
 from veracity.repository.traffic import Role, Route
@@ -46,6 +57,8 @@ from veracity.repository.traffic import Role, Route
 logger = logging.getLogger("veracity.registry")
 
 Key = tuple[str, str]
+
+FAILED_LOAD_COOLDOWN_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,8 +85,10 @@ class ModelRegistry:
         drain_s: float = 20.0,
         load_on_demand: bool = True,
         metrics: ServiceMetrics | None = None,
+        failed_load_cooldown_s: float = FAILED_LOAD_COOLDOWN_S,
     ) -> None:
         self.repository = repository
+        self.failures = LoadFailures(failed_load_cooldown_s)
         self._load_on_demand = load_on_demand
         self._make_runner = make_runner
         self.budget_bytes = budget_bytes
@@ -89,6 +104,11 @@ class ModelRegistry:
         self._loads: dict[Key, asyncio.Task[ModelRunner]] = {}
         if metrics is not None:
             metrics.model_memory_budget.set(budget_bytes)
+
+    @property
+    def load_on_demand(self) -> bool:
+        """Whether a request may load a version that is not loaded (else only admins)."""
+        return self._load_on_demand
 
     # -- the repository -------------------------------------------------------------------
 
@@ -121,11 +141,33 @@ class ModelRegistry:
                 f"VERACITY_DEFAULT_MODEL names {name!r}, which is not in the repository "
                 f"(models: {', '.join(sorted(self.routes))})"
             )
+        self.default_model = name
         if pinned:
             self._version(name, pinned)
             self.routes[name].serving = pinned
-        self.default_model = name
-        await self.ensure_loaded((name, self.routes[name].serving))
+            await self.ensure_loaded((name, pinned))
+            return
+        await self._start_newest_that_loads(name)
+
+    async def _start_newest_that_loads(self, name: str) -> None:
+        """Serve the newest version of ``name`` that loads; report the ones that do not."""
+        route = self.routes[name]
+        failed: list[str] = []
+        for version in newest_first([v for n, v in self.versions if n == name]):
+            try:
+                await self.ensure_loaded((name, version))
+            except ModelLoadError as e:
+                failed.append(f"{version}: {e.message}")
+                continue
+            route.serving = version
+            if failed:
+                self._count("fallback", "ok")
+                logger.error(
+                    "newer versions failed to load; an older version serves",
+                    extra={"model": name, "model_version": version, "failed": failed},
+                )
+            return
+        raise ModelLoadError(f"no version of model {name!r} loads: {'; '.join(failed)}")
 
     async def rescan(self) -> None:
         """Read the repository again: new versions become loadable, new models routable."""
@@ -151,7 +193,11 @@ class ModelRegistry:
             problem = self.problems.get((name, version))
             raise ModelNotFoundError(
                 f"model {name!r} has no usable version {version!r}"
-                + (f": {problem.reason}" if problem else "; GET /models lists its versions")
+                + (
+                    f": {self.repository.public(problem.reason)}"
+                    if problem
+                    else "; GET /models lists its versions"
+                )
             )
         return found
 
@@ -235,21 +281,70 @@ class ModelRegistry:
         return await asyncio.shield(task)
 
     async def _load_serialised(self, key: Key) -> ModelRunner:
+        await self._check_weights(key)
         async with self._lock:
             return await self._load(key)
+
+    async def _find(self, key: Key) -> ModelVersion:
+        """The version on disk, unless it failed to load recently and has not changed."""
+        try:
+            version = await asyncio.to_thread(self.repository.find, *key)
+        except CheckpointError as e:
+            self._count("load", "failed")
+            raise ModelLoadError(
+                f"{key[0]}/{key[1]} cannot be loaded; what served before still does: "
+                + self.repository.public(e.message)
+            ) from e
+        recent = self.failures.recent(version)
+        if recent is not None:
+            failure, age = recent
+            self._count("load", "failed")
+            raise ModelLoadError(
+                f"{failure.reason} (a load {age:.0f} s ago failed and its files have not "
+                f"changed since; it is tried again after {self.failures.cooldown_s:g} s, or "
+                "at once when they change)"
+            )
+        return version
+
+    def _failed(self, version: ModelVersion, e: CheckpointError | ConfigurationError) -> NoReturn:
+        self._count("load", "failed")
+        logger.error(
+            "model version failed to load",
+            extra={"model": version.name, "model_version": version.version, "reason": e.message},
+        )
+        reason = (
+            f"{version.name}/{version.version} failed to load; what served before still does: "
+            + self.repository.public(e.message)
+        )
+        self.failures.record(version, reason)
+        raise ModelLoadError(reason) from e
+
+    async def _check_weights(self, key: Key) -> None:
+        """Verify the weights' hash outside the lock (the load checks it again), so a
+        corrupt version is refused without holding up other lifecycle changes."""
+        runner = self.runners.get(key)
+        if runner is not None and runner.loaded:
+            return
+        version = await self._find(key)
+        try:
+            await asyncio.to_thread(
+                verify_sha256,
+                version.checkpoint,
+                version.metadata.weights_sha256,
+                what="weights file",
+                otherwise="the weights were modified or the metadata belongs to another checkpoint",
+            )
+        except OSError as e:
+            self._failed(version, CheckpointError(f"weights file unreadable: {e}"))
+        except CheckpointError as e:
+            self._failed(version, e)
 
     async def _load(self, key: Key) -> ModelRunner:
         """Load ``key`` under the lock; nothing changes if it fails."""
         existing = self.runners.get(key)
         if existing is not None and existing.loaded:
             return existing
-        try:
-            version = await asyncio.to_thread(self.repository.find, *key)
-        except CheckpointError as e:
-            self._count("load", "failed")
-            raise ModelLoadError(
-                f"{key[0]}/{key[1]} cannot be loaded; what served before still does: {e.message}"
-            ) from e
+        version = await self._find(key)
         self.versions[key] = version
         self.problems.pop(key, None)
         self.routes.setdefault(key[0], Route(serving=key[1]))
@@ -258,14 +353,8 @@ class ModelRegistry:
         try:
             await runner.load()
         except (CheckpointError, ConfigurationError) as e:
-            self._count("load", "failed")
-            logger.error(
-                "model version failed to load",
-                extra={"model": key[0], "model_version": key[1], "reason": e.message},
-            )
-            raise ModelLoadError(
-                f"{key[0]}/{key[1]} failed to load; what served before still does: {e.message}"
-            ) from e
+            self._failed(version, e)
+        self.failures.forget(key)
         runner.start()
         self.runners[key] = runner
         self._count("load", "ok")
@@ -358,7 +447,14 @@ class ModelRegistry:
             await self._unload(runner, "unload")
 
     async def promote(self, name: str, version: str) -> Route:
-        """Make ``version`` the serving one, after loading and warming it up (admin)."""
+        """Make ``version`` the serving one, after loading and warming it up (admin). A
+        canary ends with the switch: its share was set against the version replaced.
+        """
+        try:
+            await self._check_weights((name, version))
+        except Exception:
+            self._count("promote", "failed")
+            raise
         async with self._lock:
             try:
                 await self._load((name, version))
@@ -366,12 +462,17 @@ class ModelRegistry:
                 self._count("promote", "failed")
                 raise
             route = self.routes[name]
-            before = route.serving
+            before, canary = route.serving, route.canary
             route.promote(version)
             self._count("promote", "ok")
             logger.warning(
                 "model version promoted",
-                extra={"model": name, "model_version": version, "previous": before},
+                extra={
+                    "model": name,
+                    "model_version": version,
+                    "previous": before,
+                    "canary_ended": canary if canary != route.canary else None,
+                },
             )
             return route
 
@@ -389,7 +490,7 @@ class ModelRegistry:
                     f"model {name!r} has no previous version to roll back to; it has served "
                     f"{route.serving} since start-up"
                 )
-            target, current = route.previous, route.serving
+            target, current, canary = route.previous, route.serving, route.canary
             try:
                 await self._load((name, target))
             except Exception:
@@ -399,7 +500,12 @@ class ModelRegistry:
             self._count("rollback", "ok")
             logger.warning(
                 "model version rolled back",
-                extra={"model": name, "model_version": target, "from_version": current},
+                extra={
+                    "model": name,
+                    "model_version": target,
+                    "from_version": current,
+                    "canary_ended": canary,
+                },
             )
             return route
 
@@ -491,16 +597,23 @@ class ModelRegistry:
     def _describe_version(self, key: Key, route: Route | None) -> dict[str, Any]:
         problem = self.problems.get(key)
         if problem is not None:
-            return {"version": key[1], "state": "invalid", "reason": problem.reason}
+            reason = self.repository.public(problem.reason)
+            return {"version": key[1], "state": "invalid", "reason": reason}
         version = self.versions[key]
         runner = self.runners.get(key)
-        state = "loaded" if runner is not None and runner.loaded else "available"
-        if key in self._loads:
+        failure = None
+        if runner is not None and runner.loaded:
+            state = "loaded"
+        elif key in self._loads:
             state = "loading"
+        else:
+            failure = self.failures.current(version)
+            state = "failed" if failure is not None else "available"
         meta = version.metadata
         return {
             "version": key[1],
             "state": state,
+            "reason": failure.reason if failure is not None else None,
             "serving": route is not None and route.serving == key[1],
             "memory_bytes": runner.memory_bytes if runner is not None else None,
             "size_bytes": version.size_bytes,

@@ -3,9 +3,10 @@
 Each model has one route. ``serving`` answers requests that name no version; ``previous``
 is what ``rollback`` returns to; a ``canary`` takes a fixed share of the unnamed requests;
 a ``shadow`` scores the same inputs as the serving version without its answer being
-returned. The canary share is split by a running sum rather than a random draw: over any
-run of requests the canary gets its percentage to within one request, so small shares are
-exact on a dashboard and a test can check them without a tolerance.
+returned; promoting (or rolling back to) another version ends the canary. The canary
+share is split by a running sum rather than a random draw: over any run of requests the
+canary gets its percentage to within one request, so small shares are exact on a dashboard
+and a test can check them without a tolerance.
 """
 
 from __future__ import annotations
@@ -41,10 +42,14 @@ class Route:
         self._credit = 0.0
 
     def promote(self, version: str) -> None:
+        """Serve ``version``; the one replaced becomes ``previous``. Switching ends the
+        canary, whichever version it was: its share was chosen against the version being
+        replaced, and a canary that outlived it would keep taking traffic nobody decided
+        to give it. A shadow only scores, so it stays (unless it is the version promoted).
+        """
         if version != self.serving:
             self.previous = self.serving
             self.serving = version
-        if self.canary == version:
             self.set_canary(None, 0.0)
         if self.shadow == version:
             self.shadow = None

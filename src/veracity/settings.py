@@ -181,9 +181,9 @@ class Settings(StoreSettings):
     job_max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     job_batch_max_files: Annotated[int, Field(ge=1, le=10_000)] = 256
     job_batch_max_upload_mb: Annotated[float, Field(gt=0, le=4096)] = 256.0
-    # Webhooks when a job ends: signed with this secret (HMAC-SHA256; required to accept a
-    # webhook_url), retried with doubling delays, never sent to private addresses unless
-    # allowed.
+    # Webhooks when a job ends: signed with a secret per API key derived from this one
+    # (HMAC-SHA256; required to accept a webhook_url), retried with doubling delays, never
+    # sent to addresses that are not globally routable unless allowed.
     webhook_secret: SecretStr | None = None
     webhook_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     webhook_attempts: Annotated[int, Field(ge=1, le=20)] = 5

@@ -15,7 +15,8 @@ import pytest
 
 from tests.api.conftest import API_KEY, OTHER_KEY, assert_error, jpeg_bytes, make_settings, serving
 from tests.videofiles import write_video
-from veracity.jobs.webhooks import verify_signature
+from veracity.api.auth import key_id
+from veracity.jobs.webhooks import key_secret, verify_signature
 
 SECRET = "webhook-secret-0123456789"  # noqa: S105 (a test secret)
 
@@ -216,9 +217,11 @@ def test_a_finished_job_calls_its_webhook_signed(tiny_checkpoint: Path, receiver
         "last_error": None,
     }
     ((headers, body),) = receiver.calls
-    assert verify_signature(SECRET, headers["Veracity-Signature"], body)
-    assert not verify_signature("another-secret", headers["Veracity-Signature"], body)
-    assert not verify_signature(SECRET, headers["Veracity-Signature"], body + b" ")
+    # Signed with the creating key's own secret, not the deployment's.
+    secret = key_secret(SECRET, key_id(API_KEY))
+    assert verify_signature(secret, headers["Veracity-Signature"], body)
+    assert not verify_signature(SECRET, headers["Veracity-Signature"], body)
+    assert not verify_signature(secret, headers["Veracity-Signature"], body + b" ")
     payload = json.loads(body)
     assert payload["job_id"] == created["job_id"]
     assert payload["status"] == "done"

@@ -21,6 +21,7 @@ from veracity.api.predictions import build_predictions_router
 from veracity.api.ratelimit import KeyLimiter
 from veracity.api.recording import Recorder
 from veracity.api.routes import (
+    AUTH_ERRORS,
     MODEL_ERRORS,
     MULTIPART_OVERHEAD_BYTES,
     STORE_ERRORS,
@@ -29,6 +30,7 @@ from veracity.api.routes import (
     build_router,
 )
 from veracity.api.v2 import V2Limits, build_v2_router
+from veracity.api.webhooks import build_webhooks_router
 from veracity.inference.service import ModelService
 from veracity.jobs.queue import JobQueue
 from veracity.jobs.runner import JobRunner, RunnerSettings
@@ -250,6 +252,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         )
     )
     app.include_router(build_jobs_router(job_limits, VIDEO_ERRORS | {404: STORE_ERRORS[404]}))
+    app.include_router(build_webhooks_router(settings.webhook_secret, AUTH_ERRORS))
     Instrumentator(
         registry=registry,
         # Label by route template, never the raw path, so random URLs cannot create series.

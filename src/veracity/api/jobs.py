@@ -38,8 +38,9 @@ WebhookUrl = Annotated[
     Query(
         max_length=2048,
         description="Called with the job's outcome when it ends: a POST of JSON signed in "
-        "the Veracity-Signature header (HMAC-SHA256; see DEPLOYMENT.md). Needs "
-        "VERACITY_WEBHOOK_SECRET.",
+        "the Veracity-Signature header (HMAC-SHA256 under your key's webhook secret, from "
+        "GET /webhooks/secret; see DEPLOYMENT.md). An absolute http(s) URL to a public "
+        "address. Needs VERACITY_WEBHOOK_SECRET.",
     ),
 ]
 JobId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]

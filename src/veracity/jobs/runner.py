@@ -18,7 +18,7 @@ from typing import Any
 
 from veracity.errors import ServiceUnavailableError, StoreUnavailableError, VeracityError
 from veracity.jobs.queue import Job, JobInput, JobQueue
-from veracity.jobs.webhooks import WebhookSender
+from veracity.jobs.webhooks import Delivery, WebhookSender
 from veracity.metrics import ServiceMetrics
 from veracity.store.schema import PredictionRow
 
@@ -81,8 +81,14 @@ class JobRunner:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                # A loop that died must not cost the rest of the stop: the jobs held here
+                # are still handed back.
+                logger.exception("a job runner task had failed")
         self._tasks.clear()
         # Whatever this replica still holds goes back to the queue now rather than when its
         # lease runs out (a cancelled worker may have claimed a job in its last moment).
@@ -174,23 +180,43 @@ class JobRunner:
                     return
 
     async def _deliver_webhooks(self) -> None:
+        # One delivery's failure, whatever it is, must not end the deliveries of every key:
+        # it is logged, and the delivery it concerns is retried later or given up.
         while True:
             job = None
             if self._webhooks is not None:
-                with contextlib.suppress(StoreUnavailableError):
+                try:
                     job = await self.queue.claim_webhook(hold_s=60)
+                except StoreUnavailableError:
+                    pass
+                except Exception:
+                    logger.exception("webhook claim failed")
             if job is None:
                 await self._idle(self._webhook_wake)
                 continue
-            await self._deliver(job)
+            try:
+                await self._deliver(job)
+            except Exception:
+                # Still held for hold_s: then claimed again, its attempts counting.
+                logger.exception("webhook delivery failed", extra={"job_id": job.id})
 
     async def _deliver(self, job: Job) -> None:
         assert self._webhooks is not None
         assert job.webhook_url is not None
-        delivery = await self._webhooks.send(job.webhook_url, webhook_payload(job), job.id)
+        try:
+            delivery = await self._webhooks.send(
+                job.webhook_url, webhook_payload(job), job.id, key_id=job.key_id
+            )
+        except Exception as e:
+            logger.exception("webhook delivery failed", extra={"job_id": job.id})
+            delivery = Delivery(False, f"the delivery failed on an unexpected error ({e!r:.200})")
         settings = self._settings
         retry: float | None = None
-        if not delivery.delivered and job.webhook_attempts < settings.webhook_attempts:
+        if (
+            not delivery.delivered
+            and not delivery.final
+            and job.webhook_attempts < settings.webhook_attempts
+        ):
             retry = settings.webhook_backoff_s * 2 ** (job.webhook_attempts - 1)
         outcome = "delivered" if delivery.delivered else "retry" if retry else "failed"
         if self._metrics is not None:

@@ -3,31 +3,50 @@ HMAC-SHA256.
 
 The signature follows the common scheme (Stripe's, Standard Webhooks'): header
 ``Veracity-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` under the
-deployment's webhook secret, so a receiver checks both who sent it and that it is fresh.
+secret of the key that created the job (``key_secret``: derived from the deployment's
+webhook secret and the key's ID; ``GET /webhooks/secret`` tells a key its own), so a
+receiver checks who sent it, that it is fresh, and that no other key's receiver made it up.
 The URL is someone else's server, so the service never follows redirects and, unless
-allowed, refuses addresses inside private, loopback and link-local networks (resolved at
-send time, so a name cannot be pointed at the service's neighbours after it was accepted).
+allowed, refuses any address that is not globally routable: the host is resolved once per
+delivery, every address checked, and the connection made to a checked address (see
+``webhook_targets``), so a name cannot be pointed at the service's neighbours between the
+check and the connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import ipaddress
 import json
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from veracity.errors import BadRequestError
+from veracity.jobs.webhook_targets import (
+    InvalidWebhookUrlError,
+    IPAddress,
+    Resolver,
+    WebhookTarget,
+    parse_webhook_url,
+    refusal,
+    resolve,
+)
 
-MAX_URL_CHARS = 2048
 SIGNATURE_HEADER = "Veracity-Signature"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, as Stripe marks its webhook secrets)
+
+
+def key_secret(webhook_secret: str, key_id: str | None) -> str:
+    """The secret one key's webhooks are signed with (None: auth is off, one caller).
+
+    Derived, not stored: HMAC-SHA256 of the key's ID under the deployment's secret, so every
+    replica computes the same one, and knowing it reveals neither the deployment's secret
+    nor any other key's.
+    """
+    label = b"veracity webhook secret\x00" + (key_id or "").encode()
+    return SECRET_PREFIX + hmac.new(webhook_secret.encode(), label, hashlib.sha256).hexdigest()
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -52,93 +71,130 @@ def verify_signature(
 
 
 def check_webhook_url(url: str) -> str:
-    """The URL's shape, checked when a job is created.
+    """The URL, checked in full when a job is created (the same check a delivery makes).
 
     Raises:
-        BadRequestError: not an absolute http(s) URL, credentials in it, or too long.
+        BadRequestError: not an absolute http(s) URL with a valid host and port,
+            credentials in it, or too long; the message says which.
     """
-    if len(url) > MAX_URL_CHARS:
-        raise BadRequestError(f"webhook_url is longer than {MAX_URL_CHARS} characters")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequestError(
-            "webhook_url must be an absolute http:// or https:// URL, e.g. "
-            "https://hooks.example.com/veracity"
-        )
-    if parts.username or parts.password:
-        raise BadRequestError(
-            "webhook_url must not carry credentials; verify the Veracity-Signature header instead"
-        )
+    parse_webhook_url(url)
     return url
-
-
-def _public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
 
 
 @dataclass(frozen=True)
 class Delivery:
     delivered: bool
     error: str | None  # why not, for the job's record
+    final: bool = False  # retrying cannot help (the URL itself is invalid)
+
+
+class _RefusedError(Exception):
+    """The host cannot be delivered to now (does not resolve, or not to public addresses)."""
 
 
 class WebhookSender:
-    def __init__(self, secret: str, *, timeout_s: float, allow_private: bool) -> None:
-        self._secret = secret
+    def __init__(
+        self,
+        webhook_secret: str,
+        *,
+        timeout_s: float,
+        allow_private: bool,
+        resolver: Resolver = resolve,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._secret = webhook_secret
         self._timeout_s = timeout_s
         self._allow_private = allow_private
+        self._resolve = resolver
         self._client = httpx.AsyncClient(
             timeout=timeout_s,
             follow_redirects=False,
             # Environment proxies would send the job's outcome somewhere the creator did not
             # name.
             trust_env=False,
+            # A connection is made to a checked address for one host name (Host, SNI, the
+            # certificate); kept alive, it could be reused for another name at that address.
+            limits=httpx.Limits(max_keepalive_connections=0),
+            transport=transport,
         )
 
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def send(self, url: str, payload: dict[str, Any], event_id: str) -> Delivery:
+    async def send(
+        self, url: str, payload: dict[str, Any], event_id: str, *, key_id: str | None
+    ) -> Delivery:
+        """POST ``payload`` to ``url``, signed with ``key_id``'s secret; never raises for
+        anything the URL, its host or the receiver does."""
+        try:
+            target = parse_webhook_url(url)
+        except InvalidWebhookUrlError as e:
+            return Delivery(False, f"given up: {e.message}", final=True)
+        try:
+            addresses = await self._addresses(target)
+        except _RefusedError as e:
+            return Delivery(False, str(e))
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-        if not self._allow_private:
-            refused = await self._refused_address(url)
-            if refused is not None:
-                return Delivery(False, refused)
+        secret = key_secret(self._secret, key_id)
         headers = {
+            "Host": target.host_header,
             "Content-Type": "application/json",
             "User-Agent": "veracity-webhooks",
             "Veracity-Event-Id": event_id,
-            SIGNATURE_HEADER: signature(self._secret, int(time.time()), body),
+            SIGNATURE_HEADER: signature(secret, int(time.time()), body),
         }
-        try:
-            response = await self._client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as e:
-            return Delivery(False, f"{type(e).__name__}: {str(e)[:200] or 'no detail'}")
-        if 200 <= response.status_code < 300:
-            return Delivery(True, None)
-        return Delivery(False, f"the receiver answered HTTP {response.status_code}")
-
-    async def _refused_address(self, url: str) -> str | None:
-        host = urlsplit(url).hostname or ""
-        port = urlsplit(url).port or 443
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except OSError as e:
-            return f"the webhook host {host!r} does not resolve ({e})"
-        for *_, sockaddr in infos:
-            if not _public(str(sockaddr[0])):
-                return (
-                    f"the webhook host {host!r} resolves to a non-public address "
-                    f"({sockaddr[0]}); set VERACITY_WEBHOOK_ALLOW_PRIVATE=true to allow it"
+        # TLS is verified for the name in the URL, not the address connected to.
+        extensions = (
+            {"sni_hostname": target.host.removesuffix(".")}
+            if target.address is None and target.url.scheme == "https"
+            else {}
+        )
+        error = "no address to connect to"
+        for address in addresses:
+            pinned = target.url.copy_with(host=str(address))
+            try:
+                response = await self._client.post(
+                    pinned, content=body, headers=headers, extensions=extensions
                 )
-        return None
+            except httpx.ConnectError as e:
+                error = _describe(e)
+                continue  # the next checked address, as a client given several would
+            except httpx.HTTPError as e:
+                return Delivery(False, _describe(e))
+            if 200 <= response.status_code < 300:
+                return Delivery(True, None)
+            return Delivery(False, f"the receiver answered HTTP {response.status_code}")
+        return Delivery(False, error)
+
+    async def _addresses(self, target: WebhookTarget) -> list[IPAddress]:
+        """The addresses to connect to, all checked.
+
+        Raises:
+            _RefusedError: the host does not resolve, or (unless allowed) resolves to an address
+                that is not public.
+        """
+        if target.address is not None:
+            addresses = [target.address]
+        else:
+            try:
+                addresses = await self._resolve(target.host, target.port)
+            except (OSError, UnicodeError, ValueError) as e:
+                raise _RefusedError(
+                    f"the webhook host {target.host!r} does not resolve ({e})"
+                ) from e
+            if not addresses:
+                raise _RefusedError(f"the webhook host {target.host!r} resolves to no address")
+        if not self._allow_private:
+            for address in addresses:
+                why = refusal(address)
+                if why is not None:
+                    raise _RefusedError(
+                        f"the webhook host {target.host!r} resolves to a non-public address "
+                        f"({address}: {why}); set VERACITY_WEBHOOK_ALLOW_PRIVATE=true to "
+                        "allow it"
+                    )
+        return addresses
+
+
+def _describe(e: httpx.HTTPError) -> str:
+    return f"{type(e).__name__}: {str(e)[:200] or 'no detail'}"

@@ -150,3 +150,46 @@ def patch_box(data: bytes, box: bytes, offset: int, value: int) -> bytes:
     at = out.find(box) + offset
     out[at : at + 4] = value.to_bytes(4, "big")
     return bytes(out)
+
+
+def _annexb(width: int, height: int, frames: int, start: int) -> bytes:
+    """Raw H.264 (Annex B, parameter sets in-band) of ``frames`` flat frames."""
+    codec = av.CodecContext.create("libx264", "w")
+    assert isinstance(codec, av.video.codeccontext.VideoCodecContext)
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base = Fraction(1, 10)
+    codec.options = {"preset": "ultrafast", "g": "1"}
+    data = bytearray()
+    grey = np.full((height, width, 3), 128, np.uint8)
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(grey, format="rgb24")
+        frame.pts = start + i
+        for packet in codec.encode(frame):
+            data += bytes(packet)
+    for packet in codec.encode(None):
+        data += bytes(packet)
+    return bytes(data)
+
+
+def write_size_switching_video(
+    first: tuple[int, int] = (320, 240), then: tuple[int, int] = (8192, 8192), frames: int = 10
+) -> bytes:
+    """An MP4 whose header declares ``first`` while the stream switches to ``then``-sized
+    frames half-way (a new SPS in-band): a declared size that lies about the decoded one."""
+    stream = _annexb(*first, frames // 2, 0) + _annexb(*then, frames - frames // 2, frames // 2)
+    buffer = io.BytesIO()
+    with (
+        av.open(io.BytesIO(stream), format="h264") as source,
+        av.open(buffer, mode="w", format="mp4") as out,
+    ):
+        video = source.streams.video[0]
+        copy = out.add_stream_from_template(video)
+        for index, packet in enumerate(source.demux(video)):
+            if packet.size == 0:
+                continue
+            packet.stream = copy
+            packet.time_base = Fraction(1, 10)
+            packet.pts = packet.dts = index
+            packet.duration = 1
+            out.mux(packet)
+    return buffer.getvalue()

@@ -26,7 +26,7 @@ import torch
 from veracity.checkpoint import CheckpointMetadata, load_checkpoint
 from veracity.devices import DevicePreference, select_device
 from veracity.errors import InvalidImageError, ServiceUnavailableError, VeracityError
-from veracity.images import DEFAULT_FORMATS
+from veracity.images import DEFAULT_FORMATS, DecodeBudget
 from veracity.inference.admission import Admission
 from veracity.inference.backends import BackendChoice
 from veracity.inference.batcher import MicroBatcher
@@ -35,7 +35,7 @@ from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelVersion
 from veracity.verdicts.decision import Verdict, VerdictPolicy
 from veracity.video.aggregate import AggregationRule, FrameVerdict
-from veracity.video.analysis import FrameSource, PreparedFrame, VideoAnalysis
+from veracity.video.analysis import FrameSource, VideoAnalysis
 from veracity.video.plan import SamplingPlan, VideoLimits
 
 logger = logging.getLogger("veracity.runner")
@@ -57,6 +57,7 @@ class InferenceResult:
     preprocess_ms: float
     inference_ms: float
     batch_size: int
+    perceptual_hash: str | None = None  # of the image decoded for the model
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class RunnerOptions:
     backend: BackendChoice = "torch"
     export_dir: Path | None = None
     max_pixels: int = 40_000_000
+    decode_budget: DecodeBudget = field(default_factory=DecodeBudget)
     formats: tuple[str, ...] = DEFAULT_FORMATS
     policy: VerdictPolicy = field(default_factory=VerdictPolicy)
     video_limits: VideoLimits = field(default_factory=VideoLimits)
@@ -222,6 +224,7 @@ class ModelRunner:
             formats=options.formats,
             max_pixels=options.max_pixels,
             policy=options.policy,
+            decode_budget=options.decode_budget,
         )
 
     def _warm_up(self, predictor: Predictor, batch_sizes: tuple[int, ...] | None = None) -> None:
@@ -308,7 +311,11 @@ class ModelRunner:
         try:
             prepared = await run_in(
                 self._pools.preprocess,
-                lambda: predictor.prepare(data, robustness_check=robustness_check),
+                # The hash is taken here, from the image decoded for the model: one decode
+                # per upload, inside this bounded pool.
+                lambda: predictor.prepare(
+                    data, robustness_check=robustness_check, perceptual_hash=True
+                ),
             )
         finally:
             self._preprocessing -= 1
@@ -338,6 +345,7 @@ class ModelRunner:
             # No face: no forward pass ran.
             inference_ms=max((out.inference_ms for out in outputs), default=0.0),
             batch_size=outputs[0].batch_size if outputs else 0,
+            perceptual_hash=prepared.perceptual_hash,
         )
 
     def _count(self, verdict: Verdict) -> None:
@@ -435,14 +443,12 @@ class ModelRunner:
             return FrameVerdict(timestamp, predictor.judge_prepared(prepared, predictions)[1])
 
         tasks: list[asyncio.Future[FrameVerdict]] = []
-        step: asyncio.Future[PreparedFrame | None] | None = None
         try:
             while True:
                 await window.acquire()
                 self._preprocessing += 1
                 try:
-                    step = asyncio.ensure_future(run_in(pool, source.next))
-                    item = await step
+                    item = await run_in(pool, source.next)
                 finally:
                     self._preprocessing -= 1
                 if item is None:
@@ -455,12 +461,10 @@ class ModelRunner:
                 task.cancel()
             raise
         finally:
-            # Close the file after any decoding step still running (a cancelled request's
-            # last frame), never concurrently with it.
-            if step is not None and not step.done():
-                step.add_done_callback(lambda _: _close_reader(pool, reader.close))
-            else:
-                _close_reader(pool, reader.close)
+            # A cancelled request's last step may still be decoding in a video thread (its
+            # awaiting future reports done at once): close() waits for it, in a video thread
+            # so that the event loop does not.
+            _close_reader(pool, reader.close)
         analysis = source.conclude(judged, rule)
         if self._metrics is not None:
             self._metrics.videos.labels(analysis.verdict.verdict).inc()

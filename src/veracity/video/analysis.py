@@ -62,7 +62,8 @@ class FrameSource:
         the event loop."""
         t0 = time.perf_counter()
         try:
-            frame = next(self._frames, None)
+            with self.reader.stepping() as open_:
+                frame = next(self._frames, None) if open_ else None
             if frame is None:
                 return None
             # No JPEG table: a video frame's compression is the codec's, not a JPEG's.

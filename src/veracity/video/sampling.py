@@ -22,8 +22,10 @@ grow with the file. The whole sampling runs under a time budget.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,6 +104,11 @@ class VideoReader:
     def __init__(self, source: bytes | Path, limits: VideoLimits) -> None:
         self.limits = limits
         self.stats = SamplingStats()
+        # Held by every step that reaches into FFmpeg and by close(): a request cancelled
+        # (a hang-up, a deadline, a shutdown) while its step runs in a video thread must not
+        # have the container closed beneath that step from another thread (SIGSEGV).
+        self._lock = threading.Lock()
+        self._closed = False
         # The budget counts time spent decoding only, not time the caller spends between
         # frames (waiting for the model under load is not the file's fault).
         self._spent = 0.0
@@ -153,8 +160,20 @@ class VideoReader:
         self.close()
 
     def close(self) -> None:
-        self._container.close()
-        self._file.close()
+        """Close the file; waits for a step under way in another thread to finish."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._container.close()
+            self._file.close()
+
+    @contextlib.contextmanager
+    def stepping(self) -> Iterator[bool]:
+        """Hold the reader for one step in this thread; yields False once it is closed (the
+        request that opened it is gone, so the step has nothing to do)."""
+        with self._lock:
+            yield not self._closed
 
     def _pause(self) -> None:
         now = time.monotonic()
@@ -198,6 +217,10 @@ class VideoReader:
                 "limit; send a smaller rendition"
             )
         self._stream = stream
+        # The declared size is only the header's word: an in-band parameter set can switch
+        # the stream to 8192x8192 frames. FFmpeg's own pixel cap makes the decoder refuse
+        # such frames before it allocates them (and its reference frames).
+        context.options = {**context.options, "max_pixels": str(self.limits.max_pixels)}
         # Slice threads: frame threads must refill their pipeline after every seek, which
         # measured 30% slower per sampled frame on 720p and 1080p H.264.
         stream.thread_type = "SLICE"
@@ -382,6 +405,7 @@ class VideoReader:
                 return None
             decoded = list(stream.decode(packet)) + list(stream.decode(None))
         except (av.FFmpegError, ValueError):
+            self._check_resized()
             return None
         self.stats.decoded += len(decoded)
         if not decoded:
@@ -396,12 +420,29 @@ class VideoReader:
         try:
             frame = next(frames, None)
         except (av.FFmpegError, ValueError):
+            self._check_resized()
             # A damaged stretch: what was sampled before it stands; the rest is missing
             # (frames_analysed says how many there are).
             return None
         if frame is not None:
             self.stats.decoded += 1
         return frame
+
+    def _check_resized(self) -> None:
+        """Raise where the decoder failed because the stream switched to frames over the
+        pixel limit (the codec context then holds the new size), rather than skipping them
+        as a damaged stretch."""
+        context = self._stream.codec_context
+        self._refuse_size(context.width, context.height)
+
+    def _refuse_size(self, width: int, height: int) -> None:
+        if width * height > self.limits.max_pixels:
+            raise VideoTooLargeError(
+                f"the stream switches to frames of {width}x{height} after declaring "
+                f"{self.info.width}x{self.info.height}; frames over the "
+                f"{self.limits.max_pixels:,} pixel limit are not decoded. Send a smaller "
+                "rendition."
+            )
 
     def _time(self, frame: av.VideoFrame, previous: float) -> float:
         presented: float | None = frame.time  # None where the frame has no timestamp
@@ -413,6 +454,7 @@ class VideoReader:
 
     def _upright(self, frame: av.VideoFrame) -> Image.Image:
         """RGB, turned the way players show it (the display matrix, per frame)."""
+        self._refuse_size(frame.width, frame.height)  # for a decoder that ignores the cap
         try:
             image: Image.Image = frame.to_image()  # type: ignore[no-untyped-call]
         except (av.FFmpegError, ValueError) as e:

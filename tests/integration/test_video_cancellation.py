@@ -1,0 +1,190 @@
+"""A video request that ends early (a hang-up, its deadline, a shutdown) while a frame is
+being decoded must not crash the process, and a video whose frames outgrow their declared
+size must not take the memory of the frames it lies about."""
+
+from __future__ import annotations
+
+import io
+import random
+import socket
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+
+from tests.integration.conftest import API_KEY, Server, start_server
+from tests.integration.test_jobs_restart import wait_all, wait_running
+from tests.videofiles import frame_pixels, write_size_switching_video
+
+HEADERS = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="module")
+def clip_720p() -> bytes:
+    """20 s of 720p H.264 at 25 fps with one keyframe: each sample decodes forward from it,
+    so the server spends seconds inside FFmpeg, as with a phone's clip under load."""
+    strip = frame_pixels(0, 1280 + 400, 720)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        stream.time_base = Fraction(1, 25)
+        stream.options = {"preset": "ultrafast", "g": "1000"}
+        for i in range(500):
+            pixels = np.ascontiguousarray(strip[:, i % 400 : i % 400 + 1280])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+def video_request(video: bytes) -> bytes:
+    boundary = "vvv"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="v.mp4"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode()
+        + video
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = (
+        "POST /infer/video HTTP/1.1\r\nHost: x\r\n"
+        f"X-API-Key: {API_KEY}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+def hang_up_after(server: Server, request: bytes, seconds: float) -> None:
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        time.sleep(seconds)  # the upload is in; the server is decoding frames
+
+
+def assert_alive(server: Server) -> None:
+    assert server.process.poll() is None, f"server died: {server.log_path.read_text()[-3000:]}"
+    assert httpx.get(f"{server.base_url}/health", timeout=10).status_code == 200
+
+
+@pytest.fixture
+def video_server(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[Server]:
+    server = start_server(tmp_path, tiny_checkpoint)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_clients_hanging_up_mid_video_do_not_crash_the_server(
+    video_server: Server, clip_720p: bytes
+) -> None:
+    request = video_request(clip_720p)
+    rng = random.Random(0)
+    for _ in range(5):
+        hang_up_after(video_server, request, rng.uniform(0.6, 2.0))
+        time.sleep(0.3)  # the cancelled request closes its file meanwhile
+        assert_alive(video_server)
+    # The video still gets a full answer after all that.
+    response = httpx.post(
+        f"{video_server.base_url}/infer/video",
+        files={"file": ("v.mp4", clip_720p, "video/mp4")},
+        headers=HEADERS,
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert video_server.stop() == 0
+
+
+def test_video_deadlines_answer_504_and_the_server_keeps_serving(
+    tmp_path: Path, tiny_checkpoint: Path, clip_720p: bytes
+) -> None:
+    server = start_server(tmp_path, tiny_checkpoint, VERACITY_VIDEO_TIMEOUT_S="1.5")
+    try:
+        server.wait_ready()
+        for _ in range(3):
+            response = httpx.post(
+                f"{server.base_url}/infer/video",
+                files={"file": ("v.mp4", clip_720p, "video/mp4")},
+                headers=HEADERS,
+                timeout=60,
+            )
+            assert response.status_code == 504, response.text
+            assert response.json()["error"]["code"] == "deadline_exceeded"
+            assert_alive(server)
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_during_a_video_job_hands_it_back_without_crashing(
+    tmp_path: Path, tiny_checkpoint: Path, clip_720p: bytes
+) -> None:
+    database = f"sqlite:///{tmp_path / 'store.db'}"
+    job_paths = []
+    for attempt in range(2):
+        server = start_server(tmp_path, tiny_checkpoint, VERACITY_DATABASE_URL=database)
+        server.wait_ready()
+        response = httpx.post(
+            f"{server.base_url}/jobs/video",
+            files={"file": ("v.mp4", clip_720p, "video/mp4")},
+            headers=HEADERS,
+            timeout=60,
+        )
+        assert response.status_code == 202, response.text
+        job_paths.append(response.json()["url"])
+        wait_running(server, job_paths)
+        time.sleep(0.5 + attempt)  # inside the frame loop
+        assert server.stop() == 0, server.log_path.read_text()[-3000:]
+        handed_back = [line for line in server.logs() if "handed back" in line.get("message", "")]
+        assert handed_back, server.log_path.read_text()[-4000:]
+    # A new replica finishes every job that was running when its predecessor stopped.
+    server = start_server(tmp_path, tiny_checkpoint, VERACITY_DATABASE_URL=database)
+    try:
+        server.wait_ready()
+        assert {job["status"] for job in wait_all(server, job_paths, seconds=240)} == {"done"}
+    finally:
+        server.stop()
+
+
+def test_a_video_whose_frames_outgrow_their_declared_size_is_refused_in_bounded_memory(
+    video_server: Server,
+) -> None:
+    video = write_size_switching_video(first=(320, 240), then=(8192, 8192), frames=4)
+    status = Path(f"/proc/{video_server.process.pid}/status")
+
+    def resident_mb() -> float:
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        return int(fields["VmHWM"].split()[0]) / 1024
+
+    # A small video first, so the decoder's own start-up cost is already in the peak.
+    small = write_size_switching_video(first=(320, 240), then=(320, 240), frames=4)
+    before = httpx.post(
+        f"{video_server.base_url}/infer/video",
+        files={"file": ("v.mp4", small, "video/mp4")},
+        headers=HEADERS,
+        timeout=60,
+    )
+    assert before.status_code == 200, before.text
+    peak_before = resident_mb()
+    response = httpx.post(
+        f"{video_server.base_url}/infer/video",
+        files={"file": ("v.mp4", video, "video/mp4")},
+        headers=HEADERS,
+        timeout=60,
+    )
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert error["code"] == "video_too_large"
+    assert "8192x8192" in error["message"]
+    # One 8192x8192 frame alone is 96 MB of YUV, with its references several times that.
+    assert resident_mb() - peak_before < 64
+    assert_alive(video_server)

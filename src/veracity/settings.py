@@ -19,6 +19,7 @@ from veracity.cpus import available_cpus
 from veracity.demo import default_checkpoint
 from veracity.devices import DevicePreference
 from veracity.export import default_export_dir
+from veracity.images import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_JPEG_SCANS, DecodeBudget
 from veracity.inference.backends import BackendChoice
 from veracity.verdicts.decision import Thresholds, VerdictPolicy
 from veracity.verdicts.quality import QualityLimits
@@ -119,6 +120,11 @@ class Settings(StoreSettings):
     port: Annotated[int, Field(ge=1, le=65535)] = 8001
     max_upload_mb: Annotated[float, Field(gt=0, le=100)] = 10.0
     max_image_pixels: Annotated[int, Field(ge=1024, le=200_000_000)] = 40_000_000
+    # What decoding one image may hold (pixels as stored, a progressive JPEG's coefficients,
+    # the RGB copy), estimated before decoding: above it, 413 image_too_large.
+    max_decode_mb: Annotated[float, Field(gt=0, le=65_536)] = DEFAULT_MAX_DECODE_BYTES / 2**20
+    # Scans a JPEG may have (a progressive one has about 10); above it, 422 invalid_image.
+    max_jpeg_scans: Annotated[int, Field(ge=1, le=100_000)] = DEFAULT_MAX_JPEG_SCANS
     log_level: LogLevel = "INFO"
     inference_threads: Annotated[int, Field(ge=1, le=64)] | None = None
     torch_threads: Annotated[int, Field(ge=1, le=256)] | None = None
@@ -266,6 +272,12 @@ class Settings(StoreSettings):
     @property
     def batch_max_upload_bytes(self) -> int:
         return int(self.batch_max_upload_mb * 1024 * 1024)
+
+    @property
+    def decode_budget(self) -> DecodeBudget:
+        return DecodeBudget(
+            max_jpeg_scans=self.max_jpeg_scans, max_bytes=int(self.max_decode_mb * 2**20)
+        )
 
     @property
     def video_limits(self) -> VideoLimits:

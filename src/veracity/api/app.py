@@ -95,6 +95,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         export_dir=settings.export_dir,
         batch_wait_s=settings.batch_wait_ms / 1000,
         max_pixels=settings.max_image_pixels,
+        decode_budget=settings.decode_budget,
         max_queue=settings.max_queue,
         request_timeout_s=settings.request_timeout_s,
         metrics=metrics,

@@ -130,12 +130,17 @@ async def _image_outcome(
 ) -> tuple[InferResponse, PredictionRow]:
     """An image's answer (the stored one on a cache hit, else ``result``'s), with what the
     store knows of its near-duplicates, and the row that records it."""
+    # The pHash was taken from the image decoded for the model, in the decode pool (no
+    # second decode); a cache hit's is the one stored with it (the same bytes).
     if hit is not None:
         answer = InferResponse(**hit.response, request_id=request_id, cached=True)
+        phash = hit.perceptual_hash
     else:
         assert result is not None
         answer = infer_answer(request_id, model, result)
-    phash = await recorder.perceptual_hash(data) if recorder.store is not None else None
+        phash = result.perceptual_hash
+    if recorder.store is None:
+        phash = None
     answer = answer.model_copy(update={"seen_before": await recorder.seen_before(phash, caller)})
     row = build_row(
         prediction_id=prediction_id,

@@ -19,7 +19,6 @@ from veracity.callers import Caller
 from veracity.errors import StoreUnavailableError
 from veracity.images import DEFAULT_FORMATS
 from veracity.inference.runner import ModelRunner
-from veracity.similarity.phash import perceptual_hash
 from veracity.similarity.seen import SeenBefore
 from veracity.store.inputs import InputFiles
 from veracity.store.predictions import Kind, PredictionStore, cache_key
@@ -71,10 +70,6 @@ class Recorder:
         self.seen = seen
         self.inputs = inputs if store is not None else None
         self.formats = tuple(formats)
-
-    async def perceptual_hash(self, data: bytes) -> str | None:
-        """The upload's pHash (off the event loop: it decodes the image)."""
-        return await asyncio.to_thread(perceptual_hash, data, self.formats)
 
     async def seen_before(self, phash: str | None, caller: Caller) -> list[SeenBeforeModel] | None:
         """Earlier predictions of near-duplicates the caller may see; None when unknown."""

@@ -19,7 +19,13 @@ from PIL import Image
 from veracity.checkpoint import Checkpoint
 from veracity.errors import CheckpointError, ConfigurationError
 from veracity.faces import FaceDetector, crop_face
-from veracity.images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, load_image
+from veracity.images import (
+    DEFAULT_DECODE_BUDGET,
+    DEFAULT_FORMATS,
+    DEFAULT_MAX_PIXELS,
+    DecodeBudget,
+    load_image,
+)
 from veracity.inference.backends import (
     PARITY_TOLERANCE,
     Backend,
@@ -28,6 +34,7 @@ from veracity.inference.backends import (
     TorchBackend,
 )
 from veracity.preprocess import ImageTransform, pool_patch_logits
+from veracity.similarity.phash import hash_image
 from veracity.verdicts import robustness
 from veracity.verdicts.calibration import IDENTITY
 from veracity.verdicts.decision import Stability, Verdict, VerdictPolicy, decide
@@ -63,6 +70,7 @@ class PreparedImage:
     quality: InputQuality
     variants: dict[str, torch.Tensor]  # robustness variants (empty unless asked for)
     faces: int | None = None  # faces found (face checkpoints); None: the whole image is read
+    perceptual_hash: str | None = None  # of the decoded upload, where asked for
 
     @property
     def tensor(self) -> torch.Tensor:
@@ -87,6 +95,7 @@ class Predictor:
         formats: Iterable[str] = DEFAULT_FORMATS,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         policy: VerdictPolicy | None = None,
+        decode_budget: DecodeBudget = DEFAULT_DECODE_BUDGET,
     ) -> None:
         self.checkpoint = checkpoint
         self.device = device
@@ -97,6 +106,7 @@ class Predictor:
         self.face_detector = FaceDetector()
         self.formats = tuple(formats)
         self.max_pixels = max_pixels
+        self.decode_budget = decode_budget
         self.policy = policy or VerdictPolicy()
         self.calibrator = checkpoint.calibrator
         self.reference = checkpoint.reference
@@ -105,20 +115,32 @@ class Predictor:
         names = checkpoint.metadata.class_names
         self._real_index, self._fake_index = names.index("real"), names.index("fake")
 
-    def prepare(self, source: bytes | Path | BinaryIO, *, robustness_check: bool) -> PreparedImage:
-        """Untrusted bytes or a file -> model inputs and quality measurements.
+    def prepare(
+        self,
+        source: bytes | Path | BinaryIO,
+        *,
+        robustness_check: bool,
+        perceptual_hash: bool = False,
+    ) -> PreparedImage:
+        """Untrusted bytes or a file -> model inputs and quality measurements (and, where
+        asked for, the perceptual hash of the same decoded image: one decode serves both).
 
         Raises:
-            InvalidImageError: and its subclasses, for anything that is not an accepted image.
+            InvalidImageError: and its subclasses, for anything that is not an accepted image
+                or that would cost more than ``decode_budget`` to decode.
         """
         decoded = load_image(
             source,
             formats=self.formats,
             max_pixels=self.max_pixels,
             min_size=self.config.min_decode_size,
+            budget=self.decode_budget,
         )
         quality = measure(decoded.image, decoded.jpeg_quality, decoded.size)
-        return self.prepare_decoded(decoded.image, quality, robustness_check=robustness_check)
+        prepared = self.prepare_decoded(decoded.image, quality, robustness_check=robustness_check)
+        if not perceptual_hash:
+            return prepared
+        return replace(prepared, perceptual_hash=hash_image(decoded.image))
 
     def prepare_decoded(
         self, image: Image.Image, quality: InputQuality, *, robustness_check: bool
@@ -267,6 +289,7 @@ def create_predictor(
     formats: Iterable[str] = DEFAULT_FORMATS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     policy: VerdictPolicy | None = None,
+    decode_budget: DecodeBudget = DEFAULT_DECODE_BUDGET,
 ) -> Predictor:
     """A Predictor on the named backend; for ``onnx``, the export cached in ``export_dir``.
 
@@ -290,7 +313,13 @@ def create_predictor(
                 extra={"reason": getattr(e, "message", None) or str(e)[:300]},
             )
     predictor = Predictor(
-        checkpoint, device, backend=engine, formats=formats, max_pixels=max_pixels, policy=policy
+        checkpoint,
+        device,
+        backend=engine,
+        formats=formats,
+        max_pixels=max_pixels,
+        policy=policy,
+        decode_budget=decode_budget,
     )
     if backend == "auto" and engine is not None:
         predictor.backend = _choose_engine(

@@ -34,7 +34,7 @@ import torch
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths
 from veracity.devices import DevicePreference
 from veracity.errors import ServiceUnavailableError
-from veracity.images import DEFAULT_FORMATS
+from veracity.images import DEFAULT_FORMATS, DecodeBudget
 from veracity.inference.admission import Admission
 from veracity.inference.backends import BackendChoice
 from veracity.inference.runner import (
@@ -80,6 +80,7 @@ class ModelService:
         backend: BackendChoice = "torch",
         export_dir: Path | None = None,
         max_pixels: int,
+        decode_budget: DecodeBudget | None = None,
         formats: tuple[str, ...] = DEFAULT_FORMATS,
         max_queue: int = 32,
         request_timeout_s: float = 10.0,
@@ -105,6 +106,7 @@ class ModelService:
             backend=backend,
             export_dir=export_dir,
             max_pixels=max_pixels,
+            decode_budget=decode_budget or DecodeBudget(),
             formats=formats,
             policy=policy or VerdictPolicy(),
             video_limits=video_limits or VideoLimits(),

@@ -8,28 +8,37 @@ sits in the middle of that gap. The 64-bit pHash left only 4 bits between the tw
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 
 import imagehash
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from veracity.errors import InvalidImageError
+from veracity.images import DEFAULT_DECODE_BUDGET, DecodeBudget, load_rgb
 
 HASH_SIZE = 16  # 256 bits
 HASH_HEX = HASH_SIZE * HASH_SIZE // 4
-# pHash reads a 64x64 greyscale version: JPEGs are decoded at reduced scale to about that.
-_DRAFT = (HASH_SIZE * 4 * 2, HASH_SIZE * 4 * 2)
+# pHash reads a 64x64 greyscale version: images are reduced to about twice that first.
+_HASH_INPUT = HASH_SIZE * 4 * 2
 
 
-def perceptual_hash(data: bytes, formats: Iterable[str]) -> str | None:
-    """The hash (64 hex digits) of image bytes the validator has accepted; None where they
-    cannot be read after all (the verdict stands without one)."""
+def hash_image(image: Image.Image) -> str:
+    """The hash (64 hex digits) of a decoded, upright image: the service hashes the image it
+    decoded for the model, in the same worker, rather than decoding the upload again."""
+    factor = max(1, min(image.size) // _HASH_INPUT)
+    small = image.reduce(factor) if factor > 1 else image
+    return str(imagehash.phash(small, hash_size=HASH_SIZE))
+
+
+def perceptual_hash(
+    data: bytes, formats: Iterable[str], budget: DecodeBudget = DEFAULT_DECODE_BUDGET
+) -> str | None:
+    """The hash of image bytes (decoded within the same limits as an upload); None where
+    they cannot be read (the verdict stands without one)."""
     try:
-        with Image.open(io.BytesIO(data), formats=tuple(formats)) as image:
-            image.draft("L", _DRAFT)
-            upright = ImageOps.exif_transpose(image)
-            return str(imagehash.phash(upright, hash_size=HASH_SIZE))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return hash_image(load_rgb(data, formats=formats, min_size=_HASH_INPUT, budget=budget))
+    except InvalidImageError:
         return None
 
 

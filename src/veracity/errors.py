@@ -194,6 +194,13 @@ class StoreUnavailableError(ServiceUnavailableError):
         super().__init__(message, retry_after_s=5)
 
 
+class StoreOutcomeUnknownError(StoreUnavailableError):
+    """A change was committing when its deadline passed and the database did not confirm
+    it afterwards either: it may have been applied (check, or repeat it idempotently)."""
+
+    code = "store_outcome_unknown"
+
+
 class InvalidReceiptError(VeracityError):
     """A verdict receipt that is malformed, truncated, forged or signed by an unknown key."""
 

@@ -51,7 +51,9 @@ def test_every_verdict_is_recorded_with_what_an_auditor_needs(store_client) -> N
     answer = infer(store_client, data).json()
     assert answer["stored"] is True
     assert answer["cached"] is False
-    assert answer["prediction_id"] == answer["request_id"]
+    # The service's own ID; the request ID is kept beside it for correlation.
+    assert len(answer["prediction_id"]) == 32
+    assert answer["prediction_id"] != answer["request_id"]
 
     response = get(store_client, answer["prediction_id"])
     assert response.status_code == 200, response.text
@@ -87,18 +89,20 @@ def test_the_same_bytes_are_answered_from_the_store_without_inference(store_clie
     assert second["request_id"] != first["request_id"]
     for field in ("fake_prob", "real_prob", "verdict", "reasons", "model_version"):
         assert second[field] == first[field]
-    assert get(store_client, second["prediction_id"]).json()["cached_from"] == first["request_id"]
+    cached_from = get(store_client, second["prediction_id"]).json()["cached_from"]
+    assert cached_from == first["prediction_id"]
     # Other options make another answer: judged afresh.
     robust = infer(store_client, data, params={"robustness_check": "true"}).json()
     assert robust["cached"] is False
     assert robust["stability"] is not None
     metrics = store_client.get("/metrics").text
     assert 'veracity_cache_lookups_total{result="hit"} 1.0' in metrics
-    # Another key's upload of the same bytes gets the same answer (it would anyway) but
-    # not the first key's request ID.
+    # Another key's upload of the same bytes is judged afresh: a hit would tell it that
+    # someone sent these bytes, and name that key's prediction.
     other = infer(store_client, data, key=OTHER_KEY).json()
-    assert other["cached"] is True
+    assert other["cached"] is False
     assert first["request_id"] not in str(other)
+    assert get(store_client, other["prediction_id"], key=OTHER_KEY).json()["cached_from"] is None
 
 
 def test_a_key_sees_only_its_own_predictions_and_admins_see_all(store_client) -> None:
@@ -231,13 +235,14 @@ def test_batch_items_and_videos_are_recorded(store_client) -> None:
     ]
     batch = store_client.post("/infer/batch", files=files, headers={"X-API-Key": API_KEY}).json()
     first, second = batch["items"]
-    assert first["result"]["prediction_id"] == f"{batch['request_id']}-0"
     assert first["result"]["stored"] is True
     assert second["error"]["code"] == "invalid_image"
     item = get(store_client, first["result"]["prediction_id"]).json()
     assert item["kind"] == "batch_item"
     assert item["request_id"] == batch["request_id"]
-    assert_error(get(store_client, f"{batch['request_id']}-1"), 404, "not_found")
+    # The failed item is not stored: the request made one prediction.
+    made = listing(store_client, request_id=batch["request_id"]).json()["items"]
+    assert [p["prediction_id"] for p in made] == [first["result"]["prediction_id"]]
 
     video = write_video(seconds=2.0, fps=10)
     answer = store_client.post(

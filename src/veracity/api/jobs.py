@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from veracity.api.deps import CallerDep, ModelChoiceDep, ModelServiceDep
@@ -44,6 +44,18 @@ WebhookUrl = Annotated[
     ),
 ]
 JobId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any unique string (a UUID): sending the same request again with the "
+        "same key answers the job the first one created instead of creating another, so a "
+        "request whose answer was lost (or a 503 store_outcome_unknown) is safe to repeat.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -194,6 +206,7 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         inputs: list[JobInput],
         webhook_url: str | None,
         response: Response,
+        idempotency_key: str | None,
     ) -> JobResponse:
         queue, runner = queue_of(request)
         job = await queue.enqueue(
@@ -204,6 +217,7 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
             params=params,
             inputs=inputs,
             webhook_url=webhook_url,
+            idempotency_key=idempotency_key,
         )
         runner.wake()
         response.status_code = 202
@@ -231,6 +245,7 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         every_s: Annotated[float | None, Query(gt=0, le=3600)] = None,
         aggregation: Annotated[AggregationMethod | None, Query()] = None,
         webhook_url: WebhookUrl = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> JobResponse:
         queue_of(request)
         service.registry.check(choice.model, choice.version)
@@ -253,7 +268,9 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
             "model_version": choice.version,
         }
         inputs = [JobInput(None, data)]
-        return await enqueue(request, caller, "video", params, inputs, hook, response)
+        return await enqueue(
+            request, caller, "video", params, inputs, hook, response, idempotency_key
+        )
 
     @router.post(
         "/batch",
@@ -274,6 +291,7 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         choice: ModelChoiceDep,
         robustness_check: Annotated[bool | None, Query()] = None,
         webhook_url: WebhookUrl = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> JobResponse:
         queue_of(request)
         service.registry.check(choice.model, choice.version)
@@ -291,7 +309,9 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
             "model": choice.model,
             "model_version": choice.version,
         }
-        return await enqueue(request, caller, "batch", params, inputs, hook, response)
+        return await enqueue(
+            request, caller, "batch", params, inputs, hook, response, idempotency_key
+        )
 
     @router.get(
         "/{job_id}",

@@ -12,7 +12,6 @@ background, and recorded beside the answer without changing it.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -36,7 +35,7 @@ from veracity.errors import VeracityError
 from veracity.inference.runner import InferenceResult, ModelRunner
 from veracity.inference.service import ModelService
 from veracity.receipts import ReceiptClaims, ReceiptSigner
-from veracity.store.predictions import Kind
+from veracity.store.predictions import Kind, new_prediction_id
 from veracity.store.schema import PredictionRow
 from veracity.video.aggregate import AggregationRule
 from veracity.video.analysis import VideoAnalysis
@@ -175,7 +174,7 @@ async def judge_image(
     async with service.use(model, version) as chosen:
         runner = chosen.runner
         key = _image_key(runner, recorder, digest, robustness_check)
-        hit = (await recorder.cached([key])).get(key)
+        hit = (await recorder.cached([key], caller)).get(key)
         result = None
         if hit is None:
             result = await run(runner.predict(data, robustness_check=robustness_check))
@@ -189,7 +188,7 @@ async def judge_image(
             hit=hit,
             result=result,
             request_id=request_id,
-            prediction_id=request_id,
+            prediction_id=new_prediction_id(),
             kind="image",
         )
     if chosen.shadow is not None:
@@ -221,7 +220,7 @@ async def _shadow_image(
     answer = infer_answer(primary.request_id, shadow, result)
     service.compare_shadow(shadow, agree=answer.verdict == primary.verdict)
     row = build_row(
-        prediction_id=uuid.uuid4().hex,
+        prediction_id=new_prediction_id(),
         request_id=primary.request_id,
         caller=caller,
         kind="shadow",
@@ -243,9 +242,9 @@ async def judge_video(
     data: bytes,
     *,
     request_id: str,
-    prediction_id: str,
     plan: SamplingPlan,
     rule: AggregationRule,
+    prediction_id: str | None = None,
     run: Run[VideoAnalysis] = _plain,
     limits: VideoLimits | None = None,
     timeout_s: float | None = None,
@@ -259,7 +258,7 @@ async def judge_video(
     async with service.use(model, version) as chosen:
         runner = chosen.runner
         key = recorder.key(runner, digest, "video", options)
-        hit = (await recorder.cached([key])).get(key)
+        hit = (await recorder.cached([key], caller)).get(key)
         if hit is not None:
             answer = VideoResponse(**hit.response, request_id=request_id, cached=True)
         else:
@@ -275,7 +274,7 @@ async def judge_video(
             )
             answer = video_answer(request_id, runner, result)
     row = build_row(
-        prediction_id=prediction_id,
+        prediction_id=prediction_id or new_prediction_id(),
         request_id=request_id,
         caller=caller,
         kind="video",
@@ -297,14 +296,15 @@ async def judge_batch(
     files: list[tuple[str | None, bytes]],
     *,
     request_id: str,
-    id_prefix: str,
     robustness_check: bool | None,
     run: Run[list[InferenceResult | VeracityError]] = _plain,
     model: str | None = None,
     version: str | None = None,
+    id_prefix: str | None = None,
 ) -> tuple[list[tuple[str | None, InferResponse | VeracityError]], list[PredictionRow]]:
     """Each file's answer or error, and the rows of the answers (item ``i`` is stored as
-    ``{id_prefix}-{i}``). The whole batch runs on one version."""
+    ``{id_prefix}-{i}`` when a job names its prefix, else under a new ID of its own). The
+    whole batch runs on one version."""
     uploads = [data for _, data in files]
     digests = await asyncio.to_thread(lambda: [sha256_hex(data) for data in uploads])
     async with service.use(model, version) as chosen:
@@ -329,13 +329,13 @@ async def _judge_batch_on(
     digests: list[str],
     *,
     request_id: str,
-    id_prefix: str,
+    id_prefix: str | None,
     robustness_check: bool | None,
     run: Run[list[InferenceResult | VeracityError]],
 ) -> tuple[list[tuple[str | None, InferResponse | VeracityError]], list[PredictionRow]]:
     uploads = [data for _, data in files]
     keys = [_image_key(runner, recorder, d, robustness_check) for d in digests]
-    hits = await recorder.cached(keys)
+    hits = await recorder.cached(keys, caller)
     missing = [i for i, key in enumerate(keys) if key not in hits]
     computed = await run(
         runner.predict_many([uploads[i] for i in missing], robustness_check=robustness_check)
@@ -358,7 +358,7 @@ async def _judge_batch_on(
             hit=hits.get(key),
             result=outcome,
             request_id=request_id,
-            prediction_id=f"{id_prefix}-{index}",
+            prediction_id=new_prediction_id() if id_prefix is None else f"{id_prefix}-{index}",
             kind="batch_item",
         )
         answers.append((filename, answer))

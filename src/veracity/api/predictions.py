@@ -19,16 +19,16 @@ from veracity.store.predictions import PredictionFilter, StoredPrediction
 
 MAX_NOTE_CHARS = 2000
 MAX_PAGE = 100
-# Request IDs are 32 hex characters (or a client's X-Request-ID of at most 64 safe
-# characters); a batch item's adds "-<index>".
+# The service's IDs are 32 hex characters (a job's item adds "-<index>"); predictions stored
+# before they were (schema revision 0005) keep their request ID, at most 64 safe characters
+# (a batch item's with "-<index>").
 PredictionId = Annotated[
     str,
     Path(
         min_length=1,
         max_length=80,
         pattern=r"^[A-Za-z0-9._:-]+$",
-        description="The prediction_id of an answer (its request_id; request_id-index for "
-        "a batch item).",
+        description="The prediction_id of an answer.",
     ),
 ]
 
@@ -46,7 +46,10 @@ class PredictionModel(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     prediction_id: str
-    request_id: str
+    request_id: str = Field(
+        description="The request that made it (the client's X-Request-ID, or the one the "
+        "service gave): shared by a batch's items and by retries with the same ID."
+    )
     created_at: datetime
     key_id: str | None = Field(description="The ID of the key whose request made it.")
     kind: Literal["image", "video", "batch_item", "shadow"]
@@ -162,6 +165,14 @@ def build_predictions_router(errors: dict[int | str, dict[str, Any]]) -> APIRout
         ] = None,
         verdict: Annotated[Literal["real", "fake", "inconclusive"] | None, Query()] = None,
         model_version: Annotated[str | None, Query(max_length=100)] = None,
+        request_id: Annotated[
+            str | None,
+            Query(
+                max_length=64,
+                description="The predictions one request made (its X-Request-ID, or the "
+                "request_id of its answer).",
+            ),
+        ] = None,
         key_id: Annotated[
             str | None,
             Query(max_length=64, description="Admin keys only: one key's predictions."),
@@ -195,6 +206,7 @@ def build_predictions_router(errors: dict[int | str, dict[str, Any]]) -> APIRout
                 until=until,
                 verdict=verdict,
                 model_version=model_version,
+                request_id=request_id,
                 shadow_of=shadow_of,
                 key_id=key_id,
             ),

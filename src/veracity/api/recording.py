@@ -94,11 +94,15 @@ class Recorder:
         ]
 
     def key(self, model: ModelRunner, digest: str, kind: Kind, options: dict[str, Any]) -> str:
-        """The exact-cache key: the bytes, and everything else that shapes the answer."""
+        """The exact-cache key: the bytes, and everything else that shapes the answer
+        (the version's name and number too: versions with equal weights answer, and are
+        recorded and counted, each as itself)."""
         meta = model.metadata
         policy = model.policy
         scope = {
             "kind": "video" if kind == "video" else "image",
+            "model": model.name,
+            "version": model.version,
             "weights": meta.weights_sha256,
             "calibration": model.calibration_version,
             "thresholds": [policy.thresholds.real_threshold, policy.thresholds.fake_threshold],
@@ -107,10 +111,11 @@ class Recorder:
         }
         return cache_key(digest, scope)
 
-    async def cached(self, keys: list[str]) -> dict[str, PredictionRow]:
+    async def cached(self, keys: list[str], caller: Caller) -> dict[str, PredictionRow]:
+        """The caller's own earlier answers for ``keys`` (never another key's)."""
         if not self.cache or self.store is None or not keys:
             return {}
-        return await self.store.find_cached(keys)
+        return await self.store.find_cached(keys, caller.key_id)
 
     async def save(self, rows: list[PredictionRow], uploads: Iterable[bytes] = ()) -> bool:
         """Record the rows (and, where inputs are kept, the uploads they are about)."""

@@ -208,8 +208,9 @@ STORE_ERRORS: dict[int | str, dict[str, Any]] = {
         "No such prediction for this key (another key's predictions are not shown), or the "
         "deployment keeps no store.",
         "not_found",
-        "no prediction 'abc' for this key; IDs are the request_id of an answer (a batch "
-        "item's is request_id-index), and a key sees only its own predictions",
+        "no prediction 'abc' for this key; IDs are the prediction_id of an answer (GET "
+        "/predictions?request_id=... finds a request's), and a key sees only its own "
+        "predictions",
     ),
     422: _error(
         "A body or parameter that fails validation (e.g. a label other than real or fake, "
@@ -529,7 +530,6 @@ def build_router(limits: RouteLimits) -> APIRouter:
             caller,
             data,
             request_id=request_id,
-            prediction_id=request_id,
             plan=plan,
             rule=rule,
             run=lambda work: served(request, service, work),
@@ -574,7 +574,6 @@ def build_router(limits: RouteLimits) -> APIRouter:
             caller,
             files,
             request_id=request_id,
-            id_prefix=request_id,
             robustness_check=robustness_check,
             run=lambda work: served(request, service, work),
             model=choice.model,

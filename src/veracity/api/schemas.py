@@ -153,8 +153,9 @@ class StoreFields(BaseModel):
 
     prediction_id: str | None = Field(
         default=None,
-        description="ID of the stored prediction (GET /predictions/{id}): the request_id, "
-        "or request_id-index for a batch item. Null when the deployment keeps no store.",
+        description="ID of the stored prediction (GET /predictions/{id}): the service's "
+        "own, unique to this verdict (not the request_id, which a client may reuse). Null "
+        "when the verdict was not stored.",
     )
     stored: bool = Field(
         default=False,

@@ -203,7 +203,6 @@ def build_v2_router(limits: V2Limits) -> APIRouter:
                 caller,
                 [(None, data) for data in images],
                 request_id=request_id,
-                id_prefix=request_id,
                 robustness_check=None,
                 run=lambda work: served(request, service, work),
                 model=name,

@@ -12,15 +12,17 @@ many times it was started.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from veracity.callers import Caller
-from veracity.errors import NotFoundError
+from veracity.errors import BadRequestError, NotFoundError, StoreUnavailableError
 from veracity.store.predictions import PredictionStore, may_see
 from veracity.store.schema import JobInputRow, JobRow, PredictionRow
 
@@ -97,6 +99,14 @@ def _ended(session: Session, job_id: str, now: datetime) -> None:
     session.execute(delete(JobInputRow).where(JobInputRow.job_id == job_id))
 
 
+def _idempotency_digest(caller: Caller, idempotency_key: str | None) -> str | None:
+    """Scoped to the key: another key's equal header never finds this key's job."""
+    if idempotency_key is None:
+        return None
+    scoped = f"{caller.key_id or ''}\n{idempotency_key}"
+    return hashlib.sha256(scoped.encode()).hexdigest()
+
+
 def _take_oldest(session: Session, due: Any, oldest: Any, **values: Any) -> JobRow | None:
     """The claim both jobs and webhook deliveries use: the oldest row matching ``due`` that
     no other transaction is claiming (SKIP LOCKED), updated with ``values`` only if it still
@@ -134,10 +144,38 @@ class JobQueue:
         params: dict[str, Any],
         inputs: list[JobInput],
         webhook_url: str | None,
+        idempotency_key: str | None = None,
     ) -> Job:
-        """Store a job and its inputs; once this returns, the job survives any restart."""
+        """Store a job and its inputs; once this returns, the job survives any restart.
+
+        With an ``idempotency_key`` (the client's Idempotency-Key header), the job this key
+        already created with it is returned instead of a new one: a client that got no
+        answer, or an unknown outcome, sends the same request again safely.
+
+        Raises:
+            BadRequestError: the key used this Idempotency-Key for a job of another kind.
+            StoreUnavailableError: nothing was stored.
+            StoreOutcomeUnknownError: the job may have been stored (repeat with the key).
+        """
+        digest = _idempotency_digest(caller, idempotency_key)
+
+        def existing(session: Session) -> Job | None:
+            if digest is None:
+                return None
+            row = session.scalars(select(JobRow).where(JobRow.idempotency_key == digest)).first()
+            if row is None:
+                return None
+            if row.kind != kind:
+                raise BadRequestError(
+                    f"this Idempotency-Key was used for a {row.kind} job; use a new key for "
+                    "another request"
+                )
+            return Job.of(row)
 
         def work(session: Session) -> Job:
+            found = existing(session)
+            if found is not None:
+                return found
             row = JobRow(
                 id=job_id,
                 request_id=request_id,
@@ -149,6 +187,7 @@ class JobQueue:
                 attempts=0,
                 webhook_url=webhook_url,
                 webhook_attempts=0,
+                idempotency_key=digest,
             )
             session.add(row)
             # The job row first: the inputs' foreign key needs it.
@@ -159,7 +198,16 @@ class JobQueue:
             )
             return Job.of(row)
 
-        return await self.store.run("job_enqueue", work)
+        try:
+            return await self.store.run("job_enqueue", work)
+        except StoreUnavailableError as e:
+            # The same key sent twice at once: the other request's job won the unique index.
+            if digest is None or not isinstance(e.__cause__, IntegrityError):
+                raise
+            found = await self.store.run("job_enqueue", existing)
+            if found is None:
+                raise
+            return found
 
     async def get(self, job_id: str, caller: Caller) -> Job:
         """Raises NotFoundError (also for another key's job), StoreUnavailableError."""

@@ -2,9 +2,14 @@
 
 SQLAlchemy's sessions are synchronous; each operation runs on the store's own small thread
 pool under a deadline, so a slow or unreachable database never blocks the event loop and
-never holds a request longer than ``timeout_s``. Recording a verdict never raises: the
-answer goes out with ``stored: false``, the failure is logged and counted. Reads and
-changes that fail answer 503 ``store_unavailable`` and change nothing.
+never holds a request longer than ``timeout_s`` (bar a commit already under way). Recording
+a verdict never raises: the answer goes out with ``stored: false``, the failure is logged
+and counted. Reads and changes that fail answer 503 ``store_unavailable`` and change nothing.
+
+A deadline is not a rollback: the thread goes on after the request stops waiting. So an
+operation commits only if its deadline has not passed when it is ready to; past that point
+the caller waits for the commit's outcome and answers by it (or, when the database does not
+confirm it either, says the outcome is unknown).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import binascii
 import hashlib
 import json
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +34,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from veracity.callers import Caller
-from veracity.errors import BadRequestError, NotFoundError, StoreUnavailableError
+from veracity.errors import (
+    BadRequestError,
+    NotFoundError,
+    StoreOutcomeUnknownError,
+    StoreUnavailableError,
+)
 from veracity.metrics import ServiceMetrics
 from veracity.store.database import describe_error
 from veracity.store.schema import FeedbackRow, PredictionRow
@@ -61,6 +73,7 @@ class PredictionFilter:
     verdict: str | None = None
     model_version: str | None = None
     key_id: str | None = None  # admins only: one key's predictions
+    request_id: str | None = None  # the predictions a request made (its X-Request-ID)
     shadow_of: str | None = None  # a prediction's shadow scores (otherwise none are listed)
 
 
@@ -68,6 +81,42 @@ class PredictionFilter:
 class Page:
     items: list[StoredPrediction]
     next_cursor: str | None
+
+
+class _AbandonedError(Exception):
+    """Raised in the store's thread to roll back an operation whose caller stopped waiting."""
+
+
+class _Attempt:
+    """Who decides an operation's fate at its deadline: the thread, by beginning to commit,
+    or the caller, by abandoning it first (it is then rolled back)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._committing = False
+
+    def begin_commit(self) -> bool:
+        with self._lock:
+            self._committing = not self._abandoned
+            return self._committing
+
+    def abandon(self) -> bool:
+        """True when the operation will not commit; False when its commit has begun."""
+        with self._lock:
+            self._abandoned = not self._committing
+            return self._abandoned
+
+
+def _retrieve(outcome: asyncio.Future[Any]) -> None:
+    if not outcome.cancelled():
+        outcome.exception()
+
+
+def new_prediction_id() -> str:
+    """A prediction's ID: the service's own, never a client's request ID (which any key may
+    choose, and choose again)."""
+    return uuid.uuid4().hex
 
 
 def cache_key(input_sha256: str, scope: dict[str, Any]) -> str:
@@ -116,26 +165,55 @@ class PredictionStore:
         """Run ``work`` in a transaction on the store's threads within the deadline.
 
         Raises:
-            StoreUnavailableError: the database failed or did not answer in time.
+            StoreUnavailableError: the database failed or did not answer in time; nothing
+                was changed.
+            StoreOutcomeUnknownError: the commit had begun at the deadline and the database
+                did not confirm it within a second deadline; it may have been applied.
         """
+        attempt = _Attempt()
 
         def in_session() -> T:
             with self._sessions.begin() as session:
-                return work(session)
+                result = work(session)
+                # The slow part (writing the rows, waiting for locks) before the point of no
+                # return, so that a deadline passed meanwhile still rolls everything back.
+                session.flush()
+                if not attempt.begin_commit():
+                    raise _AbandonedError(operation)
+            return result
 
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        future = self._executor.submit(in_session)
+        outcome = asyncio.wrap_future(future)
+        # Read here whatever happens, so an abandoned attempt's error is never reported as
+        # "never retrieved".
+        outcome.add_done_callback(_retrieve)
         try:
-            async with asyncio.timeout(self.timeout_s):
-                return await loop.run_in_executor(self._executor, in_session)
-        except (SQLAlchemyError, TimeoutError, OSError) as e:
-            if self._metrics is not None:
-                self._metrics.store_failures.labels(operation).inc()
-            logger.error(
-                "results store %s failed",
-                operation,
-                extra={"operation": operation, "error": describe_error(e)},
-            )
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    return await asyncio.shield(outcome)
+            except TimeoutError:
+                # Never started, or not yet committing: it will change nothing.
+                if future.cancel() or attempt.abandon():
+                    raise
+            except asyncio.CancelledError:
+                # Nobody waits for the answer: roll back unless the commit is under way.
+                if not future.cancel():
+                    attempt.abandon()
+                raise
+            # Committing as the deadline passed: wait for what the database says.
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    return await asyncio.shield(outcome)
+            except TimeoutError as e:
+                self._failed(operation, e)
+                raise StoreOutcomeUnknownError(
+                    f"the results store did not confirm {operation} in time: it may or may not "
+                    "have been applied; check before repeating it (a job created with an "
+                    "Idempotency-Key can be sent again with the same key)"
+                ) from e
+        except (SQLAlchemyError, TimeoutError, OSError, _AbandonedError) as e:
+            self._failed(operation, e)
             raise StoreUnavailableError(
                 f"the results store is unavailable ({operation} failed); nothing was "
                 "changed, retry shortly"
@@ -143,6 +221,15 @@ class PredictionStore:
         finally:
             if self._metrics is not None:
                 self._metrics.store_seconds.labels(operation).observe(time.perf_counter() - started)
+
+    def _failed(self, operation: str, error: BaseException) -> None:
+        if self._metrics is not None:
+            self._metrics.store_failures.labels(operation).inc()
+        logger.error(
+            "results store %s failed",
+            operation,
+            extra={"operation": operation, "error": describe_error(error)},
+        )
 
     async def record(self, rows: list[PredictionRow]) -> bool:
         """Store verdicts; False (logged and counted) where the database failed."""
@@ -158,16 +245,22 @@ class PredictionStore:
             return False
         return True
 
-    async def find_cached(self, keys: list[str]) -> dict[str, PredictionRow]:
-        """The latest stored answer for each of ``keys`` that has one; {} on a failing
-        database (the requests are then answered by the model)."""
+    async def find_cached(self, keys: list[str], owner: str | None) -> dict[str, PredictionRow]:
+        """The latest stored answer for each of ``keys`` that has one among the predictions
+        of the API key ``owner`` (None: auth is off); {} on a failing database (the requests
+        are then answered by the model).
+
+        Only the caller's own predictions: a hit on another key's would tell the caller that
+        someone sent these bytes, and name that key's prediction in ``cached_from``.
+        """
         wanted = sorted(set(keys))
+        mine = PredictionRow.key_id.is_(None) if owner is None else PredictionRow.key_id == owner
 
         def work(session: Session) -> dict[str, PredictionRow]:
             # Only each key's latest row is read, however often the bytes were sent.
             latest = (
                 select(PredictionRow.cache_key, func.max(PredictionRow.created_at).label("at"))
-                .where(PredictionRow.cache_key.in_(wanted))
+                .where(PredictionRow.cache_key.in_(wanted), mine)
                 .group_by(PredictionRow.cache_key)
                 .subquery()
             )
@@ -178,7 +271,7 @@ class PredictionStore:
                     PredictionRow.created_at == latest.c.at,
                 ),
             )
-            return {row.cache_key: row for row in session.scalars(query)}
+            return {row.cache_key: row for row in session.scalars(query.where(mine))}
 
         try:
             found = await self.run("cache_lookup", work)
@@ -254,6 +347,8 @@ class PredictionStore:
                 query = query.where(PredictionRow.verdict == filters.verdict)
             if filters.model_version is not None:
                 query = query.where(PredictionRow.model_version == filters.model_version)
+            if filters.request_id is not None:
+                query = query.where(PredictionRow.request_id == filters.request_id)
             if filters.shadow_of is not None:
                 query = query.where(PredictionRow.shadow_of == filters.shadow_of)
             else:
@@ -365,6 +460,7 @@ def may_see(caller: Caller, owner_key_id: str | None) -> bool:
 def _not_found(prediction_id: str) -> NotFoundError:
     shown = prediction_id if len(prediction_id) <= 80 else prediction_id[:80] + "..."
     return NotFoundError(
-        f"no prediction {shown!r} for this key; IDs are the request_id of an answer (a "
-        "batch item's is request_id-index), and a key sees only its own predictions"
+        f"no prediction {shown!r} for this key; IDs are the prediction_id of an answer "
+        "(GET /predictions?request_id=... finds a request's), and a key sees only its own "
+        "predictions"
     )

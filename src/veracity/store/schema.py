@@ -55,8 +55,11 @@ class PredictionRow(Base):
 
     __tablename__ = "predictions"
 
-    # The request ID for /infer and /infer/video; "<request ID>-<index>" for a batch item.
+    # The service's own ID (32 hex characters; a job's "<job ID>" or "<job ID>-<index>").
+    # Rows stored before revision 0005 keep theirs: the request ID, "<request ID>-<index>".
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    # The request that made it (a client's X-Request-ID, or one the service gave): for
+    # correlation only, shared by a batch's items and by a client's retries, never unique.
     request_id: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # The key's ID (a digest prefix, never the key); None when auth is disabled.
@@ -139,10 +142,14 @@ class JobRow(Base):
     webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
     webhook_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     webhook_error: Mapped[str | None] = mapped_column(Text)
+    # SHA-256 over the creating key's ID and its Idempotency-Key header: a repeated
+    # creation finds this job instead of making another. None without the header.
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_webhook_due", "webhook_status", "webhook_next_at"),
+        Index("ix_jobs_idempotency_key", "idempotency_key", unique=True),
     )
 
 

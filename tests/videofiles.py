@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from fractions import Fraction
@@ -191,5 +192,26 @@ def write_size_switching_video(
             packet.time_base = Fraction(1, 10)
             packet.pts = packet.dts = index
             packet.duration = 1
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+@functools.cache
+def write_decode_heavy_clip() -> bytes:
+    """20 s of 720p H.264 at 25 fps with one keyframe: each sample decodes forward from it,
+    so a server spends seconds inside FFmpeg on it, as with a phone's clip under load."""
+    strip = frame_pixels(0, 1280 + 400, 720)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        stream.time_base = Fraction(1, 25)
+        stream.options = {"preset": "ultrafast", "g": "1000"}
+        for i in range(500):
+            pixels = np.ascontiguousarray(strip[:, i % 400 : i % 400 + 1280])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
             out.mux(packet)
     return buffer.getvalue()

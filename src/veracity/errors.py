@@ -125,6 +125,19 @@ class ServiceUnavailableError(VeracityError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
+class ModelNotLoadedError(ServiceUnavailableError):
+    """The version asked for is not loaded, and only an admin's load would load it
+    (VERACITY_MODEL_LOAD_ON_DEMAND=false): not a wait that passes by itself, so a job
+    naming it is refused or failed rather than handed back."""
+
+
+class JobEndedError(VeracityError):
+    """A change to a job that already ended (cancelling a done or failed job)."""
+
+    status_code = 409
+    code = "job_ended"
+
+
 class OverloadedError(ServiceUnavailableError):
     """The admission queue is full: the request is shed at once instead of queueing."""
 

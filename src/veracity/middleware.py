@@ -94,6 +94,9 @@ class RequestIdMiddleware:
                 "internal server error; quote the request_id if you report it",
             )
         finally:
+            # What the request held until it was answered (its body's place in the budget).
+            for release in scope.get("state", {}).pop("on_finish", []):
+                release()
             client = scope.get("client")
             logger.info(
                 "request",

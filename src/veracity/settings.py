@@ -143,6 +143,10 @@ class Settings(StoreSettings):
     request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     # Time allowed to receive a whole request body; a client trickling bytes gets 408.
     body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # Request bodies a replica holds at once (being received, or held by the request that
+    # received them until it is answered); the upload that would pass it gets 503. One
+    # body alone is always taken, so this never refuses an upload its route allows.
+    body_budget_mb: Annotated[float, Field(gt=0, le=65_536)] = 256.0
     # Per-key limits (per replica): a rate in the `limits` notation ("20/second",
     # "600/minute") and a number of requests per rolling day. Unset means unlimited.
     rate_limit: str | None = None
@@ -187,6 +191,9 @@ class Settings(StoreSettings):
     job_max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     job_batch_max_files: Annotated[int, Field(ge=1, le=10_000)] = 256
     job_batch_max_upload_mb: Annotated[float, Field(gt=0, le=4096)] = 256.0
+    # Uploads of jobs not yet run that the database may hold (all replicas together); a
+    # job that would pass it gets 503 with Retry-After, so a burst cannot fill the disk.
+    job_queue_max_mb: Annotated[float, Field(gt=0, le=1_048_576)] = 2048.0
     # Webhooks when a job ends: signed with a secret per API key derived from this one
     # (HMAC-SHA256; required to accept a webhook_url), retried with doubling delays, never
     # sent to addresses that are not globally routable unless allowed.

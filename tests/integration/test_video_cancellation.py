@@ -4,45 +4,25 @@ size must not take the memory of the frames it lies about."""
 
 from __future__ import annotations
 
-import io
 import random
 import socket
 import time
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import httpx
-import numpy as np
 import pytest
 
 from tests.integration.conftest import API_KEY, Server, start_server
 from tests.integration.test_jobs_restart import wait_all, wait_running
-from tests.videofiles import frame_pixels, write_size_switching_video
+from tests.videofiles import write_decode_heavy_clip, write_size_switching_video
 
 HEADERS = {"X-API-Key": API_KEY}
 
 
 @pytest.fixture(scope="module")
 def clip_720p() -> bytes:
-    """20 s of 720p H.264 at 25 fps with one keyframe: each sample decodes forward from it,
-    so the server spends seconds inside FFmpeg, as with a phone's clip under load."""
-    strip = frame_pixels(0, 1280 + 400, 720)
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=25)
-        assert isinstance(stream, av.VideoStream)
-        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
-        stream.time_base = Fraction(1, 25)
-        stream.options = {"preset": "ultrafast", "g": "1000"}
-        for i in range(500):
-            pixels = np.ascontiguousarray(strip[:, i % 400 : i % 400 + 1280])
-            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return buffer.getvalue()
+    return write_decode_heavy_clip()
 
 
 def video_request(video: bytes) -> bytes:
@@ -132,18 +112,21 @@ def test_sigterm_during_a_video_job_hands_it_back_without_crashing(
     job_paths = []
     for attempt in range(2):
         server = start_server(tmp_path, tiny_checkpoint, VERACITY_DATABASE_URL=database)
-        server.wait_ready()
-        response = httpx.post(
-            f"{server.base_url}/jobs/video",
-            files={"file": ("v.mp4", clip_720p, "video/mp4")},
-            headers=HEADERS,
-            timeout=60,
-        )
-        assert response.status_code == 202, response.text
-        job_paths.append(response.json()["url"])
-        wait_running(server, job_paths)
-        time.sleep(0.5 + attempt)  # inside the frame loop
-        assert server.stop() == 0, server.log_path.read_text()[-3000:]
+        try:
+            server.wait_ready()
+            response = httpx.post(
+                f"{server.base_url}/jobs/video",
+                files={"file": ("v.mp4", clip_720p, "video/mp4")},
+                headers=HEADERS,
+                timeout=60,
+            )
+            assert response.status_code == 202, response.text
+            job_paths.append(response.json()["url"])
+            wait_running(server, job_paths)
+            time.sleep(0.5 + attempt)  # inside the frame loop
+        finally:
+            status = server.stop()
+        assert status == 0, server.log_path.read_text()[-3000:]
         handed_back = [line for line in server.logs() if "handed back" in line.get("message", "")]
         assert handed_back, server.log_path.read_text()[-4000:]
     # A new replica finishes every job that was running when its predecessor stopped.

@@ -103,6 +103,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         video_limits=settings.video_limits,
         video_timeout_s=settings.video_timeout_s,
         max_concurrent_videos=settings.max_concurrent_videos,
+        body_budget_bytes=int(settings.body_budget_mb * 2**20),
         batch_share=settings.resolved_batch_share,
         memory_budget_bytes=int(settings.model_memory_mb * 2**20),
         default_model=settings.default_model,
@@ -148,7 +149,12 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         None
         if store is None
         else JobRunner(
-            JobQueue(store, lease_s=settings.job_lease_s, max_attempts=settings.job_max_attempts),
+            JobQueue(
+                store,
+                lease_s=settings.job_lease_s,
+                max_attempts=settings.job_max_attempts,
+                max_queued_bytes=int(settings.job_queue_max_mb * 2**20),
+            ),
             job_executor(service, recorder, signer, job_limits),
             RunnerSettings(
                 concurrency=settings.job_concurrency,

@@ -19,6 +19,8 @@ from veracity.api.recording import Recorder
 from veracity.api.routes import (
     INFER_ERRORS,
     MULTIPART_OVERHEAD_BYTES,
+    error_response,
+    hold_body,
     read_upload,
     read_uploads,
     upload_schema,
@@ -92,7 +94,7 @@ class JobResponse(BaseModel):
     job_id: str
     url: str = Field(description="Poll this for the status and the result.")
     kind: Literal["video", "batch"]
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -174,6 +176,13 @@ def job_executor(
     return execute
 
 
+_JOB_ENDED = error_response(
+    "The job already ended (done or failed); its outcome stands.",
+    "job_ended",
+    "the job already ended (done); there is nothing to cancel",
+)
+
+
 def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]) -> APIRouter:
     router = APIRouter(prefix="/jobs", tags=["jobs"])
     # A job's 404 is an unknown model (a job ID is only read by GET).
@@ -209,6 +218,7 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         idempotency_key: str | None,
     ) -> JobResponse:
         queue, runner = queue_of(request)
+        await queue.check_room(sum(len(item.data) for item in inputs))
         job = await queue.enqueue(
             job_id=uuid.uuid4().hex,
             request_id=request.state.request_id,
@@ -248,8 +258,9 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         idempotency_key: IdempotencyKey = None,
     ) -> JobResponse:
         queue_of(request)
-        service.registry.check(choice.model, choice.version)
+        service.registry.check_runnable(choice.model, choice.version)
         hook = webhook(webhook_url)
+        hold_body(request, service, limits.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
         data = await read_upload(
             request,
             max_image_bytes=limits.video_max_upload_bytes,
@@ -294,8 +305,9 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         idempotency_key: IdempotencyKey = None,
     ) -> JobResponse:
         queue_of(request)
-        service.registry.check(choice.model, choice.version)
+        service.registry.check_runnable(choice.model, choice.version)
         hook = webhook(webhook_url)
+        hold_body(request, service, limits.batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
         files = await read_uploads(
             request,
             field="files",
@@ -322,6 +334,27 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
     async def get_job(request: Request, job_id: JobId, caller: CallerDep) -> JobResponse:
         queue, _ = queue_of(request)
         return JobResponse.build(await queue.get(job_id, caller))
+
+    cancel_errors: dict[int | str, dict[str, Any]] = {
+        k: v for k, v in errors.items() if k in (401, 404, 422, 429, 503)
+    }
+    cancel_errors[409] = _JOB_ENDED
+
+    @router.post(
+        "/{job_id}/cancel",
+        response_model=JobResponse,
+        summary="Cancel a queued or running job",
+        description="The job ends as `cancelled` at once (its webhook, if any, says so); a "
+        "running one stops on this replica at once and on another within a third of "
+        "VERACITY_JOB_LEASE_S. Cancelling a cancelled job answers it again; a job that "
+        "already ended (done or failed) answers 409 job_ended and keeps its outcome.",
+        responses=cancel_errors,
+    )
+    async def cancel_job(request: Request, job_id: JobId, caller: CallerDep) -> JobResponse:
+        queue, runner = queue_of(request)
+        job = await queue.cancel(job_id, caller)
+        runner.interrupt(job.id)
+        return JobResponse.build(job)
 
     return router
 

@@ -82,7 +82,7 @@ _UPLOAD_SCHEMA = upload_schema(
 )
 
 
-def _error(description: str, code: str, message: str) -> dict[str, Any]:
+def error_response(description: str, code: str, message: str) -> dict[str, Any]:
     """An error response for the OpenAPI document, with its own example.
 
     Each status shows what a client actually receives for it (Swagger UI otherwise shows
@@ -103,87 +103,87 @@ def _error(description: str, code: str, message: str) -> dict[str, Any]:
 
 
 INFER_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error(
+    400: error_response(
         "Malformed multipart body, no 'file' part, or more than one file part.",
         "bad_request",
         "no complete 'file' part: send the image as multipart/form-data field 'file', "
         "ending the body with the closing boundary",
     ),
-    401: _error(
+    401: error_response(
         "Missing, invalid, duplicated or misplaced API key (send exactly one X-API-Key "
         "header; never the query string or Authorization).",
         "unauthorized",
         "missing API key: send it in the X-API-Key header",
     ),
-    408: _error(
+    408: error_response(
         "The body was not received within VERACITY_BODY_TIMEOUT_S.",
         "body_timeout",
         "the request body was not received within 30 s; check the connection and send the "
         "image again",
     ),
-    413: _error(
+    413: error_response(
         "Body above VERACITY_MAX_UPLOAD_MB, or image above the pixel limit.",
         "payload_too_large",
         "the file exceeds the 10 MB upload limit; send a smaller image",
     ),
-    415: _error(
+    415: error_response(
         "An image format outside the allowlist (e.g. TIFF, PSD, PDF).",
         "unsupported_image_format",
         "image format TIFF is not accepted; send one of: JPEG, PNG, WEBP, BMP, GIF",
     ),
-    422: _error(
+    422: error_response(
         "Bytes that are not a readable image, or an invalid query parameter.",
         "invalid_image",
         "not a readable image; send one of: JPEG, PNG, WEBP, BMP, GIF",
     ),
-    429: _error(
+    429: error_response(
         "The key's rate limit or daily quota is used up (see Retry-After).",
         "rate_limited",
         "rate limit of 20 per 1 second exceeded for this key; retry after the delay in Retry-After",
     ),
-    500: _error(
+    500: error_response(
         "Unexpected server error; quote the request_id.",
         "internal_error",
         "internal server error; quote the request_id when reporting it",
     ),
-    503: _error(
+    503: error_response(
         "Queue full (overloaded), model not loaded yet or failed, or shutting down "
         "(see Retry-After).",
         "overloaded",
         "the service is at capacity (32 requests queued); retry after the delay in "
         "Retry-After, or on another replica",
     ),
-    504: _error(
+    504: error_response(
         "Not served within VERACITY_REQUEST_TIMEOUT_S; the work was dropped.",
         "deadline_exceeded",
         "not served within the 10 s deadline (VERACITY_REQUEST_TIMEOUT_S) because the "
         "service is busy; retry later or on another replica",
     ),
-    404: _error(
+    404: error_response(
         "The model or version named by `model` / `model_version` is not in the repository.",
         "model_not_found",
         "model 'detector' has no usable version '9'; GET /models lists its versions",
     ),
-    507: _error(
+    507: error_response(
         "The version asked for is not loaded and does not fit the model memory budget.",
         "model_memory_exceeded",
         "detector/9 needs about 900 MB but only 300 MB of the 1024 MB budget can be freed",
     ),
 }
 VIDEO_ERRORS: dict[int | str, dict[str, Any]] = INFER_ERRORS | {
-    413: _error(
+    413: error_response(
         "Body above VERACITY_VIDEO_MAX_UPLOAD_MB, or the video is longer than "
         "VERACITY_VIDEO_MAX_DURATION_S, has larger frames or more streams than allowed, or "
         "asks for too many frames.",
         "video_too_large",
         "the video lasts 312.0 s; at most 180 s are analysed in one request. Send a shorter clip.",
     ),
-    415: _error(
+    415: error_response(
         "A container or codec outside the allowlist.",
         "unsupported_video_format",
         "not an MP4, MOV, WebM or MKV file; send a video in one of those containers",
     ),
-    422: _error(
+    422: error_response(
         "Not a readable video (truncated, corrupt, no video stream), too costly to decode "
         "within VERACITY_VIDEO_DECODE_TIMEOUT_S, or an invalid query parameter.",
         "invalid_video",
@@ -191,20 +191,20 @@ VIDEO_ERRORS: dict[int | str, dict[str, Any]] = INFER_ERRORS | {
     ),
 }
 STORE_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error(
+    400: error_response(
         "A malformed cursor or query parameter.",
         "bad_request",
         "the cursor is not one this service gave; pass next_cursor from the previous page "
         "unchanged, or leave it out to start from the newest",
     ),
     401: INFER_ERRORS[401],
-    403: _error(
+    403: error_response(
         "The route or filter needs a key with the admin scope.",
         "forbidden",
         "filtering by key_id needs an admin key; an ordinary key lists its own predictions "
         "(leave key_id out)",
     ),
-    404: _error(
+    404: error_response(
         "No such prediction for this key (another key's predictions are not shown), or the "
         "deployment keeps no store.",
         "not_found",
@@ -212,14 +212,14 @@ STORE_ERRORS: dict[int | str, dict[str, Any]] = {
         "/predictions?request_id=... finds a request's), and a key sees only its own "
         "predictions",
     ),
-    422: _error(
+    422: error_response(
         "A body or parameter that fails validation (e.g. a label other than real or fake, "
         "a note over 2000 characters).",
         "validation_error",
         "body.label: Input should be 'real' or 'fake'",
     ),
     429: INFER_ERRORS[429],
-    503: _error(
+    503: error_response(
         "The results database did not answer in time; nothing was changed (see Retry-After).",
         "store_unavailable",
         "the results store is unavailable (get failed); nothing was changed, retry shortly",
@@ -227,24 +227,24 @@ STORE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 MODEL_ERRORS: dict[int | str, dict[str, Any]] = {
     401: INFER_ERRORS[401],
-    403: _error(
+    403: error_response(
         "Managing models needs a key with the admin scope.",
         "forbidden",
         "this route needs a key with the admin scope (VERACITY_ADMIN_API_KEYS); this key may "
         "use the models but not manage them",
     ),
-    404: _error(
+    404: error_response(
         "No such model or version (or, to unload, not loaded).",
         "model_not_found",
         "no model named 'detector'; GET /models lists the models this service has",
     ),
-    409: _error(
+    409: error_response(
         "The change contradicts the current state (unloading a version that takes traffic, "
         "rolling back with no previous version).",
         "model_conflict",
         "model 'detector' has no previous version to roll back to",
     ),
-    422: _error(
+    422: error_response(
         "The version's checkpoint is corrupt, mismatched or missing (what served before "
         "still does), or the body fails validation.",
         "model_load_failed",
@@ -252,14 +252,34 @@ MODEL_ERRORS: dict[int | str, dict[str, Any]] = {
         "SHA-256 ..., but its metadata records ...",
     ),
     429: INFER_ERRORS[429],
-    503: _error("Not loaded yet.", "not_ready", "the model is still loading; retry shortly"),
+    503: error_response(
+        "Not loaded yet.", "not_ready", "the model is still loading; retry shortly"
+    ),
     507: INFER_ERRORS[507],
 }
-NOT_LOADED = _error("Not loaded yet.", "not_ready", "the model is still loading; retry shortly")
+NOT_LOADED = error_response(
+    "Not loaded yet.", "not_ready", "the model is still loading; retry shortly"
+)
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: INFER_ERRORS[401],
     429: INFER_ERRORS[429],
 }
+
+
+def hold_body(request: Request, service: ModelService, max_bytes: int) -> None:
+    """Count this request's body (as declared, or the route's limit for a chunked one)
+    against the replica's body budget until the request is answered. Call it after auth
+    and admission, right before reading the body.
+
+    Raises:
+        OverloadedError: other bodies already fill the budget (503 with Retry-After).
+    """
+    declared = request.headers.get("content-length", "")
+    nbytes = (
+        min(int(declared), max_bytes) if declared.isascii() and declared.isdigit() else max_bytes
+    )
+    release = service.admission.hold_body(nbytes)
+    request.scope.setdefault("state", {}).setdefault("on_finish", []).append(release)
 
 
 async def read_upload(
@@ -458,6 +478,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         # Auth and rate limits (a dependency) and admission run before the body is read,
         # so a client that would be refused anyway uploads nothing.
         service.check_admission()
+        hold_body(request, service, max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
         data = await read_upload(
             request, max_image_bytes=max_upload_bytes, timeout_s=body_timeout_s
         )
@@ -515,6 +536,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         ] = None,
     ) -> VideoResponse:
         service.check_admission()
+        hold_body(request, service, limits.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
         data = await read_upload(
             request,
             max_image_bytes=limits.video_max_upload_bytes,
@@ -560,6 +582,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         robustness_check: bool | None = Query(default=None),
     ) -> BatchResponse:
         service.check_admission()
+        hold_body(request, service, limits.batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
         files = await read_uploads(
             request,
             field="files",
@@ -601,7 +624,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         "CLI: 200 with the claims when a published key signed it (and, given "
         "`input_sha256`, whether it is about those bytes); 400 `invalid_receipt` otherwise.",
         responses={
-            400: _error(
+            400: error_response(
                 "A forged, truncated or foreign receipt.",
                 "invalid_receipt",
                 "the receipt's signature does not verify with the given keys (BadSignatureError)",

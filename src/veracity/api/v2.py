@@ -22,7 +22,7 @@ from veracity import __version__
 from veracity.api.deps import ApiKeyDep, CallerDep, ModelServiceDep, RecorderDep
 from veracity.api.judging import judge_batch, judge_image
 from veracity.api.recording import Recorder
-from veracity.api.routes import served
+from veracity.api.routes import hold_body, served
 from veracity.api.schemas import V2ErrorResponse
 from veracity.callers import Caller
 from veracity.errors import (
@@ -179,6 +179,7 @@ def build_v2_router(limits: V2Limits) -> APIRouter:
     ) -> Response:
         service.check_admission()
         service.registry.check(name, version)
+        hold_body(request, service, limits.max_body_bytes)
         body = await _read_body(request, limits.body_timeout_s)
         parsed = parse_request(body, request.headers.get(HEADER_LENGTH), codec_limits)
         request_id: str = request.state.request_id

@@ -6,6 +6,10 @@ are counted once for the whole service, not per model: the cores and memory are 
 a second model must not double what a replica accepts. A full queue is refused at once
 (503 with Retry-After), an expired deadline answers 504 and the work is dropped before it
 reaches a model, and at most ``max_concurrent_videos`` videos run at once.
+
+Request bodies are counted too, in bytes: what is being received, and what the requests
+that received it still hold, may not pass ``body_budget_bytes`` together (a replica's
+memory bound holds however many large uploads arrive at once, before any is admitted).
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ class Admission:
         max_queue: int,
         request_timeout_s: float,
         max_concurrent_videos: int,
+        body_budget_bytes: int = 256 * 2**20,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self.max_queue = max_queue
+        self.body_budget_bytes = body_budget_bytes
+        self.bodies_held = 0  # bytes of request bodies being received or held
         self.request_timeout_s = request_timeout_s
         self.max_concurrent_videos = max_concurrent_videos
         self._metrics = metrics
@@ -46,6 +53,36 @@ class Admission:
                 f"the service is at capacity ({self.max_queue} requests queued); retry after "
                 "the delay in Retry-After, or on another replica"
             )
+
+    def hold_body(self, nbytes: int) -> Callable[[], None]:
+        """Count ``nbytes`` of a request body against the budget until the returned
+        function is called (once the request is answered).
+
+        A body alone is always taken (the route's own size limit bounds it); one that
+        would take the bodies already held past the budget is refused.
+
+        Raises:
+            OverloadedError: the budget has no room for it now.
+        """
+        if self.bodies_held and self.bodies_held + nbytes > self.body_budget_bytes:
+            self.record_shed("body_budget")
+            raise OverloadedError(
+                f"uploads being received or processed already hold "
+                f"{self.bodies_held / 2**20:.0f} MB of this replica's "
+                f"{self.body_budget_bytes / 2**20:.0f} MB for request bodies "
+                "(VERACITY_BODY_BUDGET_MB); retry after the delay in Retry-After, or on "
+                "another replica"
+            )
+        self.bodies_held += nbytes
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.bodies_held -= nbytes
+
+        return release
 
     @property
     def has_room(self) -> bool:

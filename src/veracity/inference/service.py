@@ -56,7 +56,6 @@ State = Literal["starting", "ok", "stopping", "failed"]
 VIDEO_THREAD_NICENESS = 10
 DEFAULT_MEMORY_BUDGET_BYTES = 4 * 2**30
 
-
 def _lower_thread_priority() -> None:
     try:
         current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
@@ -89,6 +88,7 @@ class ModelService:
         video_limits: VideoLimits | None = None,
         video_timeout_s: float = 120.0,
         max_concurrent_videos: int = 2,
+        body_budget_bytes: int = 256 * 2**20,
         batch_share: int | None = None,
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
         default_model: str | None = None,
@@ -119,6 +119,7 @@ class ModelService:
             max_queue=max_queue,
             request_timeout_s=request_timeout_s,
             max_concurrent_videos=max_concurrent_videos,
+            body_budget_bytes=body_budget_bytes,
             metrics=metrics,
         )
         self.registry = ModelRegistry(

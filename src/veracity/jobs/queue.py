@@ -22,12 +22,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from veracity.callers import Caller
-from veracity.errors import BadRequestError, NotFoundError, StoreUnavailableError
+from veracity.errors import (
+    BadRequestError,
+    JobEndedError,
+    NotFoundError,
+    OverloadedError,
+    StoreUnavailableError,
+)
 from veracity.store.predictions import PredictionStore, may_see
 from veracity.store.schema import JobInputRow, JobRow, PredictionRow
 
 JobKind = Literal["video", "batch"]
-JobStatus = Literal["queued", "running", "done", "failed"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+CANCELLED = {"code": "cancelled", "message": "the job was cancelled by its key"}
 
 
 @dataclass(frozen=True)
@@ -129,10 +136,18 @@ def _take_oldest(session: Session, due: Any, oldest: Any, **values: Any) -> JobR
 
 
 class JobQueue:
-    def __init__(self, store: PredictionStore, *, lease_s: float, max_attempts: int) -> None:
+    def __init__(
+        self,
+        store: PredictionStore,
+        *,
+        lease_s: float,
+        max_attempts: int,
+        max_queued_bytes: int | None = None,
+    ) -> None:
         self.store = store
         self.lease_s = lease_s
         self.max_attempts = max_attempts
+        self.max_queued_bytes = max_queued_bytes
 
     async def enqueue(
         self,
@@ -213,19 +228,28 @@ class JobQueue:
         """Raises NotFoundError (also for another key's job), StoreUnavailableError."""
 
         def work(session: Session) -> Job:
-            row = session.get(JobRow, job_id)
-            if row is None or not may_see(caller, row.key_id):
-                shown = job_id if len(job_id) <= 64 else job_id[:64] + "..."
-                raise NotFoundError(
-                    f"no job {shown!r} for this key; a key sees only the jobs it created"
-                )
-            return Job.of(row)
+            return Job.of(self._visible(session, job_id, caller))
 
         return await self.store.run("job_get", work)
 
+    @staticmethod
+    def _visible(session: Session, job_id: str, caller: Caller) -> JobRow:
+        row = session.get(JobRow, job_id)
+        if row is None or not may_see(caller, row.key_id):
+            shown = job_id if len(job_id) <= 64 else job_id[:64] + "..."
+            raise NotFoundError(
+                f"no job {shown!r} for this key; a key sees only the jobs it created"
+            )
+        return row
+
     def _claimable(self, now: datetime) -> Any:
+        # A queued job's lease_until, when set, is the time before which it waits: a job
+        # handed back because the service was busy lets the jobs behind it go first.
         return or_(
-            JobRow.status == "queued",
+            and_(
+                JobRow.status == "queued",
+                or_(JobRow.lease_until.is_(None), JobRow.lease_until <= now),
+            ),
             and_(JobRow.status == "running", JobRow.lease_until < now),
         )
 
@@ -275,9 +299,10 @@ class JobQueue:
 
         return await self.store.run("job_renew", work)
 
-    async def release(self, job_id: str, worker: str) -> None:
+    async def release(self, job_id: str, worker: str, *, wait_s: float = 0.0) -> None:
         """Back to the queue without counting an attempt (the service was busy, or is
-        stopping)."""
+        stopping); claimable again after ``wait_s``, so that it does not stay first in line
+        while it cannot run."""
 
         def work(session: Session) -> None:
             session.execute(
@@ -286,7 +311,7 @@ class JobQueue:
                 .values(
                     status="queued",
                     claimed_by=None,
-                    lease_until=None,
+                    lease_until=_now() + timedelta(seconds=wait_s) if wait_s else None,
                     attempts=JobRow.attempts - 1,
                 )
             )
@@ -311,6 +336,68 @@ class JobQueue:
             return int(result.rowcount)  # type: ignore[attr-defined]
 
         return await self.store.run("job_release", work)
+
+    async def cancel(self, job_id: str, caller: Caller) -> Job:
+        """End a queued or running job as cancelled (a running one's worker loses its claim
+        and stops); a cancelled job is answered as it is.
+
+        Raises:
+            NotFoundError: no such job for this key.
+            JobEndedError: the job already ended (done or failed): its outcome stands.
+            StoreUnavailableError.
+        """
+
+        def work(session: Session) -> Job:
+            row = self._visible(session, job_id, caller)
+            if row.status in ("done", "failed"):
+                raise JobEndedError(
+                    f"the job already ended ({row.status}); there is nothing to cancel"
+                )
+            if row.status != "cancelled":
+                now = _now()
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.status.in_(("queued", "running")))
+                    .values(
+                        status="cancelled",
+                        error=CANCELLED,
+                        finished_at=now,
+                        claimed_by=None,
+                        lease_until=None,
+                    )
+                )
+                _ended(session, job_id, now)
+                session.refresh(row)
+            return Job.of(row)
+
+        return await self.store.run("job_cancel", work)
+
+    async def check_room(self, nbytes: int) -> None:
+        """Refuse a job whose inputs would take the queue's waiting uploads past
+        ``max_queued_bytes`` (the database, and every replica's disk, stay bounded).
+
+        Raises:
+            OverloadedError: the queue is full for now.
+            StoreUnavailableError.
+        """
+        limit = self.max_queued_bytes
+        if limit is None:
+            return
+
+        def work(session: Session) -> int:
+            waiting = session.scalar(
+                select(func.coalesce(func.sum(func.length(JobInputRow.data)), 0))
+            )
+            return int(waiting or 0)
+
+        waiting = await self.store.run("job_room", work)
+        if waiting and waiting + nbytes > limit:
+            raise OverloadedError(
+                f"the job queue already holds {waiting / 2**20:.1f} MB of uploads of jobs not "
+                f"yet finished, of {limit / 2**20:.1f} MB (VERACITY_JOB_QUEUE_MAX_MB); retry "
+                "after the delay in Retry-After",
+                retry_after_s=30,
+            )
 
     async def finish(
         self,

@@ -16,7 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from veracity.errors import ServiceUnavailableError, StoreUnavailableError, VeracityError
+from veracity.errors import (
+    ModelNotLoadedError,
+    ServiceUnavailableError,
+    StoreUnavailableError,
+    VeracityError,
+)
 from veracity.jobs.queue import Job, JobInput, JobQueue
 from veracity.jobs.webhooks import Delivery, WebhookSender
 from veracity.metrics import ServiceMetrics
@@ -61,6 +66,7 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._webhook_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._running: dict[str, asyncio.Future[JobOutcome]] = {}  # job ID -> its execution
         # A name per process start: a lease taken by an earlier life of this replica is
         # not mistaken for this one's.
         self.name = f"worker-{uuid.uuid4().hex[:12]}"
@@ -76,6 +82,13 @@ class JobRunner:
     def wake(self) -> None:
         """A job was just queued here: look now instead of at the next poll."""
         self._wake.set()
+
+    def interrupt(self, job_id: str) -> None:
+        """Stop running ``job_id`` here now (it was cancelled); a job running on another
+        replica stops when that replica next renews its lease."""
+        work = self._running.get(job_id)
+        if work is not None:
+            work.cancel()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -124,24 +137,37 @@ class JobRunner:
     async def _run(self, worker: str, job: Job, inputs: list[JobInput]) -> None:
         log = {"job_id": job.id, "kind": job.kind, "attempt": job.attempts}
         logger.info("job started", extra=log)
-        lease = asyncio.create_task(self._keep_lease(worker, job.id))
+        work = asyncio.ensure_future(self._execute(job, inputs))
+        self._running[job.id] = work
+        lease = asyncio.create_task(self._keep_lease(worker, job.id, work))
         result: dict[str, Any] | None = None
         error: dict[str, Any] | None = None
         rows: list[PredictionRow] = []
         try:
-            outcome = await self._execute(job, inputs)
+            outcome = await work
             result, rows = outcome.result, outcome.rows
+        except ModelNotLoadedError as e:
+            # Only an admin's load would let it run: waiting in line would hold the queue.
+            error = {"code": "model_not_loaded", "message": e.message}
         except ServiceUnavailableError:
-            # Busy (or still loading): live requests come first; the job waits its turn.
+            # Busy (or still loading): live requests come first; the job waits its turn,
+            # behind the jobs queued after it.
             lease.cancel()
-            await self._hand_back(job.id, worker)
-            await asyncio.sleep(self._settings.busy_retry_s)
+            busy_s = self._settings.busy_retry_s
+            await self._hand_back(job.id, worker, wait_s=busy_s)
+            await asyncio.sleep(busy_s)
             return
         except asyncio.CancelledError:
-            # Stopping: stop() hands the job back; another replica (or this one after a
-            # restart) runs it.
             lease.cancel()
-            raise
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # Stopping: stop() hands the job back; another replica (or this one after
+                # a restart) runs it.
+                raise
+            # Only the job's work was cancelled: it was cancelled by its key, or its claim
+            # went to another worker. Either way its outcome is no longer this worker's.
+            logger.info("job stopped: cancelled or claimed elsewhere", extra=log)
+            return
         except VeracityError as e:
             error = {"code": e.code, "message": e.message}
         except Exception:
@@ -152,6 +178,7 @@ class JobRunner:
             }
         finally:
             lease.cancel()
+            self._running.pop(job.id, None)
         try:
             finished = await self.queue.finish(
                 job.id, worker, result=result, error=error, rows=rows
@@ -168,15 +195,17 @@ class JobRunner:
         logger.info(f"job {status}", extra=log | ({"error": error["code"]} if error else {}))
         self._webhook_wake.set()
 
-    async def _hand_back(self, job_id: str, worker: str) -> None:
+    async def _hand_back(self, job_id: str, worker: str, *, wait_s: float = 0.0) -> None:
         with contextlib.suppress(StoreUnavailableError):
-            await self.queue.release(job_id, worker)
+            await self.queue.release(job_id, worker, wait_s=wait_s)
 
-    async def _keep_lease(self, worker: str, job_id: str) -> None:
+    async def _keep_lease(self, worker: str, job_id: str, work: asyncio.Future[Any]) -> None:
         while True:
             await asyncio.sleep(self.queue.lease_s / 3)
             with contextlib.suppress(StoreUnavailableError):
                 if not await self.queue.renew(job_id, worker):
+                    # Cancelled, or taken over after a lapse: stop spending the cores on it.
+                    work.cancel()
                     return
 
     async def _deliver_webhooks(self) -> None:

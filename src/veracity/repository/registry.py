@@ -39,6 +39,7 @@ from veracity.errors import (
     ModelLoadError,
     ModelMemoryError,
     ModelNotFoundError,
+    ModelNotLoadedError,
     ServiceUnavailableError,
 )
 from veracity.inference.runner import ModelRunner
@@ -230,6 +231,26 @@ class ModelRegistry:
         shadow = (name, route.shadow) if role == "primary" and route.shadow else None
         return (name, chosen), role, shadow
 
+    def check_runnable(self, name: str | None, version: str | None) -> None:
+        """Raise now what ``lease`` would raise for this choice, without loading: for work
+        queued to run later (a job), which must not wait on a load nobody will make.
+
+        Raises:
+            ModelNotFoundError: an unknown model or version.
+            ModelNotLoadedError: not loaded, and on-demand loads are off.
+        """
+        self._check_loadable(self.select(name, version)[0])
+
+    def _check_loadable(self, key: Key) -> None:
+        runner = self.runners.get(key)
+        if (runner is None or not runner.loaded) and not self._load_on_demand:
+            raise ModelNotLoadedError(
+                f"{key[0]}/{key[1]} is not loaded, and this deployment loads versions only "
+                "when an admin asks (VERACITY_MODEL_LOAD_ON_DEMAND=false); ask for a loaded "
+                "version (GET /models), or retry once it is loaded",
+                retry_after_s=60,
+            )
+
     @contextlib.asynccontextmanager
     async def lease(
         self, name: str | None, version: str | None, *, load_timeout_s: float
@@ -238,19 +259,13 @@ class ModelRegistry:
 
         Raises:
             ModelNotFoundError, ModelLoadError, ModelMemoryError: as ``load``.
-            ServiceUnavailableError: not loaded, and on-demand loads are off.
+            ModelNotLoadedError: not loaded, and on-demand loads are off.
             TimeoutError: an on-demand load took longer than ``load_timeout_s`` (the load
                 goes on; a later request finds the version loaded).
         """
         key, role, shadow_key = self.select(name, version)
+        self._check_loadable(key)
         runner = self.runners.get(key)
-        if (runner is None or not runner.loaded) and not self._load_on_demand:
-            raise ServiceUnavailableError(
-                f"{key[0]}/{key[1]} is not loaded, and this deployment loads versions only "
-                "when an admin asks (VERACITY_MODEL_LOAD_ON_DEMAND=false); ask for a loaded "
-                "version (GET /models), or retry once it is loaded",
-                retry_after_s=60,
-            )
         async with asyncio.timeout(load_timeout_s):
             # A version loaded for this request can, in rare races, be evicted by another
             # load before this task resumes: load it again rather than run on a stopped one.

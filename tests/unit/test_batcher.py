@@ -225,3 +225,29 @@ async def test_bulk_items_stay_within_their_share_while_interactive_traffic_is_a
     assert frames == [2, 4]
     assert recorder.batches[1:] == expected
     await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_bulk_items_keep_their_share_when_images_fill_every_batch(executor) -> None:
+    """Images always waiting (more than a batch of them) must not starve a video: its frames
+    still get their share of every forward pass."""
+    gate = threading.Event()
+    recorder = Recorder(gate)
+    batcher = await started(
+        recorder,
+        executor,
+        max_batch_size=4,
+        max_wait_s=0.01,
+        bulk_share=1,
+        interactive_grace_s=0.0,
+    )
+    first = asyncio.ensure_future(batcher.submit(-1))
+    await asyncio.sleep(0.05)
+    images = [asyncio.ensure_future(batcher.submit(i)) for i in range(8)]
+    frames = [asyncio.ensure_future(batcher.submit(100 + i, bulk=True)) for i in range(2)]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(first, *images, *frames)
+    # Two full batches of images would have come first; each batch carries a frame instead.
+    assert recorder.batches == [[-1], [0, 1, 2, 100], [3, 4, 5, 101], [6, 7]]
+    await batcher.stop()

@@ -18,7 +18,9 @@ batch.
 Two classes of items share the batches: interactive ones (a single image's request) and
 bulk ones (a video's frames, a batch upload's files; ``submit(..., bulk=True)``). A batch
 takes the waiting interactive items first, in arrival order; bulk items fill the places
-left, but while interactive traffic is active they take at most ``bulk_share`` places.
+left, but while interactive traffic is active they take at most ``bulk_share`` places;
+and they always get those places when they are waiting, however many interactive items
+wait, so a video keeps ``bulk_share`` frames of every forward pass under any image load.
 "Active" means interactive items are waiting, or a batch carried some within the last
 ``interactive_grace_s`` (default: two forward passes): clients that send one image after
 another are between requests for a moment after each answer, and a batch of frames alone
@@ -161,7 +163,11 @@ class MicroBatcher(Generic[I, O]):
             except TimeoutError:
                 break
         batch: list[_Entry[I, O]] = []
-        while self._interactive and len(batch) < self.max_batch_size:
+        # Bulk items waiting keep their share of every batch (a guaranteed minimum, not only
+        # a maximum): with images always waiting, a video would otherwise get no place at
+        # all and run into its deadline. One place stays interactive, whatever the share.
+        reserved = min(len(self._bulk), self.bulk_share, self.max_batch_size - 1)
+        while self._interactive and len(batch) < self.max_batch_size - reserved:
             batch.append(self._interactive.popleft())
         room = self.max_batch_size - len(batch)
         grace = self._grace_s if self._grace_s is not None else max(0.05, 2 * self._last_run_s)

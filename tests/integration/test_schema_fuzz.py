@@ -63,6 +63,7 @@ OPERATIONS = [
     "POST /jobs/video",
     "POST /jobs/batch",
     "GET /jobs/{job_id}",
+    "POST /jobs/{job_id}/cancel",
     "GET /webhooks/secret",
     "GET /.well-known/jwks.json",
     "POST /receipts/verify",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -55,34 +54,28 @@ def assert_alive(server: Server) -> None:
     assert httpx.get(f"{server.base_url}/health", timeout=10).status_code == 200
 
 
-@pytest.fixture
-def video_server(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[Server]:
-    server = start_server(tmp_path, tiny_checkpoint)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+def post_video(server: Server, video: bytes, path: str = "/infer/video") -> httpx.Response:
+    return httpx.post(
+        f"{server.base_url}{path}",
+        files={"file": ("v.mp4", video, "video/mp4")},
+        headers=HEADERS,
+        timeout=120,
+    )
 
 
 def test_clients_hanging_up_mid_video_do_not_crash_the_server(
-    video_server: Server, clip_720p: bytes
+    server: Server, clip_720p: bytes
 ) -> None:
     request = video_request(clip_720p)
     rng = random.Random(0)
     for _ in range(5):
-        hang_up_after(video_server, request, rng.uniform(0.6, 2.0))
+        hang_up_after(server, request, rng.uniform(0.6, 2.0))
         time.sleep(0.3)  # the cancelled request closes its file meanwhile
-        assert_alive(video_server)
+        assert_alive(server)
     # The video still gets a full answer after all that.
-    response = httpx.post(
-        f"{video_server.base_url}/infer/video",
-        files={"file": ("v.mp4", clip_720p, "video/mp4")},
-        headers=HEADERS,
-        timeout=120,
-    )
+    response = post_video(server, clip_720p)
     assert response.status_code == 200, response.text
-    assert video_server.stop() == 0
+    assert server.stop() == 0
 
 
 def test_video_deadlines_answer_504_and_the_server_keeps_serving(
@@ -92,12 +85,7 @@ def test_video_deadlines_answer_504_and_the_server_keeps_serving(
     try:
         server.wait_ready()
         for _ in range(3):
-            response = httpx.post(
-                f"{server.base_url}/infer/video",
-                files={"file": ("v.mp4", clip_720p, "video/mp4")},
-                headers=HEADERS,
-                timeout=60,
-            )
+            response = post_video(server, clip_720p)
             assert response.status_code == 504, response.text
             assert response.json()["error"]["code"] == "deadline_exceeded"
             assert_alive(server)
@@ -114,12 +102,7 @@ def test_sigterm_during_a_video_job_hands_it_back_without_crashing(
         server = start_server(tmp_path, tiny_checkpoint, VERACITY_DATABASE_URL=database)
         try:
             server.wait_ready()
-            response = httpx.post(
-                f"{server.base_url}/jobs/video",
-                files={"file": ("v.mp4", clip_720p, "video/mp4")},
-                headers=HEADERS,
-                timeout=60,
-            )
+            response = post_video(server, clip_720p, "/jobs/video")
             assert response.status_code == 202, response.text
             job_paths.append(response.json()["url"])
             wait_running(server, job_paths)
@@ -139,10 +122,10 @@ def test_sigterm_during_a_video_job_hands_it_back_without_crashing(
 
 
 def test_a_video_whose_frames_outgrow_their_declared_size_is_refused_in_bounded_memory(
-    video_server: Server,
+    server: Server,
 ) -> None:
     video = write_size_switching_video(first=(320, 240), then=(8192, 8192), frames=4)
-    status = Path(f"/proc/{video_server.process.pid}/status")
+    status = Path(f"/proc/{server.process.pid}/status")
 
     def resident_mb() -> float:
         fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
@@ -150,24 +133,15 @@ def test_a_video_whose_frames_outgrow_their_declared_size_is_refused_in_bounded_
 
     # A small video first, so the decoder's own start-up cost is already in the peak.
     small = write_size_switching_video(first=(320, 240), then=(320, 240), frames=4)
-    before = httpx.post(
-        f"{video_server.base_url}/infer/video",
-        files={"file": ("v.mp4", small, "video/mp4")},
-        headers=HEADERS,
-        timeout=60,
-    )
+    before = post_video(server, small)
     assert before.status_code == 200, before.text
     peak_before = resident_mb()
-    response = httpx.post(
-        f"{video_server.base_url}/infer/video",
-        files={"file": ("v.mp4", video, "video/mp4")},
-        headers=HEADERS,
-        timeout=60,
-    )
+    response = post_video(server, video)
     assert response.status_code == 413, response.text
     error = response.json()["error"]
     assert error["code"] == "video_too_large"
     assert "8192x8192" in error["message"]
     # One 8192x8192 frame alone is 96 MB of YUV, with its references several times that.
-    assert resident_mb() - peak_before < 64
-    assert_alive(video_server)
+    rise = resident_mb() - peak_before
+    assert rise < 64, f"peak RSS rose by {rise:.0f} MB"
+    assert_alive(server)

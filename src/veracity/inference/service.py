@@ -56,6 +56,7 @@ State = Literal["starting", "ok", "stopping", "failed"]
 VIDEO_THREAD_NICENESS = 10
 DEFAULT_MEMORY_BUDGET_BYTES = 4 * 2**30
 
+
 def _lower_thread_priority() -> None:
     try:
         current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())

@@ -102,10 +102,18 @@ def test_reduced_scale_jpeg_decoding_stays_within_tolerance(size: int) -> None:
     assert diff.max().item() <= DRAFT_MAX_TOLERANCE
 
 
-def test_reduced_scale_decoding_leaves_other_formats_alone() -> None:
+def test_other_formats_are_reduced_within_the_same_tolerance() -> None:
+    config = PreprocessConfig(input_size=(3, 96, 96), **IMAGENET)
+    transform = EvalTransform(config)
     buffer = io.BytesIO()
     photo(1200, 900).save(buffer, format="PNG")
-    assert load_rgb(buffer.getvalue(), min_size=100).size == (1200, 900)
+    reduced = load_rgb(buffer.getvalue(), min_size=config.min_decode_size)
+    full = load_rgb(buffer.getvalue())
+    assert reduced.size[0] < full.size[0]  # shrunk while converted to RGB
+    assert min(reduced.size) >= 2 * (config.min_decode_size or 0)
+    diff = (transform(reduced) - transform(full)).abs()
+    assert diff.mean().item() <= DRAFT_MEAN_TOLERANCE
+    assert diff.max().item() <= DRAFT_MAX_TOLERANCE
 
 
 def test_small_jpegs_are_decoded_at_full_size() -> None:

@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from veracity.api.schemas import SeenBeforeModel
 from veracity.callers import Caller
 from veracity.errors import StoreUnavailableError
-from veracity.images import DEFAULT_FORMATS
 from veracity.inference.runner import ModelRunner
 from veracity.similarity.seen import SeenBefore
 from veracity.store.inputs import InputFiles
@@ -63,13 +62,11 @@ class Recorder:
         cache: bool,
         seen: SeenBefore | None = None,
         inputs: InputFiles | None = None,
-        formats: Iterable[str] = DEFAULT_FORMATS,
     ) -> None:
         self.store = store
         self.cache = cache and store is not None
         self.seen = seen
         self.inputs = inputs if store is not None else None
-        self.formats = tuple(formats)
 
     async def seen_before(self, phash: str | None, caller: Caller) -> list[SeenBeforeModel] | None:
         """Earlier predictions of near-duplicates the caller may see; None when unknown."""

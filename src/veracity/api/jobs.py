@@ -230,9 +230,25 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
             idempotency_key=idempotency_key,
         )
         runner.wake()
+        return accepted(job, response)
+
+    def accepted(job: Job, response: Response) -> JobResponse:
         response.status_code = 202
         response.headers["Location"] = f"/jobs/{job.id}"
         return JobResponse.build(job)
+
+    async def repeat_of(
+        request: Request,
+        caller: Caller,
+        kind: Literal["video", "batch"],
+        idempotency_key: str | None,
+        response: Response,
+    ) -> JobResponse | None:
+        """The answer to a request this key already made with this Idempotency-Key,
+        before its body is received (and held, and checked) a second time."""
+        queue, _ = queue_of(request)
+        job = await queue.find_repeat(caller, idempotency_key, kind)
+        return None if job is None else accepted(job, response)
 
     @router.post(
         "/video",
@@ -260,6 +276,8 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         queue_of(request)
         service.registry.check_runnable(choice.model, choice.version)
         hook = webhook(webhook_url)
+        if repeat := await repeat_of(request, caller, "video", idempotency_key, response):
+            return repeat
         hold_body(request, service, limits.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
         data = await read_upload(
             request,
@@ -307,6 +325,8 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         queue_of(request)
         service.registry.check_runnable(choice.model, choice.version)
         hook = webhook(webhook_url)
+        if repeat := await repeat_of(request, caller, "batch", idempotency_key, response):
+            return repeat
         hold_body(request, service, limits.batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
         files = await read_uploads(
             request,

@@ -114,6 +114,19 @@ def _idempotency_digest(caller: Caller, idempotency_key: str | None) -> str | No
     return hashlib.sha256(scoped.encode()).hexdigest()
 
 
+def _repeated(session: Session, digest: str | None, kind: str) -> Job | None:
+    if digest is None:
+        return None
+    row = session.scalars(select(JobRow).where(JobRow.idempotency_key == digest)).first()
+    if row is None:
+        return None
+    if row.kind != kind:
+        raise BadRequestError(
+            f"this Idempotency-Key was used for a {row.kind} job; use a new key for another request"
+        )
+    return Job.of(row)
+
+
 def _take_oldest(session: Session, due: Any, oldest: Any, **values: Any) -> JobRow | None:
     """The claim both jobs and webhook deliveries use: the oldest row matching ``due`` that
     no other transaction is claiming (SKIP LOCKED), updated with ``values`` only if it still
@@ -175,17 +188,7 @@ class JobQueue:
         digest = _idempotency_digest(caller, idempotency_key)
 
         def existing(session: Session) -> Job | None:
-            if digest is None:
-                return None
-            row = session.scalars(select(JobRow).where(JobRow.idempotency_key == digest)).first()
-            if row is None:
-                return None
-            if row.kind != kind:
-                raise BadRequestError(
-                    f"this Idempotency-Key was used for a {row.kind} job; use a new key for "
-                    "another request"
-                )
-            return Job.of(row)
+            return _repeated(session, digest, kind)
 
         def work(session: Session) -> Job:
             found = existing(session)
@@ -223,6 +226,21 @@ class JobQueue:
             if found is None:
                 raise
             return found
+
+    async def find_repeat(
+        self, caller: Caller, idempotency_key: str | None, kind: JobKind
+    ) -> Job | None:
+        """The job this key already created with this Idempotency-Key (None: none yet), so
+        that a repeated request is answered before its body is received again.
+
+        Raises:
+            BadRequestError: the key used this Idempotency-Key for a job of another kind.
+            StoreUnavailableError.
+        """
+        digest = _idempotency_digest(caller, idempotency_key)
+        if digest is None:
+            return None
+        return await self.store.run("job_repeat", lambda session: _repeated(session, digest, kind))
 
     async def get(self, job_id: str, caller: Caller) -> Job:
         """Raises NotFoundError (also for another key's job), StoreUnavailableError."""

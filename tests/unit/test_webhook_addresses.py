@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
+import threading
+import time
 
 import httpx
 import pytest
@@ -207,3 +210,47 @@ def test_each_key_signs_with_its_own_secret() -> None:
     assert not verify_signature(key_secret(SECRET, "key-b"), header, body)
     assert key_secret(SECRET, "key-a") != key_secret("another-deployment", "key-a")
     assert key_secret(SECRET, "key-a").startswith("whsec_")
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_timeout() -> None:
+    """httpx's timeout is per read: a byte every 0.2 s would never trip it, and the replica's
+    one delivery loop would wait for every other key's webhooks behind this one."""
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            for _ in range(100):  # bounded: 20 s at most
+                if stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(b"x")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle)
+    thread.start()
+
+    async def run():
+        sender = WebhookSender(
+            SECRET, timeout_s=1, allow_private=True, resolver=Resolver(["127.0.0.1"])
+        )
+        try:
+            return await sender.send(f"http://hooks.test:{port}/", {}, "j1", key_id="key-a")
+        finally:
+            await sender.close()
+
+    started = time.monotonic()
+    try:
+        delivery = asyncio.run(run())
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert time.monotonic() - started < 3
+    assert not delivery.delivered
+    assert "did not answer within 1 s" in (delivery.error or "")

@@ -15,6 +15,7 @@ check and the connection.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -36,6 +37,9 @@ from veracity.jobs.webhook_targets import (
 
 SIGNATURE_HEADER = "Veracity-Signature"
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, as Stripe marks its webhook secrets)
+
+# Addresses of one host tried per delivery (each a connection attempt within the bound).
+_MAX_ADDRESSES = 3
 
 
 def key_secret(webhook_secret: str, key_id: str | None) -> str:
@@ -150,20 +154,27 @@ class WebhookSender:
             else {}
         )
         error = "no address to connect to"
-        for address in addresses:
-            pinned = target.url.copy_with(host=str(address))
-            try:
-                response = await self._client.post(
-                    pinned, content=body, headers=headers, extensions=extensions
-                )
-            except httpx.ConnectError as e:
-                error = _describe(e)
-                continue  # the next checked address, as a client given several would
-            except httpx.HTTPError as e:
-                return Delivery(False, _describe(e))
-            if 200 <= response.status_code < 300:
-                return Delivery(True, None)
-            return Delivery(False, f"the receiver answered HTTP {response.status_code}")
+        try:
+            # One bound on the whole delivery (httpx's timeout is per read: a receiver that
+            # sends a byte every few seconds would hold the replica's one delivery loop),
+            # and at most a few addresses tried.
+            async with asyncio.timeout(self._timeout_s):
+                for address in addresses[:_MAX_ADDRESSES]:
+                    pinned = target.url.copy_with(host=str(address))
+                    try:
+                        response = await self._client.post(
+                            pinned, content=body, headers=headers, extensions=extensions
+                        )
+                    except httpx.ConnectError as e:
+                        error = _describe(e)
+                        continue  # the next checked address, as a client given several would
+                    except httpx.HTTPError as e:
+                        return Delivery(False, _describe(e))
+                    if 200 <= response.status_code < 300:
+                        return Delivery(True, None)
+                    return Delivery(False, f"the receiver answered HTTP {response.status_code}")
+        except TimeoutError:
+            return Delivery(False, f"the receiver did not answer within {self._timeout_s:g} s")
         return Delivery(False, error)
 
     async def _addresses(self, target: WebhookTarget) -> list[IPAddress]:

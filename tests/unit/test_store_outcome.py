@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event, func, insert, select
 
 from veracity.callers import Caller
-from veracity.errors import BadRequestError, StoreUnavailableError
+from veracity.errors import BadRequestError, StoreOutcomeUnknownError, StoreUnavailableError
 from veracity.jobs.queue import JobInput, JobQueue
 from veracity.store.database import create_database_engine, resolve_database_url, upgrade_database
 from veracity.store.predictions import PredictionStore
@@ -90,6 +90,25 @@ def test_a_commit_under_way_at_the_deadline_is_answered_by_its_outcome(
         job = asyncio.run(enqueue(queue, "committed"))
         assert job.id == "committed"
         assert count_jobs(store) == 1
+    finally:
+        store.close()
+
+
+def test_a_commit_that_fails_once_begun_is_not_called_unchanged(
+    database_url: str, tmp_path
+) -> None:
+    """A connection lost during COMMIT may have been applied first: the answer must not say
+    that nothing was changed."""
+    store = open_store(database_url, tmp_path)
+    queue = JobQueue(store, lease_s=60, max_attempts=3)
+
+    def lost(conn: Any) -> None:
+        raise OSError("connection lost during COMMIT")
+
+    event.listen(store.engine, "commit", lost)
+    try:
+        with pytest.raises(StoreOutcomeUnknownError, match="may or may not have been applied"):
+            asyncio.run(enqueue(queue, "unknown"))
     finally:
         store.close()
 

@@ -107,6 +107,19 @@ class _Attempt:
             self._abandoned = not self._committing
             return self._abandoned
 
+    @property
+    def committing(self) -> bool:
+        with self._lock:
+            return self._committing
+
+
+def _outcome_unknown(what: str) -> StoreOutcomeUnknownError:
+    return StoreOutcomeUnknownError(
+        f"the results store {what}: it may or may not have been applied; check before "
+        "repeating it (a job created with an Idempotency-Key can be sent again with the "
+        "same key)"
+    )
+
 
 def _retrieve(outcome: asyncio.Future[Any]) -> None:
     if not outcome.cancelled():
@@ -207,12 +220,18 @@ class PredictionStore:
                     return await asyncio.shield(outcome)
             except TimeoutError as e:
                 self._failed(operation, e)
-                raise StoreOutcomeUnknownError(
-                    f"the results store did not confirm {operation} in time: it may or may not "
-                    "have been applied; check before repeating it (a job created with an "
-                    "Idempotency-Key can be sent again with the same key)"
-                ) from e
-        except (SQLAlchemyError, TimeoutError, OSError, _AbandonedError) as e:
+                raise _outcome_unknown(f"did not confirm {operation} in time") from e
+        except (SQLAlchemyError, OSError) as e:
+            self._failed(operation, e)
+            if attempt.committing:
+                # The COMMIT itself failed (a connection lost mid-commit, say): the database
+                # may have applied it before the error, so "nothing was changed" is not known.
+                raise _outcome_unknown(f"failed while committing {operation}") from e
+            raise StoreUnavailableError(
+                f"the results store is unavailable ({operation} failed); nothing was "
+                "changed, retry shortly"
+            ) from e
+        except (TimeoutError, _AbandonedError) as e:
             self._failed(operation, e)
             raise StoreUnavailableError(
                 f"the results store is unavailable ({operation} failed); nothing was "

@@ -84,11 +84,12 @@ class JobRunner:
         self._wake.set()
 
     def interrupt(self, job_id: str) -> None:
-        """Stop running ``job_id`` here now (it was cancelled); a job running on another
-        replica stops when that replica next renews its lease."""
+        """Stop running ``job_id`` here now (it was cancelled) and send its webhook; a job
+        running on another replica stops when that replica next renews its lease."""
         work = self._running.get(job_id)
         if work is not None:
             work.cancel()
+        self._webhook_wake.set()  # its webhook (cancelled) is due now
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -178,7 +179,10 @@ class JobRunner:
             }
         finally:
             lease.cancel()
-            self._running.pop(job.id, None)
+            # Only this worker's entry: after a lapsed lease, another worker of this replica
+            # may be running the same job now.
+            if self._running.get(job.id) is work:
+                del self._running[job.id]
         try:
             finished = await self.queue.finish(
                 job.id, worker, result=result, error=error, rows=rows

@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -94,9 +95,6 @@ class RequestIdMiddleware:
                 "internal server error; quote the request_id if you report it",
             )
         finally:
-            # What the request held until it was answered (its body's place in the budget).
-            for release in scope.get("state", {}).pop("on_finish", []):
-                release()
             client = scope.get("client")
             logger.info(
                 "request",
@@ -201,3 +199,46 @@ class ContentLengthLimitMiddleware:
             # The unread body would otherwise be parsed as the next request.
             close=True,
         )
+
+
+# The scope-state key under which a route names what counts its body (see BodyBudgetMiddleware).
+BODY_BUDGET = "body_budget"
+
+
+class BodyBudget(Protocol):
+    def take_body(self, nbytes: int, own: int) -> None: ...
+    def give_body(self, nbytes: int) -> None: ...
+
+
+class BodyBudgetMiddleware:
+    """Counts the body of a request whose route opted in (``scope["state"][BODY_BUDGET]``,
+    set before the route reads it) against that budget chunk by chunk as it is received, and
+    releases it once the request is answered. A chunk the budget has no room for raises from
+    ``receive``, inside the route's read, which answers 503 like any refusal."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        held = 0
+        budget: BodyBudget | None = None
+
+        async def counted() -> Message:
+            nonlocal held, budget
+            message = await receive()
+            budget = state.get(BODY_BUDGET)
+            size = len(message.get("body", b"")) if message["type"] == "http.request" else 0
+            if budget is not None and size:
+                budget.take_body(size, held)
+                held += size
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        finally:
+            if budget is not None and held:
+                budget.give_body(held)

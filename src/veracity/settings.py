@@ -143,9 +143,9 @@ class Settings(StoreSettings):
     request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     # Time allowed to receive a whole request body; a client trickling bytes gets 408.
     body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
-    # Request bodies a replica holds at once (being received, or held by the request that
-    # received them until it is answered); the upload that would pass it gets 503. One
-    # body alone is always taken, so this never refuses an upload its route allows.
+    # Bytes of request bodies a replica holds at once, counted as they arrive and held until
+    # the request is answered; the upload whose bytes would pass it gets 503. One body
+    # alone is always taken, so this never refuses an upload its route allows.
     body_budget_mb: Annotated[float, Field(gt=0, le=65_536)] = 256.0
     # Per-key limits (per replica): a rate in the `limits` notation ("20/second",
     # "600/minute") and a number of requests per rolling day. Unset means unlimited.

@@ -1,10 +1,12 @@
-"""Request bodies count against the replica's body budget from before their first byte is
-read until they are answered: while one large upload is being received, the next one that
-would pass the budget is refused at once (503, nothing read), on every upload route,
-/jobs/* and /v2 included; once the first is answered, there is room again."""
+"""Request bodies count against the replica's body budget as their bytes arrive, until they
+are answered: while one large upload holds most of it, the next one is refused once its
+bytes would pass the budget (503, the rest unread), on every upload route, /jobs/* and /v2
+included; once the first is answered there is room again; and a body that trickles in holds
+only what it sent."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -63,11 +65,17 @@ def answer(sock: socket.socket) -> bytes:
     return data
 
 
-def test_a_second_large_upload_waits_for_room_in_the_body_budget(server: Server) -> None:
+def send_all(sock: socket.socket, data: bytes) -> None:
+    """Send what the server will take; it may answer and stop reading half-way."""
+    with contextlib.suppress(OSError):
+        sock.sendall(data)
+
+
+def test_uploads_beyond_the_body_budget_wait_for_room(server: Server) -> None:
     # 3 MB of a 4 MB budget: a JPEG with padding after its end, which decoders ignore.
     big = multipart("file", jpeg_bytes() + b"\x00" * (3 * 2**20))
     with connect(server) as first:
-        first.sendall(head("/infer", len(big)) + big[: 2**20])  # a third of it, then a pause
+        first.sendall(head("/infer", len(big)) + big[: 3 * 2**20])  # most of it, then a pause
         time.sleep(0.5)
         for path in ("/infer", "/infer/batch", "/jobs/batch", "/v2/models/tiny/infer"):
             content_type = (
@@ -76,14 +84,16 @@ def test_a_second_large_upload_waits_for_room_in_the_body_budget(server: Server)
                 else "multipart/form-data; boundary=zzz"
             )
             with connect(server) as second:
-                second.sendall(head(path, 3 * 2**20, content_type))  # headers only
+                # Refused once its bytes would pass the budget, mid-body, not read to the end.
+                second.settimeout(30)
+                send_all(second, head(path, len(big), content_type) + big)
                 refused = answer(second)
             assert refused.startswith(b"HTTP/1.1 503"), (path, refused[:400])
             # The project's error shape (code "overloaded"); /v2 has the protocol's own.
             assert path.startswith("/v2") or b'"overloaded"' in refused
             assert b"VERACITY_BODY_BUDGET_MB" in refused
             assert b"retry-after" in refused.lower()
-        first.sendall(big[2**20 :])
+        first.sendall(big[3 * 2**20 :])
         served = answer(first)
     assert served.startswith(b"HTTP/1.1 200"), served[:400]
     # The first upload was answered: its bytes left the budget.
@@ -96,3 +106,24 @@ def test_a_second_large_upload_waits_for_room_in_the_body_budget(server: Server)
     assert response.status_code == 200, response.text
     metrics = httpx.get(f"{server.base_url}/metrics", headers=HEADERS, timeout=10).text
     assert 'reason="body_budget"' in metrics
+
+
+def test_a_body_that_trickles_in_holds_only_what_it_sent(server: Server) -> None:
+    """Declaring a large body and sending it slowly reserves nothing it has not sent, so a
+    few such clients cannot fill the budget and shut everyone else out."""
+    big = multipart("files", jpeg_bytes() + b"\x00" * (3 * 2**20))
+    sockets = [connect(server) for _ in range(3)]
+    try:
+        for sock in sockets:  # 9 MB declared in all, against a 4 MB budget
+            sock.sendall(head("/jobs/batch", len(big)) + big[:1000])
+        time.sleep(0.5)
+        response = httpx.post(
+            f"{server.base_url}/infer",
+            files={"file": ("a.jpg", jpeg_bytes() + b"\x00" * (3 * 2**20), "image/jpeg")},
+            headers=HEADERS,
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -37,6 +37,7 @@ from veracity.jobs.runner import JobRunner, RunnerSettings
 from veracity.jobs.webhooks import WebhookSender
 from veracity.metrics import ServiceMetrics
 from veracity.middleware import (
+    BodyBudgetMiddleware,
     ContentLengthLimitMiddleware,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
@@ -302,6 +303,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
             ),
         },
     )
+    app.add_middleware(BodyBudgetMiddleware)
     app.add_middleware(RequestIdMiddleware)
     # Outermost, so even the catch-all 500 and the length guard's 413 carry the headers.
     app.add_middleware(SecurityHeadersMiddleware)

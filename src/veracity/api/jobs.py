@@ -278,7 +278,7 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         hook = webhook(webhook_url)
         if repeat := await repeat_of(request, caller, "video", idempotency_key, response):
             return repeat
-        hold_body(request, service, limits.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+        hold_body(request, service)
         data = await read_upload(
             request,
             max_image_bytes=limits.video_max_upload_bytes,
@@ -327,7 +327,7 @@ def build_jobs_router(limits: JobLimits, errors: dict[int | str, dict[str, Any]]
         hook = webhook(webhook_url)
         if repeat := await repeat_of(request, caller, "batch", idempotency_key, response):
             return repeat
-        hold_body(request, service, limits.batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+        hold_body(request, service)
         files = await read_uploads(
             request,
             field="files",

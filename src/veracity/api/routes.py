@@ -43,6 +43,7 @@ from veracity.errors import (
     RequestTimeoutError,
 )
 from veracity.inference.service import ModelService
+from veracity.middleware import BODY_BUDGET
 from veracity.receipts import ReceiptSigner
 from veracity.video.aggregate import AggregationMethod, AggregationRule
 from veracity.video.plan import SamplingPlan
@@ -266,20 +267,12 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def hold_body(request: Request, service: ModelService, max_bytes: int) -> None:
-    """Count this request's body (as declared, or the route's limit for a chunked one)
-    against the replica's body budget until the request is answered. Call it after auth
-    and admission, right before reading the body.
-
-    Raises:
-        OverloadedError: other bodies already fill the budget (503 with Retry-After).
+def hold_body(request: Request, service: ModelService) -> None:
+    """Count this request's body against the replica's body budget, as it arrives, until
+    the request is answered (``BodyBudgetMiddleware`` counts and releases). Call it after
+    auth and admission, right before reading the body.
     """
-    declared = request.headers.get("content-length", "")
-    nbytes = (
-        min(int(declared), max_bytes) if declared.isascii() and declared.isdigit() else max_bytes
-    )
-    release = service.admission.hold_body(nbytes)
-    request.scope.setdefault("state", {}).setdefault("on_finish", []).append(release)
+    request.scope.setdefault("state", {})[BODY_BUDGET] = service.admission
 
 
 async def read_upload(
@@ -478,7 +471,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         # Auth and rate limits (a dependency) and admission run before the body is read,
         # so a client that would be refused anyway uploads nothing.
         service.check_admission()
-        hold_body(request, service, max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+        hold_body(request, service)
         data = await read_upload(
             request, max_image_bytes=max_upload_bytes, timeout_s=body_timeout_s
         )
@@ -536,7 +529,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         ] = None,
     ) -> VideoResponse:
         service.check_admission()
-        hold_body(request, service, limits.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+        hold_body(request, service)
         data = await read_upload(
             request,
             max_image_bytes=limits.video_max_upload_bytes,
@@ -582,7 +575,7 @@ def build_router(limits: RouteLimits) -> APIRouter:
         robustness_check: bool | None = Query(default=None),
     ) -> BatchResponse:
         service.check_admission()
-        hold_body(request, service, limits.batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+        hold_body(request, service)
         files = await read_uploads(
             request,
             field="files",

@@ -179,7 +179,7 @@ def build_v2_router(limits: V2Limits) -> APIRouter:
     ) -> Response:
         service.check_admission()
         service.registry.check(name, version)
-        hold_body(request, service, limits.max_body_bytes)
+        hold_body(request, service)
         body = await _read_body(request, limits.body_timeout_s)
         parsed = parse_request(body, request.headers.get(HEADER_LENGTH), codec_limits)
         request_id: str = request.state.request_id

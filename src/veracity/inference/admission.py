@@ -7,9 +7,10 @@ a second model must not double what a replica accepts. A full queue is refused a
 (503 with Retry-After), an expired deadline answers 504 and the work is dropped before it
 reaches a model, and at most ``max_concurrent_videos`` videos run at once.
 
-Request bodies are counted too, in bytes: what is being received, and what the requests
-that received it still hold, may not pass ``body_budget_bytes`` together (a replica's
-memory bound holds however many large uploads arrive at once, before any is admitted).
+Request bodies are counted too, in bytes as they arrive: what is being received, and what
+the requests that received it still hold, may not pass ``body_budget_bytes`` together (a
+replica's memory bound holds however many large uploads arrive at once, before any is
+admitted), while a body that trickles in holds only the bytes it sent.
 """
 
 from __future__ import annotations
@@ -54,35 +55,29 @@ class Admission:
                 "the delay in Retry-After, or on another replica"
             )
 
-    def hold_body(self, nbytes: int) -> Callable[[], None]:
-        """Count ``nbytes`` of a request body against the budget until the returned
-        function is called (once the request is answered).
+    def take_body(self, nbytes: int, own: int) -> None:
+        """Count ``nbytes`` more of a request body that already holds ``own`` bytes.
 
-        A body alone is always taken (the route's own size limit bounds it); one that
-        would take the bodies already held past the budget is refused.
+        Bytes are counted as they arrive, so a body that trickles in holds only what it
+        sent; a body alone is always taken (the route's own size limit bounds it).
 
         Raises:
-            OverloadedError: the budget has no room for it now.
+            OverloadedError: the bodies of other requests leave no room for these bytes.
         """
-        if self.bodies_held and self.bodies_held + nbytes > self.body_budget_bytes:
+        others = self.bodies_held - own
+        if others and self.bodies_held + nbytes > self.body_budget_bytes:
             self.record_shed("body_budget")
             raise OverloadedError(
-                f"uploads being received or processed already hold "
-                f"{self.bodies_held / 2**20:.0f} MB of this replica's "
-                f"{self.body_budget_bytes / 2**20:.0f} MB for request bodies "
+                f"uploads being received or processed already hold {others / 2**20:.0f} MB "
+                f"of this replica's {self.body_budget_bytes / 2**20:.0f} MB for request bodies "
                 "(VERACITY_BODY_BUDGET_MB); retry after the delay in Retry-After, or on "
                 "another replica"
             )
         self.bodies_held += nbytes
-        released = False
 
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.bodies_held -= nbytes
-
-        return release
+    def give_body(self, nbytes: int) -> None:
+        """Release what ``take_body`` counted for a request that was answered."""
+        self.bodies_held -= nbytes
 
     @property
     def has_room(self) -> bool:

@@ -34,6 +34,10 @@ def make_settings(checkpoint: Path, **overrides) -> Settings:
         "shutdown_drain_s": 5,
         "max_upload_mb": 1,
         "max_image_pixels": 4_000_000,
+        # The suite shares two cores with PostgreSQL and whole servers: a store call can
+        # stall past the 3 s production deadline (a delete was answered 503 once under
+        # full-suite load). Tests of the deadline itself set their own.
+        "store_timeout_s": 15,
     } | overrides
     return Settings(_env_file=None, **values)
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from tests.api.conftest import jpeg_bytes
 from tests.conftest import write_tiny_checkpoint
 from tests.integration.conftest import API_KEY, Server, start_server
-from tests.integration.test_jobs_restart import wait_all
+from tests.integration.test_jobs_restart import wait_all, wait_running
 from tests.videofiles import write_decode_heavy_clip
 from veracity.api.auth import key_id
 from veracity.store.database import create_database_engine, resolve_database_url
@@ -52,6 +52,8 @@ def server(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[Server]:
         VERACITY_MODEL_LOAD_ON_DEMAND="false",
         VERACITY_BACKEND="torch",
         VERACITY_API_KEYS=f"{API_KEY},{OTHER_KEY}",
+        # A video job of 1,000 samples keeps the one job worker busy for seconds.
+        VERACITY_VIDEO_MAX_FRAMES="1024",
         # Room for the long video's upload and one small batch job's, not two more.
         VERACITY_JOB_QUEUE_MAX_MB=str((len(write_decode_heavy_clip()) + 1.5 * ONE_IMAGE) / 2**20),
     )
@@ -125,14 +127,17 @@ def test_a_job_naming_an_unloaded_version_is_refused_or_failed_and_others_pass(
 def test_jobs_can_be_cancelled_and_the_queue_holds_a_bounded_amount_of_uploads(
     server: Server,
 ) -> None:
-    # A video that keeps the one job worker busy, so that the next jobs wait in the queue.
+    # A video that keeps the one job worker busy (every one of its 500 frames judged), so
+    # that the next jobs wait in the queue.
     running = httpx.post(
         f"{server.base_url}/jobs/video",
+        params={"frames": 1000},
         files={"file": ("v.mp4", write_decode_heavy_clip(), "video/mp4")},
         headers=HEADERS,
         timeout=30,
     )
     assert running.status_code == 202, running.text
+    wait_running(server, [running.json()["url"]])
     waiting = httpx.post(
         f"{server.base_url}/jobs/batch", files=batch_files(), headers=HEADERS, timeout=30
     )

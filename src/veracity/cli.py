@@ -163,7 +163,7 @@ def _is_video(path: Path) -> bool:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from veracity.api.schemas import VerdictFields
+    from veracity.answers import VerdictFields
 
     predictor = _load_predictor(args, args.backend, args.export_dir)
     calibration = predictor.checkpoint.metadata.calibration
@@ -206,7 +206,7 @@ def _video_plan(args: argparse.Namespace) -> tuple[SamplingPlan, VideoLimits]:
 def _predict_video(args: argparse.Namespace, predictor: Predictor, path: Path) -> dict[str, object]:
     from tqdm import tqdm
 
-    from veracity.api.schemas import VideoResponse
+    from veracity.answers import VideoResponse
     from veracity.video.aggregate import AggregationRule
     from veracity.video.analysis import analyse_video
 

@@ -22,7 +22,7 @@ from tests.api.conftest import (
     make_settings,
     serving,
 )
-from veracity.inference.runner import ModelRunner
+from veracity.serving.runner import ModelRunner
 
 
 @dataclass

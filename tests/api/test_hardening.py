@@ -18,7 +18,7 @@ from tests.api.conftest import (
     serving,
 )
 from veracity.api.auth import key_id
-from veracity.middleware import SECURITY_HEADERS
+from veracity.api.middleware import SECURITY_HEADERS
 
 UPLOAD = {"file": ("x.jpg", jpeg_bytes(), "image/jpeg")}
 

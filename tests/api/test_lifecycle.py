@@ -7,8 +7,8 @@ from fastapi.testclient import TestClient
 
 from tests.api.conftest import assert_error, infer, jpeg_bytes, make_settings, started_client
 from veracity.api.app import create_app
-from veracity.inference.runner import ModelRunner
-from veracity.inference.service import ModelService
+from veracity.serving.runner import ModelRunner
+from veracity.serving.service import ModelService
 
 
 def test_not_ready_until_loaded_and_warmed_up(tiny_checkpoint: Path, monkeypatch) -> None:

@@ -404,7 +404,7 @@ def test_a_loaded_version_whose_folder_is_removed_keeps_serving(
 def test_a_slow_on_demand_load_answers_503_and_goes_on(
     repository: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from veracity.inference.runner import ModelRunner
+    from veracity.serving.runner import ModelRunner
 
     original = ModelRunner._load_blocking
     gate = threading.Event()

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from veracity.errors import ServiceUnavailableError
-from veracity.inference.batcher import MicroBatcher
+from veracity.serving.batcher import MicroBatcher
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import write_tiny_checkpoint
 from veracity.errors import CheckpointError, ModelNotFoundError
 from veracity.repository.layout import ModelRepository, newest, version_key
-from veracity.repository.traffic import Route
+from veracity.serving.traffic import Route
 
 
 def test_versions_sort_by_number_and_named_ones_never_win() -> None:

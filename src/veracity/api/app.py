@@ -17,9 +17,14 @@ from veracity.api.docs import install_docs
 from veracity.api.errors import install_error_handlers
 from veracity.api.jobs import JobLimits, build_jobs_router, job_executor
 from veracity.api.lifecycle import build_lifecycle_router
+from veracity.api.middleware import (
+    BodyBudgetMiddleware,
+    ContentLengthLimitMiddleware,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
 from veracity.api.predictions import build_predictions_router
 from veracity.api.ratelimit import KeyLimiter
-from veracity.api.recording import Recorder
 from veracity.api.routes import (
     AUTH_ERRORS,
     MODEL_ERRORS,
@@ -31,19 +36,14 @@ from veracity.api.routes import (
 )
 from veracity.api.v2 import V2Limits, build_v2_router
 from veracity.api.webhooks import build_webhooks_router
-from veracity.inference.service import ModelService
 from veracity.jobs.queue import JobQueue
 from veracity.jobs.runner import JobRunner, RunnerSettings
 from veracity.jobs.webhooks import WebhookSender
 from veracity.metrics import ServiceMetrics
-from veracity.middleware import (
-    BodyBudgetMiddleware,
-    ContentLengthLimitMiddleware,
-    RequestIdMiddleware,
-    SecurityHeadersMiddleware,
-)
 from veracity.receipts import ReceiptSigner
 from veracity.repository.layout import ModelRepository
+from veracity.serving.recording import Recorder
+from veracity.serving.service import ModelService
 from veracity.settings import Settings
 from veracity.similarity.seen import SeenBefore
 from veracity.store.database import open_store, prepare_database

@@ -10,13 +10,13 @@ from fastapi.security import APIKeyHeader
 
 from veracity.api.auth import ApiKeyAuth
 from veracity.api.ratelimit import ANONYMOUS, KeyLimiter
-from veracity.api.recording import Recorder
 from veracity.callers import Caller
 from veracity.errors import ForbiddenError, NotFoundError, RateLimitedError
-from veracity.inference.service import ModelService
 from veracity.metrics import ServiceMetrics
 from veracity.receipts import ReceiptSigner
 from veracity.repository.layout import NAME_PATTERN
+from veracity.serving.recording import Recorder
+from veracity.serving.service import ModelService
 from veracity.settings import Settings
 from veracity.store.predictions import PredictionStore
 

@@ -14,8 +14,6 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from veracity.api.deps import CallerDep, ModelChoiceDep, ModelServiceDep
-from veracity.api.judging import batch_answer, finished, judge_batch, judge_video
-from veracity.api.recording import Recorder
 from veracity.api.routes import (
     INFER_ERRORS,
     MULTIPART_OVERHEAD_BYTES,
@@ -27,11 +25,13 @@ from veracity.api.routes import (
 )
 from veracity.callers import Caller
 from veracity.errors import BadRequestError, NotFoundError
-from veracity.inference.service import ModelService
 from veracity.jobs.queue import Job, JobInput, JobQueue
 from veracity.jobs.runner import Execute, JobOutcome, JobRunner
 from veracity.jobs.webhooks import check_webhook_url
 from veracity.receipts import ReceiptSigner
+from veracity.serving.judging import batch_answer, finished, judge_batch, judge_video
+from veracity.serving.recording import Recorder
+from veracity.serving.service import ModelService
 from veracity.video.aggregate import AggregationMethod, AggregationRule
 from veracity.video.plan import SamplingPlan, VideoLimits
 

@@ -19,8 +19,8 @@ from veracity.api.schemas import (
     TrafficRequest,
 )
 from veracity.errors import ModelConflictError, ModelNotFoundError
-from veracity.inference.service import ModelService
 from veracity.repository.layout import NAME_PATTERN
+from veracity.serving.service import ModelService
 
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN, description="A model's name.")]
 VersionName = Annotated[str, Path(pattern=NAME_PATTERN, description="One of its versions.")]

@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from veracity.answers import BatchResponse, InferResponse, ThresholdsModel, VideoResponse
 from veracity.api.deps import (
     ApiKeyDep,
     CallerDep,
@@ -21,19 +22,15 @@ from veracity.api.deps import (
     RecorderDep,
     SignerDep,
 )
-from veracity.api.judging import batch_answer, finished, judge_batch, judge_image, judge_video
+from veracity.api.middleware import BODY_BUDGET
 from veracity.api.schemas import (
-    BatchResponse,
     ErrorResponse,
     HealthResponse,
-    InferResponse,
     ModelResponse,
     PreprocessInfo,
     ReadyResponse,
     ReceiptCheck,
     ReceiptToCheck,
-    ThresholdsModel,
-    VideoResponse,
 )
 from veracity.errors import (
     BadRequestError,
@@ -42,9 +39,9 @@ from veracity.errors import (
     PayloadTooLargeError,
     RequestTimeoutError,
 )
-from veracity.inference.service import ModelService
-from veracity.middleware import BODY_BUDGET
 from veracity.receipts import ReceiptSigner
+from veracity.serving.judging import batch_answer, finished, judge_batch, judge_image, judge_video
+from veracity.serving.service import ModelService
 from veracity.video.aggregate import AggregationMethod, AggregationRule
 from veracity.video.plan import SamplingPlan
 

@@ -20,8 +20,6 @@ from starlette.requests import ClientDisconnect
 
 from veracity import __version__
 from veracity.api.deps import ApiKeyDep, CallerDep, ModelServiceDep, RecorderDep
-from veracity.api.judging import judge_batch, judge_image
-from veracity.api.recording import Recorder
 from veracity.api.routes import hold_body, served
 from veracity.api.schemas import V2ErrorResponse
 from veracity.callers import Caller
@@ -31,7 +29,6 @@ from veracity.errors import (
     ServiceUnavailableError,
     VeracityError,
 )
-from veracity.inference.service import ModelService
 from veracity.oip.codec import (
     HEADER_LENGTH,
     INPUT_NAME,
@@ -41,6 +38,9 @@ from veracity.oip.codec import (
     parse_request,
 )
 from veracity.repository.layout import NAME_PATTERN
+from veracity.serving.judging import judge_batch, judge_image
+from veracity.serving.recording import Recorder
+from veracity.serving.service import ModelService
 
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN)]
 VersionName = Annotated[str, Path(pattern=NAME_PATTERN)]

@@ -1,1 +1,1 @@
-"""Running a checkpoint: preprocessing, batched forward passes, probabilities."""
+"""The model itself: preprocessing, forward passes on PyTorch or ONNX Runtime, probabilities."""

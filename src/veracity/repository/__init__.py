@@ -1,2 +1,1 @@
-"""Model lifecycle: the on-disk model repository, the registry of loaded versions, and how
-traffic is split between a model's serving, canary and shadow versions."""
+"""A model at rest: the on-disk model repository (versions, their checkpoints and config)."""

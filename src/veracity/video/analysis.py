@@ -1,6 +1,6 @@
 """A video's analysis: what the service answers and ``veracity predict`` prints.
 
-The service scores frames through its shared micro-batcher (veracity.inference.service);
+The service scores frames through its shared micro-batcher (veracity.serving.service);
 ``analyse_video`` is the same pipeline for one process with the model to itself (the CLI):
 frames are decoded one at a time and scored ``batch_size`` at a time, so memory stays
 bounded whatever the file.

@@ -14,10 +14,10 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel
 
-from veracity.api.schemas import SeenBeforeModel
+from veracity.answers import SeenBeforeModel
 from veracity.callers import Caller
 from veracity.errors import StoreUnavailableError
-from veracity.inference.runner import ModelRunner
+from veracity.serving.runner import ModelRunner
 from veracity.similarity.seen import SeenBefore
 from veracity.store.inputs import InputFiles
 from veracity.store.predictions import Kind, PredictionStore, cache_key

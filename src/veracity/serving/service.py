@@ -35,16 +35,16 @@ from veracity.checkpoint import CheckpointMetadata, CheckpointPaths
 from veracity.devices import DevicePreference
 from veracity.errors import ServiceUnavailableError
 from veracity.images import DEFAULT_FORMATS, DecodeBudget
-from veracity.inference.admission import Admission
 from veracity.inference.backends import BackendChoice
-from veracity.inference.runner import (
+from veracity.metrics import ServiceMetrics
+from veracity.repository.layout import ModelRepository, ModelVersion
+from veracity.serving.admission import Admission
+from veracity.serving.registry import ModelRegistry, Selection
+from veracity.serving.runner import (
     ModelRunner,
     Pools,
     RunnerOptions,
 )
-from veracity.metrics import ServiceMetrics
-from veracity.repository.layout import ModelRepository, ModelVersion
-from veracity.repository.registry import ModelRegistry, Selection
 from veracity.verdicts.decision import VerdictPolicy
 from veracity.video.plan import VideoLimits
 

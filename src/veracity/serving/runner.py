@@ -27,12 +27,12 @@ from veracity.checkpoint import CheckpointMetadata, load_checkpoint
 from veracity.devices import DevicePreference, select_device
 from veracity.errors import InvalidImageError, ServiceUnavailableError, VeracityError
 from veracity.images import DEFAULT_FORMATS, DecodeBudget
-from veracity.inference.admission import Admission
 from veracity.inference.backends import BackendChoice
-from veracity.inference.batcher import MicroBatcher
 from veracity.inference.predictor import Prediction, Predictor, PreparedImage, create_predictor
 from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelVersion
+from veracity.serving.admission import Admission
+from veracity.serving.batcher import MicroBatcher
 from veracity.verdicts.decision import Verdict, VerdictPolicy
 from veracity.video.aggregate import AggregationRule, FrameVerdict
 from veracity.video.analysis import FrameSource, VideoAnalysis

@@ -15,14 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from veracity.api.recording import (
-    Recorder,
-    build_row,
-    image_media_type,
-    sha256_hex,
-    video_media_type,
-)
-from veracity.api.schemas import (
+from veracity.answers import (
     BatchItem,
     BatchItemError,
     BatchResponse,
@@ -32,9 +25,16 @@ from veracity.api.schemas import (
 )
 from veracity.callers import Caller
 from veracity.errors import VeracityError
-from veracity.inference.runner import InferenceResult, ModelRunner
-from veracity.inference.service import ModelService
 from veracity.receipts import ReceiptClaims, ReceiptSigner
+from veracity.serving.recording import (
+    Recorder,
+    build_row,
+    image_media_type,
+    sha256_hex,
+    video_media_type,
+)
+from veracity.serving.runner import InferenceResult, ModelRunner
+from veracity.serving.service import ModelService
 from veracity.store.predictions import Kind, new_prediction_id
 from veracity.store.schema import PredictionRow
 from veracity.video.aggregate import AggregationRule

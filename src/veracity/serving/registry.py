@@ -42,9 +42,7 @@ from veracity.errors import (
     ModelNotLoadedError,
     ServiceUnavailableError,
 )
-from veracity.inference.runner import ModelRunner
 from veracity.metrics import ServiceMetrics
-from veracity.repository.failures import LoadFailures
 from veracity.repository.layout import (
     ModelRepository,
     ModelVersion,
@@ -53,7 +51,9 @@ from veracity.repository.layout import (
     newest_first,
     version_key,
 )
-from veracity.repository.traffic import Role, Route
+from veracity.serving.failures import LoadFailures
+from veracity.serving.runner import ModelRunner
+from veracity.serving.traffic import Role, Route
 
 logger = logging.getLogger("veracity.registry")
 

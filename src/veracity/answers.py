@@ -1,0 +1,383 @@
+"""The answer contract: what the service answers, stores, caches, replays, signs and prints.
+
+An answer is one of these models whatever carries it: an HTTP response, a job's result, a
+stored prediction replayed from the exact cache, the claims a receipt signs, the CLI's JSON.
+The HTTP layer (``veracity.api``) returns them; it does not own them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from veracity.verdicts.decision import Thresholds, Verdict
+from veracity.verdicts.quality import ReasonCode
+
+if TYPE_CHECKING:
+    from veracity.video.analysis import VideoAnalysis
+
+_REASON_DOC = (
+    "Why the verdict is what it is. Codes: out_of_distribution (unlike the training data), "
+    "near_threshold (fake_prob between the operating points), low_resolution, "
+    "heavy_compression, no_content (near-uniform), unstable (flips when re-encoded or "
+    "resized; only with the robustness check)."
+)
+
+
+class ReasonModel(BaseModel):
+    code: ReasonCode = Field(description="Stable identifier to branch on.")
+    message: str = Field(description="What it means for this image, for a person.")
+
+
+class QualityModel(BaseModel):
+    width: int
+    height: int
+    jpeg_quality: int | None = Field(
+        description="Estimated from the file's quantisation table; null if not a JPEG."
+    )
+    content_std: float = Field(description="Luma standard deviation in grey levels.")
+
+
+class StabilityModel(BaseModel):
+    score: float = Field(
+        ge=0.0, le=1.0, description="1 - the largest change of fake_prob across variants."
+    )
+    variants: dict[str, float] = Field(
+        description="fake_prob after each variant: jpeg75 (re-encoded at quality 75), "
+        "half_size (halved; skipped when too small)."
+    )
+    flipped: list[str] = Field(description="Variants whose verdict is the opposite class.")
+
+
+class ThresholdsModel(BaseModel):
+    real: float = Field(description="fake_prob at or below this is 'real'.")
+    fake: float = Field(description="fake_prob at or above this is 'fake'.")
+
+
+class VerdictFields(BaseModel):
+    """What the verdict adds to a response; shared by /infer and ``veracity predict``."""
+
+    verdict: Literal["real", "fake", "inconclusive"] = Field(
+        description="real or fake only when the model can judge this input and fake_prob "
+        "is past an operating point; otherwise inconclusive, with reasons."
+    )
+    reasons: list[ReasonModel] = Field(description=_REASON_DOC)
+    calibrated: bool = Field(
+        description="Whether fake_prob/real_prob are calibrated (the checkpoint has a "
+        "calibration); uncalibrated checkpoints report the raw softmax."
+    )
+    calibration_version: int | None = Field(description="The checkpoint's calibration fit.")
+    thresholds: ThresholdsModel = Field(description="This deployment's operating points.")
+    ood_score: float | None = Field(
+        description="Distance to the training data, as a multiple of the gate's threshold "
+        "(above 1: out_of_distribution). Null when the checkpoint has no gate."
+    )
+    quality: QualityModel
+    stability: StabilityModel | None = Field(
+        description="The robustness self-check (null unless it ran: ?robustness_check=true "
+        "or VERACITY_ROBUSTNESS_CHECK)."
+    )
+    faces: int | None = Field(
+        default=None,
+        description="Faces found, for checkpoints trained on face crops (the most "
+        "suspicious face decides; 0: inconclusive / no_face). Null when the model reads "
+        "the whole image.",
+    )
+
+    @classmethod
+    def build(
+        cls, verdict: Verdict, *, thresholds: Thresholds, calibration_version: int | None
+    ) -> VerdictFields:
+        stability = verdict.stability
+        return cls(
+            verdict=verdict.verdict,
+            reasons=[ReasonModel(code=r.code, message=r.message) for r in verdict.reasons],
+            calibrated=calibration_version is not None,
+            calibration_version=calibration_version,
+            thresholds=ThresholdsModel(
+                real=thresholds.real_threshold, fake=thresholds.fake_threshold
+            ),
+            ood_score=verdict.ood_score,
+            quality=QualityModel(
+                width=verdict.quality.width,
+                height=verdict.quality.height,
+                jpeg_quality=verdict.quality.jpeg_quality,
+                content_std=verdict.quality.content_std,
+            ),
+            faces=verdict.faces,
+            stability=None
+            if stability is None
+            else StabilityModel(
+                score=max(0.0, min(1.0, stability.score)),
+                variants=stability.variants,
+                flipped=list(stability.flipped),
+            ),
+        )
+
+
+_INFER_EXAMPLE: dict[str, Any] = {
+    "request_id": "5f0c7a6e2b9d4c1e8a3f6b7d9e0a1c2b",
+    "fake_prob": 0.0213,
+    "real_prob": 0.9787,
+    "label": "real",
+    "verdict": "real",
+    "reasons": [],
+    "calibrated": True,
+    "calibration_version": 1,
+    "thresholds": {"real": 0.25, "fake": 0.75},
+    "ood_score": 0.41,
+    "quality": {"width": 1280, "height": 720, "jpeg_quality": 92, "content_std": 48.3},
+    "stability": None,
+    "model_name": "veracity-demo",
+    "model_version": "2.0.0",
+    "timings_ms": {"preprocess": 6.1, "inference": 21.4},
+    "batch_size": 1,
+}
+_INCONCLUSIVE_EXAMPLE: dict[str, Any] = _INFER_EXAMPLE | {
+    "fake_prob": 0.9312,
+    "real_prob": 0.0688,
+    "label": "fake",
+    "verdict": "inconclusive",
+    "reasons": [
+        {
+            "code": "out_of_distribution",
+            "message": "the image is unlike anything this model was trained on (distance "
+            "3.70x the largest seen on its validation data); its probability does not "
+            "apply here.",
+        }
+    ],
+    "ood_score": 3.7,
+}
+
+
+class StoreFields(BaseModel):
+    """Where the answer is kept (the results store), and whether it came from there."""
+
+    prediction_id: str | None = Field(
+        default=None,
+        description="ID of the stored prediction (GET /predictions/{id}): the service's "
+        "own, unique to this verdict (not the request_id, which a client may reuse). Null "
+        "when the verdict was not stored.",
+    )
+    stored: bool = Field(
+        default=False,
+        description="The verdict is recorded in the results store. False when the store "
+        "is disabled or failed: the answer stands but cannot be read back later.",
+    )
+    cached: bool = Field(
+        default=False,
+        description="Answered from the store without inference: the same bytes were "
+        "judged before by the same model, calibration, policy and options.",
+    )
+    receipt: str | None = Field(
+        default=None,
+        description="A signed receipt of this verdict (compact JWS, Ed25519) over the "
+        "request and prediction IDs, the input's SHA-256, the model and its weights' digest, "
+        "the calibration version, the verdict and probabilities, and the time; verify it "
+        "with the keys at /.well-known/jwks.json or offline with `veracity verify-receipt`. "
+        "Null when the deployment has no signing key.",
+    )
+
+
+class SeenBeforeModel(BaseModel):
+    """An earlier prediction of a near-duplicate (the same picture re-encoded, resized...)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    prediction_id: str
+    request_id: str
+    created_at: datetime
+    distance: int = Field(
+        description="Bits of the 256-bit perceptual hash (pHash) that differ: 0 for the same "
+        "picture; re-encodes and resized copies measure up to about 16; distinct pictures "
+        "about 90 and more. Matches are reported up to VERACITY_SEEN_BEFORE_MAX_DISTANCE."
+    )
+    verdict: Literal["real", "fake", "inconclusive"]
+    fake_prob: float | None
+    model_version: str
+    review_label: Literal["real", "fake"] | None = Field(
+        description="The latest reviewer label of that prediction, if it was reviewed."
+    )
+
+
+class InferResponse(VerdictFields, StoreFields):
+    """``request_id``, ``fake_prob`` and ``real_prob`` are the contract; the rest is additive."""
+
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={"examples": [_INFER_EXAMPLE, _INCONCLUSIVE_EXAMPLE]},
+    )
+
+    request_id: str = Field(description="Also returned in the X-Request-ID header.")
+    fake_prob: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="Calibrated probability that the image is manipulated, valid for inputs "
+        "like the calibration data: read it together with verdict and reasons.",
+    )
+    real_prob: float = Field(ge=0.0, le=1.0, description="1 - fake_prob (calibrated).")
+    label: Literal["real", "fake"] = Field(
+        description="The more probable class, kept for older clients; it never says "
+        "'inconclusive': use verdict."
+    )
+    model_name: str
+    model_version: str
+    timings_ms: dict[str, float] = Field(description="Server-side preprocess/inference times.")
+    batch_size: int = Field(
+        ge=0,
+        description="Inputs that shared this forward pass (0: none ran, as for no_face).",
+    )
+    seen_before: list[SeenBeforeModel] | None = Field(
+        default=None,
+        description="Earlier predictions (yours, or every key's for an admin key) of "
+        "near-duplicates of this image, nearest first, at most 5; [] when there are none; "
+        "null when the deployment keeps no store or the lookup failed.",
+    )
+
+
+class FrameModel(BaseModel):
+    timestamp_s: float = Field(description="The frame's presentation time from the start.")
+    fake_prob: float = Field(ge=0.0, le=1.0, description="Calibrated, for this frame.")
+    verdict: Literal["real", "fake", "inconclusive"]
+    reasons: list[ReasonCode] = Field(description="Reason codes of this frame's verdict.")
+    ood_score: float | None
+    faces: int | None = Field(default=None, description="Faces found (face checkpoints).")
+
+
+class SegmentModel(BaseModel):
+    start_s: float
+    end_s: float
+    frames: int = Field(description="Sampled frames in the segment, all judged fake.")
+    fake_prob: float = Field(description="Mean over the segment's frames.")
+    peak_fake_prob: float
+
+
+class VideoInfoModel(BaseModel):
+    container: Literal["mp4", "matroska"]
+    codec: str
+    width: int = Field(description="Coded width (before the display rotation).")
+    height: int
+    frame_rate: float | None = Field(description="Average; null if the file does not say.")
+    rotation: int = Field(description="Display rotation applied, degrees counter-clockwise.")
+
+
+class AggregationModel(BaseModel):
+    method: Literal["confident", "mean", "max", "top_k"]
+    frames_used: int = Field(
+        description="Frames whose probability entered the aggregate (not made "
+        "inconclusive by a gate)."
+    )
+
+
+class VideoResponse(StoreFields):
+    """A video's verdict, its frames' timeline and the segments that look manipulated."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    request_id: str
+    verdict: Literal["real", "fake", "inconclusive"]
+    reasons: list[ReasonModel] = Field(
+        description="Video-level reasons: no_frames, too_short, too_many_inconclusive_frames, "
+        "near_threshold, suspicious_segments."
+    )
+    fake_prob: float | None = Field(
+        description="Calibrated, aggregated over the usable frames; null when none is."
+    )
+    real_prob: float | None
+    aggregation: AggregationModel
+    frames_analysed: int
+    duration_s: float
+    video: VideoInfoModel
+    timeline: list[FrameModel]
+    segments: list[SegmentModel] = Field(description="Most suspicious first.")
+    calibrated: bool
+    calibration_version: int | None
+    thresholds: ThresholdsModel
+    model_name: str
+    model_version: str
+    timings_ms: dict[str, float] = Field(
+        description="decode (seek, decode, preprocess of the sampled frames) and total."
+    )
+    frames_decoded: int = Field(description="Frames the decoder produced to reach the samples.")
+
+    @classmethod
+    def build(
+        cls,
+        result: VideoAnalysis,
+        *,
+        request_id: str,
+        thresholds: Thresholds,
+        calibration_version: int | None,
+        model_name: str,
+        model_version: str,
+    ) -> VideoResponse:
+        verdict = result.verdict
+        return cls(
+            request_id=request_id,
+            verdict=verdict.verdict,
+            reasons=[ReasonModel(code=r.code, message=r.message) for r in verdict.reasons],
+            fake_prob=None if verdict.fake_prob is None else round(verdict.fake_prob, 6),
+            real_prob=None if verdict.real_prob is None else round(verdict.real_prob, 6),
+            aggregation=AggregationModel(method=verdict.method, frames_used=verdict.frames_used),
+            frames_analysed=verdict.frames_analysed,
+            duration_s=result.info.duration_s,
+            video=VideoInfoModel(
+                container=result.info.container,
+                codec=result.info.codec,
+                width=result.info.width,
+                height=result.info.height,
+                frame_rate=result.info.frame_rate,
+                rotation=result.rotation,
+            ),
+            timeline=[
+                FrameModel(
+                    timestamp_s=frame.timestamp_s,
+                    fake_prob=round(frame.verdict.fake_prob, 6),
+                    verdict=frame.verdict.verdict,
+                    reasons=[r.code for r in frame.verdict.reasons],
+                    ood_score=frame.verdict.ood_score,
+                    faces=frame.verdict.faces,
+                )
+                for frame in result.frames
+            ],
+            segments=[
+                SegmentModel(
+                    start_s=seg.start_s,
+                    end_s=seg.end_s,
+                    frames=seg.frames,
+                    fake_prob=seg.fake_prob,
+                    peak_fake_prob=seg.peak_fake_prob,
+                )
+                for seg in verdict.segments
+            ],
+            calibrated=calibration_version is not None,
+            calibration_version=calibration_version,
+            thresholds=ThresholdsModel(
+                real=thresholds.real_threshold, fake=thresholds.fake_threshold
+            ),
+            model_name=model_name,
+            model_version=model_version,
+            timings_ms={"decode": result.decode_ms, "total": result.total_ms},
+            frames_decoded=result.decoded_frames,
+        )
+
+
+class BatchItemError(BaseModel):
+    code: str
+    message: str
+
+
+class BatchItem(BaseModel):
+    index: int = Field(description="Position of the file in the request.")
+    filename: str | None
+    result: InferResponse | None = Field(description="Null when this item failed.")
+    error: BatchItemError | None = Field(description="This item's error, in the error shape.")
+
+
+class BatchResponse(BaseModel):
+    request_id: str
+    items: list[BatchItem]
+    succeeded: int
+    failed: int

@@ -131,8 +131,8 @@ def _load_predictor(
 ) -> Predictor:
     from veracity.checkpoint import load_checkpoint
     from veracity.devices import select_device
-    from veracity.export import default_export_dir
     from veracity.inference.predictor import create_predictor
+    from veracity.runtime import default_export_dir
     from veracity.verdicts.decision import Thresholds, VerdictPolicy
     from veracity.verdicts.quality import QualityLimits
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
 from veracity.errors import ConfigurationError
 
-DevicePreference = Literal["auto", "cpu", "cuda", "mps"]
+# Named where settings can read it without torch; kept importable here for the callers.
+from veracity.runtime import DevicePreference as DevicePreference
 
 
 def _mps_available() -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 
 import torch
@@ -24,11 +23,6 @@ logger = logging.getLogger("veracity.export")
 OPSET = 18
 # The outputs an export carries; an export cached before features were added is rebuilt.
 OUTPUTS = ["logits", "features"]
-
-
-def default_export_dir() -> Path:
-    """Where exports are cached unless configured: the system temporary directory."""
-    return Path(tempfile.gettempdir()) / "veracity-exports"
 
 
 def export_path(export_dir: Path, checkpoint: Checkpoint) -> Path:

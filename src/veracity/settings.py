@@ -17,10 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from veracity.cpus import available_cpus
 from veracity.demo import default_checkpoint
-from veracity.devices import DevicePreference
-from veracity.export import default_export_dir
 from veracity.images import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_JPEG_SCANS, DecodeBudget
-from veracity.inference.backends import BackendChoice
+from veracity.runtime import BackendChoice, DevicePreference, default_export_dir
 from veracity.verdicts.decision import Thresholds, VerdictPolicy
 from veracity.verdicts.quality import QualityLimits
 from veracity.video.aggregate import AggregationMethod

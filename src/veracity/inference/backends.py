@@ -9,7 +9,7 @@ changed checkpoint can never run against a stale export.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,10 +17,10 @@ from torch import nn
 
 from veracity.errors import ConfigurationError
 
-BackendName = Literal["torch", "onnx"]
-# What a deployment may ask for: a backend, or "auto" (the fastest one that passes the
-# parity check on the device; see predictor.create_predictor).
-BackendChoice = Literal["auto", "torch", "onnx"]
+# Named where settings can read them without torch; kept importable here for the callers.
+from veracity.runtime import BackendChoice as BackendChoice
+from veracity.runtime import BackendName as BackendName
+
 # The most an engine's logits may differ from PyTorch eager's to be used by "auto".
 PARITY_TOLERANCE = 1e-3
 

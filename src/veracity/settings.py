@@ -7,7 +7,7 @@ stops the process before it binds a port.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,7 +17,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from veracity.cpus import available_cpus
 from veracity.demo import default_checkpoint
-from veracity.images import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_JPEG_SCANS, DecodeBudget
+from veracity.images import (
+    DEFAULT_FORMATS,
+    DEFAULT_MAX_DECODE_BYTES,
+    DEFAULT_MAX_JPEG_SCANS,
+    DecodeBudget,
+)
 from veracity.runtime import BackendChoice, DevicePreference, default_export_dir
 from veracity.verdicts.decision import Thresholds, VerdictPolicy
 from veracity.verdicts.quality import QualityLimits
@@ -39,6 +44,74 @@ _CONFIG = SettingsConfigDict(
     env_ignore_empty=True,
     validate_default=True,
 )
+
+
+# The model service's options, built here from the settings and passed down to serving/.
+# They live here rather than in serving/ because the settings sit below serving in the
+# layers (pyproject.toml), and they must stay torch-free for the light commands.
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How versions are loaded, threaded and batched."""
+
+    device: DevicePreference = "auto"
+    backend: BackendChoice = "torch"
+    export_dir: Path | None = None
+    workers: int = 1  # threads decoding uploads
+    torch_threads: int | None = None  # intra-op threads per forward pass
+    max_batch_size: int = 8
+    batch_wait_s: float = 0.002
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an upload may be for a version to decode it."""
+
+    max_pixels: int = 40_000_000
+    decode_budget: DecodeBudget = field(default_factory=DecodeBudget)
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+
+
+@dataclass(frozen=True)
+class AdmissionLimits:
+    """The bound on work inside the service, for every model at once."""
+
+    max_queue: int = 32
+    request_timeout_s: float = 10.0
+    video_timeout_s: float = 120.0
+    max_concurrent_videos: int = 2
+    body_budget_bytes: int = 256 * 2**20
+    # Places of a forward pass that bulk items (video frames, batch files) may take while
+    # single images wait (None: an eighth of a batch); see ARCHITECTURE.md, "Fairness".
+    batch_share: int | None = None
+    drain_s: float = 20.0  # how long stopping (or unloading) waits for work in flight
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """Which versions are loaded, and how many fit."""
+
+    memory_budget_bytes: int = 4 * 2**30
+    default_model: str | None = None  # NAME or NAME:VERSION; None: the only model
+    load_on_demand: bool = True
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """Everything the model service is built with, one small object per part."""
+
+    runner: RunnerOptions = field(default_factory=RunnerOptions)
+    images: ImageLimits = field(default_factory=ImageLimits)
+    policy: VerdictPolicy = field(default_factory=VerdictPolicy)
+    video_limits: VideoLimits = field(default_factory=VideoLimits)
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
+    registry: RegistryOptions = field(default_factory=RegistryOptions)
+
+    @property
+    def batch_share(self) -> int:
+        """Bulk places per forward pass: as configured, else an eighth of a batch."""
+        return self.admission.batch_share or max(1, self.runner.max_batch_size // 8)
 
 
 class StoreSettings(BaseSettings):
@@ -327,6 +400,54 @@ class Settings(StoreSettings):
         workers x cores threads on cores CPUs.
         """
         return self.torch_threads or max(1, available_cpus() // self.resolved_inference_threads)
+
+    @property
+    def runner_options(self) -> RunnerOptions:
+        return RunnerOptions(
+            device=self.device,
+            backend=self.backend,
+            export_dir=self.export_dir,
+            workers=self.resolved_inference_threads,
+            torch_threads=self.resolved_torch_threads,
+            max_batch_size=self.max_batch_size,
+            batch_wait_s=self.batch_wait_ms / 1000,
+        )
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(max_pixels=self.max_image_pixels, decode_budget=self.decode_budget)
+
+    @property
+    def admission_limits(self) -> AdmissionLimits:
+        return AdmissionLimits(
+            max_queue=self.max_queue,
+            request_timeout_s=self.request_timeout_s,
+            video_timeout_s=self.video_timeout_s,
+            max_concurrent_videos=self.max_concurrent_videos,
+            body_budget_bytes=int(self.body_budget_mb * 2**20),
+            batch_share=self.resolved_batch_share,
+            drain_s=self.shutdown_drain_s,
+        )
+
+    @property
+    def registry_options(self) -> RegistryOptions:
+        return RegistryOptions(
+            memory_budget_bytes=int(self.model_memory_mb * 2**20),
+            default_model=self.default_model,
+            load_on_demand=self.model_load_on_demand,
+        )
+
+    @property
+    def service_options(self) -> ServiceOptions:
+        """What the model service is built with."""
+        return ServiceOptions(
+            runner=self.runner_options,
+            images=self.image_limits,
+            policy=self.verdict_policy,
+            video_limits=self.video_limits,
+            admission=self.admission_limits,
+            registry=self.registry_options,
+        )
 
 
 def describe_validation_error(error: Exception) -> list[str]:

@@ -9,6 +9,7 @@ from tests.api.conftest import assert_error, infer, jpeg_bytes, make_settings, s
 from veracity.api.app import create_app
 from veracity.serving.runner import ModelRunner
 from veracity.serving.service import ModelService
+from veracity.settings import ImageLimits, RunnerOptions, ServiceOptions
 
 
 def test_not_ready_until_loaded_and_warmed_up(tiny_checkpoint: Path, monkeypatch) -> None:
@@ -22,7 +23,10 @@ def test_not_ready_until_loaded_and_warmed_up(tiny_checkpoint: Path, monkeypatch
 
     monkeypatch.setattr(ModelRunner, "_load_blocking", gated)
     settings = make_settings(tiny_checkpoint)
-    service = ModelService(tiny_checkpoint, device="cpu", workers=1, max_pixels=10**6)
+    options = ServiceOptions(
+        runner=RunnerOptions(device="cpu", workers=1), images=ImageLimits(max_pixels=10**6)
+    )
+    service = ModelService(tiny_checkpoint, options)
     app = create_app(settings, model_service=service)
     with TestClient(app, raise_server_exceptions=False) as client:
         ready = client.get("/ready")

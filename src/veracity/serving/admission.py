@@ -21,25 +21,19 @@ from collections.abc import AsyncIterator, Callable
 
 from veracity.errors import DeadlineExceededError, OverloadedError
 from veracity.metrics import ServiceMetrics
+from veracity.settings import AdmissionLimits
 
 
 class Admission:
     """Counts admitted work, refuses what is over the bound, and enforces deadlines."""
 
-    def __init__(
-        self,
-        *,
-        max_queue: int,
-        request_timeout_s: float,
-        max_concurrent_videos: int,
-        body_budget_bytes: int = 256 * 2**20,
-        metrics: ServiceMetrics | None = None,
-    ) -> None:
-        self.max_queue = max_queue
-        self.body_budget_bytes = body_budget_bytes
+    def __init__(self, limits: AdmissionLimits, *, metrics: ServiceMetrics | None = None) -> None:
+        self.limits = limits
+        self.max_queue = limits.max_queue
+        self.body_budget_bytes = limits.body_budget_bytes
         self.bodies_held = 0  # bytes of request bodies being received or held
-        self.request_timeout_s = request_timeout_s
-        self.max_concurrent_videos = max_concurrent_videos
+        self.request_timeout_s = limits.request_timeout_s
+        self.max_concurrent_videos = limits.max_concurrent_videos
         self._metrics = metrics
         self.in_flight = 0  # admitted: decoding, queued or in a forward pass
         self.videos = 0  # videos being analysed

@@ -54,6 +54,7 @@ from veracity.repository.layout import (
 from veracity.serving.failures import LoadFailures
 from veracity.serving.runner import ModelRunner
 from veracity.serving.traffic import Role, Route
+from veracity.settings import RegistryOptions
 
 logger = logging.getLogger("veracity.registry")
 
@@ -81,19 +82,17 @@ class ModelRegistry:
         repository: ModelRepository,
         *,
         make_runner: Callable[[ModelVersion], ModelRunner],
-        budget_bytes: int,
-        default_model: str | None = None,
+        options: RegistryOptions,
         drain_s: float = 20.0,
-        load_on_demand: bool = True,
         metrics: ServiceMetrics | None = None,
         failed_load_cooldown_s: float = FAILED_LOAD_COOLDOWN_S,
     ) -> None:
         self.repository = repository
         self.failures = LoadFailures(failed_load_cooldown_s)
-        self._load_on_demand = load_on_demand
+        self._load_on_demand = options.load_on_demand
         self._make_runner = make_runner
-        self.budget_bytes = budget_bytes
-        self._default_setting = default_model
+        self.budget_bytes = options.memory_budget_bytes
+        self._default_setting = options.default_model
         self._drain_s = drain_s
         self._metrics = metrics
         self.versions: dict[Key, ModelVersion] = {}
@@ -104,7 +103,7 @@ class ModelRegistry:
         self._lock = asyncio.Lock()
         self._loads: dict[Key, asyncio.Task[ModelRunner]] = {}
         if metrics is not None:
-            metrics.model_memory_budget.set(budget_bytes)
+            metrics.model_memory_budget.set(self.budget_bytes)
 
     @property
     def load_on_demand(self) -> bool:

@@ -17,23 +17,21 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
 
 from veracity.checkpoint import CheckpointMetadata, load_checkpoint
-from veracity.devices import DevicePreference, select_device
+from veracity.devices import select_device
 from veracity.errors import InvalidImageError, ServiceUnavailableError, VeracityError
-from veracity.images import DEFAULT_FORMATS, DecodeBudget
-from veracity.inference.backends import BackendChoice
 from veracity.inference.predictor import Prediction, Predictor, PreparedImage, create_predictor
 from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelVersion
 from veracity.serving.admission import Admission
 from veracity.serving.batcher import MicroBatcher
-from veracity.verdicts.decision import Verdict, VerdictPolicy
+from veracity.settings import ServiceOptions
+from veracity.verdicts.decision import Verdict
 from veracity.video.aggregate import AggregationRule, FrameVerdict
 from veracity.video.analysis import FrameSource, VideoAnalysis
 from veracity.video.plan import SamplingPlan, VideoLimits
@@ -61,27 +59,6 @@ class InferenceResult:
 
 
 @dataclass(frozen=True)
-class RunnerOptions:
-    """How every runner of a service loads and batches (from the settings)."""
-
-    device: DevicePreference = "auto"
-    torch_threads: int | None = None
-    max_batch_size: int = 8
-    batch_wait_s: float = 0.002
-    backend: BackendChoice = "torch"
-    export_dir: Path | None = None
-    max_pixels: int = 40_000_000
-    decode_budget: DecodeBudget = field(default_factory=DecodeBudget)
-    formats: tuple[str, ...] = DEFAULT_FORMATS
-    policy: VerdictPolicy = field(default_factory=VerdictPolicy)
-    video_limits: VideoLimits = field(default_factory=VideoLimits)
-    video_timeout_s: float = 120.0
-    # Places of a forward pass that bulk items (video frames, batch files) may take while
-    # single images wait; see ARCHITECTURE.md, "Fairness between clients".
-    batch_share: int = 1
-
-
-@dataclass(frozen=True)
 class Pools:
     """The service's threads, shared by every runner."""
 
@@ -105,15 +82,17 @@ class ModelRunner:
         self,
         version: ModelVersion,
         *,
-        options: RunnerOptions,
+        options: ServiceOptions,
         pools: Pools,
         admission: Admission,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self.model = version
-        self.options = options
+        self.options = options.runner
+        self.images = options.images
         self.policy = options.policy
         self.video_limits = options.video_limits
+        self.video_timeout_s = options.admission.video_timeout_s
         self.batch_share = options.batch_share
         self._pools = pools
         self._admission = admission
@@ -221,10 +200,10 @@ class ModelRunner:
             backend=options.backend,
             export_dir=options.export_dir,
             threads=options.torch_threads,
-            formats=options.formats,
-            max_pixels=options.max_pixels,
-            policy=options.policy,
-            decode_budget=options.decode_budget,
+            formats=self.images.formats,
+            max_pixels=self.images.max_pixels,
+            policy=self.policy,
+            decode_budget=self.images.decode_budget,
         )
 
     def _warm_up(self, predictor: Predictor, batch_sizes: tuple[int, ...] | None = None) -> None:
@@ -412,7 +391,7 @@ class ModelRunner:
         self._admission.check()
         async with (
             self._admission.video_slot(),
-            self._admission.admitted(timeout_s or self.options.video_timeout_s, timeout_setting),
+            self._admission.admitted(timeout_s or self.video_timeout_s, timeout_setting),
         ):
             return await self._video_admitted(data, plan, rule, limits or self.video_limits)
 

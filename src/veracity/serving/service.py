@@ -32,19 +32,13 @@ from typing import Literal
 import torch
 
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths
-from veracity.devices import DevicePreference
 from veracity.errors import ServiceUnavailableError
-from veracity.images import DEFAULT_FORMATS, DecodeBudget
-from veracity.inference.backends import BackendChoice
 from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelRepository, ModelVersion
 from veracity.serving.admission import Admission
 from veracity.serving.registry import ModelRegistry, Selection
-from veracity.serving.runner import (
-    ModelRunner,
-    Pools,
-    RunnerOptions,
-)
+from veracity.serving.runner import ModelRunner, Pools
+from veracity.settings import ServiceOptions
 from veracity.verdicts.decision import VerdictPolicy
 from veracity.video.plan import VideoLimits
 
@@ -54,7 +48,6 @@ State = Literal["starting", "ok", "stopping", "failed"]
 
 # Added to a video thread's nice value (Linux schedules threads by their own nice value).
 VIDEO_THREAD_NICENESS = 10
-DEFAULT_MEMORY_BUDGET_BYTES = 4 * 2**30
 
 
 def _lower_thread_priority() -> None:
@@ -71,65 +64,21 @@ class ModelService:
     def __init__(
         self,
         source: Path | ModelRepository,
+        options: ServiceOptions | None = None,
         *,
-        device: DevicePreference = "auto",
-        workers: int = 1,
-        torch_threads: int | None = None,
-        max_batch_size: int = 8,
-        batch_wait_s: float = 0.002,
-        backend: BackendChoice = "torch",
-        export_dir: Path | None = None,
-        max_pixels: int,
-        decode_budget: DecodeBudget | None = None,
-        formats: tuple[str, ...] = DEFAULT_FORMATS,
-        max_queue: int = 32,
-        request_timeout_s: float = 10.0,
         metrics: ServiceMetrics | None = None,
-        policy: VerdictPolicy | None = None,
-        video_limits: VideoLimits | None = None,
-        video_timeout_s: float = 120.0,
-        max_concurrent_videos: int = 2,
-        body_budget_bytes: int = 256 * 2**20,
-        batch_share: int | None = None,
-        memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
-        default_model: str | None = None,
-        drain_s: float = 20.0,
-        load_on_demand: bool = True,
     ) -> None:
         self.repository = (
             source if isinstance(source, ModelRepository) else ModelRepository(checkpoint=source)
         )
-        self.options = RunnerOptions(
-            device=device,
-            torch_threads=torch_threads,
-            max_batch_size=max_batch_size,
-            batch_wait_s=batch_wait_s,
-            backend=backend,
-            export_dir=export_dir,
-            max_pixels=max_pixels,
-            decode_budget=decode_budget or DecodeBudget(),
-            formats=formats,
-            policy=policy or VerdictPolicy(),
-            video_limits=video_limits or VideoLimits(),
-            video_timeout_s=video_timeout_s,
-            batch_share=batch_share or max(1, max_batch_size // 8),
-        )
-        self._workers = workers
+        self.options = options or ServiceOptions()
         self._metrics = metrics
-        self.admission = Admission(
-            max_queue=max_queue,
-            request_timeout_s=request_timeout_s,
-            max_concurrent_videos=max_concurrent_videos,
-            body_budget_bytes=body_budget_bytes,
-            metrics=metrics,
-        )
+        self.admission = Admission(self.options.admission, metrics=metrics)
         self.registry = ModelRegistry(
             self.repository,
             make_runner=self._make_runner,
-            budget_bytes=memory_budget_bytes,
-            default_model=default_model,
-            drain_s=drain_s,
-            load_on_demand=load_on_demand,
+            options=self.options.registry,
+            drain_s=self.options.admission.drain_s,
             metrics=metrics,
         )
         self._pools: Pools | None = None
@@ -185,7 +134,7 @@ class ModelService:
     @property
     def backend(self) -> str:
         runner = self.registry.default_runner
-        return runner.backend if runner is not None else str(self.options.backend)
+        return runner.backend if runner is not None else str(self.options.runner.backend)
 
     @property
     def queue_depth(self) -> int:
@@ -215,7 +164,7 @@ class ModelService:
 
     async def start(self) -> None:
         """Begin loading the default model in the background; returns at once."""
-        threads = self.options.torch_threads
+        threads = self.options.runner.torch_threads
 
         def torch_threads() -> None:
             # OpenMP keeps the thread count per calling thread: set it in each thread that
@@ -226,7 +175,7 @@ class ModelService:
 
         self._pools = Pools(
             preprocess=ThreadPoolExecutor(
-                max_workers=self._workers, thread_name_prefix="veracity-preprocess"
+                max_workers=self.options.runner.workers, thread_name_prefix="veracity-preprocess"
             ),
             # One thread: forward passes run one batch at a time, each using the engine's
             # intra-op threads, while the pool above decodes the next requests.
@@ -277,7 +226,7 @@ class ModelService:
                 "repository": self.repository.describe(),
                 "device": runner.device,
                 "backend": runner.backend,
-                "workers": self._workers,
+                "workers": self.options.runner.workers,
             },
         )
 

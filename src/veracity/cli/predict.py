@@ -1,0 +1,136 @@
+"""``predict``: one JSON line per image or video, the numbers a lone request would get."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from veracity.cli.arguments import (
+    add_checkpoint,
+    add_device,
+    add_policy,
+    add_sampling,
+    load_predictor,
+    video_plan,
+)
+from veracity.errors import VeracityError
+
+if TYPE_CHECKING:
+    from veracity.cli.arguments import Subcommands
+    from veracity.inference.predictor import Predictor
+
+
+def add_parser(sub: Subcommands) -> None:
+    p = sub.add_parser(
+        "predict", help="print one JSON line per image: calibrated probabilities and a verdict"
+    )
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    add_checkpoint(p)
+    p.add_argument(
+        "--backend", choices=("torch", "onnx"), default="torch", help="default: %(default)s"
+    )
+    p.add_argument(
+        "--export-dir", type=Path, default=None, help="ONNX export cache (default: a temp dir)"
+    )
+    p.add_argument(
+        "--check-robustness",
+        action="store_true",
+        help="also score each image re-encoded as JPEG 75 and halved; report stability",
+    )
+    add_sampling(p)
+    p.add_argument(
+        "--aggregation",
+        choices=("confident", "mean", "max", "top_k"),
+        default="confident",
+        help="how a video's frame probabilities become its own (default: %(default)s)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
+    add_policy(p)
+    add_device(p)
+    p.set_defaults(handler=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from veracity.answers import VerdictFields
+
+    predictor = load_predictor(args, args.backend, args.export_dir)
+    calibration = predictor.checkpoint.metadata.calibration
+    failures = 0
+    for path in args.files:
+        record: dict[str, object] = {"path": str(path)}
+        try:
+            if _is_video(path):
+                record |= _predict_video(args, predictor, path)
+                print(json.dumps(record), flush=True)
+                continue
+            # One image per forward pass: the numbers are what a lone /infer request gets.
+            verdict = predictor.classify(path, robustness_check=args.check_robustness)
+        except FileNotFoundError:
+            record["error"] = "file not found"
+            failures += 1
+        except VeracityError as e:
+            record["error"] = e.message
+            failures += 1
+        else:
+            fields = VerdictFields.build(
+                verdict,
+                thresholds=predictor.policy.thresholds,
+                calibration_version=calibration.version if calibration else None,
+            )
+            record |= {
+                "fake_prob": verdict.fake_prob,
+                "real_prob": verdict.real_prob,
+                "label": verdict.label,
+            } | fields.model_dump(mode="json")
+        print(json.dumps(record), flush=True)
+    return 1 if failures else 0
+
+
+def _is_video(path: Path) -> bool:
+    from veracity.video.sampling import detect_container
+
+    try:
+        with path.open("rb") as f:
+            return detect_container(f.read(12)) is not None
+    except OSError:
+        return False
+
+
+def _predict_video(args: argparse.Namespace, predictor: Predictor, path: Path) -> dict[str, object]:
+    from tqdm import tqdm
+
+    from veracity.answers import VideoResponse
+    from veracity.video.aggregate import AggregationRule
+    from veracity.video.analysis import analyse_video
+
+    plan, limits = video_plan(args)
+    with tqdm(
+        desc=path.name, unit="frame", disable=args.no_progress, file=sys.stderr, leave=False
+    ) as bar:
+
+        def progress(done: int, planned: int) -> None:
+            bar.total = planned
+            bar.update(done - bar.n)
+
+        result = analyse_video(
+            predictor,
+            path,
+            plan=plan,
+            rule=AggregationRule(method=args.aggregation),
+            limits=limits,
+            on_frame=progress,
+        )
+    calibration = predictor.checkpoint.metadata.calibration
+    meta = predictor.checkpoint.metadata
+    response = VideoResponse.build(
+        result,
+        request_id="",
+        thresholds=predictor.policy.thresholds,
+        calibration_version=calibration.version if calibration else None,
+        model_name=meta.model_name,
+        model_version=meta.model_version,
+    )
+    return response.model_dump(mode="json", exclude={"request_id"})

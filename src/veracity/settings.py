@@ -24,6 +24,7 @@ from veracity.images import (
     DecodeBudget,
 )
 from veracity.runtime import BackendChoice, DevicePreference, default_export_dir
+from veracity.store.options import StoreOptions
 from veracity.verdicts.decision import Thresholds, VerdictPolicy
 from veracity.verdicts.quality import QualityLimits
 from veracity.video.aggregate import AggregationMethod
@@ -147,6 +148,16 @@ class StoreSettings(BaseSettings):
     def inputs_dir(self) -> Path:
         """Where kept uploads live (VERACITY_STORE_INPUTS)."""
         return self.data_dir / "inputs"
+
+    @property
+    def store_options(self) -> StoreOptions:
+        """What the results database is opened with."""
+        return StoreOptions(
+            url=self.database_url.get_secret_value() if self.database_url else None,
+            data_dir=self.data_dir,
+            timeout_s=self.store_timeout_s,
+            migrate=self.database_migrate,
+        )
 
 
 class Settings(StoreSettings):

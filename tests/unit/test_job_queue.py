@@ -10,8 +10,12 @@ from sqlalchemy import func, select, update
 
 from veracity.callers import Caller
 from veracity.jobs.queue import JobInput, JobQueue
-from veracity.store.database import create_database_engine, resolve_database_url, upgrade_database
-from veracity.store.predictions import PredictionStore
+from veracity.store.database import (
+    Database,
+    create_database_engine,
+    resolve_database_url,
+    upgrade_database,
+)
 from veracity.store.schema import JobInputRow, JobRow, PredictionRow
 
 CALLER = Caller(key_id="abcd1234", admin=False)
@@ -20,8 +24,8 @@ CALLER = Caller(key_id="abcd1234", admin=False)
 def open_queue(database_url: str, tmp_path, *, lease_s: float = 60, max_attempts: int = 3):
     engine = create_database_engine(resolve_database_url(database_url, tmp_path), timeout_s=5)
     upgrade_database(engine)
-    store = PredictionStore(engine, timeout_s=10)
-    return store, JobQueue(store, lease_s=lease_s, max_attempts=max_attempts)
+    database = Database(engine, timeout_s=10)
+    return database, JobQueue(database, lease_s=lease_s, max_attempts=max_attempts)
 
 
 async def enqueue(queue: JobQueue, job_id: str) -> None:
@@ -63,7 +67,7 @@ def row(prediction_id: str) -> PredictionRow:
 
 
 def test_concurrent_workers_claim_each_job_exactly_once(database_url: str, tmp_path) -> None:
-    store, queue = open_queue(database_url, tmp_path)
+    database, queue = open_queue(database_url, tmp_path)
 
     async def scenario() -> list[str]:
         for i in range(12):
@@ -83,11 +87,11 @@ def test_concurrent_workers_claim_each_job_exactly_once(database_url: str, tmp_p
         claimed = asyncio.run(scenario())
         assert sorted(claimed) == [f"job{i:02d}" for i in range(12)]  # each once
     finally:
-        store.close()
+        database.close()
 
 
 def test_a_dead_workers_job_is_claimed_again_and_recorded_once(database_url: str, tmp_path) -> None:
-    store, queue = open_queue(database_url, tmp_path)
+    database, queue = open_queue(database_url, tmp_path)
 
     async def scenario() -> None:
         await enqueue(queue, "job")
@@ -95,7 +99,7 @@ def test_a_dead_workers_job_is_claimed_again_and_recorded_once(database_url: str
         assert first is not None
         assert await queue.claim("live-worker") is None  # its lease holds
         # The dead worker's lease runs out.
-        await store.run(
+        await database.run(
             "test",
             lambda s: s.execute(
                 update(JobRow).values(lease_until=datetime(2000, 1, 1, tzinfo=UTC))
@@ -121,19 +125,19 @@ def test_a_dead_workers_job_is_claimed_again_and_recorded_once(database_url: str
             inputs = session.scalar(select(func.count()).select_from(JobInputRow))
             return predictions, inputs
 
-        assert await store.run("test", counts) == (1, 0)  # one record; inputs removed
+        assert await database.run("test", counts) == (1, 0)  # one record; inputs removed
 
     try:
         asyncio.run(scenario())
     finally:
-        store.close()
+        database.close()
 
 
 def test_a_job_that_never_finishes_is_given_up(database_url: str, tmp_path) -> None:
-    store, queue = open_queue(database_url, tmp_path, max_attempts=2)
+    database, queue = open_queue(database_url, tmp_path, max_attempts=2)
 
     async def expire() -> None:
-        await store.run(
+        await database.run(
             "test",
             lambda s: s.execute(
                 update(JobRow).values(lease_until=datetime(2000, 1, 1, tzinfo=UTC))
@@ -156,13 +160,13 @@ def test_a_job_that_never_finishes_is_given_up(database_url: str, tmp_path) -> N
     try:
         asyncio.run(scenario())
     finally:
-        store.close()
+        database.close()
 
 
 def test_a_released_job_keeps_its_attempts_and_the_depth_is_reported(
     database_url: str, tmp_path
 ) -> None:
-    store, queue = open_queue(database_url, tmp_path)
+    database, queue = open_queue(database_url, tmp_path)
 
     async def scenario() -> None:
         await enqueue(queue, "a")
@@ -182,4 +186,4 @@ def test_a_released_job_keeps_its_attempts_and_the_depth_is_reported(
     try:
         asyncio.run(scenario())
     finally:
-        store.close()
+        database.close()

@@ -16,7 +16,12 @@ from sqlalchemy import event, func, insert, select
 from veracity.callers import Caller
 from veracity.errors import BadRequestError, StoreOutcomeUnknownError, StoreUnavailableError
 from veracity.jobs.queue import JobInput, JobQueue
-from veracity.store.database import create_database_engine, resolve_database_url, upgrade_database
+from veracity.store.database import (
+    Database,
+    create_database_engine,
+    resolve_database_url,
+    upgrade_database,
+)
 from veracity.store.predictions import PredictionStore
 from veracity.store.schema import JobRow, PredictionRow
 
@@ -29,7 +34,7 @@ def open_store(database_url: str, tmp_path, *, migrate: bool = True) -> Predicti
     engine = create_database_engine(resolve_database_url(database_url, tmp_path), timeout_s=5)
     if migrate:
         upgrade_database(engine)
-    return PredictionStore(engine, timeout_s=DEADLINE_S)
+    return PredictionStore(Database(engine, timeout_s=DEADLINE_S))
 
 
 def slow_statements(store: PredictionStore, table: str, seconds: float) -> None:
@@ -39,11 +44,11 @@ def slow_statements(store: PredictionStore, table: str, seconds: float) -> None:
         if statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()}"):
             time.sleep(seconds)
 
-    event.listen(store.engine, "before_cursor_execute", before)
+    event.listen(store.database.engine, "before_cursor_execute", before)
 
 
 def count_jobs(store: PredictionStore) -> int:
-    with store.engine.connect() as connection:
+    with store.database.engine.connect() as connection:
         return int(connection.scalar(select(func.count()).select_from(JobRow)) or 0)
 
 
@@ -64,7 +69,7 @@ def test_a_job_past_its_deadline_is_not_created_when_the_answer_says_so(
     database_url: str, tmp_path
 ) -> None:
     store = open_store(database_url, tmp_path)
-    queue = JobQueue(store, lease_s=60, max_attempts=3)
+    queue = JobQueue(store.database, lease_s=60, max_attempts=3)
     # Writing the inputs outlasts the deadline (the issue's large concurrent uploads).
     slow_statements(store, "job_inputs", DEADLINE_S * 2)
     try:
@@ -73,25 +78,25 @@ def test_a_job_past_its_deadline_is_not_created_when_the_answer_says_so(
         time.sleep(DEADLINE_S * 3)  # the store's thread has long finished
         assert count_jobs(store) == 0
     finally:
-        store.close()
+        store.database.close()
 
 
 def test_a_commit_under_way_at_the_deadline_is_answered_by_its_outcome(
     database_url: str, tmp_path
 ) -> None:
     store = open_store(database_url, tmp_path)
-    queue = JobQueue(store, lease_s=60, max_attempts=3)
+    queue = JobQueue(store.database, lease_s=60, max_attempts=3)
 
     def slow_commit(conn: Any) -> None:
         time.sleep(DEADLINE_S * 1.5)
 
-    event.listen(store.engine, "commit", slow_commit)
+    event.listen(store.database.engine, "commit", slow_commit)
     try:
         job = asyncio.run(enqueue(queue, "committed"))
         assert job.id == "committed"
         assert count_jobs(store) == 1
     finally:
-        store.close()
+        store.database.close()
 
 
 def test_a_commit_that_fails_once_begun_is_not_called_unchanged(
@@ -100,24 +105,24 @@ def test_a_commit_that_fails_once_begun_is_not_called_unchanged(
     """A connection lost during COMMIT may have been applied first: the answer must not say
     that nothing was changed."""
     store = open_store(database_url, tmp_path)
-    queue = JobQueue(store, lease_s=60, max_attempts=3)
+    queue = JobQueue(store.database, lease_s=60, max_attempts=3)
 
     def lost(conn: Any) -> None:
         raise OSError("connection lost during COMMIT")
 
-    event.listen(store.engine, "commit", lost)
+    event.listen(store.database.engine, "commit", lost)
     try:
         with pytest.raises(StoreOutcomeUnknownError, match="may or may not have been applied"):
             asyncio.run(enqueue(queue, "unknown"))
     finally:
-        store.close()
+        store.database.close()
 
 
 def test_an_idempotency_key_makes_a_repeated_creation_find_the_first_job(
     database_url: str, tmp_path
 ) -> None:
     store = open_store(database_url, tmp_path)
-    queue = JobQueue(store, lease_s=60, max_attempts=3)
+    queue = JobQueue(store.database, lease_s=60, max_attempts=3)
 
     async def scenario() -> None:
         first = await enqueue(queue, "one", idempotency_key="k-1")
@@ -139,13 +144,13 @@ def test_an_idempotency_key_makes_a_repeated_creation_find_the_first_job(
         asyncio.run(scenario())
         assert count_jobs(store) == 3
     finally:
-        store.close()
+        store.database.close()
 
 
 def test_migrating_to_0005_keeps_every_prediction_id(database_url: str, tmp_path) -> None:
     store = open_store(database_url, tmp_path, migrate=False)
     try:
-        upgrade_database(store.engine, "0004")
+        upgrade_database(store.database.engine, "0004")
         old = {
             "id": "client-chosen.id-0",
             "request_id": "client-chosen.id",
@@ -166,10 +171,10 @@ def test_migrating_to_0005_keeps_every_prediction_id(database_url: str, tmp_path
             "response": {},
             "cache_key": "k",
         }
-        with store.engine.begin() as connection:
+        with store.database.engine.begin() as connection:
             connection.execute(insert(PredictionRow.__table__).values(**old))
-        upgrade_database(store.engine)
+        upgrade_database(store.database.engine)
         stored = asyncio.run(store.get("client-chosen.id-0", CALLER)).row
         assert (stored.id, stored.request_id) == ("client-chosen.id-0", "client-chosen.id")
     finally:
-        store.close()
+        store.database.close()

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -13,41 +14,43 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from veracity import __version__
 from veracity.api.auth import ApiKeyAuth, key_id
+from veracity.api.deps import RouteOptions
 from veracity.api.docs import install_docs
 from veracity.api.errors import install_error_handlers
-from veracity.api.jobs import JobLimits, build_jobs_router, job_executor
-from veracity.api.lifecycle import build_lifecycle_router
+from veracity.api.limits import body_limits
 from veracity.api.middleware import (
     BodyBudgetMiddleware,
-    ContentLengthLimitMiddleware,
+    BodyLimitMiddleware,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
-from veracity.api.predictions import build_predictions_router
 from veracity.api.ratelimit import KeyLimiter
 from veracity.api.routes import (
-    AUTH_ERRORS,
-    MODEL_ERRORS,
-    MULTIPART_OVERHEAD_BYTES,
-    STORE_ERRORS,
-    VIDEO_ERRORS,
-    RouteLimits,
-    build_router,
+    batch,
+    health,
+    infer,
+    jobs,
+    models,
+    predictions,
+    receipts,
+    v2,
+    video,
+    webhooks,
 )
-from veracity.api.v2 import V2Limits, build_v2_router
-from veracity.api.webhooks import build_webhooks_router
 from veracity.jobs.queue import JobQueue
-from veracity.jobs.runner import JobRunner, RunnerSettings
+from veracity.jobs.runner import Execute, JobRunner, RunnerSettings
 from veracity.jobs.webhooks import WebhookSender
 from veracity.metrics import ServiceMetrics
 from veracity.receipts import ReceiptSigner
 from veracity.repository.layout import ModelRepository
+from veracity.serving.jobs import JobExecutor
 from veracity.serving.recording import Recorder
 from veracity.serving.service import ModelService
 from veracity.settings import Settings
 from veracity.similarity.seen import SeenBefore
-from veracity.store.database import open_store, prepare_database
+from veracity.store.database import Database, prepare_database
 from veracity.store.inputs import InputFiles
+from veracity.store.predictions import PredictionStore
 
 logger = logging.getLogger("veracity.app")
 
@@ -61,6 +64,20 @@ after a JPEG re-encode and a halving and learn whether the verdict is stable.
 Every error has the same shape: `{"error": {"code", "message", "request_id"}}`.
 """
 
+# In the order they were always declared (the OpenAPI document lists them so).
+ROUTERS = (infer, video, batch, receipts, health, predictions, models, v2, jobs, webhooks)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the app owns and starts, and stops in the reverse order."""
+
+    service: ModelService
+    database: Database | None
+    seen: SeenBefore | None
+    inputs: InputFiles | None
+    runner: JobRunner | None
+
 
 async def _sweep_inputs(inputs: InputFiles, every_s: float = 3600) -> None:
     """Remove kept inputs past their retention, hourly (and once at start-up)."""
@@ -73,6 +90,127 @@ async def _sweep_inputs(inputs: InputFiles, every_s: float = 3600) -> None:
             if removed:
                 logger.info("kept inputs past retention removed", extra={"files": removed})
         await asyncio.sleep(every_s)
+
+
+def _log_auth(settings: Settings) -> None:
+    if settings.auth_disabled:
+        logger.warning(
+            "API-key authentication is DISABLED (VERACITY_AUTH_DISABLED=true); "
+            "anyone who can reach this port can use the model. Local development only."
+        )
+    else:
+        logger.info(
+            "API keys configured",
+            extra={"key_ids": [key_id(k) for k in settings.effective_api_keys]},
+        )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    parts: Parts = app.state.parts
+    _log_auth(settings)
+    if parts.database is not None:
+        await asyncio.to_thread(
+            prepare_database, parts.database.engine, migrate=settings.store_options.migrate
+        )
+    await parts.service.start()
+    if parts.seen is not None:
+        parts.seen.start()
+    if parts.runner is not None:
+        parts.runner.start()
+    sweeper = None if parts.inputs is None else asyncio.create_task(_sweep_inputs(parts.inputs))
+    try:
+        yield
+    finally:
+        if sweeper is not None:
+            sweeper.cancel()
+        if parts.runner is not None:
+            # First: a running job goes back to the queue instead of being cut off.
+            await parts.runner.stop()
+        await parts.service.stop(settings.shutdown_drain_s)
+        if parts.seen is not None:
+            await parts.seen.stop()
+        if parts.database is not None:
+            await asyncio.to_thread(parts.database.close)
+
+
+def _job_runner(
+    settings: Settings, database: Database | None, execute: Execute, metrics: ServiceMetrics
+) -> JobRunner | None:
+    if database is None:
+        return None
+    queue = JobQueue(
+        database,
+        lease_s=settings.job_lease_s,
+        max_attempts=settings.job_max_attempts,
+        max_queued_bytes=int(settings.job_queue_max_mb * 2**20),
+    )
+    webhooks = (
+        None
+        if settings.webhook_secret is None
+        else WebhookSender(
+            settings.webhook_secret.get_secret_value(),
+            timeout_s=settings.webhook_timeout_s,
+            allow_private=settings.webhook_allow_private,
+        )
+    )
+    runner_settings = RunnerSettings(
+        concurrency=settings.job_concurrency,
+        webhook_attempts=settings.webhook_attempts,
+        webhook_backoff_s=settings.webhook_backoff_s,
+    )
+    return JobRunner(queue, execute, runner_settings, webhooks=webhooks, metrics=metrics)
+
+
+def _build_parts(app: FastAPI, settings: Settings, service: ModelService) -> Parts:
+    """Build what the app owns (nothing connects yet) and publish it on ``app.state``."""
+    metrics: ServiceMetrics = app.state.metrics
+    signer = (
+        None
+        if settings.receipt_signing_key is None
+        else ReceiptSigner(settings.receipt_signing_key, settings.receipt_verify_keys)
+    )
+    # Built here (no connection yet); the schema is checked or migrated at start-up.
+    database = Database.open(settings.store_options, metrics) if settings.store_enabled else None
+    store = None if database is None else PredictionStore(database)
+    seen = (
+        SeenBefore(store, max_distance=settings.seen_before_max_distance, metrics=metrics)
+        if store is not None and settings.seen_before_enabled
+        else None
+    )
+    inputs = (
+        InputFiles(settings.inputs_dir, retention_s=settings.input_retention_days * 86_400)
+        if store is not None and settings.store_inputs
+        else None
+    )
+    recorder = Recorder(store, cache=settings.cache_enabled, seen=seen, inputs=inputs)
+    executor = JobExecutor(
+        service,
+        recorder,
+        signer,
+        video_limits=settings.job_video_limits,
+        timeout_s=settings.job_timeout_s,
+    )
+    runner = _job_runner(settings, database, executor, metrics)
+    state = app.state
+    state.model_service, state.store, state.recorder = service, store, recorder
+    state.job_runner, state.signer = runner, signer
+    return Parts(service, database, seen, inputs, runner)
+
+
+def _add_middleware(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> None:
+    # Starlette runs the last-added middleware first: request IDs wrap everything, so even
+    # a 413 from the length guard carries one and is logged.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits=app.state.body_limits,
+        on_reject=lambda: metrics.rejected.labels("payload_too_large").inc(),
+    )
+    app.add_middleware(BodyBudgetMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    # Outermost, so even the catch-all 500 and the length guard's 413 carry the headers.
+    app.add_middleware(SecurityHeadersMiddleware)
 
 
 def create_app(settings: Settings, *, model_service: ModelService | None = None) -> FastAPI:
@@ -91,105 +229,6 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         settings.service_options,
         metrics=metrics,
     )
-    auth = ApiKeyAuth(
-        settings.effective_api_keys,
-        admin_keys=settings.admin_keys,
-        enabled=not settings.auth_disabled,
-    )
-    signer = (
-        None
-        if settings.receipt_signing_key is None
-        else ReceiptSigner(settings.receipt_signing_key, settings.receipt_verify_keys)
-    )
-    # Built here (no connection yet); the schema is checked or migrated at start-up.
-    store = open_store(settings, metrics) if settings.store_enabled else None
-    seen = (
-        SeenBefore(store, max_distance=settings.seen_before_max_distance, metrics=metrics)
-        if store is not None and settings.seen_before_enabled
-        else None
-    )
-    inputs = (
-        InputFiles(settings.inputs_dir, retention_s=settings.input_retention_days * 86_400)
-        if store is not None and settings.store_inputs
-        else None
-    )
-    recorder = Recorder(store, cache=settings.cache_enabled, seen=seen, inputs=inputs)
-    job_limits = JobLimits(
-        video_max_upload_bytes=settings.video_max_upload_bytes,
-        video_limits=settings.job_video_limits,
-        timeout_s=settings.job_timeout_s,
-        video_frames=settings.video_frames,
-        video_aggregation=settings.video_aggregation,
-        batch_max_files=settings.job_batch_max_files,
-        batch_max_upload_bytes=settings.job_batch_max_upload_bytes,
-        max_file_bytes=settings.max_upload_bytes,
-        body_timeout_s=settings.body_timeout_s,
-        webhooks=settings.webhook_secret is not None,
-    )
-    runner = (
-        None
-        if store is None
-        else JobRunner(
-            JobQueue(
-                store,
-                lease_s=settings.job_lease_s,
-                max_attempts=settings.job_max_attempts,
-                max_queued_bytes=int(settings.job_queue_max_mb * 2**20),
-            ),
-            job_executor(service, recorder, signer, job_limits),
-            RunnerSettings(
-                concurrency=settings.job_concurrency,
-                webhook_attempts=settings.webhook_attempts,
-                webhook_backoff_s=settings.webhook_backoff_s,
-            ),
-            webhooks=None
-            if settings.webhook_secret is None
-            else WebhookSender(
-                settings.webhook_secret.get_secret_value(),
-                timeout_s=settings.webhook_timeout_s,
-                allow_private=settings.webhook_allow_private,
-            ),
-            metrics=metrics,
-        )
-    )
-    limiter = KeyLimiter(settings.rate_limit, settings.daily_quota)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.auth_disabled:
-            logger.warning(
-                "API-key authentication is DISABLED (VERACITY_AUTH_DISABLED=true); "
-                "anyone who can reach this port can use the model. Local development only."
-            )
-        else:
-            logger.info(
-                "API keys configured",
-                extra={"key_ids": [key_id(k) for k in settings.effective_api_keys]},
-            )
-        if store is not None:
-            await asyncio.to_thread(
-                prepare_database, store.engine, migrate=settings.database_migrate
-            )
-        await service.start()
-        if seen is not None:
-            seen.start()
-        if runner is not None:
-            runner.start()
-        sweeper = None if inputs is None else asyncio.create_task(_sweep_inputs(inputs))
-        try:
-            yield
-        finally:
-            if sweeper is not None:
-                sweeper.cancel()
-            if runner is not None:
-                # First: a running job goes back to the queue instead of being cut off.
-                await runner.stop()
-            await service.stop(settings.shutdown_drain_s)
-            if seen is not None:
-                await seen.stop()
-            if store is not None:
-                await asyncio.to_thread(store.close)
-
     app = FastAPI(
         title="veracity",
         version=__version__,
@@ -199,92 +238,32 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
-    app.state.settings = settings
-    app.state.model_service = service
-    app.state.auth = auth
-    app.state.limiter = limiter
-    app.state.metrics = metrics
-    app.state.store = store
-    app.state.recorder = recorder
-    app.state.job_runner = runner
-    app.state.signer = signer
+    state = app.state
+    state.settings, state.metrics = settings, metrics
+    state.auth = ApiKeyAuth(
+        settings.effective_api_keys,
+        admin_keys=settings.admin_keys,
+        enabled=not settings.auth_disabled,
+    )
+    state.limiter = KeyLimiter(settings.rate_limit, settings.daily_quota)
+    state.body_limits = body_limits(settings)
+    state.route_options = RouteOptions(
+        video_frames=settings.video_frames,
+        video_aggregation=settings.video_aggregation,
+        video_limits=settings.job_video_limits,
+        webhooks=settings.webhook_secret is not None,
+    )
+    state.parts = _build_parts(app, settings, service)
     if settings.docs_enabled:
         install_docs(app, openapi_url="/openapi.json")
-
     install_error_handlers(app, on_rejection=lambda code: metrics.rejected.labels(code).inc())
-    app.include_router(
-        build_router(
-            RouteLimits(
-                max_upload_bytes=settings.max_upload_bytes,
-                body_timeout_s=settings.body_timeout_s,
-                video_max_upload_bytes=settings.video_max_upload_bytes,
-                video_frames=settings.video_frames,
-                video_aggregation=settings.video_aggregation,
-                batch_max_files=settings.batch_max_files,
-                batch_max_upload_bytes=settings.batch_max_upload_bytes,
-            )
-        )
-    )
-    app.include_router(build_predictions_router(STORE_ERRORS))
-    app.include_router(build_lifecycle_router(MODEL_ERRORS))
-    # A V2 body may carry a batch's images as base64 (4/3 the bytes) plus its JSON.
-    v2_max_body = settings.batch_max_upload_bytes * 4 // 3 + 2**20
-    app.include_router(
-        build_v2_router(
-            V2Limits(
-                max_items=settings.batch_max_files,
-                max_item_bytes=settings.max_upload_bytes,
-                max_body_bytes=v2_max_body,
-                body_timeout_s=settings.body_timeout_s,
-            )
-        )
-    )
-    app.include_router(build_jobs_router(job_limits, VIDEO_ERRORS | {404: STORE_ERRORS[404]}))
-    app.include_router(build_webhooks_router(settings.webhook_secret, AUTH_ERRORS))
+    for module in ROUTERS:
+        app.include_router(module.router)
     Instrumentator(
         registry=registry,
         # Label by route template, never the raw path, so random URLs cannot create series.
         should_group_untemplated=True,
         excluded_handlers=["/metrics"],
     ).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
-    # Starlette runs the last-added middleware first: request IDs wrap everything, so even
-    # a 413 from the length guard carries one and is logged.
-    app.add_middleware(
-        ContentLengthLimitMiddleware,
-        max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
-        message=f"request body exceeds the {settings.max_upload_mb:g} MB upload limit; "
-        "send a smaller image",
-        on_reject=lambda: metrics.rejected.labels("payload_too_large").inc(),
-        per_path={
-            "/infer/video": (
-                settings.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
-                f"request body exceeds the {settings.video_max_upload_mb:g} MB video upload "
-                "limit; send a shorter or smaller video",
-            ),
-            "/infer/batch": (
-                settings.batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
-                f"request body exceeds the {settings.batch_max_upload_mb:g} MB batch upload "
-                "limit; send fewer or smaller images per request",
-            ),
-            "/jobs/video": (
-                settings.video_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
-                f"request body exceeds the {settings.video_max_upload_mb:g} MB video upload "
-                "limit; send a smaller video",
-            ),
-            "/v2/models/": (
-                v2_max_body,
-                f"request body exceeds the {v2_max_body / 2**20:g} MB limit of a V2 "
-                "inference request; send fewer or smaller images per request",
-            ),
-            "/jobs/batch": (
-                settings.job_batch_max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
-                f"request body exceeds the {settings.job_batch_max_upload_mb:g} MB batch job "
-                "upload limit; split the images over several jobs",
-            ),
-        },
-    )
-    app.add_middleware(BodyBudgetMiddleware)
-    app.add_middleware(RequestIdMiddleware)
-    # Outermost, so even the catch-all 500 and the length guard's 413 carry the headers.
-    app.add_middleware(SecurityHeadersMiddleware)
+    _add_middleware(app, settings, metrics)
     return app

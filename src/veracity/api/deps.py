@@ -7,11 +7,13 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader
+from pydantic import SecretStr
 
 from veracity.api.auth import ApiKeyAuth
 from veracity.api.ratelimit import ANONYMOUS, KeyLimiter
 from veracity.callers import Caller
 from veracity.errors import ForbiddenError, NotFoundError, RateLimitedError
+from veracity.jobs.runner import JobRunner
 from veracity.metrics import ServiceMetrics
 from veracity.receipts import ReceiptSigner
 from veracity.repository.layout import NAME_PATTERN
@@ -19,6 +21,8 @@ from veracity.serving.recording import Recorder
 from veracity.serving.service import ModelService
 from veracity.settings import Settings
 from veracity.store.predictions import PredictionStore
+from veracity.video.aggregate import AggregationMethod
+from veracity.video.plan import VideoLimits
 
 # auto_error=False: a missing key is answered by ApiKeyAuth with the project's error shape.
 api_key_header = APIKeyHeader(
@@ -92,6 +96,30 @@ def get_store(request: Request) -> PredictionStore:
 
 
 @dataclass(frozen=True)
+class RouteOptions:
+    """What the video and job routes take from Settings (built once by the app)."""
+
+    video_frames: int  # the frames a video request or job samples unless it says
+    video_aggregation: AggregationMethod
+    video_limits: VideoLimits  # a job's: longer duration and decoding budget
+    webhooks: bool  # a webhook secret is configured
+
+
+def get_route_options(request: Request) -> RouteOptions:
+    options: RouteOptions = request.app.state.route_options
+    return options
+
+
+def get_job_runner(request: Request) -> JobRunner | None:
+    runner: JobRunner | None = request.app.state.job_runner
+    return runner
+
+
+def get_webhook_secret(request: Request) -> SecretStr | None:
+    return get_settings(request).webhook_secret
+
+
+@dataclass(frozen=True)
 class ModelChoice:
     """The model and version a request asks for (None: the deployment's default route)."""
 
@@ -143,3 +171,6 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 StoreDep = Annotated[PredictionStore, Depends(get_store)]
 RecorderDep = Annotated[Recorder, Depends(get_recorder)]
 SignerDep = Annotated[ReceiptSigner | None, Depends(get_signer)]
+RouteOptionsDep = Annotated[RouteOptions, Depends(get_route_options)]
+JobRunnerDep = Annotated[JobRunner | None, Depends(get_job_runner)]
+WebhookSecretDep = Annotated[SecretStr | None, Depends(get_webhook_secret)]

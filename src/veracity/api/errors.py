@@ -23,7 +23,7 @@ from veracity.errors import VeracityError
 logger = logging.getLogger("veracity.api")
 
 # Codes for statuses the framework raises itself.
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
     404: "not_found",
@@ -84,7 +84,7 @@ def install_error_handlers(app: FastAPI, on_rejection: RejectionHook | None = No
 
     @app.exception_handler(StarletteHTTPException)
     async def handle_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        code = HTTP_CODES.get(exc.status_code, "http_error")
         if 400 <= exc.status_code < 500:
             rejected(code)
         return error_response(

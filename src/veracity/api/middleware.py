@@ -1,8 +1,8 @@
 """Pure ASGI middleware: request IDs, the access log, security headers, the body limit.
 
 Pure ASGI (rather than BaseHTTPMiddleware) so nothing here buffers a body or changes how
-the response streams. The request-body size limit is Starlette's own
-(``RequestBodyLimitMiddleware``, applied per route by FastAPI's ``max_body_size``).
+the response streams. The bytes of a body are counted by Starlette's own
+``RequestBodyLimitMiddleware``, against the upload routes' limits (``api.limits``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from veracity.api.limits import BodyLimits
 from veracity.api.schemas import error_payload
 from veracity.logs import REQUEST_ID
 
@@ -144,48 +146,36 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-class ContentLengthLimitMiddleware:
-    """Answers 413 at once when a request *declares* a body above ``max_bytes``.
+class BodyLimitMiddleware:
+    """Holds each request to its route's body limit (``BodyLimits``, one table).
 
-    Starlette's RequestBodyLimitMiddleware (applied per route by FastAPI) counts the bytes
-    actually received, which also covers chunked bodies; for a declared oversize length it
-    replaces the response with plain text. Rejecting those here, before routing, keeps the
-    project's error shape and never reads a byte of the body.
+    A body *declared* above the limit is answered 413 at once, before routing, in the
+    project's error shape, without reading a byte of it. The upload routes' bodies are also
+    counted as they arrive (Starlette's ``RequestBodyLimitMiddleware``), which covers chunked
+    bodies: past the limit, the route's read raises the 413.
     """
 
     def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        max_bytes: int,
-        message: str,
-        on_reject: Callable[[], None] | None = None,
-        per_path: dict[str, tuple[int, str]] | None = None,
+        self, app: ASGIApp, *, limits: BodyLimits, on_reject: Callable[[], None] | None = None
     ) -> None:
-        """``per_path``: path -> (max_bytes, message) for routes with their own limit
-        (video and batch uploads); a key ending in "/" applies to every path under it."""
         self.app = app
-        self.max_bytes = max_bytes
-        self.message = message
+        self.limits = limits
         self.on_reject = on_reject
-        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            max_bytes, message = self._limit(scope.get("path", ""))
-            declared = Headers(scope=scope).get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                await self._reject(scope, send, message)
-                return
-        await self.app(scope, receive, send)
-
-    def _limit(self, path: str) -> tuple[int, str]:
-        if path in self.per_path:
-            return self.per_path[path]
-        for prefix, limit in self.per_path.items():
-            if prefix.endswith("/") and path.startswith(prefix):
-                return limit
-        return self.max_bytes, self.message
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        limit = self.limits.of(path)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit.max_bytes:
+            await self._reject(scope, send, limit.message)
+            return
+        if self.limits.route(path) is None:
+            await self.app(scope, receive, send)
+            return
+        await RequestBodyLimitMiddleware(self.app, limit.max_bytes)(scope, receive, send)
 
     async def _reject(self, scope: Scope, send: Send, message: str) -> None:
         if self.on_reject is not None:

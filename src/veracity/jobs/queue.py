@@ -29,7 +29,8 @@ from veracity.errors import (
     OverloadedError,
     StoreUnavailableError,
 )
-from veracity.store.predictions import PredictionStore, may_see
+from veracity.store.database import Database
+from veracity.store.predictions import may_see
 from veracity.store.schema import JobInputRow, JobRow, PredictionRow
 
 JobKind = Literal["video", "batch"]
@@ -151,13 +152,13 @@ def _take_oldest(session: Session, due: Any, oldest: Any, **values: Any) -> JobR
 class JobQueue:
     def __init__(
         self,
-        store: PredictionStore,
+        database: Database,
         *,
         lease_s: float,
         max_attempts: int,
         max_queued_bytes: int | None = None,
     ) -> None:
-        self.store = store
+        self.database = database
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self.max_queued_bytes = max_queued_bytes
@@ -217,12 +218,12 @@ class JobQueue:
             return Job.of(row)
 
         try:
-            return await self.store.run("job_enqueue", work)
+            return await self.database.run("job_enqueue", work)
         except StoreUnavailableError as e:
             # The same key sent twice at once: the other request's job won the unique index.
             if digest is None or not isinstance(e.__cause__, IntegrityError):
                 raise
-            found = await self.store.run("job_enqueue", existing)
+            found = await self.database.run("job_enqueue", existing)
             if found is None:
                 raise
             return found
@@ -240,7 +241,9 @@ class JobQueue:
         digest = _idempotency_digest(caller, idempotency_key)
         if digest is None:
             return None
-        return await self.store.run("job_repeat", lambda session: _repeated(session, digest, kind))
+        return await self.database.run(
+            "job_repeat", lambda session: _repeated(session, digest, kind)
+        )
 
     async def get(self, job_id: str, caller: Caller) -> Job:
         """Raises NotFoundError (also for another key's job), StoreUnavailableError."""
@@ -248,7 +251,7 @@ class JobQueue:
         def work(session: Session) -> Job:
             return Job.of(self._visible(session, job_id, caller))
 
-        return await self.store.run("job_get", work)
+        return await self.database.run("job_get", work)
 
     @staticmethod
     def _visible(session: Session, job_id: str, caller: Caller) -> JobRow:
@@ -299,7 +302,7 @@ class JobQueue:
             ]
             return Job.of(row), inputs
 
-        return await self.store.run("job_claim", work)
+        return await self.database.run("job_claim", work)
 
     def _held(self, job_id: str, worker: str) -> Any:
         return and_(JobRow.id == job_id, JobRow.status == "running", JobRow.claimed_by == worker)
@@ -315,7 +318,7 @@ class JobQueue:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-        return await self.store.run("job_renew", work)
+        return await self.database.run("job_renew", work)
 
     async def release(self, job_id: str, worker: str, *, wait_s: float = 0.0) -> None:
         """Back to the queue without counting an attempt (the service was busy, or is
@@ -334,7 +337,7 @@ class JobQueue:
                 )
             )
 
-        await self.store.run("job_release", work)
+        await self.database.run("job_release", work)
 
     async def release_all(self, workers: list[str]) -> int:
         """Hand back every job these workers still hold (at shutdown: including one claimed
@@ -353,7 +356,7 @@ class JobQueue:
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 
-        return await self.store.run("job_release", work)
+        return await self.database.run("job_release", work)
 
     async def cancel(self, job_id: str, caller: Caller) -> Job:
         """End a queued or running job as cancelled (a running one's worker loses its claim
@@ -388,7 +391,7 @@ class JobQueue:
                 session.refresh(row)
             return Job.of(row)
 
-        return await self.store.run("job_cancel", work)
+        return await self.database.run("job_cancel", work)
 
     async def check_room(self, nbytes: int) -> None:
         """Refuse a job whose inputs would take the queue's waiting uploads past
@@ -408,7 +411,7 @@ class JobQueue:
             )
             return int(waiting or 0)
 
-        waiting = await self.store.run("job_room", work)
+        waiting = await self.database.run("job_room", work)
         if waiting and waiting + nbytes > limit:
             raise OverloadedError(
                 f"the job queue already holds {waiting / 2**20:.1f} MB of uploads of jobs not "
@@ -448,7 +451,7 @@ class JobQueue:
             _ended(session, job_id, now)
             return True
 
-        return await self.store.run("job_finish", work)
+        return await self.database.run("job_finish", work)
 
     async def exhausted(self, worker: str) -> list[str]:
         """Fail the jobs claimed ``max_attempts`` times without finishing (each start ended
@@ -488,7 +491,7 @@ class JobQueue:
                     failed.append(job_id)
             return failed
 
-        return await self.store.run("job_exhausted", work)
+        return await self.database.run("job_exhausted", work)
 
     async def claim_webhook(self, hold_s: float) -> Job | None:
         """A finished job whose webhook is due, held for ``hold_s`` so that no other replica
@@ -506,7 +509,7 @@ class JobQueue:
             )
             return None if row is None else Job.of(row)
 
-        return await self.store.run("webhook_claim", work)
+        return await self.database.run("webhook_claim", work)
 
     async def webhook_outcome(
         self, job_id: str, *, delivered: bool, error: str | None, retry_in_s: float | None
@@ -525,7 +528,7 @@ class JobQueue:
                 values = {"webhook_status": "failed", "webhook_error": error}
             session.execute(update(JobRow).where(JobRow.id == job_id).values(**values))
 
-        await self.store.run("webhook_outcome", work)
+        await self.database.run("webhook_outcome", work)
 
     async def depth(self) -> QueueDepth:
         def work(session: Session) -> QueueDepth:
@@ -545,4 +548,4 @@ class JobQueue:
             age = (_now() - oldest).total_seconds() if oldest is not None else 0.0
             return QueueDepth(counts.get("queued", 0), counts.get("running", 0), max(0.0, age))
 
-        return await self.store.run("job_depth", work)
+        return await self.database.run("job_depth", work)

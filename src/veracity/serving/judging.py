@@ -3,16 +3,16 @@
 Each function takes the model version the request runs on (its model's route picks it
 unless the request names one), looks the input up in the exact cache, asks that version
 otherwise, and returns the answer with the store rows that record it; the caller saves them
-(a request at once, a job in the same transaction that marks it done). ``run`` wraps the
-model's work: a request passes one that cancels it when the client hangs up; a job awaits it
-plainly. Where the model has a shadow version, a single image is scored by it too, in the
-background, and recorded beside the answer without changing it.
+(a request at once, a job in the same transaction that marks it done). The request's
+context says who asks, for which model, and how the model's work is cancelled (a request's
+when the client hangs up; a job's runs to the end). Where the model has a shadow version, a
+single image is scored by it too, in the background, and recorded beside the answer without
+changing it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from veracity.answers import (
@@ -26,6 +26,7 @@ from veracity.answers import (
 from veracity.callers import Caller
 from veracity.errors import VeracityError
 from veracity.receipts import ReceiptClaims, ReceiptSigner
+from veracity.serving.context import RequestContext
 from veracity.serving.recording import (
     Recorder,
     build_row,
@@ -42,11 +43,6 @@ from veracity.video.analysis import VideoAnalysis
 from veracity.video.plan import SamplingPlan, VideoLimits
 
 T = TypeVar("T")
-Run = Callable[[Awaitable[T]], Awaitable[T]]
-
-
-async def _plain(work: Awaitable[T]) -> T:
-    return await work
 
 
 def video_answer(request_id: str, model: ModelRunner, result: VideoAnalysis) -> VideoResponse:
@@ -161,23 +157,20 @@ async def _image_outcome(
 async def judge_image(
     service: ModelService,
     recorder: Recorder,
-    caller: Caller,
+    context: RequestContext,
     data: bytes,
     *,
-    request_id: str,
     robustness_check: bool | None,
-    run: Run[InferenceResult] = _plain,
-    model: str | None = None,
-    version: str | None = None,
 ) -> tuple[InferResponse, PredictionRow]:
+    caller, request_id = context.caller, context.request_id
     digest = sha256_hex(data)
-    async with service.use(model, version) as chosen:
+    async with service.use(context.model, context.version) as chosen:
         runner = chosen.runner
         key = _image_key(runner, recorder, digest, robustness_check)
         hit = (await recorder.cached([key], caller)).get(key)
         result = None
         if hit is None:
-            result = await run(runner.predict(data, robustness_check=robustness_check))
+            result = await context.run(runner.predict(data, robustness_check=robustness_check))
         answer, row = await _image_outcome(
             runner,
             recorder,
@@ -238,40 +231,38 @@ async def _shadow_image(
 async def judge_video(
     service: ModelService,
     recorder: Recorder,
-    caller: Caller,
+    context: RequestContext,
     data: bytes,
     *,
-    request_id: str,
     plan: SamplingPlan,
     rule: AggregationRule,
     prediction_id: str | None = None,
-    run: Run[VideoAnalysis] = _plain,
     limits: VideoLimits | None = None,
-    timeout_s: float | None = None,
-    timeout_setting: str = "VERACITY_VIDEO_TIMEOUT_S",
-    model: str | None = None,
-    version: str | None = None,
 ) -> tuple[VideoResponse, PredictionRow]:
+    caller, request_id, deadline = context.caller, context.request_id, context.deadline
     # Up to the video upload limit: hashed off the event loop.
     digest = await asyncio.to_thread(sha256_hex, data)
     options = {"count": plan.count, "every_s": plan.every_s, "aggregation": rule.method}
-    async with service.use(model, version) as chosen:
+    async with service.use(context.model, context.version) as chosen:
         runner = chosen.runner
         key = recorder.key(runner, digest, "video", options)
         hit = (await recorder.cached([key], caller)).get(key)
         if hit is not None:
             answer = VideoResponse(**hit.response, request_id=request_id, cached=True)
         else:
-            result = await run(
-                runner.predict_video(
+            work = (
+                runner.predict_video(data, plan=plan, rule=rule, limits=limits)
+                if deadline is None
+                else runner.predict_video(
                     data,
                     plan=plan,
                     rule=rule,
                     limits=limits,
-                    timeout_s=timeout_s,
-                    timeout_setting=timeout_setting,
+                    timeout_s=deadline.seconds,
+                    timeout_setting=deadline.setting,
                 )
             )
+            result = await context.run(work)
             answer = video_answer(request_id, runner, result)
     row = build_row(
         prediction_id=prediction_id or new_prediction_id(),
@@ -292,14 +283,10 @@ async def judge_video(
 async def judge_batch(
     service: ModelService,
     recorder: Recorder,
-    caller: Caller,
+    context: RequestContext,
     files: list[tuple[str | None, bytes]],
     *,
-    request_id: str,
     robustness_check: bool | None,
-    run: Run[list[InferenceResult | VeracityError]] = _plain,
-    model: str | None = None,
-    version: str | None = None,
     id_prefix: str | None = None,
 ) -> tuple[list[tuple[str | None, InferResponse | VeracityError]], list[PredictionRow]]:
     """Each file's answer or error, and the rows of the answers (item ``i`` is stored as
@@ -307,37 +294,34 @@ async def judge_batch(
     whole batch runs on one version."""
     uploads = [data for _, data in files]
     digests = await asyncio.to_thread(lambda: [sha256_hex(data) for data in uploads])
-    async with service.use(model, version) as chosen:
+    async with service.use(context.model, context.version) as chosen:
         return await _judge_batch_on(
             chosen.runner,
             recorder,
-            caller,
+            context,
             files,
             digests,
-            request_id=request_id,
             id_prefix=id_prefix,
             robustness_check=robustness_check,
-            run=run,
         )
 
 
 async def _judge_batch_on(
     runner: ModelRunner,
     recorder: Recorder,
-    caller: Caller,
+    context: RequestContext,
     files: list[tuple[str | None, bytes]],
     digests: list[str],
     *,
-    request_id: str,
     id_prefix: str | None,
     robustness_check: bool | None,
-    run: Run[list[InferenceResult | VeracityError]],
 ) -> tuple[list[tuple[str | None, InferResponse | VeracityError]], list[PredictionRow]]:
+    caller, request_id = context.caller, context.request_id
     uploads = [data for _, data in files]
     keys = [_image_key(runner, recorder, d, robustness_check) for d in digests]
     hits = await recorder.cached(keys, caller)
     missing = [i for i, key in enumerate(keys) if key not in hits]
-    computed = await run(
+    computed = await context.run(
         runner.predict_many([uploads[i] for i in missing], robustness_check=robustness_check)
     )
     fresh = dict(zip(missing, computed, strict=True))

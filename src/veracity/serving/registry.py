@@ -29,7 +29,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from veracity.checkpoint import verify_sha256
 from veracity.errors import (
@@ -50,6 +50,13 @@ from veracity.repository.layout import (
     newest,
     newest_first,
     version_key,
+)
+from veracity.serving.catalog import (
+    CanaryShare,
+    CheckpointFacts,
+    ModelState,
+    VersionState,
+    VersionStateName,
 )
 from veracity.serving.failures import LoadFailures
 from veracity.serving.runner import ModelRunner
@@ -229,6 +236,18 @@ class ModelRegistry:
         chosen, role = route.choose()
         shadow = (name, route.shadow) if role == "primary" and route.shadow else None
         return (name, chosen), role, shadow
+
+    def versions_of(self, name: str) -> list[str]:
+        """The versions of ``name`` that can be asked for (in text order)."""
+        return sorted(v for n, v in self.versions if n == name)
+
+    def serving_version(self, name: str) -> str:
+        """The version that answers requests naming none (ModelNotFoundError if none)."""
+        return self._route(name).serving
+
+    def is_loaded(self, key: Key) -> bool:
+        runner = self.runners.get(key)
+        return runner is not None and runner.loaded
 
     def check_runnable(self, name: str | None, version: str | None) -> None:
         """Raise now what ``lease`` would raise for this choice, without loading: for work
@@ -578,44 +597,38 @@ class ModelRegistry:
 
     # -- describing -------------------------------------------------------------------------
 
-    def describe(self) -> list[dict[str, Any]]:
+    def describe(self) -> tuple[ModelState, ...]:
         """Every model with its versions, their state and their roles (GET /models)."""
         names = sorted({*self.routes, *(k[0] for k in self.problems)})
-        models = []
-        for name in names:
-            route = self.routes.get(name)
-            keys = sorted(
-                {k for k in (*self.versions, *self.problems) if k[0] == name},
-                key=lambda k: version_key(k[1]),
-            )
-            versions = []
-            for key in keys:
-                versions.append(self._describe_version(key, route))
-            models.append(
-                {
-                    "name": name,
-                    "default": name == self.default_model,
-                    "serving_version": route.serving if route else None,
-                    "previous_version": route.previous if route else None,
-                    "canary": (
-                        {"version": route.canary, "percent": route.canary_percent}
-                        if route and route.canary
-                        else None
-                    ),
-                    "shadow_version": route.shadow if route else None,
-                    "versions": versions,
-                }
-            )
-        return models
+        return tuple(self._describe_model(name) for name in names)
 
-    def _describe_version(self, key: Key, route: Route | None) -> dict[str, Any]:
+    def _describe_model(self, name: str) -> ModelState:
+        route = self.routes.get(name)
+        keys = sorted(
+            {k for k in (*self.versions, *self.problems) if k[0] == name},
+            key=lambda k: version_key(k[1]),
+        )
+        return ModelState(
+            name=name,
+            default=name == self.default_model,
+            serving_version=route.serving if route else None,
+            previous_version=route.previous if route else None,
+            canary=(
+                CanaryShare(route.canary, route.canary_percent) if route and route.canary else None
+            ),
+            shadow_version=route.shadow if route else None,
+            versions=tuple(self._describe_version(key, route) for key in keys),
+        )
+
+    def _describe_version(self, key: Key, route: Route | None) -> VersionState:
         problem = self.problems.get(key)
         if problem is not None:
             reason = self.repository.public(problem.reason)
-            return {"version": key[1], "state": "invalid", "reason": reason}
+            return VersionState(key[1], "invalid", reason)
         version = self.versions[key]
         runner = self.runners.get(key)
         failure = None
+        state: VersionStateName
         if runner is not None and runner.loaded:
             state = "loaded"
         elif key in self._loads:
@@ -624,18 +637,20 @@ class ModelRegistry:
             failure = self.failures.current(version)
             state = "failed" if failure is not None else "available"
         meta = version.metadata
-        return {
-            "version": key[1],
-            "state": state,
-            "reason": failure.reason if failure is not None else None,
-            "serving": route is not None and route.serving == key[1],
-            "memory_bytes": runner.memory_bytes if runner is not None else None,
-            "size_bytes": version.size_bytes,
-            "architecture": meta.architecture,
-            "weights_sha256": meta.weights_sha256,
-            "created_at": meta.created_at.isoformat(),
-            "calibration_version": meta.calibration.version if meta.calibration else None,
-            "checkpoint_name": meta.model_name,
-            "checkpoint_version": meta.model_version,
-            "metrics": meta.metrics,
-        }
+        return VersionState(
+            version=key[1],
+            state=state,
+            reason=failure.reason if failure is not None else None,
+            serving=route is not None and route.serving == key[1],
+            memory_bytes=runner.memory_bytes if runner is not None else None,
+            size_bytes=version.size_bytes,
+            checkpoint=CheckpointFacts(
+                architecture=meta.architecture,
+                weights_sha256=meta.weights_sha256,
+                created_at=meta.created_at.isoformat(),
+                calibration_version=meta.calibration.version if meta.calibration else None,
+                checkpoint_name=meta.model_name,
+                checkpoint_version=meta.model_version,
+                metrics=meta.metrics,
+            ),
+        )

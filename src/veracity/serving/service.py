@@ -32,10 +32,11 @@ from typing import Literal
 import torch
 
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths
-from veracity.errors import ServiceUnavailableError
+from veracity.errors import ModelNotFoundError, ServiceUnavailableError
 from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelRepository, ModelVersion
 from veracity.serving.admission import Admission
+from veracity.serving.catalog import Catalog, MemoryUse, ModelState
 from veracity.serving.registry import ModelRegistry, Selection
 from veracity.serving.runner import ModelRunner, Pools
 from veracity.settings import ServiceOptions
@@ -266,6 +267,100 @@ class ModelService:
             ):
                 executor.shutdown(wait=True, cancel_futures=True)
         logger.info("model service stopped")
+
+    # -- the models: GET /models, the admin routes and the V2 metadata --------------------
+
+    async def catalog(self) -> Catalog:
+        """Every model with its versions, their state and traffic, and the memory held.
+
+        The repository is read again first: versions dropped in since show up.
+        """
+        await self.registry.rescan()
+        registry = self.registry
+        return Catalog(
+            models=registry.describe(),
+            memory=MemoryUse(registry.budget_bytes, registry.used_bytes()),
+        )
+
+    async def model(self, name: str) -> ModelState:
+        """One model as ``catalog`` describes it (ModelNotFoundError if unknown)."""
+        await self.registry.rescan()
+        return self._model(name)
+
+    def _model(self, name: str) -> ModelState:
+        for model in self.registry.describe():
+            if model.name == name:
+                return model
+        raise ModelNotFoundError(f"no model named {name!r}; GET /models lists the models")
+
+    async def load_version(self, name: str, version: str) -> ModelState:
+        """Load and warm up a version without sending it traffic (admin)."""
+        await self.registry.load(name, version)
+        return self._model(name)
+
+    async def unload_version(self, name: str, version: str) -> ModelState:
+        """Unload a version once the requests on it finish (admin)."""
+        await self.registry.unload(name, version)
+        return self._model(name)
+
+    async def promote(self, name: str, version: str) -> ModelState:
+        """Serve ``version``, loaded and warmed up first (admin)."""
+        await self.registry.promote(name, version)
+        return self._model(name)
+
+    async def rollback(self, name: str) -> ModelState:
+        """Serve the previous version again (admin)."""
+        await self.registry.rollback(name)
+        return self._model(name)
+
+    async def set_traffic(
+        self, name: str, *, canary: str | None, canary_percent: float, shadow: str | None
+    ) -> ModelState:
+        """Send a share of traffic to a canary and/or score a shadow (admin)."""
+        await self.registry.set_traffic(
+            name, canary=canary, canary_percent=canary_percent, shadow=shadow
+        )
+        return self._model(name)
+
+    def check_model(self, name: str | None, version: str | None) -> None:
+        """Raise ModelNotFoundError unless the model (and version) can be asked for."""
+        self.registry.check(name, version)
+
+    def check_runnable(self, name: str | None, version: str | None) -> None:
+        """Raise now what running on this choice later would (queued work: a job).
+
+        Raises:
+            ModelNotFoundError: an unknown model or version.
+            ModelNotLoadedError: not loaded, and on-demand loads are off.
+        """
+        self.registry.check_runnable(name, version)
+
+    def versions(self, name: str, version: str | None = None) -> list[str]:
+        """The versions of ``name`` (just ``version`` when one is named).
+
+        Raises:
+            ModelNotFoundError: an unknown model or version.
+        """
+        self.registry.check(name, version)
+        return [version] if version is not None else self.registry.versions_of(name)
+
+    def require_loaded(self, name: str, version: str | None = None) -> None:
+        """Raise unless the version (the serving one unless named) is loaded.
+
+        Raises:
+            ModelNotFoundError: an unknown model or version.
+            ServiceUnavailableError: known, but not loaded.
+        """
+        self.registry.check(name, version)
+        chosen = version or self.registry.serving_version(name)
+        if not self.registry.is_loaded((name, chosen)):
+            how = (
+                "it loads on its first inference request"
+                if self.registry.load_on_demand
+                else "this deployment loads versions only when an admin asks "
+                "(VERACITY_MODEL_LOAD_ON_DEMAND=false)"
+            )
+            raise ServiceUnavailableError(f"{name}/{chosen} is not loaded; {how}")
 
     # -- serving ----------------------------------------------------------------------------
 

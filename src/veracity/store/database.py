@@ -1,5 +1,15 @@
-"""The results database: an engine for SQLite (embedded, the default) or PostgreSQL, and its
-Alembic migrations.
+"""The results database: an engine for SQLite (embedded, the default) or PostgreSQL, its
+Alembic migrations, and ``Database``, which runs each store operation on its own threads
+under a deadline.
+
+SQLAlchemy's sessions are synchronous; each operation runs on the database's own small
+thread pool under a deadline, so a slow or unreachable database never blocks the event loop
+and never holds a request longer than ``timeout_s`` (bar a commit already under way).
+
+A deadline is not a rollback: the thread goes on after the request stops waiting. So an
+operation commits only if its deadline has not passed when it is ready to; past that point
+the caller waits for the commit's outcome and answers by it (or, when the database does not
+confirm it either, says the outcome is unknown).
 
 SQLite runs in WAL mode (readers never wait for the writer) with a busy timeout, so several
 threads of one process share the file. PostgreSQL connections carry a connect timeout and a
@@ -9,22 +19,29 @@ instead of holding a request forever.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-from veracity.errors import ConfigurationError
+from veracity.errors import ConfigurationError, StoreOutcomeUnknownError, StoreUnavailableError
+from veracity.store.options import StoreOptions
 
 if TYPE_CHECKING:
     from veracity.metrics import ServiceMetrics
-    from veracity.settings import StoreSettings
-    from veracity.store.predictions import PredictionStore
 
 logger = logging.getLogger("veracity.store")
+
+T = TypeVar("T")
 
 DATABASE_FILE = "veracity.db"
 # Held while migrating PostgreSQL, so replicas starting together migrate one at a time.
@@ -173,18 +190,160 @@ def prepare_database(engine: Engine, *, migrate: bool) -> None:
         )
 
 
-def settings_engine(settings: StoreSettings) -> Engine:
+def open_engine(options: StoreOptions) -> Engine:
+    """An engine for the database the options name (nothing is connected yet)."""
+    url = resolve_database_url(options.url, options.data_dir)
+    return create_database_engine(url, timeout_s=options.timeout_s)
+
+
+class _HasStoreOptions(Protocol):
+    @property
+    def store_options(self) -> StoreOptions: ...
+
+
+def settings_engine(settings: _HasStoreOptions) -> Engine:
     """An engine for the database the settings name (nothing is connected yet)."""
-    url = resolve_database_url(
-        settings.database_url.get_secret_value() if settings.database_url else None,
-        settings.data_dir,
+    return open_engine(settings.store_options)
+
+
+class Database:
+    """The engine, its sessions, and the threads every store operation runs on within
+    ``timeout_s``: what the prediction store and the job queue share."""
+
+    def __init__(
+        self, engine: Engine, *, timeout_s: float, metrics: ServiceMetrics | None = None
+    ) -> None:
+        self.engine = engine
+        self.timeout_s = timeout_s
+        self.metrics = metrics
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        size = engine.pool.size() if hasattr(engine.pool, "size") else 4
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="veracity-store")
+
+    @classmethod
+    def open(cls, options: StoreOptions, metrics: ServiceMetrics | None = None) -> Database:
+        """The database the options describe (nothing is connected yet)."""
+        return cls(open_engine(options), timeout_s=options.timeout_s, metrics=metrics)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.engine.dispose()
+
+    async def run(self, operation: str, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in a transaction on the database's threads within the deadline.
+
+        Raises:
+            StoreUnavailableError: the database failed or did not answer in time; nothing
+                was changed.
+            StoreOutcomeUnknownError: the commit had begun at the deadline and the database
+                did not confirm it within a second deadline; it may have been applied.
+        """
+        attempt = _Attempt()
+
+        def in_session() -> T:
+            with self._sessions.begin() as session:
+                result = work(session)
+                # The slow part (writing the rows, waiting for locks) before the point of no
+                # return, so that a deadline passed meanwhile still rolls everything back.
+                session.flush()
+                if not attempt.begin_commit():
+                    raise _AbandonedError(operation)
+            return result
+
+        started = time.perf_counter()
+        future = self._executor.submit(in_session)
+        outcome = asyncio.wrap_future(future)
+        # Read here whatever happens, so an abandoned attempt's error is never reported as
+        # "never retrieved".
+        outcome.add_done_callback(_retrieve)
+        try:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    return await asyncio.shield(outcome)
+            except TimeoutError:
+                # Never started, or not yet committing: it will change nothing.
+                if future.cancel() or attempt.abandon():
+                    raise
+            except asyncio.CancelledError:
+                # Nobody waits for the answer: roll back unless the commit is under way.
+                if not future.cancel():
+                    attempt.abandon()
+                raise
+            # Committing as the deadline passed: wait for what the database says.
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    return await asyncio.shield(outcome)
+            except TimeoutError as e:
+                self._failed(operation, e)
+                raise _outcome_unknown(f"did not confirm {operation} in time") from e
+        except (SQLAlchemyError, OSError) as e:
+            self._failed(operation, e)
+            if attempt.committing:
+                # The COMMIT itself failed (a connection lost mid-commit, say): the database
+                # may have applied it before the error, so "nothing was changed" is not known.
+                raise _outcome_unknown(f"failed while committing {operation}") from e
+            raise _unavailable(operation) from e
+        except (TimeoutError, _AbandonedError) as e:
+            self._failed(operation, e)
+            raise _unavailable(operation) from e
+        finally:
+            if self.metrics is not None:
+                self.metrics.store_seconds.labels(operation).observe(time.perf_counter() - started)
+
+    def _failed(self, operation: str, error: BaseException) -> None:
+        if self.metrics is not None:
+            self.metrics.store_failures.labels(operation).inc()
+        logger.error(
+            "results store %s failed",
+            operation,
+            extra={"operation": operation, "error": describe_error(error)},
+        )
+
+
+class _AbandonedError(Exception):
+    """Raised in the store's thread to roll back an operation whose caller stopped waiting."""
+
+
+class _Attempt:
+    """Who decides an operation's fate at its deadline: the thread, by beginning to commit,
+    or the caller, by abandoning it first (it is then rolled back)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._committing = False
+
+    def begin_commit(self) -> bool:
+        with self._lock:
+            self._committing = not self._abandoned
+            return self._committing
+
+    def abandon(self) -> bool:
+        """True when the operation will not commit; False when its commit has begun."""
+        with self._lock:
+            self._abandoned = not self._committing
+            return self._abandoned
+
+    @property
+    def committing(self) -> bool:
+        with self._lock:
+            return self._committing
+
+
+def _unavailable(operation: str) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"the results store is unavailable ({operation} failed); nothing was changed, retry shortly"
     )
-    return create_database_engine(url, timeout_s=settings.store_timeout_s)
 
 
-def open_store(settings: StoreSettings, metrics: ServiceMetrics | None = None) -> PredictionStore:
-    """The store the settings describe."""
-    from veracity.store.predictions import PredictionStore
+def _outcome_unknown(what: str) -> StoreOutcomeUnknownError:
+    return StoreOutcomeUnknownError(
+        f"the results store {what}: it may or may not have been applied; check before "
+        "repeating it (a job created with an Idempotency-Key can be sent again with the "
+        "same key)"
+    )
 
-    engine = settings_engine(settings)
-    return PredictionStore(engine, timeout_s=settings.store_timeout_s, metrics=metrics)
+
+def _retrieve(outcome: asyncio.Future[Any]) -> None:
+    if not outcome.cancelled():
+        outcome.exception()

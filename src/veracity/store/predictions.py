@@ -1,52 +1,33 @@
 """Recording verdicts and reading them back: the store the routes talk to.
 
-SQLAlchemy's sessions are synchronous; each operation runs on the store's own small thread
-pool under a deadline, so a slow or unreachable database never blocks the event loop and
-never holds a request longer than ``timeout_s`` (bar a commit already under way). Recording
-a verdict never raises: the answer goes out with ``stored: false``, the failure is logged
-and counted. Reads and changes that fail answer 503 ``store_unavailable`` and change nothing.
-
-A deadline is not a rollback: the thread goes on after the request stops waiting. So an
-operation commits only if its deadline has not passed when it is ready to; past that point
-the caller waits for the commit's outcome and answers by it (or, when the database does not
-confirm it either, says the outcome is unknown).
+Each operation runs through ``Database.run``, under the store's deadline. Recording a
+verdict never raises: the answer goes out with ``stored: false``, the failure is logged and
+counted. Reads and changes that fail answer 503 ``store_unavailable`` and change nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import json
-import logging
-import threading
-import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, delete, func, or_, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.orm import Session
 
 from veracity.callers import Caller
 from veracity.errors import (
     BadRequestError,
     NotFoundError,
-    StoreOutcomeUnknownError,
     StoreUnavailableError,
 )
-from veracity.metrics import ServiceMetrics
-from veracity.store.database import describe_error
+from veracity.store.database import Database
 from veracity.store.schema import FeedbackRow, PredictionRow
 
-logger = logging.getLogger("veracity.store")
-
-T = TypeVar("T")
 Kind = Literal["image", "video", "batch_item", "shadow"]
 Label = Literal["real", "fake"]
 
@@ -83,49 +64,6 @@ class Page:
     next_cursor: str | None
 
 
-class _AbandonedError(Exception):
-    """Raised in the store's thread to roll back an operation whose caller stopped waiting."""
-
-
-class _Attempt:
-    """Who decides an operation's fate at its deadline: the thread, by beginning to commit,
-    or the caller, by abandoning it first (it is then rolled back)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._abandoned = False
-        self._committing = False
-
-    def begin_commit(self) -> bool:
-        with self._lock:
-            self._committing = not self._abandoned
-            return self._committing
-
-    def abandon(self) -> bool:
-        """True when the operation will not commit; False when its commit has begun."""
-        with self._lock:
-            self._abandoned = not self._committing
-            return self._abandoned
-
-    @property
-    def committing(self) -> bool:
-        with self._lock:
-            return self._committing
-
-
-def _outcome_unknown(what: str) -> StoreOutcomeUnknownError:
-    return StoreOutcomeUnknownError(
-        f"the results store {what}: it may or may not have been applied; check before "
-        "repeating it (a job created with an Idempotency-Key can be sent again with the "
-        "same key)"
-    )
-
-
-def _retrieve(outcome: asyncio.Future[Any]) -> None:
-    if not outcome.cancelled():
-        outcome.exception()
-
-
 def new_prediction_id() -> str:
     """A prediction's ID: the service's own, never a client's request ID (which any key may
     choose, and choose again)."""
@@ -160,95 +98,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class PredictionStore:
-    def __init__(
-        self, engine: Engine, *, timeout_s: float, metrics: ServiceMetrics | None = None
-    ) -> None:
-        self.engine = engine
-        self.timeout_s = timeout_s
-        self._metrics = metrics
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-        size = engine.pool.size() if hasattr(engine.pool, "size") else 4
-        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="veracity-store")
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self.engine.dispose()
-
-    async def run(self, operation: str, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in a transaction on the store's threads within the deadline.
-
-        Raises:
-            StoreUnavailableError: the database failed or did not answer in time; nothing
-                was changed.
-            StoreOutcomeUnknownError: the commit had begun at the deadline and the database
-                did not confirm it within a second deadline; it may have been applied.
-        """
-        attempt = _Attempt()
-
-        def in_session() -> T:
-            with self._sessions.begin() as session:
-                result = work(session)
-                # The slow part (writing the rows, waiting for locks) before the point of no
-                # return, so that a deadline passed meanwhile still rolls everything back.
-                session.flush()
-                if not attempt.begin_commit():
-                    raise _AbandonedError(operation)
-            return result
-
-        started = time.perf_counter()
-        future = self._executor.submit(in_session)
-        outcome = asyncio.wrap_future(future)
-        # Read here whatever happens, so an abandoned attempt's error is never reported as
-        # "never retrieved".
-        outcome.add_done_callback(_retrieve)
-        try:
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    return await asyncio.shield(outcome)
-            except TimeoutError:
-                # Never started, or not yet committing: it will change nothing.
-                if future.cancel() or attempt.abandon():
-                    raise
-            except asyncio.CancelledError:
-                # Nobody waits for the answer: roll back unless the commit is under way.
-                if not future.cancel():
-                    attempt.abandon()
-                raise
-            # Committing as the deadline passed: wait for what the database says.
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    return await asyncio.shield(outcome)
-            except TimeoutError as e:
-                self._failed(operation, e)
-                raise _outcome_unknown(f"did not confirm {operation} in time") from e
-        except (SQLAlchemyError, OSError) as e:
-            self._failed(operation, e)
-            if attempt.committing:
-                # The COMMIT itself failed (a connection lost mid-commit, say): the database
-                # may have applied it before the error, so "nothing was changed" is not known.
-                raise _outcome_unknown(f"failed while committing {operation}") from e
-            raise StoreUnavailableError(
-                f"the results store is unavailable ({operation} failed); nothing was "
-                "changed, retry shortly"
-            ) from e
-        except (TimeoutError, _AbandonedError) as e:
-            self._failed(operation, e)
-            raise StoreUnavailableError(
-                f"the results store is unavailable ({operation} failed); nothing was "
-                "changed, retry shortly"
-            ) from e
-        finally:
-            if self._metrics is not None:
-                self._metrics.store_seconds.labels(operation).observe(time.perf_counter() - started)
-
-    def _failed(self, operation: str, error: BaseException) -> None:
-        if self._metrics is not None:
-            self._metrics.store_failures.labels(operation).inc()
-        logger.error(
-            "results store %s failed",
-            operation,
-            extra={"operation": operation, "error": describe_error(error)},
-        )
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._metrics = database.metrics
 
     async def record(self, rows: list[PredictionRow]) -> bool:
         """Store verdicts; False (logged and counted) where the database failed."""
@@ -259,7 +111,7 @@ class PredictionStore:
             session.add_all(rows)
 
         try:
-            await self.run("record", work)
+            await self.database.run("record", work)
         except StoreUnavailableError:
             return False
         return True
@@ -293,7 +145,7 @@ class PredictionStore:
             return {row.cache_key: row for row in session.scalars(query.where(mine))}
 
         try:
-            found = await self.run("cache_lookup", work)
+            found = await self.database.run("cache_lookup", work)
         except StoreUnavailableError:
             found = {}
         if self._metrics is not None:
@@ -313,7 +165,7 @@ class PredictionStore:
                 query = query.where(PredictionRow.created_at >= since)
             return [(i, h, c) for i, h, c in session.execute(query) if h is not None]
 
-        return await self.run("similarity_load", work)
+        return await self.database.run("similarity_load", work)
 
     async def with_hashes(
         self, hashes: list[str], caller: Caller, *, limit: int
@@ -328,7 +180,7 @@ class PredictionStore:
             query = query.order_by(PredictionRow.created_at.desc()).limit(limit)
             return _with_reviews(session, list(session.scalars(query)))
 
-        return await self.run("similarity_lookup", work)
+        return await self.database.run("similarity_lookup", work)
 
     async def get(self, prediction_id: str, viewer: Caller) -> StoredPrediction:
         """Raises NotFoundError (also for another key's prediction), StoreUnavailableError."""
@@ -339,7 +191,7 @@ class PredictionStore:
                 raise _not_found(prediction_id)
             return _with_reviews(session, [row])[0]
 
-        return await self.run("get", work)
+        return await self.database.run("get", work)
 
     async def list(
         self,
@@ -387,7 +239,7 @@ class PredictionStore:
             following = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
             return Page(items=_with_reviews(session, rows), next_cursor=following)
 
-        return await self.run("list", work)
+        return await self.database.run("list", work)
 
     async def add_feedback(
         self, prediction_id: str, viewer: Caller, *, label: Label, note: str | None
@@ -410,7 +262,7 @@ class PredictionStore:
             session.flush()
             return _with_reviews(session, [row])[0]
 
-        return await self.run("feedback", work)
+        return await self.database.run("feedback", work)
 
     async def delete(self, prediction_id: str, viewer: Caller) -> str | None:
         """Erase a prediction and its feedback; the input's SHA-256 when no other
@@ -437,7 +289,7 @@ class PredictionStore:
             )
             return digest if not others else None
 
-        return await self.run("delete", work)
+        return await self.database.run("delete", work)
 
 
 def _with_reviews(session: Session, rows: list[PredictionRow]) -> list[StoredPrediction]:

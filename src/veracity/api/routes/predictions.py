@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from veracity.api.deps import CallerDep, RecorderDep, StoreDep
+from veracity.api.openapi import STORE_ERRORS, only
 from veracity.errors import BadRequestError, ForbiddenError
 from veracity.store.predictions import PredictionFilter, StoredPrediction
 
@@ -130,125 +131,122 @@ class FeedbackRequest(BaseModel):
     )
 
 
-def build_predictions_router(errors: dict[int | str, dict[str, Any]]) -> APIRouter:
-    """``errors``: the OpenAPI error responses shared with the other routes."""
-    router = APIRouter(prefix="/predictions", tags=["predictions"])
-    responses: dict[int | str, dict[str, Any]] = {
-        k: errors[k] for k in (400, 401, 404, 429, 503) if k in errors
-    }
+router = APIRouter(prefix="/predictions", tags=["predictions"])
+RESPONSES = only(STORE_ERRORS, 400, 401, 404, 429, 503)
 
-    @router.get(
-        "/{prediction_id}",
-        response_model=PredictionModel,
-        summary="One stored prediction, with its reviewer feedback",
-        responses=responses,
-    )
-    async def get_prediction(
-        prediction_id: PredictionId, caller: CallerDep, store: StoreDep
-    ) -> PredictionModel:
-        return PredictionModel.build(await store.get(prediction_id, caller))
 
-    @router.get(
-        "",
-        response_model=PredictionPage,
-        summary="Stored predictions, newest first, filtered and paginated by cursor",
-        responses=responses | {403: errors[403]},
-    )
-    async def list_predictions(
-        caller: CallerDep,
-        store: StoreDep,
-        since: Annotated[
-            datetime | None, Query(description="Created at or after (ISO 8601, with zone).")
-        ] = None,
-        until: Annotated[
-            datetime | None, Query(description="Created before (ISO 8601, with zone).")
-        ] = None,
-        verdict: Annotated[Literal["real", "fake", "inconclusive"] | None, Query()] = None,
-        model_version: Annotated[str | None, Query(max_length=100)] = None,
-        request_id: Annotated[
-            str | None,
-            Query(
-                max_length=64,
-                description="The predictions one request made (its X-Request-ID, or the "
-                "request_id of its answer).",
-            ),
-        ] = None,
-        key_id: Annotated[
-            str | None,
-            Query(max_length=64, description="Admin keys only: one key's predictions."),
-        ] = None,
-        shadow_of: Annotated[
-            str | None,
-            Query(
-                max_length=80,
-                description="A prediction's shadow scores: what the model's shadow version "
-                "answered for the same input (not listed otherwise).",
-            ),
-        ] = None,
-        cursor: Annotated[str | None, Query(max_length=512)] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    ) -> PredictionPage:
-        if key_id is not None and not caller.admin:
-            raise ForbiddenError(
-                "filtering by key_id needs an admin key; an ordinary key lists its own "
-                "predictions (leave key_id out)"
+@router.get(
+    "/{prediction_id}",
+    response_model=PredictionModel,
+    summary="One stored prediction, with its reviewer feedback",
+    responses=RESPONSES,
+)
+async def get_prediction(
+    prediction_id: PredictionId, caller: CallerDep, store: StoreDep
+) -> PredictionModel:
+    return PredictionModel.build(await store.get(prediction_id, caller))
+
+
+@router.get(
+    "",
+    response_model=PredictionPage,
+    summary="Stored predictions, newest first, filtered and paginated by cursor",
+    responses=RESPONSES | only(STORE_ERRORS, 403),
+)
+async def list_predictions(
+    caller: CallerDep,
+    store: StoreDep,
+    since: Annotated[
+        datetime | None, Query(description="Created at or after (ISO 8601, with zone).")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="Created before (ISO 8601, with zone).")
+    ] = None,
+    verdict: Annotated[Literal["real", "fake", "inconclusive"] | None, Query()] = None,
+    model_version: Annotated[str | None, Query(max_length=100)] = None,
+    request_id: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="The predictions one request made (its X-Request-ID, or the "
+            "request_id of its answer).",
+        ),
+    ] = None,
+    key_id: Annotated[
+        str | None,
+        Query(max_length=64, description="Admin keys only: one key's predictions."),
+    ] = None,
+    shadow_of: Annotated[
+        str | None,
+        Query(
+            max_length=80,
+            description="A prediction's shadow scores: what the model's shadow version "
+            "answered for the same input (not listed otherwise).",
+        ),
+    ] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> PredictionPage:
+    if key_id is not None and not caller.admin:
+        raise ForbiddenError(
+            "filtering by key_id needs an admin key; an ordinary key lists its own "
+            "predictions (leave key_id out)"
+        )
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise BadRequestError(
+                f"{name} has no time zone; write it in ISO 8601 with one, e.g. 2026-11-22T08:00:00Z"
             )
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
-                raise BadRequestError(
-                    f"{name} has no time zone; write it in ISO 8601 with one, e.g. "
-                    "2026-11-22T08:00:00Z"
-                )
-        page = await store.list(
-            caller,
-            PredictionFilter(
-                since=since,
-                until=until,
-                verdict=verdict,
-                model_version=model_version,
-                request_id=request_id,
-                shadow_of=shadow_of,
-                key_id=key_id,
-            ),
-            cursor=cursor,
-            limit=limit,
-        )
-        return PredictionPage(
-            items=[PredictionModel.build(item) for item in page.items],
-            next_cursor=page.next_cursor,
-        )
-
-    @router.post(
-        "/{prediction_id}/feedback",
-        response_model=PredictionModel,
-        summary="Record a reviewer's label (real or fake) and note for a prediction",
-        description="The reviewer is the calling key. The latest label is shown as `review` "
-        "beside the model's verdict; earlier ones are kept (`reviews` counts them).",
-        responses=responses | {422: errors[422]},
+    page = await store.list(
+        caller,
+        PredictionFilter(
+            since=since,
+            until=until,
+            verdict=verdict,
+            model_version=model_version,
+            request_id=request_id,
+            shadow_of=shadow_of,
+            key_id=key_id,
+        ),
+        cursor=cursor,
+        limit=limit,
     )
-    async def add_feedback(
-        prediction_id: PredictionId,
-        feedback: FeedbackRequest,
-        caller: CallerDep,
-        store: StoreDep,
-    ) -> PredictionModel:
-        stored = await store.add_feedback(
-            prediction_id, caller, label=feedback.label, note=feedback.note
-        )
-        return PredictionModel.build(stored)
-
-    @router.delete(
-        "/{prediction_id}",
-        status_code=204,
-        response_class=Response,
-        summary="Erase a stored prediction, its feedback and, when no other prediction "
-        "refers to the same bytes, the kept input (erasure requests)",
-        responses=responses,
+    return PredictionPage(
+        items=[PredictionModel.build(item) for item in page.items],
+        next_cursor=page.next_cursor,
     )
-    async def delete_prediction(
-        prediction_id: PredictionId, caller: CallerDep, store: StoreDep, recorder: RecorderDep
-    ) -> Response:
-        await recorder.erase_input(await store.delete(prediction_id, caller))
-        return Response(status_code=204)
 
-    return router
+
+@router.post(
+    "/{prediction_id}/feedback",
+    response_model=PredictionModel,
+    summary="Record a reviewer's label (real or fake) and note for a prediction",
+    description="The reviewer is the calling key. The latest label is shown as `review` "
+    "beside the model's verdict; earlier ones are kept (`reviews` counts them).",
+    responses=RESPONSES | only(STORE_ERRORS, 422),
+)
+async def add_feedback(
+    prediction_id: PredictionId,
+    feedback: FeedbackRequest,
+    caller: CallerDep,
+    store: StoreDep,
+) -> PredictionModel:
+    stored = await store.add_feedback(
+        prediction_id, caller, label=feedback.label, note=feedback.note
+    )
+    return PredictionModel.build(stored)
+
+
+@router.delete(
+    "/{prediction_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Erase a stored prediction, its feedback and, when no other prediction "
+    "refers to the same bytes, the kept input (erasure requests)",
+    responses=RESPONSES,
+)
+async def delete_prediction(
+    prediction_id: PredictionId, caller: CallerDep, store: StoreDep, recorder: RecorderDep
+) -> Response:
+    await recorder.erase_input(await store.delete(prediction_id, caller))
+    return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""The HTTP routes, one module per noun, each with its module-level ``router``."""

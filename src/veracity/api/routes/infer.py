@@ -1,0 +1,49 @@
+"""POST /infer: one image, judged."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from veracity.answers import InferResponse
+from veracity.api.deps import ModelChoiceDep, RecorderDep, SignerDep
+from veracity.api.openapi import INFER_ERRORS, upload_schema
+from veracity.api.uploads import UploadDep
+from veracity.serving.judging import finished, judge_image
+
+router = APIRouter()
+
+
+@router.post(
+    "/infer",
+    response_model=InferResponse,
+    summary="Classify one image as real, manipulated or inconclusive",
+    description="Answers a calibrated `fake_prob` and a `verdict` with `reasons`. "
+    "`inconclusive` means the model cannot judge this input (out of distribution, too "
+    "small, too compressed, uniform, unstable) or its probability lies between the "
+    "deployment's operating points. See the README's 'How to read a verdict'.",
+    responses=INFER_ERRORS,
+    openapi_extra=upload_schema(
+        "file", "The image: JPEG, PNG, WebP, BMP or GIF (first frame).", many=False
+    ),
+)
+async def infer(
+    upload: UploadDep,
+    recorder: RecorderDep,
+    signer: SignerDep,
+    choice: ModelChoiceDep,
+    robustness_check: bool | None = Query(
+        default=None,
+        description="Also score the image re-encoded as JPEG 75 and halved (about 3x the "
+        "compute) and report `stability`; a verdict that flips becomes inconclusive / "
+        "unstable. Default: the deployment's VERACITY_ROBUSTNESS_CHECK.",
+    ),
+) -> InferResponse:
+    data = await upload.admitted_file()
+    answer, row = await judge_image(
+        upload.service,
+        recorder,
+        upload.context(choice.model, choice.version),
+        data,
+        robustness_check=robustness_check,
+    )
+    return finished(answer, row, await recorder.save([row], [data]), signer)

@@ -1,0 +1,66 @@
+"""POST /infer/video: a video, its sampled frames judged and aggregated."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from veracity.answers import VideoResponse
+from veracity.api.deps import ModelChoiceDep, RecorderDep, RouteOptionsDep, SignerDep
+from veracity.api.openapi import VIDEO_ERRORS, upload_schema
+from veracity.api.uploads import UploadDep
+from veracity.serving.judging import finished, judge_video
+from veracity.video.aggregate import AggregationMethod, AggregationRule
+from veracity.video.plan import SamplingPlan
+
+router = APIRouter()
+
+
+@router.post(
+    "/infer/video",
+    response_model=VideoResponse,
+    summary="Judge a video: a verdict, a timeline of sampled frames, suspicious segments",
+    description="Samples frames (evenly spaced, or one every `every_s` seconds), judges "
+    "each like an image, and aggregates them (default: the DFDC-winning 'confident' "
+    "rule). MP4, MOV, WebM or MKV with H.264, HEVC, VP8, VP9 or AV1, up to "
+    "VERACITY_VIDEO_MAX_DURATION_S. See the README's 'Video'.",
+    responses=VIDEO_ERRORS,
+    openapi_extra=upload_schema("file", "The video: MP4, MOV, WebM or MKV.", many=False),
+)
+async def infer_video(
+    upload: UploadDep,
+    recorder: RecorderDep,
+    signer: SignerDep,
+    choice: ModelChoiceDep,
+    options: RouteOptionsDep,
+    frames: int | None = Query(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Evenly spaced frames to analyse (default VERACITY_VIDEO_FRAMES).",
+    ),
+    every_s: float | None = Query(
+        default=None,
+        gt=0,
+        le=3600,
+        description="Analyse one frame every this many seconds instead of `frames`.",
+    ),
+    aggregation: Annotated[
+        AggregationMethod | None,
+        Query(
+            description="confident (default), mean, max or top_k: how frame "
+            "probabilities become the video's."
+        ),
+    ] = None,
+) -> VideoResponse:
+    data = await upload.admitted_file()
+    answer, row = await judge_video(
+        upload.service,
+        recorder,
+        upload.context(choice.model, choice.version),
+        data,
+        plan=SamplingPlan(count=frames or options.video_frames, every_s=every_s),
+        rule=AggregationRule(method=aggregation or options.video_aggregation),
+    )
+    return finished(answer, row, await recorder.save([row], [data]), signer)

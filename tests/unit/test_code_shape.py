@@ -30,9 +30,7 @@ FUNCTION_EXCEPTIONS: dict[str, str] = {
 }
 
 # Import cycles still being removed (issue 20), each sorted.
-KNOWN_CYCLES: list[list[str]] = [
-    ["veracity.evaluation.plots", "veracity.evaluation.report"],
-]
+KNOWN_CYCLES: list[list[str]] = []
 
 
 def _modules() -> list[Path]:

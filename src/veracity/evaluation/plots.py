@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from veracity.evaluation.report import VERDICTS, roc_curve
+from veracity.evaluation.measures import VERDICTS, roc_curve
 
 
 def _save(figure: Figure, path: Path) -> Path:

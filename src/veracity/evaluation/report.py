@@ -22,11 +22,11 @@ from tqdm import tqdm
 
 from veracity.checkpoint import atomic_write
 from veracity.errors import InvalidImageError
+from veracity.evaluation.measures import VERDICTS, roc_auc
 from veracity.inference.predictor import Predictor, PreparedImage
 from veracity.verdicts.calibration import expected_calibration_error, reliability_curve
 
 LABELS = ("real", "fake")
-VERDICTS = ("real", "fake", "inconclusive")
 # Longer-side buckets: (upper bound inclusive, name).
 SIZE_BUCKETS = ((160, "<=160"), (320, "161-320"), (640, "321-640"), (1280, "641-1280"))
 QUALITY_BUCKETS = ((49, "<50"), (69, "50-69"), (79, "70-79"), (89, "80-89"), (100, "90-100"))
@@ -155,19 +155,6 @@ def summarise(results: Iterable[ItemResult]) -> dict[str, Any]:
             "ece_after_calibration": expected_calibration_error(calibrated, labels),
         }
     return summary
-
-
-def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(-scores, kind="stable")
-    sorted_labels = labels[order]
-    tps = np.concatenate([[0.0], np.cumsum(sorted_labels)])
-    fps = np.concatenate([[0.0], np.cumsum(1 - sorted_labels)])
-    return fps / max(1.0, fps[-1]), tps / max(1.0, tps[-1])
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    fpr, tpr = roc_curve(scores, labels)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
 
 
 def build_report(

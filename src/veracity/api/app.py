@@ -250,7 +250,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     state.route_options = RouteOptions(
         video_frames=settings.video_frames,
         video_aggregation=settings.video_aggregation,
-        video_limits=settings.job_video_limits,
+        job_video_limits=settings.job_video_limits,
         webhooks=settings.webhook_secret is not None,
     )
     state.parts = _build_parts(app, settings, service)

@@ -101,7 +101,7 @@ class RouteOptions:
 
     video_frames: int  # the frames a video request or job samples unless it says
     video_aggregation: AggregationMethod
-    video_limits: VideoLimits  # a job's: longer duration and decoding budget
+    job_video_limits: VideoLimits  # longer duration and decoding budget than a request's
     webhooks: bool  # a webhook secret is configured
 
 

@@ -139,7 +139,7 @@ async def create_video_job(
     plan = SamplingPlan(count=frames or options.video_frames, every_s=every_s)
     # Refuse now what the job would refuse later: not a video, a codec or container
     # outside the allowlist, longer than a job may be, too many frames asked for.
-    await asyncio.to_thread(_check_video, data, plan, options.video_limits)
+    await asyncio.to_thread(_check_video, data, plan, options.job_video_limits)
     params = VideoJobParams(
         count=plan.count,
         every_s=plan.every_s,

@@ -13,11 +13,10 @@ many times it was started.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,82 +28,19 @@ from veracity.errors import (
     OverloadedError,
     StoreUnavailableError,
 )
+from veracity.jobs.leases import claimable, ended, held, take_oldest
+from veracity.jobs.records import Job, JobInput, JobKind, QueueDepth
 from veracity.store.database import Database
 from veracity.store.predictions import may_see
 from veracity.store.schema import JobInputRow, JobRow, PredictionRow
 
-JobKind = Literal["video", "batch"]
-JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+# What the queue hands out, importable from here as before.
+__all__ = ["Job", "JobInput", "JobKind", "JobQueue", "QueueDepth"]
 CANCELLED = {"code": "cancelled", "message": "the job was cancelled by its key"}
-
-
-@dataclass(frozen=True)
-class Job:
-    id: str
-    request_id: str
-    key_id: str | None
-    kind: JobKind
-    status: JobStatus
-    params: dict[str, Any]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    attempts: int
-    result: dict[str, Any] | None
-    error: dict[str, Any] | None
-    webhook_url: str | None
-    webhook_status: str | None
-    webhook_attempts: int
-    webhook_error: str | None
-
-    @classmethod
-    def of(cls, row: JobRow) -> Job:
-        return cls(
-            id=row.id,
-            request_id=row.request_id,
-            key_id=row.key_id,
-            kind=row.kind,  # type: ignore[arg-type]
-            status=row.status,  # type: ignore[arg-type]
-            params=dict(row.params),
-            created_at=row.created_at,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            attempts=row.attempts,
-            result=row.result,
-            error=row.error,
-            webhook_url=row.webhook_url,
-            webhook_status=row.webhook_status,
-            webhook_attempts=row.webhook_attempts,
-            webhook_error=row.webhook_error,
-        )
-
-
-@dataclass(frozen=True)
-class JobInput:
-    filename: str | None
-    data: bytes
-
-
-@dataclass(frozen=True)
-class QueueDepth:
-    queued: int
-    running: int
-    oldest_queued_s: float  # 0 when none is waiting
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _ended(session: Session, job_id: str, now: datetime) -> None:
-    """What follows a job's end: its webhook is due, and its inputs (needed only to run it)
-    are removed."""
-    session.execute(
-        update(JobRow)
-        .where(JobRow.id == job_id, JobRow.webhook_url.is_not(None))
-        .values(webhook_status="pending", webhook_next_at=now)
-    )
-    session.execute(delete(JobInputRow).where(JobInputRow.job_id == job_id))
 
 
 def _idempotency_digest(caller: Caller, idempotency_key: str | None) -> str | None:
@@ -126,27 +62,6 @@ def _repeated(session: Session, digest: str | None, kind: str) -> Job | None:
             f"this Idempotency-Key was used for a {row.kind} job; use a new key for another request"
         )
     return Job.of(row)
-
-
-def _take_oldest(session: Session, due: Any, oldest: Any, **values: Any) -> JobRow | None:
-    """The claim both jobs and webhook deliveries use: the oldest row matching ``due`` that
-    no other transaction is claiming (SKIP LOCKED), updated with ``values`` only if it still
-    matches (which alone decides on SQLite). None when there is none, or another worker
-    took it first."""
-    candidate = session.scalars(
-        select(JobRow.id).where(due).order_by(oldest).limit(1).with_for_update(skip_locked=True)
-    ).first()
-    if candidate is None:
-        return None
-    taken = session.execute(
-        update(JobRow)
-        .where(JobRow.id == candidate, due)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    return session.get(JobRow, candidate, populate_existing=True)
 
 
 class JobQueue:
@@ -263,26 +178,15 @@ class JobQueue:
             )
         return row
 
-    def _claimable(self, now: datetime) -> Any:
-        # A queued job's lease_until, when set, is the time before which it waits: a job
-        # handed back because the service was busy lets the jobs behind it go first.
-        return or_(
-            and_(
-                JobRow.status == "queued",
-                or_(JobRow.lease_until.is_(None), JobRow.lease_until <= now),
-            ),
-            and_(JobRow.status == "running", JobRow.lease_until < now),
-        )
-
     async def claim(self, worker: str) -> tuple[Job, list[JobInput]] | None:
         """The oldest claimable job with its inputs, now running under ``worker``'s lease;
         None when there is none (or another worker took it first)."""
 
         def work(session: Session) -> tuple[Job, list[JobInput]] | None:
             now = _now()
-            row = _take_oldest(
+            row = take_oldest(
                 session,
-                self._claimable(now),
+                claimable(now),
                 JobRow.created_at,
                 status="running",
                 claimed_by=worker,
@@ -304,16 +208,13 @@ class JobQueue:
 
         return await self.database.run("job_claim", work)
 
-    def _held(self, job_id: str, worker: str) -> Any:
-        return and_(JobRow.id == job_id, JobRow.status == "running", JobRow.claimed_by == worker)
-
     async def renew(self, job_id: str, worker: str) -> bool:
         """Extend the lease; False when the claim was lost (the job went to another worker)."""
 
         def work(session: Session) -> bool:
             result = session.execute(
                 update(JobRow)
-                .where(self._held(job_id, worker))
+                .where(held(job_id, worker))
                 .values(lease_until=_now() + timedelta(seconds=self.lease_s))
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
@@ -328,7 +229,7 @@ class JobQueue:
         def work(session: Session) -> None:
             session.execute(
                 update(JobRow)
-                .where(self._held(job_id, worker))
+                .where(held(job_id, worker))
                 .values(
                     status="queued",
                     claimed_by=None,
@@ -387,7 +288,7 @@ class JobQueue:
                         lease_until=None,
                     )
                 )
-                _ended(session, job_id, now)
+                ended(session, job_id, now)
                 session.refresh(row)
             return Job.of(row)
 
@@ -436,7 +337,7 @@ class JobQueue:
             now = _now()
             updated = session.execute(
                 update(JobRow)
-                .where(self._held(job_id, worker))
+                .where(held(job_id, worker))
                 .values(
                     status="done" if error is None else "failed",
                     result=result,
@@ -448,7 +349,7 @@ class JobQueue:
             if updated.rowcount != 1:  # type: ignore[attr-defined]
                 return False
             session.add_all(rows)
-            _ended(session, job_id, now)
+            ended(session, job_id, now)
             return True
 
         return await self.database.run("job_finish", work)
@@ -462,7 +363,7 @@ class JobQueue:
             ids = list(
                 session.scalars(
                     select(JobRow.id).where(
-                        self._claimable(now),
+                        claimable(now),
                         JobRow.status == "running",
                         JobRow.attempts >= self.max_attempts,
                     )
@@ -472,7 +373,7 @@ class JobQueue:
             for job_id in ids:
                 given_up = session.execute(
                     update(JobRow)
-                    .where(JobRow.id == job_id, self._claimable(now))
+                    .where(JobRow.id == job_id, claimable(now))
                     .values(
                         status="failed",
                         finished_at=now,
@@ -487,7 +388,7 @@ class JobQueue:
                 )
                 # Another worker may have claimed it meanwhile: then it is that worker's.
                 if given_up.rowcount == 1:  # type: ignore[attr-defined]
-                    _ended(session, job_id, now)
+                    ended(session, job_id, now)
                     failed.append(job_id)
             return failed
 
@@ -500,7 +401,7 @@ class JobQueue:
         def work(session: Session) -> Job | None:
             now = _now()
             due = and_(JobRow.webhook_status == "pending", JobRow.webhook_next_at <= now)
-            row = _take_oldest(
+            row = take_oldest(
                 session,
                 due,
                 JobRow.webhook_next_at,

@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
@@ -48,6 +48,21 @@ O = TypeVar("O")  # noqa: E741
 
 _Entry = tuple[I, "asyncio.Future[O]"]
 _Queued = tuple[I, "asyncio.Future[O]", bool]  # item, its future, bulk
+
+
+class Pending:
+    """Items being prepared that will be submitted soon: what a batcher's ``expected`` reads."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextlib.contextmanager
+    def preparing(self) -> Iterator[None]:
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1
 
 
 class MicroBatcher(Generic[I, O]):

@@ -1,13 +1,18 @@
 """What the service says about its models: versions, their state, and the traffic to them.
 
-Plain frozen values, built by the registry and read by GET /models, the admin routes and
-the V2 metadata; the HTTP layer maps them to its own response models.
+Plain frozen values, read from the registry (``describe``) and answered by the model
+service to GET /models and the admin routes; the HTTP layer maps them to its own response
+models.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from veracity.repository.layout import version_key
+from veracity.serving.registry import Key, ModelRegistry
+from veracity.serving.traffic import Route
 
 VersionStateName = Literal["loaded", "loading", "available", "invalid", "failed"]
 
@@ -69,3 +74,63 @@ class Catalog:
 
     models: tuple[ModelState, ...]
     memory: MemoryUse
+
+
+def describe(registry: ModelRegistry) -> tuple[ModelState, ...]:
+    """Every model with its versions, their state and their roles."""
+    names = sorted({*registry.routes, *(k[0] for k in registry.problems)})
+    return tuple(_model(registry, name) for name in names)
+
+
+def _model(registry: ModelRegistry, name: str) -> ModelState:
+    route = registry.routes.get(name)
+    keys = sorted(
+        {k for k in (*registry.versions, *registry.problems) if k[0] == name},
+        key=lambda k: version_key(k[1]),
+    )
+    return ModelState(
+        name=name,
+        default=name == registry.default_model,
+        serving_version=route.serving if route else None,
+        previous_version=route.previous if route else None,
+        canary=(
+            CanaryShare(route.canary, route.canary_percent) if route and route.canary else None
+        ),
+        shadow_version=route.shadow if route else None,
+        versions=tuple(_version(registry, key, route) for key in keys),
+    )
+
+
+def _version(registry: ModelRegistry, key: Key, route: Route | None) -> VersionState:
+    problem = registry.problems.get(key)
+    if problem is not None:
+        return VersionState(key[1], "invalid", registry.repository.public(problem.reason))
+    version = registry.versions[key]
+    runner = registry.runners.get(key)
+    failure = None
+    state: VersionStateName
+    if runner is not None and runner.loaded:
+        state = "loaded"
+    elif registry.loading(key):
+        state = "loading"
+    else:
+        failure = registry.failure(version)
+        state = "failed" if failure is not None else "available"
+    meta = version.metadata
+    return VersionState(
+        version=key[1],
+        state=state,
+        reason=failure.reason if failure is not None else None,
+        serving=route is not None and route.serving == key[1],
+        memory_bytes=runner.memory_bytes if runner is not None else None,
+        size_bytes=version.size_bytes,
+        checkpoint=CheckpointFacts(
+            architecture=meta.architecture,
+            weights_sha256=meta.weights_sha256,
+            created_at=meta.created_at.isoformat(),
+            calibration_version=meta.calibration.version if meta.calibration else None,
+            checkpoint_name=meta.model_name,
+            checkpoint_version=meta.model_version,
+            metrics=meta.metrics,
+        ),
+    )

@@ -1,25 +1,18 @@
-"""The registry: which versions are loaded, which one answers, and the memory they hold.
+"""The registry: which versions are loaded and which one answers each request.
 
-It owns one runner per loaded version and one route per model (see traffic.py). Lifecycle
-changes (load, unload, promote, rollback, traffic) run one at a time under a lock, so two
-admins racing cannot leave a route pointing at an unloaded version. A version is loaded
-and warmed up completely before any route points at it; switching a route is one
-assignment on the event loop, so a request sees either the old version or the new one,
-and a request holds a lease on the runner it started on, so the old version finishes it.
-A failed load changes nothing, and is remembered (failures.py): asking again for the same
-files within a cool-down answers the recorded failure without reading the weights again.
-The weights' hash is checked before the lock is taken, so a corrupt version never holds up
-other lifecycle changes while it is read.
+It owns one route per model (see traffic.py) and the loaded versions (loaded.py: loading,
+the failed-load cool-down, the memory budget). Lifecycle changes (load, unload, promote,
+rollback, traffic) run one at a time under a lock, so two admins racing cannot leave a
+route pointing at an unloaded version. A version is loaded and warmed up completely before
+any route points at it; switching a route is one assignment on the event loop, so a
+request sees either the old version or the new one, and a request holds a lease on the
+runner it started on, so the old version finishes it. A failed load changes nothing.
 
 At start-up an unpinned default model serves its newest version that loads: a corrupt
 newest version is reported (GET /models, the log, ``veracity_model_lifecycle_total``) and
 the one before it serves. A pinned version (``VERACITY_DEFAULT_MODEL=NAME:VERSION``) serves
-or start-up fails: the operator asked for that one.
-
-Loaded versions share a memory budget. Before a load, least recently used versions are
-unloaded until the new one fits; a version that traffic reaches (a route's serving, canary
-or shadow version of the default model) or that has requests on it is never chosen. A
-request naming a version that is in the repository but not loaded loads it on demand.
+or start-up fails: the operator asked for that one. A request naming a version that is in
+the repository but not loaded loads it on demand (unless turned off).
 """
 
 from __future__ import annotations
@@ -29,18 +22,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import NoReturn
 
-from veracity.checkpoint import verify_sha256
 from veracity.errors import (
     CheckpointError,
     ConfigurationError,
     ModelConflictError,
     ModelLoadError,
-    ModelMemoryError,
     ModelNotFoundError,
     ModelNotLoadedError,
-    ServiceUnavailableError,
 )
 from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import (
@@ -49,16 +38,9 @@ from veracity.repository.layout import (
     Problem,
     newest,
     newest_first,
-    version_key,
 )
-from veracity.serving.catalog import (
-    CanaryShare,
-    CheckpointFacts,
-    ModelState,
-    VersionState,
-    VersionStateName,
-)
-from veracity.serving.failures import LoadFailures
+from veracity.serving.failures import LoadFailure
+from veracity.serving.loaded import FAILED_LOAD_COOLDOWN_S, LoadedVersions
 from veracity.serving.runner import ModelRunner
 from veracity.serving.traffic import Role, Route
 from veracity.settings import RegistryOptions
@@ -66,8 +48,6 @@ from veracity.settings import RegistryOptions
 logger = logging.getLogger("veracity.registry")
 
 Key = tuple[str, str]
-
-FAILED_LOAD_COOLDOWN_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -77,10 +57,6 @@ class Selection:
     runner: ModelRunner
     role: Role
     shadow: ModelRunner | None = None
-
-
-def _mb(size: int) -> str:
-    return f"{size / 2**20:.0f} MB"
 
 
 class ModelRegistry:
@@ -95,22 +71,33 @@ class ModelRegistry:
         failed_load_cooldown_s: float = FAILED_LOAD_COOLDOWN_S,
     ) -> None:
         self.repository = repository
-        self.failures = LoadFailures(failed_load_cooldown_s)
+        self._loaded = LoadedVersions(
+            repository,
+            make_runner=make_runner,
+            budget_bytes=options.memory_budget_bytes,
+            pinned=self._pinned,
+            drain_s=drain_s,
+            metrics=metrics,
+            failed_load_cooldown_s=failed_load_cooldown_s,
+        )
         self._load_on_demand = options.load_on_demand
-        self._make_runner = make_runner
-        self.budget_bytes = options.memory_budget_bytes
         self._default_setting = options.default_model
-        self._drain_s = drain_s
         self._metrics = metrics
         self.versions: dict[Key, ModelVersion] = {}
         self.problems: dict[Key, Problem] = {}
-        self.runners: dict[Key, ModelRunner] = {}
         self.routes: dict[str, Route] = {}
         self.default_model = ""
         self._lock = asyncio.Lock()
         self._loads: dict[Key, asyncio.Task[ModelRunner]] = {}
-        if metrics is not None:
-            metrics.model_memory_budget.set(self.budget_bytes)
+
+    @property
+    def runners(self) -> dict[Key, ModelRunner]:
+        """The loaded versions' runners."""
+        return self._loaded.runners
+
+    @property
+    def budget_bytes(self) -> int:
+        return self._loaded.budget_bytes
 
     @property
     def load_on_demand(self) -> bool:
@@ -249,6 +236,14 @@ class ModelRegistry:
         runner = self.runners.get(key)
         return runner is not None and runner.loaded
 
+    def loading(self, key: Key) -> bool:
+        """Whether a load of ``key`` is under way."""
+        return key in self._loads
+
+    def failure(self, version: ModelVersion) -> LoadFailure | None:
+        """The failure recorded for the version's files as they are now, if any."""
+        return self._loaded.failures.current(version)
+
     def check_runnable(self, name: str | None, version: str | None) -> None:
         """Raise now what ``lease`` would raise for this choice, without loading: for work
         queued to run later (a job), which must not wait on a load nobody will make.
@@ -314,147 +309,29 @@ class ModelRegistry:
         return await asyncio.shield(task)
 
     async def _load_serialised(self, key: Key) -> ModelRunner:
-        await self._check_weights(key)
+        await self._loaded.check_weights(key)
         async with self._lock:
             return await self._load(key)
 
-    async def _find(self, key: Key) -> ModelVersion:
-        """The version on disk, unless it failed to load recently and has not changed."""
-        try:
-            version = await asyncio.to_thread(self.repository.find, *key)
-        except CheckpointError as e:
-            self._count("load", "failed")
-            raise ModelLoadError(
-                f"{key[0]}/{key[1]} cannot be loaded; what served before still does: "
-                + self.repository.public(e.message)
-            ) from e
-        recent = self.failures.recent(version)
-        if recent is not None:
-            failure, age = recent
-            self._count("load", "failed")
-            raise ModelLoadError(
-                f"{failure.reason} (a load {age:.0f} s ago failed and its files have not "
-                f"changed since; it is tried again after {self.failures.cooldown_s:g} s, or "
-                "at once when they change)"
-            )
-        return version
-
-    def _failed(self, version: ModelVersion, e: CheckpointError | ConfigurationError) -> NoReturn:
-        self._count("load", "failed")
-        logger.error(
-            "model version failed to load",
-            extra={"model": version.name, "model_version": version.version, "reason": e.message},
-        )
-        reason = (
-            f"{version.name}/{version.version} failed to load; what served before still does: "
-            + self.repository.public(e.message)
-        )
-        self.failures.record(version, reason)
-        raise ModelLoadError(reason) from e
-
-    async def _check_weights(self, key: Key) -> None:
-        """Verify the weights' hash outside the lock (the load checks it again), so a
-        corrupt version is refused without holding up other lifecycle changes."""
-        runner = self.runners.get(key)
-        if runner is not None and runner.loaded:
-            return
-        version = await self._find(key)
-        try:
-            await asyncio.to_thread(
-                verify_sha256,
-                version.checkpoint,
-                version.metadata.weights_sha256,
-                what="weights file",
-                otherwise="the weights were modified or the metadata belongs to another checkpoint",
-            )
-        except OSError as e:
-            self._failed(version, CheckpointError(f"weights file unreadable: {e}"))
-        except CheckpointError as e:
-            self._failed(version, e)
-
     async def _load(self, key: Key) -> ModelRunner:
         """Load ``key`` under the lock; nothing changes if it fails."""
-        existing = self.runners.get(key)
-        if existing is not None and existing.loaded:
+        existing = self._loaded.loaded(key)
+        if existing is not None:
             return existing
-        version = await self._find(key)
+        version = await self._loaded.find(key)
         self.versions[key] = version
         self.problems.pop(key, None)
         self.routes.setdefault(key[0], Route(serving=key[1]))
-        runner = self._make_runner(version)
-        await self._make_room(runner.estimated_bytes(), key)
-        try:
-            await runner.load()
-        except (CheckpointError, ConfigurationError) as e:
-            self._failed(version, e)
-        self.failures.forget(key)
-        runner.start()
-        self.runners[key] = runner
-        self._count("load", "ok")
-        if self._metrics is not None:
-            self._metrics.model_memory.labels(*key).set(runner.memory_bytes)
-            meta = runner.metadata
-            self._metrics.model_info.labels(
-                key[0], key[1], meta.architecture, meta.weights_sha256
-            ).set(1)
-        return runner
+        return await self._loaded.load(version)
 
     def used_bytes(self) -> int:
-        return sum(r.memory_bytes for r in self.runners.values())
+        return self._loaded.used_bytes()
 
     def _pinned(self, key: Key) -> bool:
         """The default model's serving, canary or shadow version: always loaded. (Other
         models' versions load on demand, so they may be unloaded.)"""
         route = self.routes.get(key[0])
         return key[0] == self.default_model and route is not None and route.uses(key[1])
-
-    def _in_use(self, key: Key) -> bool:
-        """Pinned, or requests are on it: never evicted."""
-        return self._pinned(key) or self.runners[key].leases > 0
-
-    async def _make_room(self, needed: int, key: Key) -> None:
-        if needed > self.budget_bytes:
-            self._count("load", "failed")
-            raise ModelMemoryError(
-                f"{key[0]}/{key[1]} needs about {_mb(needed)}, more than the whole model "
-                f"memory budget of {_mb(self.budget_bytes)} (VERACITY_MODEL_MEMORY_MB)"
-            )
-        candidates = sorted(
-            (r for k, r in self.runners.items() if not self._in_use(k)),
-            key=lambda r: r.last_used,
-        )
-        free = self.budget_bytes - self.used_bytes()
-        victims = []
-        for runner in candidates:
-            if free >= needed:
-                break
-            victims.append(runner)
-            free += runner.memory_bytes
-        if free < needed:
-            self._count("load", "failed")
-            raise ModelMemoryError(
-                f"{key[0]}/{key[1]} needs about {_mb(needed)} but only {_mb(free)} of the "
-                f"{_mb(self.budget_bytes)} budget can be freed: the other loaded versions "
-                "serve traffic or have requests on them. Unload one, or raise "
-                "VERACITY_MODEL_MEMORY_MB"
-            )
-        for runner in victims:
-            logger.info(
-                "least recently used version unloaded to make room",
-                extra={"model": runner.name, "model_version": runner.version, "for": "/".join(key)},
-            )
-            await self._unload(runner, "evict")
-
-    async def _unload(self, runner: ModelRunner, action: str) -> None:
-        key = (runner.name, runner.version)
-        self.runners.pop(key, None)
-        if self._metrics is not None:
-            self._metrics.model_memory.remove(*key)
-            with contextlib.suppress(KeyError, ServiceUnavailableError):
-                meta = runner.metadata
-                self._metrics.model_info.remove(*key, meta.architecture, meta.weights_sha256)
-        await runner.stop(self._drain_s)
-        self._count(action, "ok")
 
     async def load(self, name: str, version: str) -> ModelRunner:
         """Load and warm up a version without routing traffic to it (admin)."""
@@ -477,14 +354,14 @@ class ModelRegistry:
                     f"{name}/{version} takes the default model's traffic (serving, canary "
                     "or shadow); promote another version or clear the canary and shadow first"
                 )
-            await self._unload(runner, "unload")
+            await self._loaded.unload(runner, "unload")
 
     async def promote(self, name: str, version: str) -> Route:
         """Make ``version`` the serving one, after loading and warming it up (admin). A
         canary ends with the switch: its share was set against the version replaced.
         """
         try:
-            await self._check_weights((name, version))
+            await self._loaded.check_weights((name, version))
         except Exception:
             self._count("promote", "failed")
             raise
@@ -585,72 +462,9 @@ class ModelRegistry:
         return route
 
     def _count(self, action: str, outcome: str) -> None:
-        if self._metrics is not None:
-            self._metrics.model_lifecycle.labels(action, outcome).inc()
+        self._loaded.count(action, outcome)
 
     async def stop(self) -> None:
         for task in list(self._loads.values()):
             task.cancel()
-        for runner in list(self.runners.values()):
-            await runner.stop(0)
-        self.runners.clear()
-
-    # -- describing -------------------------------------------------------------------------
-
-    def describe(self) -> tuple[ModelState, ...]:
-        """Every model with its versions, their state and their roles (GET /models)."""
-        names = sorted({*self.routes, *(k[0] for k in self.problems)})
-        return tuple(self._describe_model(name) for name in names)
-
-    def _describe_model(self, name: str) -> ModelState:
-        route = self.routes.get(name)
-        keys = sorted(
-            {k for k in (*self.versions, *self.problems) if k[0] == name},
-            key=lambda k: version_key(k[1]),
-        )
-        return ModelState(
-            name=name,
-            default=name == self.default_model,
-            serving_version=route.serving if route else None,
-            previous_version=route.previous if route else None,
-            canary=(
-                CanaryShare(route.canary, route.canary_percent) if route and route.canary else None
-            ),
-            shadow_version=route.shadow if route else None,
-            versions=tuple(self._describe_version(key, route) for key in keys),
-        )
-
-    def _describe_version(self, key: Key, route: Route | None) -> VersionState:
-        problem = self.problems.get(key)
-        if problem is not None:
-            reason = self.repository.public(problem.reason)
-            return VersionState(key[1], "invalid", reason)
-        version = self.versions[key]
-        runner = self.runners.get(key)
-        failure = None
-        state: VersionStateName
-        if runner is not None and runner.loaded:
-            state = "loaded"
-        elif key in self._loads:
-            state = "loading"
-        else:
-            failure = self.failures.current(version)
-            state = "failed" if failure is not None else "available"
-        meta = version.metadata
-        return VersionState(
-            version=key[1],
-            state=state,
-            reason=failure.reason if failure is not None else None,
-            serving=route is not None and route.serving == key[1],
-            memory_bytes=runner.memory_bytes if runner is not None else None,
-            size_bytes=version.size_bytes,
-            checkpoint=CheckpointFacts(
-                architecture=meta.architecture,
-                weights_sha256=meta.weights_sha256,
-                created_at=meta.created_at.isoformat(),
-                calibration_version=meta.calibration.version if meta.calibration else None,
-                checkpoint_name=meta.model_name,
-                checkpoint_version=meta.model_version,
-                metrics=meta.metrics,
-            ),
-        )
+        await self._loaded.stop()

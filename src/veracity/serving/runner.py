@@ -11,34 +11,31 @@ finishes the requests already on it before it is released.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import math
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 
 from veracity.checkpoint import CheckpointMetadata, load_checkpoint
 from veracity.devices import select_device
 from veracity.errors import InvalidImageError, ServiceUnavailableError, VeracityError
-from veracity.inference.predictor import Prediction, Predictor, PreparedImage, create_predictor
+from veracity.inference.predictor import Prediction, Predictor, create_predictor
 from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelVersion
 from veracity.serving.admission import Admission
-from veracity.serving.batcher import MicroBatcher
+from veracity.serving.batcher import MicroBatcher, Pending
+from veracity.serving.frames import VideoScoring
+from veracity.serving.pools import Pools, run_in
 from veracity.settings import ServiceOptions
 from veracity.verdicts.decision import Verdict
-from veracity.video.aggregate import AggregationRule, FrameVerdict
-from veracity.video.analysis import FrameSource, VideoAnalysis
+from veracity.video.aggregate import AggregationRule
+from veracity.video.analysis import VideoAnalysis
 from veracity.video.plan import SamplingPlan, VideoLimits
 
 logger = logging.getLogger("veracity.runner")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,23 +53,6 @@ class InferenceResult:
     inference_ms: float
     batch_size: int
     perceptual_hash: str | None = None  # of the image decoded for the model
-
-
-@dataclass(frozen=True)
-class Pools:
-    """The service's threads, shared by every runner."""
-
-    preprocess: ThreadPoolExecutor  # decoding and preprocessing uploads
-    inference: ThreadPoolExecutor  # one thread: forward passes, one batch at a time
-    video: ThreadPoolExecutor  # decoding videos, at a lower priority
-    loader: ThreadPoolExecutor  # loading and warming up versions, off the serving threads
-
-
-async def run_in(pool: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
-    # run_in_executor does not carry context variables; copy them so log lines written in
-    # the worker thread keep the request ID.
-    context = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(pool, context.run, fn)
 
 
 class ModelRunner:
@@ -99,7 +79,7 @@ class ModelRunner:
         self._metrics = metrics
         self._predictor: Predictor | None = None
         self._batcher: MicroBatcher[torch.Tensor, BatchOutput] | None = None
-        self._preprocessing = 0  # requests being decoded: they will reach the batcher soon
+        self._pending = Pending()  # uploads and frames being decoded: batches wait for them
         self.memory_bytes = version.size_bytes  # an estimate until loaded, then measured
         self.last_used = time.monotonic()
         self.leases = 0  # requests running on this version
@@ -224,7 +204,7 @@ class ModelRunner:
             max_wait_s=self.options.batch_wait_s,
             executor=self._pools.inference,
             on_batch=metrics.batch_size.observe if metrics is not None else None,
-            expected=lambda: self._preprocessing,
+            expected=lambda: self._pending.count,
             bulk_share=self.batch_share,
         )
         self._batcher.start()
@@ -286,8 +266,7 @@ class ModelRunner:
     ) -> InferenceResult:
         predictor = self.predictor
         t0 = time.perf_counter()
-        self._preprocessing += 1
-        try:
+        with self._pending.preparing():
             prepared = await run_in(
                 self._pools.preprocess,
                 # The hash is taken here, from the image decoded for the model: one decode
@@ -296,8 +275,6 @@ class ModelRunner:
                     data, robustness_check=robustness_check, perceptual_hash=True
                 ),
             )
-        finally:
-            self._preprocessing -= 1
         preprocess_s = time.perf_counter() - t0
         if self._metrics is not None:
             self._metrics.preprocess_seconds.observe(preprocess_s)
@@ -393,65 +370,23 @@ class ModelRunner:
             self._admission.video_slot(),
             self._admission.admitted(timeout_s or self.video_timeout_s, timeout_setting),
         ):
-            return await self._video_admitted(data, plan, rule, limits or self.video_limits)
+            return await self._video().analyse(data, plan, rule, limits or self.video_limits)
 
-    async def _video_admitted(
-        self, data: bytes, plan: SamplingPlan, rule: AggregationRule, limits: VideoLimits
-    ) -> VideoAnalysis:
-        from veracity.video.sampling import VideoReader  # imports FFmpeg
+    def _video(self) -> VideoScoring:
+        return VideoScoring(
+            self.predictor,
+            pool=self._pools.video,
+            score=self._score_bulk,
+            window=self.options.max_batch_size,
+            pending=self._pending,
+            metrics=self._metrics,
+        )
 
-        predictor = self.predictor
-        started = time.perf_counter()
-        pool = self._pools.video
+    async def _score_bulk(self, inputs: Sequence[torch.Tensor]) -> list[Prediction]:
         batcher = self._batcher
         assert batcher is not None, "start() must be called first"
-        reader = await run_in(pool, lambda: VideoReader(data, limits))
-        source = FrameSource(predictor, reader, plan, limits, started=started)
-        # One batch of frames decoded and waiting at once: memory stays bounded, and a video
-        # alone still fills whole forward passes.
-        window = asyncio.Semaphore(self.options.max_batch_size)
-
-        async def score(timestamp: float, prepared: PreparedImage) -> FrameVerdict:
-            try:
-                outputs = await asyncio.gather(
-                    *(batcher.submit(t, bulk=True) for t in prepared.inputs)
-                )
-            finally:
-                window.release()
-            predictions = [output.prediction for output in outputs]
-            return FrameVerdict(timestamp, predictor.judge_prepared(prepared, predictions)[1])
-
-        tasks: list[asyncio.Future[FrameVerdict]] = []
-        try:
-            while True:
-                await window.acquire()
-                self._preprocessing += 1
-                try:
-                    item = await run_in(pool, source.next)
-                finally:
-                    self._preprocessing -= 1
-                if item is None:
-                    window.release()
-                    break
-                tasks.append(asyncio.ensure_future(score(*item)))
-            judged = list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            raise
-        finally:
-            # A cancelled request's last step may still be decoding in a video thread (its
-            # awaiting future reports done at once): close() waits for it, in a video thread
-            # so that the event loop does not.
-            _close_reader(pool, reader.close)
-        analysis = source.conclude(judged, rule)
-        if self._metrics is not None:
-            self._metrics.videos.labels(analysis.verdict.verdict).inc()
-            self._metrics.video_frames.observe(len(judged))
-            self._metrics.video_decode_seconds.observe(source.decode_s)
-            for reason in analysis.verdict.reasons:
-                self._metrics.reasons.labels(reason.code).inc()
-        return analysis
+        outputs = await asyncio.gather(*(batcher.submit(t, bulk=True) for t in inputs))
+        return [output.prediction for output in outputs]
 
     def _infer_batch(self, tensors: list[torch.Tensor]) -> list[BatchOutput]:
         """One forward pass for a whole batch (runs on the inference thread)."""
@@ -466,13 +401,6 @@ class ModelRunner:
             self._metrics.version_inference_seconds.labels(self.name, self.version).observe(elapsed)
         ms = round(elapsed * 1000, 3)
         return [BatchOutput(p, ms, len(tensors)) for p in predictions]
-
-
-def _close_reader(pool: ThreadPoolExecutor, close: Callable[[], None]) -> None:
-    try:
-        pool.submit(close)
-    except RuntimeError:  # the pool is shut down (stopping): nothing decodes any more
-        close()
 
 
 def _model_bytes(predictor: Predictor) -> int:

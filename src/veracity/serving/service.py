@@ -1,20 +1,20 @@
-"""The model service: admission, the registry of loaded versions, and the shared threads.
+"""The model service: the one way into the serving core, for REST, V2, jobs and the CLI.
 
 Created and closed by the app's lifespan. Loading runs in the background so the HTTP server
 answers probes at once: ``/health`` is live while the default model loads and ``/ready``
-turns 200 only after its warm-up inference. The service is three parts with one job each:
+turns 200 only after its warm-up inference. Routes call its verbs and read its typed
+answers (catalog.py), never its parts, which have one job each:
 
 - ``Admission`` (admission.py) bounds the work inside the service, for every model at once:
   queue bound, deadlines, shedding, video slots.
-- ``ModelRegistry`` (repository/registry.py) owns one ``ModelRunner`` per loaded version,
-  routes each request to a version (serving, canary, pinned) and keeps the memory budget.
+- ``ModelRegistry`` (registry.py) routes each request to a version (serving, canary,
+  pinned); its ``LoadedVersions`` (loaded.py) hold one ``ModelRunner`` per loaded version
+  within the memory budget.
 - ``ModelRunner`` (runner.py) serves one version: its predictor, micro-batcher and forward
   passes.
 
-The service owns the threads they share: a pool decoding uploads, a pool decoding videos at
-a lower priority, one inference thread (forward passes of every version, one batch at a
-time) and one loader thread (so a hot load never stalls serving). Stopping refuses new work,
-waits for in-flight requests (up to a drain time), then releases every version.
+The service owns the threads they share (pools.py). Stopping refuses new work, waits for
+in-flight requests (up to a drain time), then releases every version.
 """
 
 from __future__ import annotations
@@ -22,23 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
-
-import torch
 
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths
 from veracity.errors import ModelNotFoundError, ServiceUnavailableError
 from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelRepository, ModelVersion
 from veracity.serving.admission import Admission
-from veracity.serving.catalog import Catalog, MemoryUse, ModelState
+from veracity.serving.catalog import Catalog, MemoryUse, ModelState, describe
+from veracity.serving.pools import Pools
 from veracity.serving.registry import ModelRegistry, Selection
-from veracity.serving.runner import ModelRunner, Pools
+from veracity.serving.runner import ModelRunner
 from veracity.settings import ServiceOptions
 from veracity.verdicts.decision import VerdictPolicy
 from veracity.video.plan import VideoLimits
@@ -46,17 +42,6 @@ from veracity.video.plan import VideoLimits
 logger = logging.getLogger("veracity.service")
 
 State = Literal["starting", "ok", "stopping", "failed"]
-
-# Added to a video thread's nice value (Linux schedules threads by their own nice value).
-VIDEO_THREAD_NICENESS = 10
-
-
-def _lower_thread_priority() -> None:
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), current + VIDEO_THREAD_NICENESS)
-    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
-        logger.debug("could not lower the video threads' priority")
 
 
 class ModelService:
@@ -165,35 +150,11 @@ class ModelService:
 
     async def start(self) -> None:
         """Begin loading the default model in the background; returns at once."""
-        threads = self.options.runner.torch_threads
-
-        def torch_threads() -> None:
-            # OpenMP keeps the thread count per calling thread: set it in each thread that
-            # runs forward passes, or that thread uses every core and, beside the decode
-            # pool, oversubscribes them (measured: half the throughput on 2 cores).
-            if threads is not None:
-                torch.set_num_threads(threads)
-
-        self._pools = Pools(
-            preprocess=ThreadPoolExecutor(
-                max_workers=self.options.runner.workers, thread_name_prefix="veracity-preprocess"
-            ),
-            # One thread: forward passes run one batch at a time, each using the engine's
-            # intra-op threads, while the pool above decodes the next requests.
-            inference=ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="veracity-infer", initializer=torch_threads
-            ),
-            # Videos decode in their own threads, so a long video never holds the pool that
-            # decodes single images; at a lower CPU priority, so that decoding a video (and
-            # FFmpeg's slice threads, which inherit it) yields the cores to inference.
-            video=ThreadPoolExecutor(
-                max_workers=self.admission.max_concurrent_videos,
-                thread_name_prefix="veracity-video",
-                initializer=_lower_thread_priority,
-            ),
-            loader=ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="veracity-load", initializer=torch_threads
-            ),
+        runner = self.options.runner
+        self._pools = Pools.create(
+            workers=runner.workers,
+            videos=self.admission.max_concurrent_videos,
+            torch_threads=runner.torch_threads,
         )
         self.admission.watch(lambda: self.queue_depth)
         self._load_task = asyncio.create_task(self._load(), name="veracity-model-load")
@@ -259,13 +220,7 @@ class ModelService:
             logger.warning("drain time exceeded", extra={"in_flight": self.admission.in_flight})
         await self.registry.stop()
         if self._pools is not None:
-            for executor in (
-                self._pools.preprocess,
-                self._pools.inference,
-                self._pools.video,
-                self._pools.loader,
-            ):
-                executor.shutdown(wait=True, cancel_futures=True)
+            self._pools.shutdown()
         logger.info("model service stopped")
 
     # -- the models: GET /models, the admin routes and the V2 metadata --------------------
@@ -278,7 +233,7 @@ class ModelService:
         await self.registry.rescan()
         registry = self.registry
         return Catalog(
-            models=registry.describe(),
+            models=describe(registry),
             memory=MemoryUse(registry.budget_bytes, registry.used_bytes()),
         )
 
@@ -288,7 +243,7 @@ class ModelService:
         return self._model(name)
 
     def _model(self, name: str) -> ModelState:
-        for model in self.registry.describe():
+        for model in describe(self.registry):
             if model.name == name:
                 return model
         raise ModelNotFoundError(f"no model named {name!r}; GET /models lists the models")

@@ -60,7 +60,7 @@ class ModelService:
         self.options = options or ServiceOptions()
         self._metrics = metrics
         self.admission = Admission(self.options.admission, metrics=metrics)
-        self.registry = ModelRegistry(
+        self._registry = ModelRegistry(
             self.repository,
             make_runner=self._make_runner,
             options=self.options.registry,
@@ -94,12 +94,12 @@ class ModelService:
 
     @property
     def model_loaded(self) -> bool:
-        return self.registry.default_runner is not None
+        return self._registry.default_runner is not None
 
     @property
     def default(self) -> ModelRunner:
         """The default model's serving version."""
-        runner = self.registry.default_runner
+        runner = self._registry.default_runner
         if runner is None or not runner.loaded or self._closed:
             raise ServiceUnavailableError(self._unavailable_reason())
         return runner
@@ -114,18 +114,18 @@ class ModelService:
 
     @property
     def device(self) -> str:
-        runner = self.registry.default_runner
+        runner = self._registry.default_runner
         return runner.device if runner is not None else "none"
 
     @property
     def backend(self) -> str:
-        runner = self.registry.default_runner
+        runner = self._registry.default_runner
         return runner.backend if runner is not None else str(self.options.runner.backend)
 
     @property
     def queue_depth(self) -> int:
         """Admitted requests not in a forward pass yet (being decoded or waiting)."""
-        running = sum(r.queued for r in self.registry.runners.values())
+        running = sum(r.queued for r in self._registry.runners.values())
         return max(0, self.admission.in_flight - running)
 
     @property
@@ -168,7 +168,7 @@ class ModelService:
 
     async def _load(self) -> None:
         try:
-            await self.registry.start()
+            await self._registry.start()
         except Exception as e:
             self.state = "failed"
             reason = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
@@ -178,7 +178,7 @@ class ModelService:
             return
         if self.state == "starting":
             self.state = "ok"
-        runner = self.registry.default_runner
+        runner = self._registry.default_runner
         assert runner is not None
         logger.info(
             "model ready",
@@ -218,7 +218,7 @@ class ModelService:
             task.cancel()
         if not await self.admission.wait_idle(drain_s):
             logger.warning("drain time exceeded", extra={"in_flight": self.admission.in_flight})
-        await self.registry.stop()
+        await self._registry.stop()
         if self._pools is not None:
             self._pools.shutdown()
         logger.info("model service stopped")
@@ -230,8 +230,8 @@ class ModelService:
 
         The repository is read again first: versions dropped in since show up.
         """
-        await self.registry.rescan()
-        registry = self.registry
+        await self._registry.rescan()
+        registry = self._registry
         return Catalog(
             models=describe(registry),
             memory=MemoryUse(registry.budget_bytes, registry.used_bytes()),
@@ -239,47 +239,47 @@ class ModelService:
 
     async def model(self, name: str) -> ModelState:
         """One model as ``catalog`` describes it (ModelNotFoundError if unknown)."""
-        await self.registry.rescan()
+        await self._registry.rescan()
         return self._model(name)
 
     def _model(self, name: str) -> ModelState:
-        for model in describe(self.registry):
+        for model in describe(self._registry):
             if model.name == name:
                 return model
         raise ModelNotFoundError(f"no model named {name!r}; GET /models lists the models")
 
     async def load_version(self, name: str, version: str) -> ModelState:
         """Load and warm up a version without sending it traffic (admin)."""
-        await self.registry.load(name, version)
+        await self._registry.load(name, version)
         return self._model(name)
 
     async def unload_version(self, name: str, version: str) -> ModelState:
         """Unload a version once the requests on it finish (admin)."""
-        await self.registry.unload(name, version)
+        await self._registry.unload(name, version)
         return self._model(name)
 
     async def promote(self, name: str, version: str) -> ModelState:
         """Serve ``version``, loaded and warmed up first (admin)."""
-        await self.registry.promote(name, version)
+        await self._registry.promote(name, version)
         return self._model(name)
 
     async def rollback(self, name: str) -> ModelState:
         """Serve the previous version again (admin)."""
-        await self.registry.rollback(name)
+        await self._registry.rollback(name)
         return self._model(name)
 
     async def set_traffic(
         self, name: str, *, canary: str | None, canary_percent: float, shadow: str | None
     ) -> ModelState:
         """Send a share of traffic to a canary and/or score a shadow (admin)."""
-        await self.registry.set_traffic(
+        await self._registry.set_traffic(
             name, canary=canary, canary_percent=canary_percent, shadow=shadow
         )
         return self._model(name)
 
     def check_model(self, name: str | None, version: str | None) -> None:
         """Raise ModelNotFoundError unless the model (and version) can be asked for."""
-        self.registry.check(name, version)
+        self._registry.check(name, version)
 
     def check_runnable(self, name: str | None, version: str | None) -> None:
         """Raise now what running on this choice later would (queued work: a job).
@@ -288,7 +288,7 @@ class ModelService:
             ModelNotFoundError: an unknown model or version.
             ModelNotLoadedError: not loaded, and on-demand loads are off.
         """
-        self.registry.check_runnable(name, version)
+        self._registry.check_runnable(name, version)
 
     def versions(self, name: str, version: str | None = None) -> list[str]:
         """The versions of ``name`` (just ``version`` when one is named).
@@ -296,8 +296,8 @@ class ModelService:
         Raises:
             ModelNotFoundError: an unknown model or version.
         """
-        self.registry.check(name, version)
-        return [version] if version is not None else self.registry.versions_of(name)
+        self._registry.check(name, version)
+        return [version] if version is not None else self._registry.versions_of(name)
 
     def require_loaded(self, name: str, version: str | None = None) -> None:
         """Raise unless the version (the serving one unless named) is loaded.
@@ -306,12 +306,12 @@ class ModelService:
             ModelNotFoundError: an unknown model or version.
             ServiceUnavailableError: known, but not loaded.
         """
-        self.registry.check(name, version)
-        chosen = version or self.registry.serving_version(name)
-        if not self.registry.is_loaded((name, chosen)):
+        self._registry.check(name, version)
+        chosen = version or self._registry.serving_version(name)
+        if not self._registry.is_loaded((name, chosen)):
             how = (
                 "it loads on its first inference request"
-                if self.registry.load_on_demand
+                if self._registry.load_on_demand
                 else "this deployment loads versions only when an admin asks "
                 "(VERACITY_MODEL_LOAD_ON_DEMAND=false)"
             )
@@ -331,7 +331,7 @@ class ModelService:
         """
         # "stopping" fails readiness only: requests the server accepted before the signal
         # still finish. New work is refused here only once stop() has begun.
-        if self.registry.default_runner is None or self._closed:
+        if self._registry.default_runner is None or self._closed:
             raise ServiceUnavailableError(self._unavailable_reason())
         self.admission.check()
 
@@ -358,7 +358,7 @@ class ModelService:
         async with contextlib.AsyncExitStack() as stack:
             try:
                 selection = await stack.enter_async_context(
-                    self.registry.lease(model, version, load_timeout_s=timeout)
+                    self._registry.lease(model, version, load_timeout_s=timeout)
                 )
             except TimeoutError as e:
                 # The load goes on; a job hands itself back and a client retries (503 with

@@ -11,6 +11,22 @@ _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2
 class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._declare_images()
+        self._declare_videos()
+        self._declare_load()
+        self._declare_store()
+        self._declare_jobs()
+        self.seen_before = Counter(
+            "veracity_seen_before_lookups",
+            "'Seen before' lookups by result: match (an earlier near-duplicate the caller may "
+            "see) or none.",
+            ["result"],
+            registry=registry,
+        )
+        self._declare_models()
+
+    def _declare_images(self) -> None:
+        registry = self.registry
         self.inference_seconds = Histogram(
             "veracity_inference_seconds",
             "Model forward-pass time per batch.",
@@ -42,6 +58,9 @@ class ServiceMetrics:
             ["reason"],
             registry=registry,
         )
+
+    def _declare_videos(self) -> None:
+        registry = self.registry
         self.videos = Counter(
             "veracity_videos",
             "Videos judged, by verdict (real, fake, inconclusive).",
@@ -59,6 +78,9 @@ class ServiceMetrics:
             "Time spent seeking, decoding and preprocessing a video's sampled frames.",
             registry=registry,
         )
+
+    def _declare_load(self) -> None:
+        registry = self.registry
         self.rejected = Counter(
             "veracity_rejected_requests",
             "Requests rejected with a 4xx, by reason (error code).",
@@ -101,6 +123,9 @@ class ServiceMetrics:
             ["key_id", "limit"],
             registry=registry,
         )
+
+    def _declare_store(self) -> None:
+        registry = self.registry
         self.store_seconds = Histogram(
             "veracity_store_seconds",
             "Time of results-store operations, by operation (record, cache_lookup, get, "
@@ -122,6 +147,9 @@ class ServiceMetrics:
             ["result"],
             registry=registry,
         )
+
+    def _declare_jobs(self) -> None:
+        registry = self.registry
         self.jobs = Counter(
             "veracity_jobs",
             "Asynchronous jobs finished by this replica, by status (done, failed).",
@@ -146,14 +174,9 @@ class ServiceMetrics:
             ["outcome"],
             registry=registry,
         )
-        self.seen_before = Counter(
-            "veracity_seen_before_lookups",
-            "'Seen before' lookups by result: match (an earlier near-duplicate the caller may "
-            "see) or none.",
-            ["result"],
-            registry=registry,
-        )
-        # Model lifecycle and per-version comparison (canary, shadow).
+
+    def _declare_models(self) -> None:
+        registry = self.registry
         self.version_inference_seconds = Histogram(
             "veracity_model_inference_seconds",
             "Forward-pass time by model and version (compare a canary with the serving one).",

@@ -20,12 +20,7 @@ MAX_FUNCTION_LINES = 80
 MODULE_EXCEPTIONS: dict[str, str] = {
 }
 # "module:function" -> why it may be longer
-FUNCTION_EXCEPTIONS: dict[str, str] = {
-    "metrics.py:__init__": "being split (issue 20)",
-    "training/trainer.py:run": "being split (issue 20)",
-    "video/aggregate.py:judge_video": "being split (issue 20)",
-    "video/sampling.py:sample": "being split (issue 20)",
-}
+FUNCTION_EXCEPTIONS: dict[str, str] = {}
 
 # Import cycles still being removed (issue 20), each sorted.
 KNOWN_CYCLES: list[list[str]] = []

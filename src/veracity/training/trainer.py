@@ -170,73 +170,21 @@ class Trainer:
         val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers)
 
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-        total_steps = steps_per_epoch * cfg.epochs
-        warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
-        progress = TrainingProgress(epoch=0, step=0, best_score=[-math.inf])
-        if cfg.resume is not None:
-            resume_weights = CheckpointPaths.resolve(cfg.resume).weights
-            progress = load_training_state(state_path_for(resume_weights), optimizer)
-        if progress.epoch >= cfg.epochs:
-            raise ConfigurationError(
-                f"nothing to train: the run already completed {progress.epoch} of "
-                f"{cfg.epochs} epochs; raise --epochs to continue"
-            )
+        progress = self._starting_progress(optimizer)
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         best_path, last_path = cfg.out_dir / BEST, cfg.out_dir / LAST
         history: list[dict[str, float]] = []
-        criterion = nn.CrossEntropyLoss()
         training_info = self._training_info(train_set, val_set)
 
         for epoch in range(progress.epoch + 1, cfg.epochs + 1):
-            # A per-epoch generator makes the shuffle order a function of (seed, epoch),
-            # so a resumed run sees the same batches as an uninterrupted one.
-            generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            train_loader = DataLoader(
-                train_set,
-                batch_size=cfg.batch_size,
-                shuffle=True,
-                drop_last=len(train_set) > cfg.batch_size,
-                num_workers=cfg.workers,
-                generator=generator,
-                worker_init_fn=_worker_init,
+            step, train_loss = self._train_epoch(
+                model, train_set, optimizer, epoch=epoch, step=progress.step
             )
-            model.train()
-            step = progress.step
-            running = 0.0
-            bar = tqdm(
-                train_loader,
-                desc=f"epoch {epoch}/{cfg.epochs}",
-                unit="batch",
-                disable=None if self.progress else True,
-                leave=False,
-            )
-            for images, targets in bar:
-                lr = lr_at(step, base_lr=cfg.lr, warmup_steps=warmup_steps, total_steps=total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if images.ndim == 5:
-                    # Every patch carries its image's label.
-                    targets = targets.repeat_interleave(images.shape[1])
-                    images = images.flatten(0, 1)
-                loss = criterion(model(images.to(self.device)), targets.to(self.device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                running += loss.item()
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             metrics = evaluate(model, val_loader, self.device, preprocess.patch_pooling)
-            record = {"epoch": float(epoch), "train_loss": running / max(1, len(train_loader))}
+            record = {"epoch": float(epoch), "train_loss": train_loss}
             record |= metrics.as_dict()
             history.append(record)
-            logger.info("epoch finished", extra=record)
-            if self.progress:
-                tqdm.write(
-                    f"epoch {epoch}: train_loss={record['train_loss']:.4f} "
-                    f"val_loss={metrics.loss:.4f} val_acc={metrics.accuracy:.4f} "
-                    f"val_auc={metrics.roc_auc:.4f}"
-                )
+            self._report_epoch(epoch, record, metrics)
             score = _ranking_key(metrics)
             save_args: dict[str, Any] = {
                 "architecture": architecture,
@@ -255,28 +203,108 @@ class Trainer:
             )
             save_checkpoint(last_path, model, **save_args)
             save_training_state(state_path_for(last_path), optimizer, progress)
-        calibration = None
-        if cfg.calibrate:
-            from veracity.training.calibrate import calibrate_checkpoint
-
-            # The checkpoint that will be served is the best one; "last" exists to resume.
-            fitted = calibrate_checkpoint(
-                best_path,
-                cfg.data_dir,
-                device=self.device,
-                batch_size=cfg.batch_size,
-                workers=cfg.workers,
-                seed=cfg.seed,
-                jpeg_quality=cfg.jpeg_quality,
-                progress=self.progress,
-            )
-            calibration = fitted.model_dump(mode="json")
         return TrainResult(
             best_checkpoint=best_path,
             last_checkpoint=last_path,
             history=history,
-            calibration=calibration,
+            calibration=self._calibrate(best_path) if cfg.calibrate else None,
         )
+
+    def _starting_progress(self, optimizer: torch.optim.Optimizer) -> TrainingProgress:
+        cfg = self.config
+        progress = TrainingProgress(epoch=0, step=0, best_score=[-math.inf])
+        if cfg.resume is not None:
+            resume_weights = CheckpointPaths.resolve(cfg.resume).weights
+            progress = load_training_state(state_path_for(resume_weights), optimizer)
+        if progress.epoch >= cfg.epochs:
+            raise ConfigurationError(
+                f"nothing to train: the run already completed {progress.epoch} of "
+                f"{cfg.epochs} epochs; raise --epochs to continue"
+            )
+        return progress
+
+    def _train_epoch(
+        self,
+        model: nn.Module,
+        train_set: ImageFolderDataset,
+        optimizer: torch.optim.Optimizer,
+        *,
+        epoch: int,
+        step: int,
+    ) -> tuple[int, float]:
+        """One pass over the training set from schedule step ``step``: the step reached and
+        the mean training loss."""
+        cfg = self.config
+        steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+        total_steps = steps_per_epoch * cfg.epochs
+        warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+        criterion = nn.CrossEntropyLoss()
+        # A per-epoch generator makes the shuffle order a function of (seed, epoch),
+        # so a resumed run sees the same batches as an uninterrupted one.
+        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        train_loader = DataLoader(
+            train_set,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            drop_last=len(train_set) > cfg.batch_size,
+            num_workers=cfg.workers,
+            generator=generator,
+            worker_init_fn=_worker_init,
+        )
+        model.train()
+        running = 0.0
+        bar = tqdm(
+            train_loader,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            unit="batch",
+            disable=None if self.progress else True,
+            leave=False,
+        )
+        for images, targets in bar:
+            lr = lr_at(step, base_lr=cfg.lr, warmup_steps=warmup_steps, total_steps=total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            if images.ndim == 5:
+                # Every patch carries its image's label.
+                targets = targets.repeat_interleave(images.shape[1])
+                images = images.flatten(0, 1)
+            loss = criterion(model(images.to(self.device)), targets.to(self.device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            running += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+        return step, running / max(1, len(train_loader))
+
+    def _report_epoch(
+        self, epoch: int, record: dict[str, float], metrics: ValidationMetrics
+    ) -> None:
+        logger.info("epoch finished", extra=record)
+        if self.progress:
+            tqdm.write(
+                f"epoch {epoch}: train_loss={record['train_loss']:.4f} "
+                f"val_loss={metrics.loss:.4f} val_acc={metrics.accuracy:.4f} "
+                f"val_auc={metrics.roc_auc:.4f}"
+            )
+
+    def _calibrate(self, best_path: Path) -> dict[str, Any]:
+        from veracity.training.calibrate import calibrate_checkpoint
+
+        cfg = self.config
+        # The checkpoint that will be served is the best one; "last" exists to resume.
+        fitted = calibrate_checkpoint(
+            best_path,
+            cfg.data_dir,
+            device=self.device,
+            batch_size=cfg.batch_size,
+            workers=cfg.workers,
+            seed=cfg.seed,
+            jpeg_quality=cfg.jpeg_quality,
+            progress=self.progress,
+        )
+        calibration: dict[str, Any] = fitted.model_dump(mode="json")
+        return calibration
 
     def _training_info(
         self, train_set: ImageFolderDataset, val_set: ImageFolderDataset

@@ -163,10 +163,13 @@ def judge_video(
 ) -> VideoVerdict:
     segments = find_segments(frames, duration_s, thresholds, rule.min_segment_frames)
     used = [f.verdict.fake_prob for f in frames if usable(f.verdict)]
-
-    def abstain(reason: Reason, fake_prob: float | None = None) -> VideoVerdict:
+    abstention = _abstention(
+        frames, used, duration_s=duration_s, rule=rule, min_duration_s=min_duration_s
+    )
+    if abstention is not None:
+        reason, abstained_prob = abstention
         return VideoVerdict(
-            fake_prob=fake_prob,
+            fake_prob=abstained_prob,
             verdict="inconclusive",
             reasons=(reason,),
             method=rule.method,
@@ -174,40 +177,60 @@ def judge_video(
             frames_used=len(used),
             segments=tuple(segments),
         )
+    fake_prob = aggregate_probabilities(used, rule)
+    verdict, reasons = _classify(fake_prob, thresholds, segments)
+    return VideoVerdict(
+        fake_prob=fake_prob,
+        verdict=verdict,
+        reasons=tuple(reasons),
+        method=rule.method,
+        frames_analysed=len(frames),
+        frames_used=len(used),
+        segments=tuple(segments),
+    )
 
+
+def _abstention(
+    frames: Sequence[FrameVerdict],
+    used: list[float],
+    *,
+    duration_s: float,
+    rule: AggregationRule,
+    min_duration_s: float,
+) -> tuple[Reason, float | None] | None:
+    """Why the video cannot be judged (and the probability it is then answered with), or
+    None when it can."""
     if not frames:
-        return abstain(Reason("no_frames", "no frame could be decoded from the video stream."))
+        return Reason("no_frames", "no frame could be decoded from the video stream."), None
     if duration_s < min_duration_s or len(frames) < rule.min_frames:
-        return abstain(
-            Reason(
-                "too_short",
-                f"the video lasts {duration_s:.2f} s and gave {len(frames)} frame(s); at "
-                f"least {min_duration_s:g} s and {rule.min_frames} frames are needed.",
-            )
-        )
+        return Reason(
+            "too_short",
+            f"the video lasts {duration_s:.2f} s and gave {len(frames)} frame(s); at "
+            f"least {min_duration_s:g} s and {rule.min_frames} frames are needed.",
+        ), None
     excluded = len(frames) - len(used)
     if all(f.verdict.faces == 0 for f in frames):
-        return abstain(
-            Reason(
-                "no_face",
-                f"no face was found in any of the {len(frames)} frames analysed; this model "
-                "judges faces.",
-            )
-        )
+        return Reason(
+            "no_face",
+            f"no face was found in any of the {len(frames)} frames analysed; this model "
+            "judges faces.",
+        ), None
     if not used or excluded > rule.max_inconclusive_fraction * len(frames):
         codes = sorted(
             {r.code for f in frames for r in f.verdict.reasons if r.code not in _USABLE_REASONS}
         )
-        return abstain(
-            Reason(
-                "too_many_inconclusive_frames",
-                f"{excluded} of {len(frames)} frames could not be judged "
-                f"({', '.join(codes)}); more than "
-                f"{rule.max_inconclusive_fraction:.0%} is too many to judge the video.",
-            ),
-            fake_prob=round(aggregate_probabilities(used, rule), 6) if used else None,
-        )
-    fake_prob = aggregate_probabilities(used, rule)
+        return Reason(
+            "too_many_inconclusive_frames",
+            f"{excluded} of {len(frames)} frames could not be judged "
+            f"({', '.join(codes)}); more than "
+            f"{rule.max_inconclusive_fraction:.0%} is too many to judge the video.",
+        ), round(aggregate_probabilities(used, rule), 6) if used else None
+    return None
+
+
+def _classify(
+    fake_prob: float, thresholds: Thresholds, segments: list[Segment]
+) -> tuple[VerdictLabel, list[Reason]]:
     verdict = thresholds.classify(fake_prob)
     reasons: list[Reason] = []
     if verdict == "inconclusive":
@@ -231,15 +254,7 @@ def judge_video(
                 f"(fake_prob {top.fake_prob:.2f}); review the timeline.",
             )
         )
-    return VideoVerdict(
-        fake_prob=fake_prob,
-        verdict=verdict,
-        reasons=tuple(reasons),
-        method=rule.method,
-        frames_analysed=len(frames),
-        frames_used=len(used),
-        segments=tuple(segments),
-    )
+    return verdict, reasons
 
 
 def _mean(values: Sequence[float]) -> float:

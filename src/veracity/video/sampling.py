@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import av
 from PIL import Image
@@ -41,38 +41,23 @@ from veracity.errors import (
     VideoDecodeTimeoutError,
     VideoTooLargeError,
 )
+from veracity.video.container import (
+    CODECS,
+    Container,
+    VideoInfo,
+    detect_container,
+    read_head,
+)
 from veracity.video.plan import SamplingPlan, VideoLimits
 
-# Decoder names -> the codec a client would name. AV1 is decoded by dav1d when present.
-_CODECS = {
-    "h264": "h264",
-    "hevc": "hevc",
-    "vp8": "vp8",
-    "libvpx": "vp8",
-    "vp9": "vp9",
-    "libvpx-vp9": "vp9",
-    "av1": "av1",
-    "libdav1d": "av1",
-    "libaom-av1": "av1",
-}
+# The container checks moved to container.py; importable from here as before.
+__all__ = ["SampledFrame", "SamplingStats", "VideoInfo", "VideoReader", "detect_container"]
 
 # Without a container index, seek only past gaps longer than this: decoding forward a few
 # seconds is cheaper than a seek that lands on the same keyframe.
 _SEEK_GAP_S = 3.0
 # Keyframe snapping: at most half the spacing between samples, and never more than this.
 _MAX_SNAP_S = 1.0
-
-Container = Literal["mp4", "matroska"]
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    container: Container
-    codec: str
-    width: int  # as coded (before the display rotation)
-    height: int
-    duration_s: float
-    frame_rate: float | None  # average; None when the container does not say
 
 
 @dataclass(frozen=True)
@@ -89,13 +74,16 @@ class SamplingStats:
     rotation: int = 0  # display rotation of the sampled frames, degrees counter-clockwise
 
 
-def detect_container(head: bytes) -> Container | None:
-    """MP4/MOV by their leading box type, Matroska/WebM by the EBML magic."""
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "matroska"
-    if len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
-        return "mp4"
-    return None
+@dataclass
+class _Cursor:
+    """Where decoding stands while sampling: the decoder's frames (None: seek before more),
+    a frame decoded past one target and kept for the next, and the times of the last frame
+    decoded and of the last one taken."""
+
+    frames: Iterator[av.VideoFrame] | None = None
+    pending: av.VideoFrame | None = None
+    position: float = -math.inf
+    last_taken: float = -math.inf
 
 
 class VideoReader:
@@ -113,7 +101,7 @@ class VideoReader:
         # frames (waiting for the model under load is not the file's fault).
         self._spent = 0.0
         self._resumed = time.monotonic()
-        head = source[:12] if isinstance(source, bytes) else _read_head(source)
+        head = source[:12] if isinstance(source, bytes) else read_head(source)
         container = detect_container(head)
         if container is None:
             raise UnsupportedVideoFormatError(
@@ -202,7 +190,7 @@ class VideoReader:
                 f"{', '.join(c.upper() for c in self.limits.codecs)}"
             )
         decoder = context.name
-        codec = _CODECS.get(decoder)
+        codec = CODECS.get(decoder)
         if codec is None or codec not in self.limits.codecs:
             raise UnsupportedVideoFormatError(
                 f"video codec {decoder!r} is not accepted; send "
@@ -287,74 +275,81 @@ class VideoReader:
         spacing = duration / len(targets) if targets else duration
         snap = min(spacing / 2, _MAX_SNAP_S)
         keyframes = self._keyframe_times()
-        frames: Iterator[av.VideoFrame] | None = None
-        pending: av.VideoFrame | None = None  # decoded past one target, kept for the next
-        position = -math.inf  # time of the last decoded frame
-        last_taken = -math.inf
+        cursor = _Cursor()
         for target in targets:
             # A keyframe inside this sample's own interval costs one decode: prefer it.
-            low, high = target - spacing / 2, target + spacing / 2
-            inside = [k for k in keyframes if low < k < high and k > last_taken]
+            window = (target - spacing / 2, target + spacing / 2)
+            inside = [k for k in keyframes if window[0] < k < window[1] and k > cursor.last_taken]
             key = min(inside, key=lambda k: abs(k - target)) if inside else None
-            if key is not None and key > position:
-                # Index times are decode times; a seek lands by presentation time, which
-                # can be a few frames later: aim between this keyframe and the next.
-                found = self._keyframe(_between(key, keyframes))
-                frames, pending = None, None  # the decoder was drained: seek before more
-                if found is not None and low < found[1] < high and found[1] > last_taken:
-                    keyframe, at = found
-                    position = last_taken = at
-                    sampled = SampledFrame(
-                        target_s=round(target, 6),
-                        timestamp_s=round(at, 6),
-                        image=self._upright(keyframe),
-                    )
-                    self._pause()
-                    yield sampled
-                    self._resume()
-                    continue
-            aim = target if key is None else key
-            if frames is None or self._should_seek(position, aim, keyframes):
-                frames, pending = self._seek(aim if key is None else _between(key, keyframes)), None
-            chosen: av.VideoFrame | None = None
-            previous: av.VideoFrame | None = None
-            while True:
-                frame = pending if pending is not None else self._next(frames)
-                pending = None
-                if frame is None:
-                    break
-                when = self._time(frame, position)
-                position = when
-                if when <= last_taken:
-                    continue
-                if key is not None and frame.key_frame and low < when < high:
-                    chosen = frame
-                    break
-                if when >= target or (frame.key_frame and target - when < snap):
-                    chosen = frame
-                    if (
-                        previous is not None
-                        and not (frame.key_frame and when < target)
-                        and target - self._time(previous, -math.inf) < when - target
-                    ):
-                        chosen, pending = previous, frame
-                    break
-                previous = frame
-            if chosen is None:
-                if previous is None:
+            found = None
+            if key is not None and key > cursor.position:
+                found = self._take_keyframe(cursor, _between(key, keyframes), window)
+            if found is None:
+                chosen = self._decode_towards(cursor, target, key, keyframes, window, snap)
+                if chosen is None:
                     return  # the stream ended (or broke) before this target
-                chosen = previous
-            taken = self._time(chosen, -math.inf)
-            last_taken = taken
+                found = chosen, self._time(chosen, -math.inf)
+                cursor.last_taken = found[1]
             sampled = SampledFrame(
                 target_s=round(target, 6),
-                timestamp_s=round(taken, 6),
-                image=self._upright(chosen),
+                timestamp_s=round(found[1], 6),
+                image=self._upright(found[0]),
             )
             self._pause()
             yield sampled
             self._resume()
         self._pause()
+
+    def _take_keyframe(
+        self, cursor: _Cursor, aim: float, window: tuple[float, float]
+    ) -> tuple[av.VideoFrame, float] | None:
+        # Index times are decode times; a seek lands by presentation time, which can be a
+        # few frames later: ``aim`` lies between this keyframe and the next.
+        found = self._keyframe(aim)
+        cursor.frames, cursor.pending = None, None  # the decoder was drained: seek before more
+        if found is None or not window[0] < found[1] < window[1] or found[1] <= cursor.last_taken:
+            return None
+        cursor.position = cursor.last_taken = found[1]
+        return found
+
+    def _decode_towards(
+        self,
+        cursor: _Cursor,
+        target: float,
+        key: float | None,
+        keyframes: list[float],
+        window: tuple[float, float],
+        snap: float,
+    ) -> av.VideoFrame | None:
+        """The decoded frame nearest ``target`` (``key``'s keyframe where it lands in the
+        window); None where the stream ends first."""
+        aim = target if key is None else key
+        if cursor.frames is None or self._should_seek(cursor.position, aim, keyframes):
+            cursor.pending = None
+            cursor.frames = self._seek(aim if key is None else _between(key, keyframes))
+        frames = cursor.frames
+        previous: av.VideoFrame | None = None
+        while True:
+            frame = cursor.pending if cursor.pending is not None else self._next(frames)
+            cursor.pending = None
+            if frame is None:
+                return previous
+            when = self._time(frame, cursor.position)
+            cursor.position = when
+            if when <= cursor.last_taken:
+                continue
+            if key is not None and frame.key_frame and window[0] < when < window[1]:
+                return frame
+            if when >= target or (frame.key_frame and target - when < snap):
+                if (
+                    previous is not None
+                    and not (frame.key_frame and when < target)
+                    and target - self._time(previous, -math.inf) < when - target
+                ):
+                    cursor.pending = frame
+                    return previous
+                return frame
+            previous = frame
 
     def _should_seek(self, position: float, target: float, keyframes: list[float]) -> bool:
         if target <= position:
@@ -477,11 +472,6 @@ def _between(key: float, keyframes: list[float]) -> float:
     """A time after keyframe ``key`` and before the next one (at most 0.5 s after it)."""
     later = [k for k in keyframes if k > key]
     return key + min(0.5, (later[0] - key) / 2) if later else key + 0.5
-
-
-def _read_head(path: Path) -> bytes:
-    with path.open("rb") as f:
-        return f.read(12)
 
 
 def _describe(error: BaseException) -> str:

@@ -17,8 +17,7 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 
 # module path (relative to src/veracity) -> why it may be longer
-MODULE_EXCEPTIONS: dict[str, str] = {
-}
+MODULE_EXCEPTIONS: dict[str, str] = {}
 # "module:function" -> why it may be longer
 FUNCTION_EXCEPTIONS: dict[str, str] = {}
 

@@ -7,7 +7,7 @@ import torch
 from veracity.errors import ConfigurationError
 
 # Named where settings can read it without torch; kept importable here for the callers.
-from veracity.runtime import DevicePreference as DevicePreference
+from veracity.runtime import DevicePreference
 
 
 def _mps_available() -> bool:

@@ -44,14 +44,14 @@ def _cmd_db(args: argparse.Namespace) -> int:
         describe_error,
         describe_url,
         head_revision,
-        settings_engine,
+        open_engine,
         upgrade_database,
     )
 
     settings = load_settings(StoreSettings, "db")
     if settings is None:
         return 2
-    engine = settings_engine(settings)
+    engine = open_engine(settings.store_options)
     where = describe_url(engine.url)
     database = engine.url.database
     if (
@@ -81,14 +81,14 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 def _cmd_export_feedback(args: argparse.Namespace) -> int:
     from veracity.settings import StoreSettings
-    from veracity.store.database import settings_engine
+    from veracity.store.database import open_engine
     from veracity.store.export import export_feedback
     from veracity.store.inputs import InputFiles
 
     settings = load_settings(StoreSettings, "export-feedback")
     if settings is None:
         return 2
-    engine = settings_engine(settings)
+    engine = open_engine(settings.store_options)
     try:
         inputs = InputFiles(settings.inputs_dir, retention_s=0)
         summary = export_feedback(engine, inputs, args.out)

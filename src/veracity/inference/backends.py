@@ -18,8 +18,6 @@ from torch import nn
 from veracity.errors import ConfigurationError
 
 # Named where settings can read them without torch; kept importable here for the callers.
-from veracity.runtime import BackendChoice as BackendChoice
-from veracity.runtime import BackendName as BackendName
 
 # The most an engine's logits may differ from PyTorch eager's to be used by "auto".
 PARITY_TOLERANCE = 1e-3

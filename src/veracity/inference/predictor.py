@@ -29,11 +29,11 @@ from veracity.images import (
 from veracity.inference.backends import (
     PARITY_TOLERANCE,
     Backend,
-    BackendChoice,
     OnnxBackend,
     TorchBackend,
 )
 from veracity.preprocess import ImageTransform, pool_patch_logits
+from veracity.runtime import BackendChoice
 from veracity.similarity.phash import hash_image
 from veracity.verdicts import robustness
 from veracity.verdicts.calibration import IDENTITY

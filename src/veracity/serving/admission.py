@@ -18,10 +18,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from veracity.errors import DeadlineExceededError, OverloadedError
 from veracity.metrics import ServiceMetrics
 from veracity.settings import AdmissionLimits
+
+REQUEST_TIMEOUT_SETTING = "VERACITY_REQUEST_TIMEOUT_S"
+VIDEO_TIMEOUT_SETTING = "VERACITY_VIDEO_TIMEOUT_S"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """How long admitted work may take, and the setting that says so (named in the 504)."""
+
+    seconds: float
+    setting: str
 
 
 class Admission:
@@ -84,19 +96,19 @@ class Admission:
             self._metrics.shed.labels(reason).inc()
 
     @contextlib.asynccontextmanager
-    async def admitted(
-        self, timeout_s: float | None = None, setting: str = "VERACITY_REQUEST_TIMEOUT_S"
-    ) -> AsyncIterator[None]:
+    async def admitted(self, deadline: Deadline | None = None) -> AsyncIterator[None]:
         """Hold one slot under a deadline (``request_timeout_s`` unless given)."""
-        timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
+        if deadline is None:
+            deadline = Deadline(self.request_timeout_s, REQUEST_TIMEOUT_SETTING)
+        timeout_s, setting = deadline.seconds, deadline.setting
         self.in_flight += 1
         self._idle.clear()
-        deadline = asyncio.timeout(timeout_s)
+        timeout = asyncio.timeout(timeout_s)
         try:
-            async with deadline:
+            async with timeout:
                 yield
         except TimeoutError as e:
-            if not deadline.expired():
+            if not timeout.expired():
                 raise
             self.record_shed("deadline_exceeded")
             raise DeadlineExceededError(

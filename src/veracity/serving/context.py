@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from veracity.callers import Caller
+from veracity.serving.admission import Deadline
 
 T = TypeVar("T")
 
@@ -25,14 +26,6 @@ class CancelScope(Protocol):
 
 async def _to_the_end(work: Awaitable[T]) -> T:
     return await work
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """How long a video may take, and the setting that says so (named in the 504)."""
-
-    seconds: float
-    setting: str
 
 
 @dataclass(frozen=True)

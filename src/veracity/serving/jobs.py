@@ -8,7 +8,8 @@ from veracity.jobs.params import VideoJobParams, read_params
 from veracity.jobs.queue import Job, JobInput
 from veracity.jobs.runner import JobOutcome
 from veracity.receipts import ReceiptSigner
-from veracity.serving.context import Deadline, RequestContext
+from veracity.serving.admission import Deadline
+from veracity.serving.context import RequestContext
 from veracity.serving.judging import batch_answer, finished, judge_batch, judge_video
 from veracity.serving.recording import Recorder
 from veracity.serving.service import ModelService

@@ -250,17 +250,8 @@ async def judge_video(
         if hit is not None:
             answer = VideoResponse(**hit.response, request_id=request_id, cached=True)
         else:
-            work = (
-                runner.predict_video(data, plan=plan, rule=rule, limits=limits)
-                if deadline is None
-                else runner.predict_video(
-                    data,
-                    plan=plan,
-                    rule=rule,
-                    limits=limits,
-                    timeout_s=deadline.seconds,
-                    timeout_setting=deadline.setting,
-                )
+            work = runner.predict_video(
+                data, plan=plan, rule=rule, limits=limits, deadline=deadline
             )
             result = await context.run(work)
             answer = video_answer(request_id, runner, result)

@@ -25,7 +25,12 @@ from veracity.errors import InvalidImageError, ServiceUnavailableError, Veracity
 from veracity.inference.predictor import Prediction, Predictor, create_predictor
 from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelVersion
-from veracity.serving.admission import Admission
+from veracity.serving.admission import (
+    REQUEST_TIMEOUT_SETTING,
+    VIDEO_TIMEOUT_SETTING,
+    Admission,
+    Deadline,
+)
 from veracity.serving.batcher import MicroBatcher, Pending
 from veracity.serving.frames import VideoScoring
 from veracity.serving.pools import Pools, run_in
@@ -340,7 +345,8 @@ class ModelRunner:
                     return e
 
         rounds = math.ceil(len(uploads) / self.batch_share) if uploads else 1
-        async with self._admission.admitted(self._admission.request_timeout_s * rounds):
+        deadline = Deadline(self._admission.request_timeout_s * rounds, REQUEST_TIMEOUT_SETTING)
+        async with self._admission.admitted(deadline):
             return list(await asyncio.gather(*(one(data) for data in uploads)))
 
     async def predict_video(
@@ -350,15 +356,14 @@ class ModelRunner:
         plan: SamplingPlan,
         rule: AggregationRule,
         limits: VideoLimits | None = None,
-        timeout_s: float | None = None,
-        timeout_setting: str = "VERACITY_VIDEO_TIMEOUT_S",
+        deadline: Deadline | None = None,
     ) -> VideoAnalysis:
         """Sample, classify and judge a video's frames; aggregate them into one verdict.
 
         Frames decode one at a time in a video thread and join the shared micro-batches as
         bulk items (single images go first), at most one batch of them in flight. At most
         ``max_concurrent_videos`` videos run at once, each holding one admission slot, under
-        ``video_timeout_s``. Jobs pass their own (longer) ``limits`` and ``timeout_s``.
+        ``video_timeout_s``. Jobs pass their own (longer) ``limits`` and ``deadline``.
 
         Raises:
             OverloadedError, DeadlineExceededError: as ``predict`` (OverloadedError also
@@ -368,7 +373,9 @@ class ModelRunner:
         self._admission.check()
         async with (
             self._admission.video_slot(),
-            self._admission.admitted(timeout_s or self.video_timeout_s, timeout_setting),
+            self._admission.admitted(
+                deadline or Deadline(self.video_timeout_s, VIDEO_TIMEOUT_SETTING)
+            ),
         ):
             return await self._video().analyse(data, plan, rule, limits or self.video_limits)
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -194,16 +194,6 @@ def open_engine(options: StoreOptions) -> Engine:
     """An engine for the database the options name (nothing is connected yet)."""
     url = resolve_database_url(options.url, options.data_dir)
     return create_database_engine(url, timeout_s=options.timeout_s)
-
-
-class _HasStoreOptions(Protocol):
-    @property
-    def store_options(self) -> StoreOptions: ...
-
-
-def settings_engine(settings: _HasStoreOptions) -> Engine:
-    """An engine for the database the settings name (nothing is connected yet)."""
-    return open_engine(settings.store_options)
 
 
 class Database:

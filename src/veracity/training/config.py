@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from veracity.devices import DevicePreference
 from veracity.errors import ConfigurationError
 from veracity.models import DEFAULT_ARCHITECTURE
 from veracity.preprocess import PatchPooling, PreprocessMode
+from veracity.runtime import DevicePreference
 from veracity.training.augment import AugmentMode
 
 

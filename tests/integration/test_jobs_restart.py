@@ -19,9 +19,9 @@ HEADERS = {"X-API-Key": API_KEY}
 ENV = {"VERACITY_JOB_LEASE_S": "5", "VERACITY_MAX_CONCURRENT_VIDEOS": "1"}
 
 
-def submit(server: Server, video: bytes, count: int) -> list[str]:
+def submit(server: Server, videos: list[bytes]) -> list[str]:
     urls = []
-    for _ in range(count):
+    for video in videos:
         response = httpx.post(
             f"{server.base_url}/jobs/video",
             files={"file": ("v.mp4", video, "video/mp4")},
@@ -64,11 +64,13 @@ def wait_running(server: Server, urls: list[str], seconds: float = 60) -> None:
 def test_jobs_finish_exactly_once_across_a_restart(
     tmp_path: Path, tiny_checkpoint: Path, stop_signal: signal.Signals
 ) -> None:
-    video = write_video(seconds=4.0, fps=25, width=320, height=240)
+    # Three different files: the same file three times would be answered from the exact
+    # cache after the first, in milliseconds, and a job might never be seen running.
+    videos = [write_video(seconds=4.0 + 0.2 * i, fps=25, width=320, height=240) for i in range(3)]
     first = start_server(tmp_path, tiny_checkpoint, **ENV)
     try:
         first.wait_ready()
-        urls = submit(first, video, 3)
+        urls = submit(first, videos)
         wait_running(first, urls)
         os.killpg(first.process.pid, stop_signal)
         first.process.wait(timeout=60)

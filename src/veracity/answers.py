@@ -152,6 +152,43 @@ _INCONCLUSIVE_EXAMPLE: dict[str, Any] = _INFER_EXAMPLE | {
 }
 
 
+_EXPLAINED_EXAMPLE: dict[str, Any] = _INFER_EXAMPLE | {
+    "fake_prob": 0.9421,
+    "real_prob": 0.0579,
+    "label": "fake",
+    "verdict": "fake",
+    "explanation": {
+        "method": "patch_probabilities",
+        "grid": [
+            [0.0412, 0.0388, 0.0521, 0.0466],
+            [0.0397, 0.9713, 0.8842, 0.0503],
+            [0.0455, 0.9105, 0.6237, 0.0481],
+            [0.0430, 0.0472, 0.0509, 0.0444],
+        ],
+        "reason": None,
+    },
+}
+
+
+class ExplanationModel(BaseModel):
+    """Where in the image the model saw the evidence (``?explain=true``)."""
+
+    method: Literal["patch_probabilities", "unavailable"] = Field(
+        description="patch_probabilities: each cell is the probability of the native-"
+        "resolution patch the model scored in that cell. unavailable: this checkpoint has "
+        "no per-region scores (it reads one resized crop, or face crops); grid is null and "
+        "reason says why."
+    )
+    grid: list[list[float]] | None = Field(
+        description="Rows from the top, each cell from the left: the image divided evenly "
+        "into rows x columns (cell (r, c) spans columns [c*W/cols, (c+1)*W/cols) of a W px "
+        "wide image, and likewise down). A cell's value is the checkpoint's calibration "
+        "applied to its patch's score, in [0, 1], comparable with fake_prob. The patch is a "
+        "sample of the cell (the model's input size, e.g. 64 px), not all of it."
+    )
+    reason: str | None = Field(default=None, description="Why there is no grid.")
+
+
 class StoreFields(BaseModel):
     """Where the answer is kept (the results store), and whether it came from there."""
 
@@ -207,7 +244,7 @@ class InferResponse(VerdictFields, StoreFields):
 
     model_config = ConfigDict(
         protected_namespaces=(),
-        json_schema_extra={"examples": [_INFER_EXAMPLE, _INCONCLUSIVE_EXAMPLE]},
+        json_schema_extra={"examples": [_INFER_EXAMPLE, _INCONCLUSIVE_EXAMPLE, _EXPLAINED_EXAMPLE]},
     )
 
     request_id: str = Field(description="Also returned in the X-Request-ID header.")
@@ -234,6 +271,11 @@ class InferResponse(VerdictFields, StoreFields):
         description="Earlier predictions (yours, or every key's for an admin key) of "
         "near-duplicates of this image, nearest first, at most 5; [] when there are none; "
         "null when the deployment keeps no store or the lookup failed.",
+    )
+    explanation: ExplanationModel | None = Field(
+        default=None,
+        description="Only with ?explain=true (null otherwise): the grid of per-region "
+        "probabilities; drawn as a PNG by GET /predictions/{id}/explanation.png.",
     )
 
 

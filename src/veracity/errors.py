@@ -198,6 +198,13 @@ class NotFoundError(VeracityError):
     code = "not_found"
 
 
+class NoExplanationError(NotFoundError):
+    """The prediction exists but has no explanation grid to draw (not asked for, or the
+    checkpoint has none)."""
+
+    code = "no_explanation"
+
+
 class StoreUnavailableError(ServiceUnavailableError):
     """The results database did not answer in time or failed; nothing was changed."""
 

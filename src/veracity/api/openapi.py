@@ -25,6 +25,7 @@ from veracity.errors import (
     ModelLoadError,
     ModelMemoryError,
     ModelNotFoundError,
+    NoExplanationError,
     NotFoundError,
     OverloadedError,
     PayloadTooLargeError,
@@ -180,6 +181,32 @@ NO_SUCH_PREDICTION = documented(
     "/predictions?request_id=... finds a request's), and a key sees only its own "
     "predictions",
 )
+_NO_EXPLANATION = documented(
+    NoExplanationError,
+    "",
+    "prediction 'abc' has no explanation grid: ask POST /infer with explain=true",
+)[404]
+# Two codes share 404 here: both examples, one description.
+NO_EXPLANATION: Responses = {
+    404: {
+        "model": ErrorResponse,
+        "description": "not_found: no such prediction for this key (another key's are not "
+        "shown), or no store. no_explanation: the prediction has no grid (not asked for "
+        "with ?explain=true, or the checkpoint has none: explanation.reason says why).",
+        "content": {
+            "application/json": {
+                "examples": {
+                    "not_found": {
+                        "value": NO_SUCH_PREDICTION[404]["content"]["application/json"]["example"]
+                    },
+                    "no_explanation": {
+                        "value": _NO_EXPLANATION["content"]["application/json"]["example"]
+                    },
+                }
+            }
+        },
+    }
+}
 INVALID_BODY = framework(
     422,
     "A body or parameter that fails validation (e.g. a label other than real or fake, "

@@ -20,7 +20,7 @@ from veracity.errors import VeracityError
 
 if TYPE_CHECKING:
     from veracity.cli.arguments import Subcommands
-    from veracity.inference.predictor import Predictor
+    from veracity.inference.predictor import Prediction, Predictor
 
 
 def add_parser(sub: Subcommands) -> None:
@@ -39,6 +39,12 @@ def add_parser(sub: Subcommands) -> None:
         "--check-robustness",
         action="store_true",
         help="also score each image re-encoded as JPEG 75 and halved; report stability",
+    )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="add each image's explanation: the grid of per-region probabilities (as "
+        "POST /infer?explain=true); videos have none",
     )
     add_sampling(p)
     p.add_argument(
@@ -67,7 +73,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 print(json.dumps(record), flush=True)
                 continue
             # One image per forward pass: the numbers are what a lone /infer request gets.
-            verdict = predictor.classify(path, robustness_check=args.check_robustness)
+            prediction, verdict = predictor.assess(path, robustness_check=args.check_robustness)
         except FileNotFoundError:
             record["error"] = "file not found"
             failures += 1
@@ -85,8 +91,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 "real_prob": verdict.real_prob,
                 "label": verdict.label,
             } | fields.model_dump(mode="json")
+            if args.explain:
+                record["explanation"] = _explanation(predictor, prediction, verdict.faces)
         print(json.dumps(record), flush=True)
     return 1 if failures else 0
+
+
+def _explanation(
+    predictor: Predictor, prediction: Prediction, faces: int | None
+) -> dict[str, object]:
+    from dataclasses import asdict
+
+    from veracity.inference.explanation import explain
+
+    return asdict(explain(predictor.config, prediction, faces))
 
 
 def _is_video(path: Path) -> bool:

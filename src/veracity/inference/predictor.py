@@ -52,6 +52,9 @@ class Prediction:
     score: float  # logit_fake - logit_real, averaged over patches (before calibration)
     raw_fake_prob: float  # sigmoid(score): the uncalibrated probability
     ood_score: float | None  # distance / threshold (None: the checkpoint has no gate)
+    # Patches checkpoints: each patch's score through the calibration map, in the
+    # transform's patch order (row-major from the top-left; see inference/explanation.py).
+    patch_fake_probs: tuple[float, ...] = ()
 
     @property
     def label(self) -> Literal["real", "fake"]:
@@ -182,12 +185,13 @@ class Predictor:
             logits.double(), patches, self.config.patch_pooling, self._fake_index
         )
         scores = (per_image[:, self._fake_index] - per_image[:, self._real_index]).tolist()
+        patch_probs = self._patch_fake_probs(logits.double(), patches)
         distances: list[float | None] = [None] * len(items)
         if self.reference is not None and self._ood_threshold is not None:
             measured = self.reference.image_scores(features, patches) / self._ood_threshold
             distances = [round(float(d), 4) for d in measured]
         out = []
-        for score, distance in zip(scores, distances, strict=True):
+        for score, distance, per_patch in zip(scores, distances, patch_probs, strict=True):
             fake = self.calibrator.fake_prob(score)
             out.append(
                 Prediction(
@@ -196,9 +200,20 @@ class Predictor:
                     score=score,
                     raw_fake_prob=IDENTITY.fake_prob(score),
                     ood_score=distance,
+                    patch_fake_probs=per_patch,
                 )
             )
         return out
+
+    def _patch_fake_probs(self, logits: torch.Tensor, patches: int) -> list[tuple[float, ...]]:
+        """Each image's patch scores through the calibration map (empty for one patch)."""
+        images = logits.shape[0] // patches
+        if patches == 1:
+            return [()] * images
+        per_patch = logits.view(images, patches, -1)
+        scores = per_patch[..., self._fake_index] - per_patch[..., self._real_index]
+        probs = self.calibrator.fake_probs(scores.detach().cpu().numpy())
+        return [tuple(float(p) for p in row) for row in probs]
 
     def judge_prepared(
         self,
@@ -271,12 +286,18 @@ class Predictor:
 
     def classify(self, source: bytes | Path | BinaryIO, *, robustness_check: bool) -> Verdict:
         """Prepare, predict and judge one image in one forward pass (the CLI's path)."""
+        return self.assess(source, robustness_check=robustness_check)[1]
+
+    def assess(
+        self, source: bytes | Path | BinaryIO, *, robustness_check: bool
+    ) -> tuple[Prediction, Verdict]:
+        """As ``classify``, with the prediction that decided (its patches' probabilities)."""
         prepared = self.prepare(source, robustness_check=robustness_check)
         names = list(prepared.variants)
         predictions = self.predict([*prepared.inputs, *prepared.variants.values()])
         count = len(prepared.inputs)
         variants = dict(zip(names, predictions[count:], strict=True))
-        return self.judge_prepared(prepared, predictions[:count], variants)[1]
+        return self.judge_prepared(prepared, predictions[:count], variants)
 
 
 def create_predictor(

@@ -19,12 +19,14 @@ from veracity.answers import (
     BatchItem,
     BatchItemError,
     BatchResponse,
+    ExplanationModel,
     InferResponse,
     VerdictFields,
     VideoResponse,
 )
 from veracity.callers import Caller
 from veracity.errors import VeracityError
+from veracity.inference.explanation import explain as explain_prediction
 from veracity.receipts import ReceiptClaims, ReceiptSigner
 from veracity.serving.context import RequestContext
 from veracity.serving.recording import (
@@ -57,8 +59,18 @@ def video_answer(request_id: str, model: ModelRunner, result: VideoAnalysis) -> 
     )
 
 
-def infer_answer(request_id: str, model: ModelRunner, result: InferenceResult) -> InferResponse:
+def infer_answer(
+    request_id: str, model: ModelRunner, result: InferenceResult, *, explain: bool = False
+) -> InferResponse:
     """The answer for a judged image (a request's, a batch item's, or a job's)."""
+    explanation = None
+    if explain:
+        found = explain_prediction(model.predictor.config, result.prediction, result.verdict.faces)
+        explanation = ExplanationModel(
+            method=found.method,
+            grid=None if found.grid is None else [list(row) for row in found.grid],
+            reason=found.reason,
+        )
     fields = VerdictFields.build(
         result.verdict,
         thresholds=model.policy.thresholds,
@@ -74,6 +86,7 @@ def infer_answer(request_id: str, model: ModelRunner, result: InferenceResult) -
         model_version=model.version,
         timings_ms={"preprocess": result.preprocess_ms, "inference": result.inference_ms},
         batch_size=result.batch_size,
+        explanation=explanation,
     )
 
 
@@ -103,10 +116,19 @@ def finished(answer: T, row: PredictionRow, stored: bool, signer: ReceiptSigner 
 
 
 def _image_key(
-    model: ModelRunner, recorder: Recorder, digest: str, robustness_check: bool | None
+    model: ModelRunner,
+    recorder: Recorder,
+    digest: str,
+    robustness_check: bool | None,
+    explain: bool = False,
 ) -> str:
     check = model.policy.robustness_check if robustness_check is None else robustness_check
-    return recorder.key(model, digest, "image", {"robustness_check": check})
+    options: dict[str, object] = {"robustness_check": check}
+    if explain:
+        # Named only when asked for, so the keys of answers without one stay as they were
+        # (earlier stored answers still hit).
+        options["explain"] = True
+    return recorder.key(model, digest, "image", options)
 
 
 async def _image_outcome(
@@ -122,6 +144,7 @@ async def _image_outcome(
     request_id: str,
     prediction_id: str,
     kind: Kind,
+    explain: bool = False,
 ) -> tuple[InferResponse, PredictionRow]:
     """An image's answer (the stored one on a cache hit, else ``result``'s), with what the
     store knows of its near-duplicates, and the row that records it."""
@@ -132,7 +155,7 @@ async def _image_outcome(
         phash = hit.perceptual_hash
     else:
         assert result is not None
-        answer = infer_answer(request_id, model, result)
+        answer = infer_answer(request_id, model, result, explain=explain)
         phash = result.perceptual_hash
     if recorder.store is None:
         phash = None
@@ -161,12 +184,14 @@ async def judge_image(
     data: bytes,
     *,
     robustness_check: bool | None,
+    explain: bool = False,
 ) -> tuple[InferResponse, PredictionRow]:
+    """One image's answer (``explain``: with the explanation grid) and its row."""
     caller, request_id = context.caller, context.request_id
     digest = sha256_hex(data)
     async with service.use(context.model, context.version) as chosen:
         runner = chosen.runner
-        key = _image_key(runner, recorder, digest, robustness_check)
+        key = _image_key(runner, recorder, digest, robustness_check, explain)
         hit = (await recorder.cached([key], caller)).get(key)
         result = None
         if hit is None:
@@ -183,6 +208,7 @@ async def judge_image(
             request_id=request_id,
             prediction_id=new_prediction_id(),
             kind="image",
+            explain=explain,
         )
     if chosen.shadow is not None:
         shadow_of = row.id

@@ -37,6 +37,12 @@ async def infer(
         "compute) and report `stability`; a verdict that flips becomes inconclusive / "
         "unstable. Default: the deployment's VERACITY_ROBUSTNESS_CHECK.",
     ),
+    explain: bool = Query(
+        default=False,
+        description="Also answer `explanation`: a grid of per-region probabilities, rows "
+        "from the top-left (no extra forward pass: the patches the model scores anyway). "
+        "Stored with the prediction; drawn by GET /predictions/{id}/explanation.png.",
+    ),
 ) -> InferResponse:
     data = await upload.admitted_file()
     answer, row = await judge_image(
@@ -45,5 +51,6 @@ async def infer(
         upload.context(choice.model, choice.version),
         data,
         robustness_check=robustness_check,
+        explain=explain,
     )
     return finished(answer, row, await recorder.save([row], [data]), signer)

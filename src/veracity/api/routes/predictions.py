@@ -7,6 +7,7 @@ probed.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,8 +15,9 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from veracity.api.deps import CallerDep, RecorderDep, StoreDep
-from veracity.api.openapi import STORE_ERRORS, only
-from veracity.errors import BadRequestError, ForbiddenError
+from veracity.api.openapi import NO_EXPLANATION, STORE_ERRORS, only
+from veracity.errors import BadRequestError, ForbiddenError, NoExplanationError
+from veracity.overlay import overlay_png
 from veracity.store.predictions import PredictionFilter, StoredPrediction
 
 MAX_NOTE_CHARS = 2000
@@ -145,6 +147,39 @@ async def get_prediction(
     prediction_id: PredictionId, caller: CallerDep, store: StoreDep
 ) -> PredictionModel:
     return PredictionModel.build(await store.get(prediction_id, caller))
+
+
+@router.get(
+    "/{prediction_id}/explanation.png",
+    response_class=Response,
+    summary="The prediction's explanation grid drawn as a transparent PNG overlay",
+    description="A transparent PNG at the image's width x height (`quality.width`, "
+    "`quality.height`; indexed, its palette carrying alpha, which decoders read as RGBA), "
+    "each grid cell a rectangle coloured from blue (real) through pale yellow to red "
+    "(fake), fainter near 0.5: lay it over your copy of the image (the service never "
+    "draws on the upload itself). "
+    "Only for predictions answered with `?explain=true` by a checkpoint that has a grid.",
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The overlay."},
+        **(RESPONSES | NO_EXPLANATION),
+    },
+)
+async def get_explanation_png(
+    prediction_id: PredictionId, caller: CallerDep, store: StoreDep
+) -> Response:
+    stored = await store.get(prediction_id, caller)
+    answer = stored.row.response
+    explanation = answer.get("explanation") or {}
+    grid = explanation.get("grid")
+    quality = answer.get("quality") or {}
+    if not grid or "width" not in quality or "height" not in quality:
+        raise NoExplanationError(
+            f"prediction {prediction_id!r} has no explanation grid: ask POST /infer with "
+            "explain=true (checkpoints that read one resized crop or face crops have none; "
+            "see explanation.reason)"
+        )
+    png = await asyncio.to_thread(overlay_png, grid, quality["width"], quality["height"])
+    return Response(content=png, media_type="image/png")
 
 
 @router.get(

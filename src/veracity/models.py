@@ -6,7 +6,7 @@ compatibility step runs in exactly one place, before that import.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +62,43 @@ def create_classifier(
         return model
     if not pretrained_file.is_file():
         raise ConfigurationError(f"pretrained weights file {pretrained_file} does not exist")
-    try:
-        # An explicit local file makes timm load it (weights_only=True for pickles) instead
-        # of resolving a hub address.
-        model = timm.create_model(
-            architecture,
-            pretrained=True,
-            num_classes=num_classes,
-            pretrained_cfg_overlay={"file": str(pretrained_file)},
-        )
-    except (RuntimeError, ValueError, OSError, KeyError) as e:
-        raise ConfigurationError(
-            f"pretrained weights {pretrained_file} do not fit {architecture}: {e}"
-        ) from e
+    model = timm.create_model(architecture, pretrained=False, num_classes=num_classes)
+    _zero_init_head(model)
+    _load_backbone(model, pretrained_file, architecture)
     return model
+
+
+def _load_backbone(model: nn.Module, path: Path, architecture: str) -> None:
+    """Load every tensor of ``path`` into ``model``; a head of another size stays new.
+
+    Strict about the backbone: timm's own pretrained loading turns non-strict when the
+    class count differs, so a file missing half the backbone would load without a word.
+    """
+    try:
+        # safetensors, or a pickle read with weights_only=True (no unsafe fallback).
+        state: dict[str, torch.Tensor] = timm.models.load_state_dict(str(path), weights_only=True)
+    except (RuntimeError, ValueError, OSError) as e:
+        raise ConfigurationError(f"pretrained weights {path} cannot be read safely: {e}") from e
+    expected = model.state_dict()
+    head = _head_keys(model, expected)
+    head_fits = all(k in state and state[k].shape == expected[k].shape for k in head)
+    if not head_fits:
+        # ImageNet's 1000-class head gives way to the new one, started at 0.5/0.5.
+        state = {k: v for k, v in state.items() if k not in head}
+    try:
+        check_state_dict_fits(
+            model, state, architecture=architecture, may_lack=() if head_fits else head
+        )
+    except CheckpointError as e:
+        raise ConfigurationError(f"pretrained weights {path}: {e.message}") from e
+    model.load_state_dict(state, strict=head_fits)
+
+
+def _head_keys(model: nn.Module, expected: dict[str, torch.Tensor]) -> set[str]:
+    config = getattr(model, "pretrained_cfg", None) or {}
+    names = config.get("classifier") or ()
+    prefixes = tuple(f"{name}." for name in ((names,) if isinstance(names, str) else names))
+    return {k for k in expected if prefixes and k.startswith(prefixes)}
 
 
 def _zero_init_head(model: nn.Module) -> None:
@@ -153,12 +176,17 @@ def reference_eval_transform(config: PreprocessConfig) -> Callable[[Any], torch.
 
 
 def check_state_dict_fits(
-    model: nn.Module, state_dict: dict[str, torch.Tensor], *, architecture: str
+    model: nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    *,
+    architecture: str,
+    may_lack: Collection[str] = (),
 ) -> None:
-    """Raise a CheckpointError naming every key or shape that does not match ``model``."""
+    """Raise a CheckpointError naming every key or shape that does not match ``model``
+    (of ``model``'s keys, only those in ``may_lack`` may be absent)."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state_dict.items()}
-    missing = sorted(set(expected) - set(found))
+    missing = sorted(set(expected) - set(found) - set(may_lack))
     unexpected = sorted(set(found) - set(expected))
     mismatched = [
         f"{k}: weights {found[k]} vs model {expected[k]}"

@@ -15,6 +15,7 @@ from veracity.cli import (
     healthcheck,
     models,
     predict,
+    pretrained,
     receipts,
     serve,
     store,
@@ -26,6 +27,7 @@ from veracity.errors import VeracityError
 GROUPS = (
     data,
     corpus,
+    pretrained,
     training,
     predict,
     frames,

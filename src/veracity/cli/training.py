@@ -37,13 +37,24 @@ def add_parser(sub: Subcommands) -> None:
 
 
 def _add_train(sub: Subcommands) -> None:
-    p = sub.add_parser("train", help="train a classifier on an ImageFolder dataset")
-    p.add_argument(
+    p = sub.add_parser(
+        "train", help="train a classifier on an ImageFolder dataset or the real-photo corpus"
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
         "--data",
         type=Path,
         default=DEFAULT_SAMPLE_DIR,
         help="dataset root with train/{real,fake} and val/{real,fake} (default: %(default)s)",
     )
+    source.add_argument(
+        "--corpus",
+        type=Path,
+        default=None,
+        help="the fetched real-photo corpus (veracity fetch-corpus --out DIR): real/fake "
+        "pairs from its train split, new edits each epoch; validated on its validate split",
+    )
+    _add_corpus_options(p)
     p.add_argument(
         "--out", type=Path, required=True, help="run directory for best/last checkpoints"
     )
@@ -77,6 +88,27 @@ def _add_train(sub: Subcommands) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device(p)
     p.set_defaults(handler=_cmd_train)
+
+
+def _add_corpus_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        default=None,
+        help="with --corpus: the corpus manifest (default: the one shipped with veracity)",
+    )
+    p.add_argument(
+        "--video-share",
+        type=float,
+        default=0.2,
+        help="with --corpus: share of pairs encoded as web video (default: %(default)s)",
+    )
+    p.add_argument(
+        "--pairs-per-epoch",
+        type=int,
+        default=None,
+        help="with --corpus: at most this many pairs per epoch (default: one per real image)",
+    )
 
 
 def _add_augmentation(p: argparse.ArgumentParser) -> None:
@@ -165,7 +197,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from veracity.training.trainer import train
 
     config = TrainConfig(
-        data_dir=args.data,
+        data_dir=None if args.corpus is not None else args.data,
         out_dir=args.out,
         architecture=args.arch,
         image_size=args.image_size,
@@ -193,6 +225,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         jpeg_augment=args.jpeg_augment,
         jpeg_quality=(args.jpeg_quality[0], args.jpeg_quality[1]),
         calibrate=not args.no_calibrate,
+        corpus_dir=args.corpus,
+        corpus_manifest=args.manifest,
+        video_share=args.video_share,
+        pairs_per_epoch=args.pairs_per_epoch,
     )
     result = train(config, progress=not args.no_progress)
     print(

@@ -13,6 +13,9 @@ for an existing one. From a dataset root with ``train/`` and ``val/``:
    distances, veracity.verdicts.ood).
 
 Both are written beside the weights (``save_calibration``) under a new calibration version.
+
+``fit_stored_calibration`` does steps 1 and 2 for any two data sets of (image, label):
+``train --corpus`` fits on the corpus's pairs (``veracity.training.corpus_data``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tqdm import tqdm
 
 from veracity.checkpoint import (
     CalibrationMetadata,
+    Checkpoint,
     load_checkpoint,
     read_metadata,
     save_calibration,
@@ -93,8 +97,7 @@ class _Scored:
 
 def _score(
     model: ScoringModel,
-    items: list[Variant],
-    transform: Callable[[Image.Image], torch.Tensor],
+    dataset: Dataset[tuple[torch.Tensor, int]],
     *,
     pooling: PatchPooling,
     device: torch.device,
@@ -103,14 +106,14 @@ def _score(
     desc: str,
     progress: bool,
 ) -> _Scored:
-    loader = DataLoader(
-        _VariantDataset(items, transform), batch_size=batch_size, num_workers=workers
-    )
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
     real, fake = CLASS_NAMES.index("real"), CLASS_NAMES.index("fake")
     scores, features, labels = [], [], []
     patches = 1
     with torch.inference_mode():
         for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress):
+            if images.ndim == 4:  # one crop per image
+                images = images.unsqueeze(1)
             patches = images.shape[1]
             logits, pooled = model(images.flatten(0, 1).to(device))
             per_image = pool_patch_logits(logits.double().cpu(), patches, pooling, fake)
@@ -143,17 +146,53 @@ def calibrate_checkpoint(
             validation split is too small to calibrate on.
         CheckpointError: the checkpoint cannot be loaded.
     """
-    previous = read_metadata(checkpoint).calibration
     loaded = load_checkpoint(checkpoint, device=device, with_calibration=False)
-    model = ScoringModel(loaded.model).eval()
     transform = ImageTransform(loaded.preprocess)
     train = _with_variants(scan_split(data_dir, "train", CLASS_NAMES), seed, jpeg_quality)
     val = _with_variants(scan_split(data_dir, "val", CLASS_NAMES), seed + 1, jpeg_quality)
-    fitted_on, held_out = (
+    return fit_stored_calibration(
+        checkpoint,
+        loaded,
+        reference=_VariantDataset(train, transform),
+        calibration=_VariantDataset(val, transform),
+        data=str(data_dir),
+        held_out=str(data_dir / "val"),
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def fit_stored_calibration(
+    checkpoint: Path,
+    loaded: Checkpoint,
+    *,
+    reference: Dataset[tuple[torch.Tensor, int]],
+    calibration: Dataset[tuple[torch.Tensor, int]],
+    data: str,
+    held_out: str,
+    device: torch.device,
+    batch_size: int = 32,
+    workers: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> CalibrationMetadata:
+    """Fit the gate's reference statistics on ``reference`` and the calibration and gate
+    threshold on ``calibration`` (items: an image as the model reads it, (3, H, W) or
+    (patches, 3, H, W), and its label), and store them beside ``checkpoint``'s weights.
+    ``data`` and ``held_out`` say in the metadata and in errors what they were.
+
+    Raises:
+        DatasetError: ``calibration`` is too small or one-sided to calibrate on.
+    """
+    previous = read_metadata(checkpoint).calibration
+    model = ScoringModel(loaded.model).eval()
+    on_reference, on_calibration = (
         _score(
             model,
-            items,
-            transform,
+            dataset,
             pooling=loaded.preprocess.patch_pooling,
             device=device,
             batch_size=batch_size,
@@ -161,24 +200,23 @@ def calibrate_checkpoint(
             desc=desc,
             progress=progress,
         )
-        for items, desc in ((train, "reference"), (val, "calibration"))
+        for dataset, desc in ((reference, "reference"), (calibration, "calibration"))
     )
-
-    train_labels = torch.as_tensor(fitted_on.labels, dtype=torch.long)
-    reference = fit_reference(
-        fitted_on.features,
-        train_labels.repeat_interleave(fitted_on.patches),
+    reference_labels = torch.as_tensor(on_reference.labels, dtype=torch.long)
+    stats = fit_reference(
+        on_reference.features,
+        reference_labels.repeat_interleave(on_reference.patches),
         classes=len(CLASS_NAMES),
         layers=feature_layers(loaded.model, loaded.preprocess.input_size),
-        validation=held_out.features,
+        validation=on_calibration.features,
     )
-    distances = reference.image_scores(held_out.features, held_out.patches).numpy()
+    distances = stats.image_scores(on_calibration.features, on_calibration.patches).numpy()
     threshold = choose_threshold(distances)
     try:
-        fit = fit_calibration(held_out.scores, held_out.labels, seed=seed)
+        fit = fit_calibration(on_calibration.scores, on_calibration.labels, seed=seed)
     except ValueError as e:
-        raise DatasetError(f"cannot calibrate on {data_dir / 'val'}: {e}") from e
-    calibration = CalibrationMetadata(
+        raise DatasetError(f"cannot calibrate on {held_out}: {e}") from e
+    metadata = CalibrationMetadata(
         version=(previous.version + 1) if previous is not None else 1,
         fitted_at=datetime.now(UTC),
         method=fit.calibrator.method,
@@ -187,8 +225,8 @@ def calibrate_checkpoint(
         reference_sha256="0" * 64,  # replaced by save_calibration with the file's hash
         ood_threshold=threshold,
         ood_rule=(f"{THRESHOLD_QUANTILE:g} quantile of validation scores x {THRESHOLD_MARGIN:g}"),
-        data=str(data_dir),
-        images={"reference": len(train), "calibration": len(val)},
+        data=data,
+        images={"reference": len(on_reference.labels), "calibration": len(on_calibration.labels)},
         metrics={
             "ece_before": fit.ece_before,
             "ece_after": fit.ece_after,
@@ -199,6 +237,6 @@ def calibrate_checkpoint(
             "val_ood_rate": float(np.mean(distances > threshold)),
         },
     )
-    stored = save_calibration(checkpoint, reference, calibration).calibration
+    stored = save_calibration(checkpoint, stats, metadata).calibration
     assert stored is not None
     return stored

@@ -16,7 +16,7 @@ from veracity.training.augment import AugmentMode
 class TrainConfig:
     """Everything a training run depends on; recorded in each checkpoint's metadata."""
 
-    data_dir: Path
+    data_dir: Path | None  # an ImageFolder root; None when training on the corpus
     out_dir: Path
     architecture: str = DEFAULT_ARCHITECTURE
     image_size: int | None = None  # None: the architecture's default input size
@@ -49,8 +49,19 @@ class TrainConfig:
     jpeg_augment: float = 0.5  # probability of a JPEG re-encode before cropping
     jpeg_quality: tuple[int, int] = (60, 95)
     calibrate: bool = True  # fit calibration and the OOD gate on the best checkpoint
+    # Real/fake pairs from the fetched real-photo corpus instead of an ImageFolder
+    # (veracity.training.corpus_data): trained on its train split, validated on validate.
+    corpus_dir: Path | None = None
+    corpus_manifest: Path | None = None  # None: the manifest shipped with veracity
+    video_share: float = 0.2  # share of pairs encoded as web video, not the image finish
+    pairs_per_epoch: int | None = None  # None: one pair per real image of the train split
 
     def __post_init__(self) -> None:
+        if (self.data_dir is None) == (self.corpus_dir is None):
+            raise ConfigurationError(
+                "train on either an ImageFolder dataset (--data) or the corpus (--corpus): "
+                "exactly one of them"
+            )
         checks = {
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,
@@ -69,6 +80,8 @@ class TrainConfig:
             "train_patches": 1 <= self.train_patches <= 64,
             "jpeg_augment": 0 <= self.jpeg_augment <= 1,
             "jpeg_quality": 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100,
+            "video_share": 0 <= self.video_share <= 1,
+            "pairs_per_epoch": self.pairs_per_epoch is None or self.pairs_per_epoch >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

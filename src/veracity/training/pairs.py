@@ -128,10 +128,10 @@ class PairDataset(Dataset[PairSample]):
         if not 0 <= index < len(self):
             raise IndexError(index)
         options = self.options
-        rng = np.random.default_rng([options.seed, self.epoch, index])
+        rng = self._rng(index)
         base = self.media.bases[index]
         image = self.media.load(base)
-        kind = options.kinds[int(rng.integers(len(options.kinds)))]
+        kind = self._draw_kind(rng)
         donor_base = self._donor(base, rng) if kind == "splice" else None
         donor = None if donor_base is None else self.media.load(donor_base)
         edit = make_fake(image, rng, kind, donor)
@@ -152,6 +152,19 @@ class PairDataset(Dataset[PairSample]):
             processing=processing,
             box=(top, left),
         )
+
+    def kind_at(self, index: int) -> str:
+        """The edit kind pair ``index`` of the current epoch gets, without making it."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._draw_kind(self._rng(index))
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.options.seed, self.epoch, index])
+
+    def _draw_kind(self, rng: np.random.Generator) -> str:
+        # The first draw of an item's generator, so kind_at matches pair.
+        return self.options.kinds[int(rng.integers(len(self.options.kinds)))]
 
     def _donor(self, base: Base, rng: np.random.Generator) -> Base:
         others = [p for p in self.media.photos if p.entry.local_path != base.entry.local_path]

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from veracity import __version__
@@ -27,9 +27,8 @@ from veracity.models import (
     timm_version,
 )
 from veracity.preprocess import PatchPooling, PreprocessConfig, pool_patch_logits
-from veracity.training.augment import create_augmentation
 from veracity.training.config import TrainConfig
-from veracity.training.dataset import ImageFolderDataset, create_eval_dataset, scan_split
+from veracity.training.data import FolderData, TrainingData
 from veracity.training.metrics import ValidationMetrics, compute_metrics
 from veracity.training.state import (
     TrainingProgress,
@@ -56,13 +55,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _worker_init(worker_id: int) -> None:
-    # Each DataLoader worker gets a distinct, reproducible seed derived by torch.
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
 
 
 def lr_at(step: int, *, base_lr: float, warmup_steps: int, total_steps: int) -> float:
@@ -95,7 +87,7 @@ def image_logits(
 
 def evaluate(
     model: nn.Module,
-    loader: DataLoader[tuple[torch.Tensor, int]],
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     pooling: PatchPooling = "mean",
 ) -> ValidationMetrics:
@@ -106,6 +98,20 @@ def evaluate(
             logits.append(image_logits(model, images, device, pooling).cpu())
             labels.append(targets)
     return compute_metrics(torch.cat(logits), torch.cat(labels))
+
+
+def create_training_data(config: TrainConfig, preprocess: PreprocessConfig) -> TrainingData:
+    """The data ``config`` names, checked before any training step.
+
+    Raises:
+        DatasetError: the ImageFolder layout is wrong or an image is unreadable.
+        CorpusError: a corpus file is missing or changed, or a split has no images.
+    """
+    if config.corpus_dir is not None:
+        from veracity.training.corpus_data import CorpusData
+
+        return CorpusData(config, preprocess)
+    return FolderData(config, preprocess)
 
 
 class Trainer:
@@ -140,45 +146,24 @@ class Trainer:
             )
         return checkpoint.model, arch, checkpoint.preprocess
 
-    def _loaders(
-        self, preprocess: PreprocessConfig
-    ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
-        cfg = self.config
-        train_samples = scan_split(cfg.data_dir, "train", CLASS_NAMES)
-        val_samples = scan_split(cfg.data_dir, "val", CLASS_NAMES)
-        train_tf = create_augmentation(
-            cfg.augment,
-            preprocess,
-            scale=cfg.aug_scale,
-            hflip=cfg.hflip,
-            color_jitter=cfg.color_jitter,
-            patches=cfg.train_patches,
-            jpeg_prob=cfg.jpeg_augment,
-            jpeg_quality=cfg.jpeg_quality,
-        )
-        return (
-            ImageFolderDataset(train_samples, train_tf),
-            create_eval_dataset(val_samples, preprocess),
-        )
-
     def run(self) -> TrainResult:
         cfg = self.config
         seed_everything(cfg.seed)
         model, architecture, preprocess = self._build_model()
         model.to(self.device)
-        train_set, val_set = self._loaders(preprocess)
-        val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers)
+        data = create_training_data(cfg, preprocess)
+        val_loader = data.validation_loader()
 
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         progress = self._starting_progress(optimizer)
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         best_path, last_path = cfg.out_dir / BEST, cfg.out_dir / LAST
         history: list[dict[str, float]] = []
-        training_info = self._training_info(train_set, val_set)
+        training_info = self._training_info(data)
 
         for epoch in range(progress.epoch + 1, cfg.epochs + 1):
             step, train_loss = self._train_epoch(
-                model, train_set, optimizer, epoch=epoch, step=progress.step
+                model, data, optimizer, epoch=epoch, step=progress.step
             )
             metrics = evaluate(model, val_loader, self.device, preprocess.patch_pooling)
             record = {"epoch": float(epoch), "train_loss": train_loss}
@@ -207,7 +192,7 @@ class Trainer:
             best_checkpoint=best_path,
             last_checkpoint=last_path,
             history=history,
-            calibration=self._calibrate(best_path) if cfg.calibrate else None,
+            calibration=self._calibrate(data, best_path) if cfg.calibrate else None,
         )
 
     def _starting_progress(self, optimizer: torch.optim.Optimizer) -> TrainingProgress:
@@ -226,7 +211,7 @@ class Trainer:
     def _train_epoch(
         self,
         model: nn.Module,
-        train_set: ImageFolderDataset,
+        data: TrainingData,
         optimizer: torch.optim.Optimizer,
         *,
         epoch: int,
@@ -235,22 +220,11 @@ class Trainer:
         """One pass over the training set from schedule step ``step``: the step reached and
         the mean training loss."""
         cfg = self.config
-        steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+        steps_per_epoch = data.steps_per_epoch
         total_steps = steps_per_epoch * cfg.epochs
         warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
         criterion = nn.CrossEntropyLoss()
-        # A per-epoch generator makes the shuffle order a function of (seed, epoch),
-        # so a resumed run sees the same batches as an uninterrupted one.
-        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        train_loader = DataLoader(
-            train_set,
-            batch_size=cfg.batch_size,
-            shuffle=True,
-            drop_last=len(train_set) > cfg.batch_size,
-            num_workers=cfg.workers,
-            generator=generator,
-            worker_init_fn=_worker_init,
-        )
+        train_loader = data.train_loader(epoch)
         model.train()
         running = 0.0
         bar = tqdm(
@@ -288,32 +262,16 @@ class Trainer:
                 f"val_auc={metrics.roc_auc:.4f}"
             )
 
-    def _calibrate(self, best_path: Path) -> dict[str, Any]:
-        from veracity.training.calibrate import calibrate_checkpoint
-
-        cfg = self.config
+    def _calibrate(self, data: TrainingData, best_path: Path) -> dict[str, Any]:
         # The checkpoint that will be served is the best one; "last" exists to resume.
-        fitted = calibrate_checkpoint(
-            best_path,
-            cfg.data_dir,
-            device=self.device,
-            batch_size=cfg.batch_size,
-            workers=cfg.workers,
-            seed=cfg.seed,
-            jpeg_quality=cfg.jpeg_quality,
-            progress=self.progress,
-        )
+        fitted = data.calibrate(best_path, device=self.device, progress=self.progress)
         calibration: dict[str, Any] = fitted.model_dump(mode="json")
         return calibration
 
-    def _training_info(
-        self, train_set: ImageFolderDataset, val_set: ImageFolderDataset
-    ) -> dict[str, Any]:
+    def _training_info(self, data: TrainingData) -> dict[str, Any]:
         cfg = asdict(self.config)
         info = {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items()}
-        info |= {
-            "train_images": len(train_set),
-            "val_images": len(val_set),
+        info |= data.info() | {
             "device": str(self.device),
             "veracity_version": __version__,
             "torch_version": torch.__version__,

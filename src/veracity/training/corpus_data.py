@@ -1,0 +1,168 @@
+"""Training on the real-photo corpus (``veracity train --corpus``).
+
+Training draws real/fake pairs from the corpus's train split, new edits every epoch
+(``PairDataset.set_epoch``); the checkpoint is chosen on the pairs of the validate split,
+drawn once at a fixed epoch so every epoch is measured on the same images. The split is
+by source, so validation measures photographs from packages the model never saw.
+Afterwards the gate's reference statistics are fitted on train-split pairs and the
+calibration and the gate's threshold on the validate split's, image by image, as
+``calibrate_checkpoint`` does with an ImageFolder's train/ and val/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from veracity.checkpoint import CalibrationMetadata, load_checkpoint
+from veracity.corpus.manifest import default_manifest
+from veracity.preprocess import PreprocessConfig
+from veracity.training.calibrate import fit_stored_calibration
+from veracity.training.config import TrainConfig
+from veracity.training.data import epoch_generator, seed_worker
+from veracity.training.pairs import (
+    PairDataset,
+    PairOptions,
+    PairSample,
+    build_pair_dataset,
+    collate_pairs,
+)
+
+# Training epochs count from 1, so the pairs drawn for validation and calibration are
+# never the ones a training epoch drew.
+VALIDATION_EPOCH = 0
+
+
+class FlatPairs(Dataset[tuple[torch.Tensor, int]]):
+    """Pairs at their current epoch, image by image: item 2i is pair i's real, 2i+1 its
+    fake, each (3, S, S) with its label."""
+
+    def __init__(self, pairs: PairDataset) -> None:
+        self.pairs = pairs
+        self._last: tuple[int, PairSample] | None = None
+
+    def __len__(self) -> int:
+        return 2 * len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        number, side = divmod(index, 2)
+        # Items are read in order: make each pair once, not once per image.
+        if self._last is None or self._last[0] != number:
+            self._last = (number, self.pairs[number])
+        sample = self._last[1]
+        return sample.images[side], int(sample.labels[side])
+
+
+def _sources(pairs: PairDataset) -> dict[str, int]:
+    counts = Counter(base.entry.source for base in pairs.media.bases)
+    return dict(sorted(counts.items()))
+
+
+class CorpusData:
+    """Pairs from the corpus under ``config.corpus_dir``, both splits checked against the
+    manifest (``require_corpus``) before anything is trained."""
+
+    def __init__(self, config: TrainConfig, preprocess: PreprocessConfig) -> None:
+        assert config.corpus_dir is not None  # TrainConfig checks that one source is given
+        self.config = config
+        self.root = config.corpus_dir
+        self.manifest = config.corpus_manifest or default_manifest()
+        options = PairOptions(seed=config.seed, video_share=config.video_share)
+        self.train, self.validate = (
+            build_pair_dataset(
+                self.root, split, options, manifest=self.manifest, preprocess=preprocess
+            )
+            for split in ("train", "validate")
+        )
+        self.validate.set_epoch(VALIDATION_EPOCH)
+        self.pairs_per_batch = max(1, config.batch_size // 2)
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        """The pairs training epoch ``epoch`` draws, in order (capped at pairs_per_epoch)."""
+        order = torch.randperm(len(self.train), generator=epoch_generator(self.config.seed, epoch))
+        return [int(i) for i in order[: self.config.pairs_per_epoch]]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.epoch_order(1)) / self.pairs_per_batch)
+
+    def train_loader(self, epoch: int) -> DataLoader[Any]:
+        self.train.set_epoch(epoch)
+        order = self.epoch_order(epoch)
+        return DataLoader(
+            self.train,
+            batch_size=self.pairs_per_batch,
+            sampler=order,
+            drop_last=len(order) > self.pairs_per_batch,
+            num_workers=self.config.workers,
+            collate_fn=collate_pairs,
+            worker_init_fn=seed_worker,
+        )
+
+    def validation_loader(self) -> DataLoader[Any]:
+        return DataLoader(
+            self.validate,
+            batch_size=self.pairs_per_batch,
+            num_workers=self.config.workers,
+            collate_fn=collate_pairs,
+        )
+
+    def info(self) -> dict[str, Any]:
+        """The corpus record: manifest digest, sources per split (real images each), edit
+        kinds per split (training: summed over every planned epoch), video share."""
+        train_kinds: Counter[str] = Counter()
+        for epoch in range(1, self.config.epochs + 1):
+            self.train.set_epoch(epoch)
+            train_kinds.update(self.train.kind_at(i) for i in self.epoch_order(epoch))
+        validate_kinds = Counter(self.validate.kind_at(i) for i in range(len(self.validate)))
+        corpus = {
+            "root": str(self.root),
+            "manifest": str(self.manifest),
+            "manifest_sha256": hashlib.sha256(self.manifest.read_bytes()).hexdigest(),
+            "sources": {"train": _sources(self.train), "validate": _sources(self.validate)},
+            "pairs": {"train_per_epoch": len(self.epoch_order(1)), "validate": len(self.validate)},
+            "edit_kinds": {
+                "train": dict(sorted(train_kinds.items())),
+                "validate": dict(sorted(validate_kinds.items())),
+            },
+            "video_share": self.config.video_share,
+            "validation_epoch": VALIDATION_EPOCH,
+        }
+        return {
+            "train_images": 2 * len(self.epoch_order(1)),
+            "val_images": 2 * len(self.validate),
+            "corpus": corpus,
+        }
+
+    def calibrate(
+        self, checkpoint: Path, *, device: torch.device, progress: bool
+    ) -> CalibrationMetadata:
+        cfg = self.config
+        # The gate's reference: train-split pairs at an epoch no training epoch drew.
+        self.train.set_epoch(VALIDATION_EPOCH)
+        train_sources = ", ".join(_sources(self.train))
+        validate_sources = ", ".join(_sources(self.validate))
+        digest = hashlib.sha256(self.manifest.read_bytes()).hexdigest()
+        return fit_stored_calibration(
+            checkpoint,
+            load_checkpoint(checkpoint, device=device, with_calibration=False),
+            reference=FlatPairs(self.train),
+            calibration=FlatPairs(self.validate),
+            data=(
+                f"corpus {self.root} (manifest sha256 {digest}): gate reference on the train "
+                f"split's pairs ({train_sources}); calibration and gate threshold on the "
+                f"validate split's pairs ({validate_sources})"
+            ),
+            held_out=f"the corpus's validate split ({validate_sources})",
+            device=device,
+            batch_size=cfg.batch_size,
+            workers=cfg.workers,
+            seed=cfg.seed,
+            progress=progress,
+        )

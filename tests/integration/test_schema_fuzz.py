@@ -58,6 +58,7 @@ OPERATIONS = [
     "GET /model",
     "GET /predictions",
     "GET /predictions/{prediction_id}",
+    "GET /predictions/{prediction_id}/explanation.png",
     "POST /predictions/{prediction_id}/feedback",
     "DELETE /predictions/{prediction_id}",
     "POST /jobs/video",

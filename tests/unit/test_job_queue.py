@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 
 from veracity.callers import Caller
-from veracity.jobs.queue import JobInput, JobQueue
+from veracity.jobs.queue import JobQueue
+from veracity.jobs.records import JobInput
 from veracity.store.database import (
     Database,
     create_database_engine,

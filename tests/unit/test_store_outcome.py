@@ -15,7 +15,8 @@ from sqlalchemy import event, func, insert, select
 
 from veracity.callers import Caller
 from veracity.errors import BadRequestError, StoreOutcomeUnknownError, StoreUnavailableError
-from veracity.jobs.queue import JobInput, JobQueue
+from veracity.jobs.queue import JobQueue
+from veracity.jobs.records import JobInput
 from veracity.store.database import (
     Database,
     create_database_engine,

@@ -7,8 +7,9 @@ import pytest
 
 from tests.videofiles import frame_index, write_video
 from veracity.errors import VideoTooLargeError
+from veracity.video.container import detect_container
 from veracity.video.plan import SamplingPlan, VideoLimits
-from veracity.video.sampling import VideoReader, detect_container
+from veracity.video.sampling import VideoReader
 
 
 def sample(data: bytes, plan: SamplingPlan, limits: VideoLimits | None = None):

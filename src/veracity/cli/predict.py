@@ -108,7 +108,7 @@ def _explanation(
 
 
 def _is_video(path: Path) -> bool:
-    from veracity.video.sampling import detect_container
+    from veracity.video.container import detect_container
 
     try:
         with path.open("rb") as f:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from veracity.jobs.queue import JobKind
+from veracity.jobs.records import JobKind
 from veracity.video.aggregate import AggregationMethod
 
 

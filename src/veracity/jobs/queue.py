@@ -34,8 +34,6 @@ from veracity.store.database import Database
 from veracity.store.predictions import may_see
 from veracity.store.schema import JobInputRow, JobRow, PredictionRow
 
-# What the queue hands out, importable from here as before.
-__all__ = ["Job", "JobInput", "JobKind", "JobQueue", "QueueDepth"]
 CANCELLED = {"code": "cancelled", "message": "the job was cancelled by its key"}
 
 

@@ -22,7 +22,8 @@ from veracity.errors import (
     StoreUnavailableError,
     VeracityError,
 )
-from veracity.jobs.queue import Job, JobInput, JobQueue
+from veracity.jobs.queue import JobQueue
+from veracity.jobs.records import Job, JobInput
 from veracity.jobs.webhooks import Delivery, WebhookSender
 from veracity.metrics import ServiceMetrics
 from veracity.store.schema import PredictionRow

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from veracity.callers import Caller
 from veracity.jobs.params import VideoJobParams, read_params
-from veracity.jobs.queue import Job, JobInput
+from veracity.jobs.records import Job, JobInput
 from veracity.jobs.runner import JobOutcome
 from veracity.receipts import ReceiptSigner
 from veracity.serving.admission import Deadline

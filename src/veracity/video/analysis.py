@@ -20,7 +20,8 @@ from veracity.video.plan import SamplingPlan, VideoLimits
 
 if TYPE_CHECKING:
     from veracity.inference.predictor import Predictor, PreparedImage
-    from veracity.video.sampling import VideoInfo, VideoReader
+    from veracity.video.container import VideoInfo
+    from veracity.video.sampling import VideoReader
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,6 @@ from veracity.video.container import (
 )
 from veracity.video.plan import SamplingPlan, VideoLimits
 
-# The container checks moved to container.py; importable from here as before.
-__all__ = ["SampledFrame", "SamplingStats", "VideoInfo", "VideoReader", "detect_container"]
-
 # Without a container index, seek only past gaps longer than this: decoding forward a few
 # seconds is cheaper than a seek that lands on the same keyframe.
 _SEEK_GAP_S = 3.0

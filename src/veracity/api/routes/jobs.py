@@ -17,7 +17,7 @@ from veracity.api.uploads import Upload, UploadDep
 from veracity.callers import Caller
 from veracity.errors import BadRequestError, NotFoundError
 from veracity.jobs.params import BatchJobParams, JobParams, VideoJobParams, kind_of
-from veracity.jobs.queue import Job, JobInput, JobKind
+from veracity.jobs.records import Job, JobInput, JobKind
 from veracity.jobs.runner import JobRunner
 from veracity.jobs.webhooks import check_webhook_url
 from veracity.video.aggregate import AggregationMethod

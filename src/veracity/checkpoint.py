@@ -65,6 +65,7 @@ class PreprocessMetadata(BaseModel):
     patch_pooling: PatchPooling = "mean"
     face_crop: bool = False
     face_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 1 / 3
+    max_side: Annotated[int, Field(ge=1)] | None = None
 
     def to_config(self) -> PreprocessConfig:
         return PreprocessConfig(**self.model_dump())
@@ -83,6 +84,7 @@ class PreprocessMetadata(BaseModel):
             patch_pooling=config.patch_pooling,
             face_crop=config.face_crop,
             face_margin=config.face_margin,
+            max_side=config.max_side,
         )
 
 

@@ -206,6 +206,31 @@ def check_state_dict_fits(
         )
 
 
+def dense_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A classifier's logits (N, C) and the same head applied to each cell of its last
+    feature map (N, h, w, C), from one forward pass.
+
+    timm's heads average the feature map and apply one linear layer, so the image's logits
+    are the mean of the cells' (before dropout): training the cells trains what the
+    classifier pools, with no new layer.
+
+    Raises:
+        ConfigurationError: the architecture's head is not an average pool and a linear layer.
+    """
+    net: Any = model  # timm's API, untyped here
+    classifier = net.get_classifier()
+    pool = getattr(net, "global_pool", None)
+    if not isinstance(classifier, nn.Linear) or getattr(pool, "pool_type", "avg") != "avg":
+        raise ConfigurationError(
+            f"{type(model).__name__} has no average-pool and linear head; the per-cell "
+            "loss needs one (use --dense-weight 0)"
+        )
+    features: torch.Tensor = net.forward_features(images)
+    logits: torch.Tensor = net.forward_head(features)
+    cells: torch.Tensor = classifier(features.permute(0, 2, 3, 1))
+    return logits, cells
+
+
 class ScoringModel(nn.Module):
     """A timm classifier that returns its logits and its features at every stage.
 

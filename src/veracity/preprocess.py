@@ -11,7 +11,10 @@ Two modes, chosen by the checkpoint's metadata:
   to 109 px erases them and makes the verdict depend on the upload's size, which resizing
   did measurably. Patch corners sit on the 16-pixel grid of the image's origin, so every
   patch sees JPEG's 8x8 blocks (and 4:2:0 chroma's 16x16 MCUs) at the same phase as
-  training did. The model scores each patch; the predictor averages their logits.
+  training did. The model scores each patch; the predictor pools their logits.
+  With ``max_side`` set, an image whose longer side exceeds it is first shrunk (box
+  filter, as the training corpus's working size is) so that the grid's patches tile the
+  whole image: every pixel is in some patch, and the explanation's cells are read whole.
 
 Either way the parameters come from the checkpoint's metadata, never from code defaults.
 """
@@ -31,9 +34,11 @@ from veracity.errors import ConfigurationError
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
 CropMode = Literal["center", "squash"]
 PreprocessMode = Literal["resize", "patches"]
-# How an image's patch logits become the image's: their mean, or the mean of the more
-# suspicious half (the patches with the highest fake-minus-real score).
-PatchPooling = Literal["mean", "top_half"]
+# How an image's patch logits become the image's: their mean, the mean of the more
+# suspicious half (the patches with the highest fake-minus-real score), or the most
+# suspicious patch's.
+PatchPooling = Literal["mean", "top_half", "max"]
+POOLINGS: tuple[str, ...] = ("mean", "top_half", "max")
 
 # Patch corners are multiples of this (JPEG 4:2:0 MCU size).
 PATCH_ALIGN = 16
@@ -65,11 +70,17 @@ class PreprocessConfig:
     # its size on every side) is what the model reads (veracity.faces).
     face_crop: bool = False
     face_margin: float = 1 / 3
+    # Patches mode: a longer side above this is shrunk to it first (None: never shrunk).
+    max_side: int | None = None
 
     def __post_init__(self) -> None:
-        if self.patch_pooling not in ("mean", "top_half"):
+        if self.patch_pooling not in POOLINGS:
             raise ConfigurationError(
-                f"patch_pooling must be 'mean' or 'top_half', got {self.patch_pooling!r}"
+                f"patch_pooling must be one of {', '.join(POOLINGS)}, got {self.patch_pooling!r}"
+            )
+        if self.max_side is not None and self.max_side < max(self.input_size[1:]):
+            raise ConfigurationError(
+                f"max_side must be at least the patch size, got {self.max_side}"
             )
         if self.mode not in ("resize", "patches"):
             raise ConfigurationError(f"mode must be 'resize' or 'patches', got {self.mode!r}")
@@ -214,6 +225,11 @@ class PatchTransform:
     def fit(self, image: Image.Image) -> Image.Image:
         out_h, out_w = self.config.image_size
         width, height = image.size
+        limit = self.config.max_side
+        if limit is not None and max(width, height) > limit:
+            ratio = limit / max(width, height)
+            size = (max(out_w, round(width * ratio)), max(out_h, round(height * ratio)))
+            return image.resize(size, Image.Resampling.BOX)
         if width >= out_w and height >= out_h:
             return image
         ratio = max(out_w / width, out_h / height)
@@ -245,14 +261,16 @@ def pool_patch_logits(
     the untouched rest, and the larger the image the more it dilutes; the demo model's
     verdicts at 512 px went from 89% to 97% correct by pooling this way (measured on
     unseen sample data, the same patches). The calibration map absorbs the shift this
-    pooling gives real images.
+    pooling gives real images. ``max`` keeps only the most suspicious patch: where the
+    patches tile the image (``max_side``), an edit of a few percent of it fills one or two
+    patches, and even half of them would dilute it.
     """
     per_patch = logits.view(-1, patches, logits.shape[-1])
     if pooling == "mean" or patches == 1:
         return per_patch.mean(dim=1)
     real_index = 1 - fake_index
     suspicion = per_patch[..., fake_index] - per_patch[..., real_index]
-    keep = (patches + 1) // 2
+    keep = (patches + 1) // 2 if pooling == "top_half" else 1
     top = suspicion.topk(keep, dim=1).indices  # (N, keep)
     chosen = per_patch.gather(1, top.unsqueeze(-1).expand(-1, -1, per_patch.shape[-1]))
     return chosen.mean(dim=1)

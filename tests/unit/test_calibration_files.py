@@ -12,7 +12,14 @@ from PIL import Image
 from veracity.checkpoint import CheckpointPaths, file_sha256, load_checkpoint, read_metadata
 from veracity.cli import main
 from veracity.errors import CheckpointError
-from veracity.preprocess import PATCH_ALIGN, ImageTransform, PreprocessConfig, patch_origins
+from veracity.preprocess import (
+    PATCH_ALIGN,
+    ImageTransform,
+    PatchTransform,
+    PreprocessConfig,
+    patch_origins,
+    pool_patch_logits,
+)
 from veracity.training.calibrate import calibrate_checkpoint
 
 CPU = torch.device("cpu")
@@ -159,3 +166,35 @@ def test_top_half_pooling_keeps_the_most_suspicious_patches() -> None:
     # An odd count keeps the larger half; one patch is itself.
     assert pool_patch_logits(logits[:3], 3, "top_half").shape == (1, 2)
     torch.testing.assert_close(pool_patch_logits(logits[:1], 1, "top_half"), logits[:1])
+
+
+def test_max_side_shrinks_an_image_so_the_grid_tiles_all_of_it() -> None:
+    config = PreprocessConfig(
+        input_size=(3, 64, 64),
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        mode="patches",
+        patch_grid=4,
+        max_side=256,
+    )
+    transform = PatchTransform(config)
+    image = Image.new("RGB", (1000, 600))
+    fitted = transform.fit(image)
+    assert fitted.size == (256, 154)
+    tops = patch_origins(fitted.height, 64, 4)
+    lefts = patch_origins(fitted.width, 64, 4)
+    covered = np.zeros((fitted.height, fitted.width), dtype=bool)
+    for top in tops:
+        for left in lefts:
+            covered[top : top + 64, left : left + 64] = True
+    # Every pixel up to the last 16-pixel snap is read by some patch.
+    assert covered[: fitted.height // 16 * 16, : fitted.width // 16 * 16].all()
+    assert transform(image).shape == (16, 3, 64, 64)
+    # Smaller images are not touched.
+    assert transform.fit(Image.new("RGB", (200, 120))).size == (200, 120)
+
+
+def test_max_pooling_is_the_most_suspicious_patch() -> None:
+    logits = torch.tensor([[0.0, 1.0], [0.0, 3.0], [2.0, 0.0], [0.0, 0.5]])
+    pooled = pool_patch_logits(logits, 4, "max")
+    assert pooled.tolist() == [[0.0, 3.0]]

@@ -237,3 +237,27 @@ def test_crop_box_always_holds_a_marked_pixel():
         assert 0 <= top <= 150 - 64
         assert 0 <= left <= 230 - 64
         assert mask[top : top + 64, left : left + 64].any()
+
+
+def test_several_crops_per_pair_label_each_fake_crop_by_the_edit_it_holds(corpus):
+    dataset = build(corpus, crops_per_pair=3, min_edit_share=0.01)
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        assert sample.images.shape == (6, 3, CROP, CROP)
+        reals, fakes = sample.labels[:3].tolist(), sample.labels[3:].tolist()
+        assert reals == [REAL] * 3
+        assert not sample.masks[:3].any()
+        for label, mask in zip(fakes, sample.masks[3:], strict=True):
+            assert label == (FAKE if mask.float().mean() > 0.01 else REAL)
+        # The first crop is where the edit is: it always holds some of it.
+        assert sample.masks[3].any()
+
+
+def test_one_crop_per_pair_is_the_crop_pair_draws(corpus):
+    dataset = build(corpus)
+    for index in range(len(dataset)):
+        pair, sample = dataset.pair(index), dataset[index]
+        assert np.array_equal(sample.masks[1].numpy(), pair.mask)
+        finished = dataset.finished(index)
+        top, left = pair.box
+        assert np.array_equal(finished.fake[top : top + CROP, left : left + CROP], pair.fake)

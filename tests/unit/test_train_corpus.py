@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from tests.conftest import TINY_ARCH
 from tests.unit.test_pairs import row, textured, write_image
@@ -21,7 +22,7 @@ from veracity.errors import ConfigurationError
 from veracity.models import create_classifier, resolve_preprocess_config
 from veracity.training import corpus_data
 from veracity.training.config import TrainConfig
-from veracity.training.corpus_data import VALIDATION_EPOCH, CorpusData, FlatPairs
+from veracity.training.corpus_data import VALIDATION_EPOCH, CorpusData, WholePairs
 from veracity.training.trainer import train
 
 
@@ -91,7 +92,7 @@ def test_cli_trains_on_the_corpus_and_the_checkpoint_names_it(corpus, tmp_path, 
 
 
 def test_calibration_and_threshold_see_only_the_validate_split(corpus, tmp_path, monkeypatch):
-    seen: dict[str, FlatPairs] = {}
+    seen: dict[str, WholePairs] = {}
     real_fit = corpus_data.fit_stored_calibration
 
     def recording(checkpoint, loaded, *, reference, calibration, **kwargs):  # type: ignore[no-untyped-def]
@@ -106,11 +107,12 @@ def test_calibration_and_threshold_see_only_the_validate_split(corpus, tmp_path,
     assert splits == donors == {"validate"}
     assert {base.entry.split for base in reference.pairs.media.bases} == {"train"}
     assert calibration.pairs.epoch == reference.pairs.epoch == VALIDATION_EPOCH
-    # Image by image: each real followed by its fake, as the validation pairs are.
+    # Image by image: each real followed by its fake, whole, as the service reads them.
     assert [calibration[i][1] for i in range(len(calibration))] == [0, 1] * 20
-    first = calibration.pairs[0].images
-    assert torch.equal(calibration[0][0], first[0])
-    assert torch.equal(calibration[1][0], first[1])
+    finished = calibration.pairs.finished(calibration.numbers[0])
+    for side, image in enumerate((finished.real, finished.fake)):
+        expected = calibration.transform(Image.fromarray(image))
+        assert torch.equal(calibration[side][0], expected)
 
 
 def test_validation_is_fixed_and_training_draws_new_pairs_each_epoch(corpus, tmp_path):

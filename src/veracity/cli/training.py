@@ -109,6 +109,20 @@ def _add_corpus_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="with --corpus: at most this many pairs per epoch (default: one per real image)",
     )
+    p.add_argument(
+        "--crops-per-pair",
+        type=int,
+        default=1,
+        help="with --corpus: crops taken from each pair, the first where the edit is, the "
+        "others anywhere (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dense-weight",
+        type=float,
+        default=0.0,
+        help="with --corpus: weight of the per-cell loss that says where the edit is "
+        "(default: %(default)s, none)",
+    )
 
 
 def _add_augmentation(p: argparse.ArgumentParser) -> None:
@@ -159,10 +173,17 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--patch-pooling",
-        choices=("top_half", "mean"),
+        choices=("top_half", "mean", "max"),
         default="top_half",
         help="how patch logits become the image's: the mean of the more suspicious half "
-        "(default) or of all patches",
+        "(default), of all patches, or the most suspicious patch",
+    )
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        help="patches: shrink a longer side above this first, so the grid tiles the whole "
+        "image (default: never shrink)",
     )
     p.add_argument(
         "--face-crops",
@@ -229,6 +250,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         corpus_manifest=args.manifest,
         video_share=args.video_share,
         pairs_per_epoch=args.pairs_per_epoch,
+        crops_per_pair=args.crops_per_pair,
+        dense_weight=args.dense_weight,
+        max_side=args.max_side,
     )
     result = train(config, progress=not args.no_progress)
     print(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from veracity.errors import ConfigurationError
 from veracity.models import DEFAULT_ARCHITECTURE
-from veracity.preprocess import PatchPooling, PreprocessMode
+from veracity.preprocess import POOLINGS, PatchPooling, PreprocessMode
 from veracity.runtime import DevicePreference
 from veracity.training.augment import AugmentMode
 
@@ -55,6 +55,11 @@ class TrainConfig:
     corpus_manifest: Path | None = None  # None: the manifest shipped with veracity
     video_share: float = 0.2  # share of pairs encoded as web video, not the image finish
     pairs_per_epoch: int | None = None  # None: one pair per real image of the train split
+    crops_per_pair: int = 1  # corpus: crops per pair (the first holds the edit)
+    # Corpus: weight of the per-cell loss (each cell of the feature map against the share
+    # of its pixels the edit covers); 0 trains on the crops' labels alone.
+    dense_weight: float = 0.0
+    max_side: int | None = None  # patches: see PreprocessConfig.max_side
 
     def __post_init__(self) -> None:
         if (self.data_dir is None) == (self.corpus_dir is None):
@@ -76,12 +81,15 @@ class TrainConfig:
             "color_jitter": self.color_jitter >= 0,
             "preprocess_mode": self.preprocess_mode in ("patches", "resize"),
             "patch_grid": 1 <= self.patch_grid <= 8,
-            "patch_pooling": self.patch_pooling in ("mean", "top_half"),
+            "patch_pooling": self.patch_pooling in POOLINGS,
             "train_patches": 1 <= self.train_patches <= 64,
             "jpeg_augment": 0 <= self.jpeg_augment <= 1,
             "jpeg_quality": 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100,
             "video_share": 0 <= self.video_share <= 1,
             "pairs_per_epoch": self.pairs_per_epoch is None or self.pairs_per_epoch >= 1,
+            "crops_per_pair": 1 <= self.crops_per_pair <= 16,
+            "dense_weight": self.dense_weight >= 0,
+            "max_side": self.max_side is None or self.max_side >= 32,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -17,46 +17,70 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from veracity.checkpoint import CalibrationMetadata, load_checkpoint
 from veracity.corpus.manifest import default_manifest
-from veracity.preprocess import PreprocessConfig
+from veracity.preprocess import ImageTransform, PreprocessConfig
 from veracity.training.calibrate import fit_stored_calibration
 from veracity.training.config import TrainConfig
 from veracity.training.data import epoch_generator, seed_worker
 from veracity.training.pairs import (
+    FAKE,
+    REAL,
     PairDataset,
     PairOptions,
-    PairSample,
     build_pair_dataset,
     collate_pairs,
+    collate_pairs_with_masks,
 )
 
 # Training epochs count from 1, so the pairs drawn for validation and calibration are
 # never the ones a training epoch drew.
 VALIDATION_EPOCH = 0
+# A fake crop where the edit covers less than this share (a sliver at its border) is
+# labelled real: its label would otherwise say "edited" about pixels that are not.
+MIN_EDIT_SHARE = 0.01
+# The gate's reference statistics: whole train-split pairs, at most this many (each is
+# 16 or so patches through the model; a few hundred images describe the training data).
+REFERENCE_PAIRS = 128
 
 
-class FlatPairs(Dataset[tuple[torch.Tensor, int]]):
-    """Pairs at their current epoch, image by image: item 2i is pair i's real, 2i+1 its
-    fake, each (3, S, S) with its label."""
+class WholePairs(Dataset[tuple[torch.Tensor, int]]):
+    """Pairs at the epoch they had when this was made, as the service reads them: item 2i
+    is pair i's whole real image, 2i+1 its fake, each through the checkpoint's transform
+    ((patches, 3, H, W)) with its label. ``pairs`` limits them to the first N of a fixed
+    shuffle.
 
-    def __init__(self, pairs: PairDataset) -> None:
+    Validation and calibration measure what the service answers for a whole image, not
+    for a crop placed on the edit: the pooling over the patch grid is part of the score.
+    The finished pairs are made once and kept (uint8, about 5 MB a pair): every epoch's
+    validation reads the same images without redrawing edits.
+    """
+
+    def __init__(self, pairs: PairDataset, preprocess: PreprocessConfig, limit: int | None = None):
         self.pairs = pairs
-        self._last: tuple[int, PairSample] | None = None
+        self.transform = ImageTransform(preprocess)
+        order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(pairs.epoch))
+        self.numbers = (
+            [int(i) for i in order[:limit]] if limit is not None else list(range(len(pairs)))
+        )
+        self._made: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
-        return 2 * len(self.pairs)
+        return 2 * len(self.numbers)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         number, side = divmod(index, 2)
-        # Items are read in order: make each pair once, not once per image.
-        if self._last is None or self._last[0] != number:
-            self._last = (number, self.pairs[number])
-        sample = self._last[1]
-        return sample.images[side], int(sample.labels[side])
+        pair = self.numbers[number]
+        if pair not in self._made:
+            finished = self.pairs.finished(pair)
+            self._made[pair] = (finished.real, finished.fake)
+        image = Image.fromarray(self._made[pair][side])
+        return self.transform(image), (REAL, FAKE)[side]
 
 
 def _sources(pairs: PairDataset) -> dict[str, int]:
@@ -73,7 +97,13 @@ class CorpusData:
         self.config = config
         self.root = config.corpus_dir
         self.manifest = config.corpus_manifest or default_manifest()
-        options = PairOptions(seed=config.seed, video_share=config.video_share)
+        options = PairOptions(
+            seed=config.seed,
+            video_share=config.video_share,
+            crops_per_pair=config.crops_per_pair,
+            min_edit_share=MIN_EDIT_SHARE,
+        )
+        self.preprocess = preprocess
         self.train, self.validate = (
             build_pair_dataset(
                 self.root, split, options, manifest=self.manifest, preprocess=preprocess
@@ -81,7 +111,8 @@ class CorpusData:
             for split in ("train", "validate")
         )
         self.validate.set_epoch(VALIDATION_EPOCH)
-        self.pairs_per_batch = max(1, config.batch_size // 2)
+        self.whole_validate = WholePairs(self.validate, preprocess)
+        self.pairs_per_batch = max(1, config.batch_size // (2 * config.crops_per_pair))
 
     def epoch_order(self, epoch: int) -> list[int]:
         """The pairs training epoch ``epoch`` draws, in order (capped at pairs_per_epoch)."""
@@ -101,17 +132,13 @@ class CorpusData:
             sampler=order,
             drop_last=len(order) > self.pairs_per_batch,
             num_workers=self.config.workers,
-            collate_fn=collate_pairs,
+            collate_fn=collate_pairs_with_masks if self.config.dense_weight > 0 else collate_pairs,
             worker_init_fn=seed_worker,
         )
 
     def validation_loader(self) -> DataLoader[Any]:
-        return DataLoader(
-            self.validate,
-            batch_size=self.pairs_per_batch,
-            num_workers=self.config.workers,
-            collate_fn=collate_pairs,
-        )
+        # In this process: the whole pairs it makes are kept for the next epoch's pass.
+        return DataLoader(self.whole_validate, batch_size=2, num_workers=0)
 
     def info(self) -> dict[str, Any]:
         """The corpus record: manifest digest, sources per split (real images each), edit
@@ -152,8 +179,8 @@ class CorpusData:
         return fit_stored_calibration(
             checkpoint,
             load_checkpoint(checkpoint, device=device, with_calibration=False),
-            reference=FlatPairs(self.train),
-            calibration=FlatPairs(self.validate),
+            reference=WholePairs(self.train, self.preprocess, REFERENCE_PAIRS),
+            calibration=self.whole_validate,
             data=(
                 f"corpus {self.root} (manifest sha256 {digest}): gate reference on the train "
                 f"split's pairs ({train_sources}); calibration and gate threshold on the "
@@ -162,7 +189,7 @@ class CorpusData:
             held_out=f"the corpus's validate split ({validate_sources})",
             device=device,
             batch_size=cfg.batch_size,
-            workers=cfg.workers,
+            workers=0,  # the validate pairs are kept in this process
             seed=cfg.seed,
             progress=progress,
         )

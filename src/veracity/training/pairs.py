@@ -51,6 +51,8 @@ class PairOptions:
     video_share: float = 0.0
     frames_per_clip: int = 16
     cache_size: int = 16
+    crops_per_pair: int = 1  # the first where the edit is, the others anywhere
+    min_edit_share: float = 0.0  # a fake crop with less of the edit is labelled real
     seed: int = 0
     mean: tuple[float, float, float] = _IMAGENET_MEAN
     std: tuple[float, float, float] = _IMAGENET_STD
@@ -65,6 +67,10 @@ class PairOptions:
             raise ValueError(f"video_share must be in [0, 1], got {self.video_share}")
         if not 32 <= self.crop <= self.max_side:
             raise ValueError(f"crop must be in [32, max_side], got {self.crop}")
+        if not 1 <= self.crops_per_pair <= 16:
+            raise ValueError(f"crops_per_pair must be in [1, 16], got {self.crops_per_pair}")
+        if not 0.0 <= self.min_edit_share < 1.0:
+            raise ValueError(f"min_edit_share must be in [0, 1), got {self.min_edit_share}")
 
 
 @dataclass(frozen=True)
@@ -82,9 +88,26 @@ class Pair:
     box: tuple[int, int]  # the crop's top-left corner (row, column)
 
 
+@dataclass(frozen=True)
+class FinishedPair:
+    """A pair as whole finished images (the real, the fake, the fake's edit mask), before
+    any crop, and what was drawn for it."""
+
+    real: Image
+    fake: Image
+    mask: Mask
+    base: str
+    kind: str
+    donor: str | None
+    processing: dict[str, object]
+
+
 class PairSample(NamedTuple):
-    """What the dataset yields: images (2, 3, S, S) normalised, labels (REAL, FAKE), masks
-    (2, S, S) bool (the real's is all False)."""
+    """What the dataset yields for K crops per pair: images (2K, 3, S, S) normalised, the
+    K real crops first, then the fake's at the same places; labels (2K,): REAL for the
+    reals, FAKE for a fake crop where the edit covers more than ``min_edit_share`` (the
+    first always holds some of it), REAL otherwise; masks (2K, S, S) bool (the reals' all
+    False)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -113,18 +136,50 @@ class PairDataset(Dataset[PairSample]):
         return len(self.media.bases)
 
     def __getitem__(self, index: int) -> PairSample:
-        pair = self.pair(index)
-        pixels = torch.from_numpy(np.stack([pair.real, pair.fake]))
+        finished, rng = self._finished(index)
+        crop = self.options.crop
+        boxes = [crop_box(finished.mask, crop, rng)]
+        height, width = finished.mask.shape
+        for _ in range(self.options.crops_per_pair - 1):
+            boxes.append(
+                (int(rng.integers(height - crop + 1)), int(rng.integers(width - crop + 1)))
+            )
+        windows = [(slice(t, t + crop), slice(left, left + crop)) for t, left in boxes]
+        reals = [finished.real[w] for w in windows]
+        fakes = [finished.fake[w] for w in windows]
+        masks = [finished.mask[w] for w in windows]
+        pixels = torch.from_numpy(np.stack([*reals, *fakes]))
         images = pixels.permute(0, 3, 1, 2).float().div(255.0)
-        masks = torch.from_numpy(np.stack([np.zeros_like(pair.mask), pair.mask]))
+        fake_labels = [FAKE if m.mean() > self.options.min_edit_share else REAL for m in masks]
+        none = np.zeros_like(masks[0])
         return PairSample(
             images=(images - self._mean) / self._std,
-            labels=torch.tensor([REAL, FAKE]),
-            masks=masks,
+            labels=torch.tensor([REAL] * len(reals) + fake_labels),
+            masks=torch.from_numpy(np.stack([none] * len(reals) + masks)),
         )
+
+    def finished(self, index: int) -> FinishedPair:
+        """Pair ``index`` of the current epoch as whole images, before any crop."""
+        return self._finished(index)[0]
 
     def pair(self, index: int) -> Pair:
         """Pair ``index`` of the current epoch, as images."""
+        finished, rng = self._finished(index)
+        top, left = crop_box(finished.mask, self.options.crop, rng)
+        window = slice(top, top + self.options.crop), slice(left, left + self.options.crop)
+        return Pair(
+            real=np.ascontiguousarray(finished.real[window]),
+            fake=np.ascontiguousarray(finished.fake[window]),
+            mask=np.ascontiguousarray(finished.mask[window]),
+            base=finished.base,
+            kind=finished.kind,
+            donor=finished.donor,
+            processing=finished.processing,
+            box=(top, left),
+        )
+
+    def _finished(self, index: int) -> tuple[FinishedPair, np.random.Generator]:
+        """The whole finished pair and the generator, ready for the crops' draws."""
         if not 0 <= index < len(self):
             raise IndexError(index)
         options = self.options
@@ -138,20 +193,18 @@ class PairDataset(Dataset[PairSample]):
         if rng.random() < options.video_share:
             real, fake, mask, processing = self._as_web_video(image, edit.image, edit.mask, rng)
         else:
-            real, fake, mask, processing = self._finished(image, edit.image, edit.mask, rng)
+            real, fake, mask, processing = self._finish(image, edit.image, edit.mask, rng)
         (real, fake), mask = _fit([real, fake], mask, options.crop)
-        top, left = crop_box(mask, options.crop, rng)
-        window = slice(top, top + options.crop), slice(left, left + options.crop)
-        return Pair(
-            real=np.ascontiguousarray(real[window]),
-            fake=np.ascontiguousarray(fake[window]),
-            mask=np.ascontiguousarray(mask[window]),
+        finished = FinishedPair(
+            real=real,
+            fake=fake,
+            mask=mask,
             base=base.name,
             kind=edit.kind,
             donor=None if donor_base is None else donor_base.name,
             processing=processing,
-            box=(top, left),
         )
+        return finished, rng
 
     def kind_at(self, index: int) -> str:
         """The edit kind pair ``index`` of the current epoch gets, without making it."""
@@ -170,7 +223,7 @@ class PairDataset(Dataset[PairSample]):
         others = [p for p in self.media.photos if p.entry.local_path != base.entry.local_path]
         return others[int(rng.integers(len(others)))]
 
-    def _finished(
+    def _finish(
         self, real: Image, fake: Image, mask: Mask, rng: np.random.Generator
     ) -> tuple[Image, Image, Mask, dict[str, object]]:
         height, width = real.shape[:2]

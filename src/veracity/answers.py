@@ -291,9 +291,17 @@ class FrameModel(BaseModel):
 class SegmentModel(BaseModel):
     start_s: float
     end_s: float
-    frames: int = Field(description="Sampled frames in the segment, all judged fake.")
-    fake_prob: float = Field(description="Mean over the segment's frames.")
+    frames: int = Field(
+        description="Sampled frames from its first fake frame to its last: the fake ones "
+        "and, between them, at most VERACITY_VIDEO_RUN_MAX_GAP in a row that are not."
+    )
+    fake_prob: float = Field(description="Mean over the segment's usable frames.")
     peak_fake_prob: float
+    # A default, so that answers stored before the field existed still read.
+    sustained: bool = Field(
+        default=False,
+        description="A sustained run: enough by itself to make the video fake (README, 'Video').",
+    )
 
 
 class VideoInfoModel(BaseModel):
@@ -391,6 +399,7 @@ class VideoResponse(StoreFields):
                     frames=seg.frames,
                     fake_prob=seg.fake_prob,
                     peak_fake_prob=seg.peak_fake_prob,
+                    sustained=seg.sustained,
                 )
                 for seg in verdict.segments
             ],

@@ -27,7 +27,7 @@ from veracity.runtime import BackendChoice, DevicePreference, default_export_dir
 from veracity.store.options import StoreOptions
 from veracity.verdicts.decision import Thresholds, VerdictPolicy
 from veracity.verdicts.quality import QualityLimits
-from veracity.video.aggregate import AggregationMethod
+from veracity.video.aggregate import AggregationMethod, AggregationRule, SustainedRun
 from veracity.video.plan import VideoLimits
 
 ENV_PREFIX = "VERACITY_"
@@ -255,6 +255,13 @@ class Settings(StoreSettings):
     video_decode_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     video_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
     video_aggregation: AggregationMethod = "confident"
+    # The sustained-run rule: a video holding at least run_min_frames frames judged fake,
+    # covering at least run_min_duration_s seconds, with at most run_max_gap frames in a
+    # row between two of them, is fake (README, "Video"; why these defaults:
+    # veracity.video.aggregate). Two frames at least: one frame never decides a video.
+    video_run_min_frames: Annotated[int, Field(ge=2, le=1024)] = 3
+    video_run_min_duration_s: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    video_run_max_gap: Annotated[int, Field(ge=0, le=64)] = 1
     # Fairness: videos analysed at once (each also takes one admission slot), and how many
     # places of a forward pass video frames and batch files may take while images wait.
     max_concurrent_videos: Annotated[int, Field(ge=1, le=64)] = 2
@@ -376,6 +383,18 @@ class Settings(StoreSettings):
             max_streams=self.video_max_streams,
             max_samples=self.video_max_frames,
             decode_timeout_s=self.video_decode_timeout_s,
+        )
+
+    @property
+    def video_rule(self) -> AggregationRule:
+        """How frame verdicts become a video's (a request may choose another method)."""
+        return AggregationRule(
+            method=self.video_aggregation,
+            run=SustainedRun(
+                min_frames=self.video_run_min_frames,
+                min_duration_s=self.video_run_min_duration_s,
+                max_gap=self.video_run_max_gap,
+            ),
         )
 
     @property

@@ -190,6 +190,7 @@ def _build_parts(app: FastAPI, settings: Settings, service: ModelService) -> Par
         recorder,
         signer,
         video_limits=settings.job_video_limits,
+        video_rule=settings.video_rule,
         timeout_s=settings.job_timeout_s,
     )
     runner = _job_runner(settings, database, executor, metrics)
@@ -249,7 +250,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     state.body_limits = body_limits(settings)
     state.route_options = RouteOptions(
         video_frames=settings.video_frames,
-        video_aggregation=settings.video_aggregation,
+        video_rule=settings.video_rule,
         job_video_limits=settings.job_video_limits,
         webhooks=settings.webhook_secret is not None,
     )

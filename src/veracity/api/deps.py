@@ -21,7 +21,7 @@ from veracity.serving.recording import Recorder
 from veracity.serving.service import ModelService
 from veracity.settings import Settings
 from veracity.store.predictions import PredictionStore
-from veracity.video.aggregate import AggregationMethod
+from veracity.video.aggregate import AggregationRule
 from veracity.video.plan import VideoLimits
 
 # auto_error=False: a missing key is answered by ApiKeyAuth with the project's error shape.
@@ -100,7 +100,7 @@ class RouteOptions:
     """What the video and job routes take from Settings (built once by the app)."""
 
     video_frames: int  # the frames a video request or job samples unless it says
-    video_aggregation: AggregationMethod
+    video_rule: AggregationRule  # how frame verdicts become a video's (method: a default)
     job_video_limits: VideoLimits  # longer duration and decoding budget than a request's
     webhooks: bool  # a webhook secret is configured
 

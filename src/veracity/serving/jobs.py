@@ -23,7 +23,8 @@ class JobExecutor:
     """Runs one claimed job for the job runner (``jobs.runner.Execute``).
 
     ``video_limits`` and ``timeout_s`` are a job's own: a longer duration, decoding budget
-    and deadline than a request's.
+    and deadline than a request's; ``video_rule`` is the deployment's (the job's own
+    parameters choose only its method).
     """
 
     def __init__(
@@ -33,12 +34,14 @@ class JobExecutor:
         signer: ReceiptSigner | None,
         *,
         video_limits: VideoLimits,
+        video_rule: AggregationRule,
         timeout_s: float,
     ) -> None:
         self._service = service
         self._recorder = recorder
         self._signer = signer
         self._video_limits = video_limits
+        self._video_rule = video_rule
         self._deadline = Deadline(timeout_s, JOB_TIMEOUT_SETTING)
 
     async def __call__(self, job: Job, inputs: list[JobInput]) -> JobOutcome:
@@ -74,7 +77,7 @@ class JobExecutor:
             video.data,
             prediction_id=job.id,
             plan=SamplingPlan(count=params.count, every_s=params.every_s),
-            rule=AggregationRule(method=params.aggregation),
+            rule=self._video_rule.with_method(params.aggregation),
             limits=self._video_limits,
         )
         # Recorded with the job's completion, in the same transaction.

@@ -268,7 +268,14 @@ async def judge_video(
     caller, request_id, deadline = context.caller, context.request_id, context.deadline
     # Up to the video upload limit: hashed off the event loop.
     digest = await asyncio.to_thread(sha256_hex, data)
-    options = {"count": plan.count, "every_s": plan.every_s, "aggregation": rule.method}
+    run = rule.run
+    options = {
+        "count": plan.count,
+        "every_s": plan.every_s,
+        "aggregation": rule.method,
+        # The deployment's sustained-run rule shapes the verdict as much as the method.
+        "run": [run.min_frames, run.min_duration_s, run.max_gap],
+    }
     async with service.use(context.model, context.version) as chosen:
         runner = chosen.runner
         key = recorder.key(runner, digest, "video", options)

@@ -143,7 +143,7 @@ async def create_video_job(
     params = VideoJobParams(
         count=plan.count,
         every_s=plan.every_s,
-        aggregation=aggregation or options.video_aggregation,
+        aggregation=aggregation or options.video_rule.method,
         model=choice.model,
         model_version=choice.version,
     )

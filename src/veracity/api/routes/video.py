@@ -11,7 +11,7 @@ from veracity.api.deps import ModelChoiceDep, RecorderDep, RouteOptionsDep, Sign
 from veracity.api.openapi import VIDEO_ERRORS, upload_schema
 from veracity.api.uploads import UploadDep
 from veracity.serving.judging import finished, judge_video
-from veracity.video.aggregate import AggregationMethod, AggregationRule
+from veracity.video.aggregate import AggregationMethod
 from veracity.video.plan import SamplingPlan
 
 router = APIRouter()
@@ -23,7 +23,9 @@ router = APIRouter()
     summary="Judge a video: a verdict, a timeline of sampled frames, suspicious segments",
     description="Samples frames (evenly spaced, or one every `every_s` seconds), judges "
     "each like an image, and aggregates them (default: the DFDC-winning 'confident' "
-    "rule). MP4, MOV, WebM or MKV with H.264, HEVC, VP8, VP9 or AV1, up to "
+    "rule); a sustained run of fake frames (VERACITY_VIDEO_RUN_MIN_FRAMES over "
+    "VERACITY_VIDEO_RUN_MIN_DURATION_S) makes the video fake and is the first segment. "
+    "MP4, MOV, WebM or MKV with H.264, HEVC, VP8, VP9 or AV1, up to "
     "VERACITY_VIDEO_MAX_DURATION_S. See the README's 'Video'.",
     responses=VIDEO_ERRORS,
     openapi_extra=upload_schema("file", "The video: MP4, MOV, WebM or MKV.", many=False),
@@ -61,6 +63,6 @@ async def infer_video(
         upload.context(choice.model, choice.version),
         data,
         plan=SamplingPlan(count=frames or options.video_frames, every_s=every_s),
-        rule=AggregationRule(method=aggregation or options.video_aggregation),
+        rule=options.video_rule.with_method(aggregation),
     )
     return finished(answer, row, await recorder.save([row], [data]), signer)

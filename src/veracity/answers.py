@@ -330,7 +330,7 @@ class VideoResponse(StoreFields):
     verdict: Literal["real", "fake", "inconclusive"]
     reasons: list[ReasonModel] = Field(
         description="Video-level reasons: no_frames, too_short, too_many_inconclusive_frames, "
-        "near_threshold, suspicious_segments."
+        "near_threshold, suspicious_segments, doubtful_stretch."
     )
     fake_prob: float | None = Field(
         description="Calibrated, aggregated over the usable frames; null when none is."

@@ -234,3 +234,19 @@ def test_segments_are_ordered_most_suspicious_first_and_need_two_frames() -> Non
     assert [(s.start_s, s.end_s) for s in segments] == [(6.5, 10.0), (0.0, 1.5)]
     single = AggregationRule(min_segment_frames=1, run=no_run.run)
     assert len(find_segments(frames(values), 10.0, THRESHOLDS, single)) == 3
+
+
+def test_a_sustained_stretch_that_is_not_confidently_real_is_never_real() -> None:
+    # An edit the model half-sees: frames 0.55-0.7 from 4 s to 8 s, under the fake point.
+    values = [0.02] * 4 + [0.55, 0.7, 0.6, 0.65] + [0.02] * 24
+    verdict = judge(values)
+    assert verdict.verdict == "inconclusive"
+    assert [r.code for r in verdict.reasons] == ["doubtful_stretch"]
+    assert "between 3.50 s and 7.50 s" in verdict.reasons[0].message
+    assert verdict.segments == ()
+    # Two such frames, or ones that are isolated, leave the clip real.
+    assert judge([0.02] * 4 + [0.6, 0.6] + [0.02] * 26).verdict == "real"
+    isolated = [0.02] * 32
+    for i in (3, 10, 17, 24):
+        isolated[i] = 0.6
+    assert judge(isolated).verdict == "real"

@@ -5,15 +5,20 @@ A patches checkpoint scores ``patch_grid`` x ``patch_grid`` native-resolution pa
 those patches' own probabilities, laid out where they were taken: the image is divided
 evenly into ``patch_grid`` rows and columns, and cell (row, col) holds the probability of
 patch ``row * patch_grid + col``. Patch starts are spread evenly from the image's top-left
-corner to its bottom-right (``preprocess.patch_origins``), so on an image at least
-``patch_grid`` patches wide each patch lies inside its own cell (give or take the 16-pixel
-snap), and it is a sample of the cell, not all of it: a 64 px patch in a 1920x1080 image's
-480x270 cell sees 3% of it.
+corner to its bottom-right (``preprocess.patch_origins``).
+
+Checkpoints with ``max_side`` (those trained on the real-photo corpus) first shrink an
+image whose longer side exceeds it (``patch_grid`` patch widths), so the patches tile the
+whole image: each cell is read whole (on the shorter side a patch also reaches into its
+neighbours, since the patches overlap there). Without ``max_side`` a patch is a sample
+of its cell, not all of it: a 64 px patch in a 1920x1080 image's 480x270 cell sees 3%
+of it.
 
 Each cell's number is the checkpoint's calibration map applied to that patch's
 fake-minus-real logit. The map was fitted on pooled image scores, so a cell is comparable
 with the other cells and with ``fake_prob``, but it is not itself a calibrated probability
-that the patch is manipulated.
+that the patch is manipulated. With ``max`` pooling the image's score is its most
+suspicious patch's, so the highest cell equals ``fake_prob``.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ ReasonCode = Literal[
     "too_short",
     "too_many_inconclusive_frames",
     "suspicious_segments",
+    "doubtful_stretch",
 ]
 
 # The IJG (libjpeg) base luminance table in natural order: the table quality 50 writes.

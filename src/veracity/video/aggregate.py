@@ -48,7 +48,11 @@ that run is the first of ``segments``. Why these defaults (3 frames, 1 s, a gap 
 
 A video whose frames hold a segment that is not sustained is never called ``real``:
 where the verdict is not fake but a segment exists, it is ``inconclusive`` with
-``suspicious_segments`` pointing at the timeline.
+``suspicious_segments`` pointing at the timeline. Nor is one that holds a sustained run
+(the same frame count, duration and gap) of frames that are merely not confidently real
+(``fake_prob`` above the real operating point): an edit the model scores 0.5-0.7 frame
+after frame would otherwise vanish into a clip-wide mean under the real threshold. It is
+``inconclusive`` with ``doubtful_stretch`` naming the stretch.
 """
 
 from __future__ import annotations
@@ -171,14 +175,7 @@ def find_segments(
 ) -> list[Segment]:
     """Runs of fake sampled frames (at most ``rule.run.max_gap`` others in a row between
     two of them), sustained ones first, then the most suspicious."""
-    runs: list[list[int]] = []
-    for i, frame in enumerate(frames):
-        if not _is_fake(frame.verdict, thresholds):
-            continue
-        if runs and i - runs[-1][-1] - 1 <= rule.run.max_gap:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
+    runs = _runs([_is_fake(f.verdict, thresholds) for f in frames], rule.run.max_gap)
     segments = [
         _segment(frames, run, duration_s, thresholds, rule.run)
         for run in runs
@@ -186,6 +183,34 @@ def find_segments(
     ]
     segments.sort(key=lambda s: (not s.sustained, -s.fake_prob, -s.frames, s.start_s))
     return segments
+
+
+def _runs(marked: Sequence[bool], max_gap: int) -> list[list[int]]:
+    """Indices of the marked frames, joined into runs across at most ``max_gap`` others."""
+    runs: list[list[int]] = []
+    for i, flag in enumerate(marked):
+        if not flag:
+            continue
+        if runs and i - runs[-1][-1] - 1 <= max_gap:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def doubtful_stretch(
+    frames: Sequence[FrameVerdict], duration_s: float, thresholds: Thresholds, run: SustainedRun
+) -> Segment | None:
+    """The longest sustained run of usable frames that are not confidently real (above the
+    real operating point), if any: a clip holding one is never called ``real``."""
+    marked = [usable(f.verdict) and f.verdict.fake_prob > thresholds.real_threshold for f in frames]
+    found = []
+    for indices in _runs(marked, run.max_gap):
+        segment = _segment(frames, indices, duration_s, thresholds, run)
+        long_enough = segment.end_s - segment.start_s >= run.min_duration_s - _DURATION_TOLERANCE_S
+        if len(indices) >= run.min_frames and long_enough:
+            found.append(segment)
+    return max(found, key=lambda s: (s.fake_frames, s.fake_prob), default=None)
 
 
 def _is_fake(verdict: Verdict, thresholds: Thresholds) -> bool:
@@ -253,6 +278,18 @@ def judge_video(
     if segments and segments[0].sustained:
         fake_prob = max(fake_prob, segments[0].fake_prob)
     verdict, reasons = _classify(fake_prob, thresholds, segments, rule.run)
+    doubt = doubtful_stretch(frames, duration_s, thresholds, rule.run)
+    if verdict == "real" and doubt is not None:
+        verdict = "inconclusive"
+        reasons.append(
+            Reason(
+                "doubtful_stretch",
+                f"the video as a whole looks real, but {doubt.fake_frames} frames between "
+                f"{doubt.start_s:.2f} s and {doubt.end_s:.2f} s are not confidently real "
+                f"(fake_prob above {thresholds.real_threshold:g}, mean {doubt.fake_prob:.2f}); "
+                "a real answer would hide them. Review that stretch.",
+            )
+        )
     return VideoVerdict(
         fake_prob=fake_prob,
         verdict=verdict,

@@ -170,8 +170,12 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def require_corpus(entries: Iterable[CorpusEntry], root: Path) -> None:
+def require_corpus(
+    entries: Iterable[CorpusEntry], root: Path, *, fetch: str = "veracity fetch-corpus"
+) -> None:
     """Refuse to go on unless every listed file is on disk as the manifest says.
+
+    ``fetch`` is the command the error tells the user to run.
 
     Raises:
         CorpusError: Naming every missing or changed file.
@@ -179,6 +183,6 @@ def require_corpus(entries: Iterable[CorpusEntry], root: Path) -> None:
     refused = [reason for s in verify_corpus(entries, root) for reason in s.refused]
     if refused:
         raise CorpusError(
-            f"{len(refused)} corpus file(s) missing or changed (run `veracity fetch-corpus`): "
+            f"{len(refused)} corpus file(s) missing or changed (run `{fetch}`): "
             + "; ".join(refused[:5])
         )

@@ -31,6 +31,8 @@ COLUMNS = (
     "original",
 )
 REGISTRIES = {"debian": ("deb",), "pypi": ("wheel", "sdist")}
+# The splits training may read. The held-out photographs (``heldout.tsv``, split "heldout")
+# are not among them, so a training builder asked for that split refuses it.
 SPLITS = ("train", "validate")
 ROLES = ("real_photo", "real_video", "fake_with_original")
 NONE = "-"
@@ -97,28 +99,44 @@ def read_manifest(path: Path | None = None) -> list[CorpusEntry]:
         CorpusError: The file is missing, malformed or breaks one of the corpus rules.
     """
     path = path or default_manifest()
+    rows = read_rows(path, COLUMNS)
+    entries = [parse_entry(row, path, number) for number, row in rows]
+    check_entries(entries)
+    return entries
+
+
+def read_rows(path: Path, columns: Sequence[str]) -> list[tuple[int, list[str]]]:
+    """The rows below the header of a tab-separated manifest, each with its line's number
+    among the non-comment lines (the header is 1).
+
+    Raises:
+        CorpusError: The file cannot be read, or its header is not ``columns``.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise CorpusError(f"cannot read the corpus manifest {path}: {e}") from e
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows or tuple(rows[0]) != COLUMNS:
-        raise CorpusError(f"{path}: the header must be the columns {', '.join(COLUMNS)}")
-    entries = [_entry(row, path, number) for number, row in enumerate(rows[1:], start=2)]
-    check_entries(entries)
-    return entries
+    if not rows or tuple(rows[0]) != tuple(columns):
+        raise CorpusError(f"{path}: the header must be the columns {', '.join(columns)}")
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(columns):
+            raise CorpusError(f"{path}: row {number} has {len(row)} fields, not {len(columns)}")
+    return list(enumerate(rows[1:], start=2))
 
 
-def _entry(row: Sequence[str], path: Path, number: int) -> CorpusEntry:
-    if len(row) != len(COLUMNS):
-        raise CorpusError(f"{path}: row {number} has {len(row)} fields, not {len(COLUMNS)}")
-    f = dict(zip(COLUMNS, row, strict=True))
+def parse_entry(
+    row: Sequence[str], path: Path, number: int, *, splits: Sequence[str] = SPLITS
+) -> CorpusEntry:
+    """One row's first ``COLUMNS`` as an entry, its fields checked; the split must be one
+    of ``splits`` (the training manifest's by default)."""
+    f = dict(zip(COLUMNS, row[: len(COLUMNS)], strict=True))
     where = f"{path}: row {number} ({f['source']} {f['path']})"
     if f["registry"] not in REGISTRIES or f["artifact"] not in REGISTRIES[f["registry"]]:
         raise CorpusError(f"{where}: unknown registry/artifact {f['registry']}/{f['artifact']}")
-    if f["split"] not in SPLITS:
-        raise CorpusError(f"{where}: split must be one of {', '.join(SPLITS)}")
+    if f["split"] not in splits:
+        raise CorpusError(f"{where}: split must be one of {', '.join(splits)}")
     if f["role"] not in ROLES:
         raise CorpusError(f"{where}: role must be one of {', '.join(ROLES)}")
     digest = f["sha256"].lower()

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from veracity.cli.arguments import add_checkpoint, add_device, add_policy, load_predictor
+from veracity.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from veracity.cli.arguments import Subcommands
+    from veracity.inference.predictor import Predictor
 
 
 def add_parser(sub: Subcommands) -> None:
@@ -41,14 +43,26 @@ def add_parser(sub: Subcommands) -> None:
 def _add_evaluate(sub: Subcommands) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="verdicts, abstention and calibration of a checkpoint on a dataset split",
-        description="Runs every image through the same verdict pipeline as /infer and prints "
-        "a JSON summary; with --report DIR also writes DIR/report.json and PNG plots (ROC, "
-        "reliability before/after calibration, verdicts by size and by JPEG quality, "
-        "confusion matrix with an inconclusive column).",
+        help="verdicts, abstention and calibration of a checkpoint on a dataset split or on "
+        "the held-out photographs",
+        description="Runs every image through the same verdict pipeline as /infer. With "
+        "--data: prints a JSON summary; with --report DIR also writes DIR/report.json and PNG "
+        "plots (ROC, reliability before/after calibration, verdicts by size and by JPEG "
+        "quality, confusion matrix with an inconclusive column). With --heldout: judges the "
+        "held-out photographs as shipped, re-saved as JPEG 90 and edited with each edit kind, "
+        "prints verdicts per source and per edit kind and the goals as PASS/FAIL lines; with "
+        "--report DIR also writes DIR/report.json and heldout_*.png.",
     )
-    p.add_argument("--data", type=Path, required=True, help="dataset root (ImageFolder layout)")
-    p.add_argument("--split", default="val", help="default: %(default)s")
+    judged = p.add_mutually_exclusive_group(required=True)
+    judged.add_argument("--data", type=Path, help="dataset root (ImageFolder layout)")
+    judged.add_argument(
+        "--heldout",
+        type=Path,
+        metavar="DIR",
+        help="the held-out photographs `veracity fetch-corpus --heldout` fetched (make heldout: "
+        "data/heldout); never used for training, tuning or calibration",
+    )
+    p.add_argument("--split", default="val", help="with --data (default: %(default)s)")
     p.add_argument("--report", type=Path, default=None, metavar="DIR", help="write the report")
     p.add_argument(
         "--natural-photos",
@@ -56,6 +70,30 @@ def _add_evaluate(sub: Subcommands) -> None:
         help="also judge the natural photographs installed packages ship (all real; never "
         "used for training): scikit-image, scikit-learn, matplotlib",
     )
+    p.add_argument(
+        "--sample", action="store_true", help="with --heldout: only the CI sample's photographs"
+    )
+    p.add_argument(
+        "--heldout-manifest",
+        type=Path,
+        default=None,
+        help="default: the list shipped with veracity",
+    )
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=1920,
+        help="with --heldout: longest side of the re-saved and edited copies (default: "
+        "%(default)s; smaller photographs keep their size)",
+    )
+    p.add_argument(
+        "--kind",
+        action="append",
+        default=None,
+        help="with --heldout: only this edit kind (repeatable; default: every kind a "
+        "photograph alone allows)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="with --heldout: the edits' seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_checkpoint(p)
     add_policy(p)
@@ -73,7 +111,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_record(args: argparse.Namespace, predictor: Predictor) -> dict[str, object]:
+    meta = predictor.checkpoint.metadata
+    return {
+        "path": str(args.checkpoint),
+        "model_name": meta.model_name,
+        "model_version": meta.model_version,
+        "weights_sha256": meta.weights_sha256,
+        "calibration_version": meta.calibration.version if meta.calibration else None,
+        "thresholds": {"real": args.real_threshold, "fake": args.fake_threshold},
+    }
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.heldout is not None:
+        return _evaluate_heldout(args)
     from veracity.evaluation.photos import natural_photographs
     from veracity.evaluation.report import build_report, evaluate_items, write_report
     from veracity.models import CLASS_NAMES
@@ -89,19 +141,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.natural_photos:
         found = [(path, "real") for path in natural_photographs()]
         photos = evaluate_items(predictor, found, progress=progress, desc="natural photographs")
-    meta = predictor.checkpoint.metadata
     report = build_report(
         results,
-        checkpoint={
-            "path": str(args.checkpoint),
-            "model_name": meta.model_name,
-            "model_version": meta.model_version,
-            "weights_sha256": meta.weights_sha256,
-            "calibration_version": meta.calibration.version if meta.calibration else None,
-            "thresholds": {"real": args.real_threshold, "fake": args.fake_threshold},
-            "data": str(args.data),
-            "split": args.split,
-        },
+        checkpoint=_checkpoint_record(args, predictor)
+        | {"data": str(args.data), "split": args.split},
         photos=photos,
     )
     summary: dict[str, object] = {"images": len(results), "overall": report["overall"]}
@@ -111,6 +154,38 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         written = write_report(report, args.report)
         summary["report"] = [str(p) for p in written]
     print(json.dumps(summary))
+    return 0
+
+
+def _evaluate_heldout(args: argparse.Namespace) -> int:
+    from veracity.corpus.fetch import require_corpus
+    from veracity.corpus.heldout import read_heldout_manifest
+    from veracity.evaluation.heldout import PHOTO_KINDS, HeldOutOptions, judge_heldout
+    from veracity.evaluation.heldout_report import (
+        build_heldout_report,
+        format_summary,
+        write_heldout_report,
+    )
+
+    try:
+        kinds = tuple(args.kind or PHOTO_KINDS)
+        options = HeldOutOptions(max_side=args.max_side, kinds=kinds, seed=args.seed)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
+    photos = read_heldout_manifest(args.heldout_manifest, sample=args.sample)
+    fetch = "veracity fetch-corpus --heldout" + (" --sample" if args.sample else "")
+    require_corpus([p.entry for p in photos], args.heldout, fetch=f"{fetch} --out {args.heldout}")
+    predictor = load_predictor(args)
+    items = judge_heldout(predictor, photos, args.heldout, options, progress=not args.no_progress)
+    record = _checkpoint_record(args, predictor) | {
+        "heldout": str(args.heldout),
+        "sample": args.sample,
+    }
+    report = build_heldout_report(items, checkpoint=record, options=options)
+    print(format_summary(report))
+    if args.report is not None:
+        written = write_heldout_report(report, args.report)
+        print("report: " + ", ".join(str(p) for p in written))
     return 0
 
 

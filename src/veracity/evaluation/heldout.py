@@ -46,7 +46,8 @@ from veracity.inference.predictor import Predictor, PreparedImage
 
 # Every kind a photograph alone allows (self_blend needs a face's landmarks).
 PHOTO_KINDS = tuple(name for name, kind in EDIT_KINDS.items() if not kind.needs_landmarks)
-ARMS = ("untouched", "jpeg", "edited")
+# The arms that show the photograph itself (truth: real); "edited" holds the fakes.
+REAL_ARMS = ("untouched", "jpeg")
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def judge_heldout(
         except (InvalidImageError, OSError, ValueError) as e:
             # Each arm still counts the photograph, as an error.
             message = getattr(e, "message", None) or str(e)
-            items += [_failed(photo, arm, None, message) for arm in ("untouched", "jpeg")]
+            items += [_failed(photo, arm, None, message) for arm in REAL_ARMS]
             items += [_failed(photo, "edited", kind, message) for kind in options.kinds]
             continue
         items += _judge(predictor, photo, cases)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from veracity.checkpoint import atomic_write
-from veracity.evaluation.heldout import HeldOutItem, HeldOutOptions
+from veracity.evaluation.heldout import REAL_ARMS, HeldOutItem, HeldOutOptions
 from veracity.evaluation.measures import VERDICTS
 from veracity.verdicts.calibration import expected_calibration_error, reliability_curve
 
@@ -216,7 +216,7 @@ def build_heldout_report(
         "options": asdict(options),
         "photographs": len({i.photo for i in items}),
         "sources": sorted({i.source for i in items}),
-        "photos": {arm: _arm(items, arm) for arm in ("untouched", "jpeg")},
+        "photos": {arm: _arm(items, arm) for arm in REAL_ARMS},
         "edited": _edited(items),
         "calibration": _calibration(items),
         "errors": [asdict(i) for i in items if i.error is not None],

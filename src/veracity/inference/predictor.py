@@ -107,6 +107,9 @@ class Predictor:
         self.config = checkpoint.preprocess
         self.transform = ImageTransform(self.config)
         self.face_detector = FaceDetector()
+        if self.config.face_crop:
+            # A missing detector model fails the checkpoint's load, not each request.
+            self.face_detector.load()
         self.formats = tuple(formats)
         self.max_pixels = max_pixels
         self.decode_budget = decode_budget

@@ -261,3 +261,28 @@ def test_one_crop_per_pair_is_the_crop_pair_draws(corpus):
         finished = dataset.finished(index)
         top, left = pair.box
         assert np.array_equal(finished.fake[top : top + CROP, left : left + CROP], pair.fake)
+
+
+def test_self_blend_is_drawn_only_for_images_with_a_face(corpus, monkeypatch):
+    # Five landmarks (eyes, nose tip, mouth corners) of a face in the middle of image 0.
+    landmarks = np.array([[85.0, 90], [125, 90], [105, 110], [90, 130], [120, 130]])
+    monkeypatch.setattr(pairs_module, "find_faces", lambda media: {0: landmarks})
+    dataset = build(corpus, self_blend=True)
+    kinds = {i: set() for i in range(len(dataset))}
+    for epoch in range(12):
+        dataset.set_epoch(epoch)
+        for i in range(len(dataset)):
+            kinds[i].add(dataset.kind_at(i))
+    assert "self_blend" in kinds[0]
+    assert all("self_blend" not in kinds[i] for i in range(1, len(dataset)))
+    for epoch in range(12):
+        dataset.set_epoch(epoch)
+        if dataset.kind_at(0) == "self_blend":
+            break
+    finished = dataset.finished(0)
+    assert finished.kind == "self_blend"
+    rows, columns = np.nonzero(finished.mask)
+    height, width = finished.mask.shape
+    # The blend is centred on the face the landmarks describe (the finish may resize).
+    assert abs(rows.mean() / height - 110 / 200) < 0.08
+    assert abs(columns.mean() / width - 105 / 240) < 0.08

@@ -117,6 +117,12 @@ def _add_corpus_options(p: argparse.ArgumentParser) -> None:
         "others anywhere (default: %(default)s)",
     )
     p.add_argument(
+        "--self-blend",
+        action="store_true",
+        help="with --corpus: real images with a face may also be self-blended (SBI); "
+        "needs the face detector (veracity fetch-face-detector)",
+    )
+    p.add_argument(
         "--dense-weight",
         type=float,
         default=0.0,
@@ -253,6 +259,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         crops_per_pair=args.crops_per_pair,
         dense_weight=args.dense_weight,
         max_side=args.max_side,
+        self_blend=args.self_blend,
     )
     result = train(config, progress=not args.no_progress)
     print(

@@ -60,6 +60,7 @@ class TrainConfig:
     # of its pixels the edit covers); 0 trains on the crops' labels alone.
     dense_weight: float = 0.0
     max_side: int | None = None  # patches: see PreprocessConfig.max_side
+    self_blend: bool = False  # corpus: self-blend real images with a face (needs CenterFace)
 
     def __post_init__(self) -> None:
         if (self.data_dir is None) == (self.corpus_dir is None):

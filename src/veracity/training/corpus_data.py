@@ -102,6 +102,7 @@ class CorpusData:
             video_share=config.video_share,
             crops_per_pair=config.crops_per_pair,
             min_edit_share=MIN_EDIT_SHARE,
+            self_blend=config.self_blend,
         )
         self.preprocess = preprocess
         self.train, self.validate = (

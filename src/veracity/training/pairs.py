@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image as PILImage
 from torch.utils.data import Dataset
 
 from veracity.corpus.fetch import require_corpus
@@ -34,8 +35,13 @@ from veracity.training.webvideo import WebVideoOptions, draw_web_video, web_vide
 
 # The model's output order is (real, fake) (veracity.models.CLASS_NAMES).
 REAL, FAKE = 0, 1
-# Self-blending needs face landmarks: it joins once faces are detected in the corpus.
+# Edits any photograph can take; self-blending also needs a face's landmarks, so it is
+# drawn only for real images where a face was found (``PairOptions.self_blend``).
 PHOTO_KINDS = tuple(name for name, kind in EDIT_KINDS.items() if not kind.needs_landmarks)
+FACE_KIND = "self_blend"
+# A face narrower than this (working-size pixels) is not blended: SBI's artefacts (the
+# blend's boundary, the colour shift) need a face of some size to be anything but noise.
+MIN_BLEND_FACE = 48
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -53,6 +59,8 @@ class PairOptions:
     cache_size: int = 16
     crops_per_pair: int = 1  # the first where the edit is, the others anywhere
     min_edit_share: float = 0.0  # a fake crop with less of the edit is labelled real
+    # Real images with a face (CenterFace, veracity.faces) may also be self-blended (SBI).
+    self_blend: bool = False
     seed: int = 0
     mean: tuple[float, float, float] = _IMAGENET_MEAN
     std: tuple[float, float, float] = _IMAGENET_STD
@@ -125,6 +133,8 @@ class PairDataset(Dataset[PairSample]):
         self.media = media
         self.options = options
         self.epoch = 0
+        # Landmarks of each real image's largest face, by base index (self_blend only).
+        self.faces: dict[int, np.ndarray] = find_faces(media) if options.self_blend else {}
         self._mean = torch.tensor(options.mean).view(1, 3, 1, 1)
         self._std = torch.tensor(options.std).view(1, 3, 1, 1)
 
@@ -186,10 +196,10 @@ class PairDataset(Dataset[PairSample]):
         rng = self._rng(index)
         base = self.media.bases[index]
         image = self.media.load(base)
-        kind = self._draw_kind(rng)
+        kind = self._draw_kind(rng, index)
         donor_base = self._donor(base, rng) if kind == "splice" else None
         donor = None if donor_base is None else self.media.load(donor_base)
-        edit = make_fake(image, rng, kind, donor)
+        edit = make_fake(image, rng, kind, donor, self.faces.get(index))
         if rng.random() < options.video_share:
             real, fake, mask, processing = self._as_web_video(image, edit.image, edit.mask, rng)
         else:
@@ -210,14 +220,15 @@ class PairDataset(Dataset[PairSample]):
         """The edit kind pair ``index`` of the current epoch gets, without making it."""
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return self._draw_kind(self._rng(index))
+        return self._draw_kind(self._rng(index), index)
 
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.options.seed, self.epoch, index])
 
-    def _draw_kind(self, rng: np.random.Generator) -> str:
+    def _draw_kind(self, rng: np.random.Generator, index: int) -> str:
         # The first draw of an item's generator, so kind_at matches pair.
-        return self.options.kinds[int(rng.integers(len(self.options.kinds)))]
+        kinds = self.options.kinds + ((FACE_KIND,) if index in self.faces else ())
+        return kinds[int(rng.integers(len(kinds)))]
 
     def _donor(self, base: Base, rng: np.random.Generator) -> Base:
         others = [p for p in self.media.photos if p.entry.local_path != base.entry.local_path]
@@ -257,6 +268,35 @@ class PairDataset(Dataset[PairSample]):
             "frame": frame,
         }
         return real_clip.frames[frame], fake_clip.frames[frame], fake_clip.masks[frame], processing
+
+
+def find_faces(media: SplitMedia) -> dict[int, np.ndarray]:
+    """The five landmarks (x, y) of the largest face in each real image at working size,
+    by base index, for faces at least ``MIN_BLEND_FACE`` wide whose landmarks lie inside
+    the image (a face cut by the border cannot be blended whole).
+
+    Raises:
+        ConfigurationError: the face detector's model is missing (`veracity
+            fetch-face-detector`).
+    """
+    from veracity.faces import FaceDetector
+
+    detector = FaceDetector(max_faces=1)
+    found: dict[int, np.ndarray] = {}
+    for index, base in enumerate(media.bases):
+        image = media.load(base)
+        height, width = image.shape[:2]
+        for face in detector.detect(PILImage.fromarray(image)):
+            points = np.asarray(face.landmarks, dtype=np.float64)
+            inside = (
+                points.shape == (5, 2)
+                and (points >= 0).all()
+                and (points[:, 0] <= width - 1).all()
+                and (points[:, 1] <= height - 1).all()
+            )
+            if inside and face.right - face.left >= MIN_BLEND_FACE:
+                found[index] = points
+    return found
 
 
 def _fit(images: list[Image], mask: Mask, crop: int) -> tuple[list[Image], Mask]:

@@ -191,3 +191,16 @@ def feather(region: Mask, width: float) -> npt.NDArray[np.float64]:
     padded = np.pad(region, 1).astype(np.uint8)
     distance = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
     return np.asarray(np.clip(distance / max(width, 1.0), 0.0, 1.0), dtype=np.float64)
+
+
+def working_size(image: Image, max_side: int, min_side: int) -> Image:
+    """``image`` shrunk (area) so its longest side is at most ``max_side``, or enlarged
+    (bicubic) so its shortest is at least ``min_side``; as it is when it fits."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    scale = max(scale, min_side / min(height, width))
+    if scale == 1.0:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return np.asarray(cv2.resize(image, size, interpolation=interpolation), dtype=np.uint8)

@@ -30,14 +30,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from veracity.corpus.heldout import HeldOutPhoto
 from veracity.edits import DEFAULT_AREA, EDIT_KINDS, make_fake
-from veracity.edits.regions import Mask
+from veracity.edits.regions import Mask, working_size
 from veracity.errors import InvalidImageError
 from veracity.evaluation.localisation import top_cell_touches, touching_share
 from veracity.images import load_rgb
@@ -169,13 +168,7 @@ def edit_generator(seed: int, photo: str, kind: str) -> np.random.Generator:
 def working_image(path: Path, max_side: int) -> np.ndarray:
     """The photograph upright as 8-bit RGB, shrunk (area) so its longest side is at most
     ``max_side``."""
-    image = np.asarray(load_rgb(path), dtype=np.uint8)
-    height, width = image.shape[:2]
-    scale = max_side / max(height, width)
-    if scale >= 1.0:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    return working_size(np.asarray(load_rgb(path), dtype=np.uint8), max_side, 1)
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:

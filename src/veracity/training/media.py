@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from veracity.corpus.manifest import CorpusEntry, CorpusError
-from veracity.edits.regions import Image
+from veracity.edits.regions import Image, working_size
 from veracity.errors import InvalidImageError, VeracityError
 from veracity.images import DEFAULT_FORMATS, load_rgb
 from veracity.video.container import detect_container, read_head
@@ -51,19 +51,6 @@ class Base:
     def name(self) -> str:
         where = self.entry.local_path
         return where if self.frame is None else f"{where}#{self.frame}"
-
-
-def working_size(image: Image, max_side: int, min_side: int) -> Image:
-    """``image`` shrunk (area) so its longest side is at most ``max_side``, or enlarged
-    (bicubic) so its shortest is at least ``min_side``; as it is when it fits."""
-    height, width = image.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
-    scale = max(scale, min_side / min(height, width))
-    if scale == 1.0:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    return np.asarray(cv2.resize(image, size, interpolation=interpolation), dtype=np.uint8)
 
 
 class SplitMedia:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.unit.test_pairs import textured
-from veracity.training.webvideo import (
+from veracity.edits.webvideo import (
     WebVideoOptions,
     draw_web_video,
     encode_clip,

@@ -14,7 +14,9 @@ it (see ``regions``). Regions cover 3-15% of the image by default (``area``).
   as JPEG on a shifted 8x8 grid;
 - ``selfblend``: a face blended with a perturbed copy of itself (Self-Blended Images);
 - ``kinds``: the registry and ``make_fake``;
-- ``finish``: the resize, blur and encoding real and fake images alike go through.
+- ``finish``: the resize, blur and encoding real and fake images alike go through;
+- ``webvideo``: a still as ordinary web video (H.264, VP9), the edit's mask moved with the
+  frames; not imported here, as it loads FFmpeg (training and the held-out evaluation use it).
 """
 
 from veracity.edits.finish import (

@@ -29,9 +29,9 @@ from veracity.corpus.fetch import require_corpus
 from veracity.corpus.manifest import SPLITS, CorpusError, read_manifest
 from veracity.edits import EDIT_KINDS, FinishOptions, apply_finish, draw_finish, make_fake
 from veracity.edits.regions import Image, Mask, working_size
+from veracity.edits.webvideo import WebVideoOptions, draw_web_video, web_video
 from veracity.preprocess import PreprocessConfig
 from veracity.training.media import PHOTO_ROLES, VIDEO_ROLES, Base, SplitMedia
-from veracity.training.webvideo import WebVideoOptions, draw_web_video, web_video
 
 # The model's output order is (real, fake) (veracity.models.CLASS_NAMES).
 REAL, FAKE = 0, 1

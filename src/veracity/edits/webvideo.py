@@ -7,7 +7,9 @@ motion-compensated smearing mean "not a camera photo", and calls ordinary web vi
 otherwise. A fake is the same clip made from the edited still (the edit is in the scene
 before the camera moves over it, as in a manipulated clip), its mask moved through the same
 pan and zoom. PyAV's wheel bundles FFmpeg with libx264 and libvpx-vp9
-(``tests/unit/test_webvideo.py`` checks both encoders are there).
+(``tests/unit/test_webvideo.py`` checks both encoders are there). It lives below training
+and evaluation because both make these clips: training from its corpus, the held-out
+evaluation from photographs it never trained on.
 """
 
 from __future__ import annotations

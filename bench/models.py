@@ -1,16 +1,18 @@
-"""What the real-photo model costs: today's demo model against the new recipe, side by side.
+"""What the real-photo model costs: the synthetic model it replaced as the demo against it.
 
 Run with `make bench-models` (about four minutes on 2 cores; see bench/README.md). Two
 `veracity serve` processes on loopback, each measured in turn within every round (the
 order swapped each round, so a drift in the machine's speed falls on both alike):
 
-- baseline: checkpoints/demo.* as committed at HEAD (resnet10t, 64 px patches, 4x4 grid),
-  copied out of git at start, since the working copy may be replaced meanwhile;
-- candidate: the new recipe (timm ``tf_efficientnet_lite0``, 256 px native-resolution
-  patches, a 4x4 grid, "max" pooling, a longer side above 1024 px shrunk first). Cost does
-  not depend on trained weights, so by default it is a stand-in written here with random
-  weights and a calibration of the right shapes (the out-of-distribution gate runs as for a
-  trained model); ``--candidate PATH`` measures a trained checkpoint instead.
+- baseline: checkpoints/synthetic.* as committed at HEAD (the demo model until the
+  real-photo one replaced it: resnet10t, 64 px patches, 4x4 grid), copied out of git at
+  start, since the working copy may be replaced meanwhile;
+- candidate: checkpoints/demo.safetensors, the real-photo recipe (timm
+  ``tf_efficientnet_lite0``, 256 px native-resolution patches, a 4x4 grid, "max" pooling,
+  a longer side above 1024 px shrunk first). Cost does not depend on trained weights:
+  ``--stand-in`` measures one written here with random weights and a calibration of the
+  right shapes (the out-of-distribution gate runs as for a trained model), and
+  ``--candidate PATH`` another checkpoint.
 
 Each round, per server: sequential POST /infer of one 1280x720 JPEG (latency p50/p95, and
 the server's own preprocess/inference times), then ``--clients`` concurrent clients for
@@ -73,7 +75,7 @@ from veracity.verdicts.ood import LayerStats, ReferenceStats
 from video import make_clip  # bench/video.py
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE_FILES = ("demo.safetensors", "demo.json", "demo.calibration.safetensors")
+BASELINE_FILES = ("synthetic.safetensors", "synthetic.json", "synthetic.calibration.safetensors")
 # The recipe being trained for issue 21 (see `veracity train --corpus` in the README).
 CANDIDATE_ARCH = "tf_efficientnet_lite0"
 CANDIDATE_PATCH = 256
@@ -96,7 +98,7 @@ VIDEO_BOUND_S = _default("video_timeout_s") / _default("max_concurrent_videos")
 
 
 def baseline_checkpoint(folder: Path) -> Path:
-    """checkpoints/demo.* as committed at HEAD, copied into ``folder``."""
+    """checkpoints/synthetic.* as committed at HEAD, copied into ``folder``."""
     folder.mkdir(parents=True)
     for name in BASELINE_FILES:
         data = subprocess.run(
@@ -381,7 +383,13 @@ def report(summary: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--candidate", type=Path, default=None, help="a trained checkpoint (default: stand-in)"
+        "--candidate",
+        type=Path,
+        default=ROOT / "checkpoints" / "demo.safetensors",
+        help="the checkpoint to measure (default: the demo model)",
+    )
+    parser.add_argument(
+        "--stand-in", action="store_true", help="measure the recipe with random weights instead"
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sequential", type=int, default=10, help="requests per round")
@@ -396,7 +404,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="veracity-bench-models-"))
     servers: dict[str, Server] = {}
     try:
-        candidate = args.candidate or stand_in_checkpoint(work / "candidate" / "m.safetensors")
+        candidate = (
+            stand_in_checkpoint(work / "candidate" / "m.safetensors")
+            if args.stand_in
+            else args.candidate
+        )
         checkpoints = {"baseline": baseline_checkpoint(work / "baseline"), "candidate": candidate}
         gflops = {name: forward_gflops(path) for name, path in checkpoints.items()}
         settings = {
@@ -429,7 +441,7 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "image": {"source": image_source, "size": [WIDTH, HEIGHT], "bytes": len(image)},
         "clip": {"path": str(clip_path.relative_to(ROOT)), "frames": SAMPLES, "bytes": len(clip)},
-        "candidate_checkpoint": str(args.candidate) if args.candidate else "stand-in",
+        "candidate_checkpoint": "stand-in" if args.stand_in else str(args.candidate),
         "rounds": args.rounds,
         "sequential_per_round": args.sequential,
         "clients": args.clients,

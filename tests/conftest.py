@@ -17,6 +17,9 @@ TINY_SIZE = 64
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = REPO_ROOT / "checkpoints" / "demo.safetensors"
+# The model of the synthetic sample data (`make synthetic-model`): tests that need known
+# answers on those generated scenes use it.
+SYNTHETIC_CHECKPOINT = REPO_ROOT / "checkpoints" / "synthetic.safetensors"
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from tests.api.asgi import call, half_then_disconnect, multipart
 from tests.api.conftest import API_KEY, assert_error, infer, jpeg_bytes, make_settings, serving
+from tests.conftest import SYNTHETIC_CHECKPOINT
 from tests.videofiles import patch_box, write_audio_only, write_live_webm, write_video
-from veracity.demo import default_checkpoint
 from veracity.video.samples import SampleVideoSpec, write_sample_video
 
 HEADERS = {"X-API-Key": API_KEY}
@@ -39,7 +39,7 @@ def manipulated_video(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 @pytest.fixture(scope="module")
 def demo_client() -> Iterator[TestClient]:
     settings = make_settings(
-        default_checkpoint(), video_max_upload_mb=8, video_max_duration_s=30, video_frames=12
+        SYNTHETIC_CHECKPOINT, video_max_upload_mb=8, video_max_duration_s=30, video_frames=12
     )
     with serving(settings) as client:
         yield client

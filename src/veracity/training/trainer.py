@@ -67,9 +67,13 @@ def lr_at(step: int, *, base_lr: float, warmup_steps: int, total_steps: int) -> 
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _ranking_key(metrics: ValidationMetrics) -> list[float]:
-    # Best = highest accuracy, then highest ROC-AUC, then lowest loss.
+def _ranking_key(metrics: ValidationMetrics, *, by_auc: bool = False) -> list[float]:
+    # Best = highest accuracy, then highest ROC-AUC, then lowest loss; or ROC-AUC first
+    # (corpus training: the calibration that follows sets the operating points, so how
+    # well scores rank real below fake matters, not accuracy at the uncalibrated 0.5).
     auc = metrics.roc_auc if not math.isnan(metrics.roc_auc) else 0.0
+    if by_auc:
+        return [auc, metrics.accuracy, -metrics.loss]
     return [metrics.accuracy, auc, -metrics.loss]
 
 
@@ -204,7 +208,7 @@ class Trainer:
             record |= metrics.as_dict()
             history.append(record)
             self._report_epoch(epoch, record, metrics)
-            score = _ranking_key(metrics)
+            score = _ranking_key(metrics, by_auc=cfg.corpus_dir is not None)
             save_args: dict[str, Any] = {
                 "architecture": architecture,
                 "class_names": CLASS_NAMES,

@@ -6,6 +6,7 @@ import io
 from dataclasses import replace
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -16,6 +17,7 @@ from veracity.edits.webvideo import (
     encode_clip,
     frame_size,
     render_motion,
+    switch_motion,
     web_video,
 )
 
@@ -89,3 +91,50 @@ def test_the_same_generator_draws_the_same_clip():
     assert a == b
     assert a.width == 640
     assert a.height == 480
+
+
+def _edited_still() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    still = textured(6, 300, 420)
+    mask = np.zeros(still.shape[:2], dtype=bool)
+    mask[60:140, 200:300] = True
+    edited = still.copy()
+    edited[mask] = 255 - edited[mask]
+    return still, edited, mask
+
+
+def test_a_switched_clip_shows_the_edit_only_in_its_frames_and_only_under_its_mask():
+    still, edited, mask = _edited_still()
+    params = draw_web_video(np.random.default_rng(4), 300, 420, WebVideoOptions(frames=8))
+    originals, _ = render_motion(still, params)
+    changed, moved = render_motion(edited, params, mask)
+    assert moved is not None
+
+    switched = list(switch_motion(still, edited, mask, params, range(3, 6)))
+
+    assert len(switched) == 8
+    for index, (frame, frame_mask) in enumerate(switched):
+        if index in range(3, 6):
+            assert np.array_equal(frame, changed[index])
+            assert np.array_equal(frame_mask, moved[index])
+            assert frame_mask.mean() > 0.04
+            diff = np.abs(frame.astype(int) - originals[index].astype(int)).max(-1)
+            assert diff[frame_mask].mean() > 40
+            # Bilinear resampling reaches a pixel or so past the nearest-neighbour mask.
+            near = cv2.dilate(frame_mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            assert not diff[~near].any()
+        else:
+            assert np.array_equal(frame, originals[index])
+            assert not frame_mask.any()
+
+
+def test_no_edited_frame_is_the_real_clip_and_a_bad_run_is_refused():
+    still, edited, mask = _edited_still()
+    params = draw_web_video(np.random.default_rng(5), 300, 420, WebVideoOptions(frames=4))
+    originals, _ = render_motion(still, params)
+    plain = [frame for frame, _ in switch_motion(still, edited, mask, params, range(0))]
+    assert all(np.array_equal(a, b) for a, b in zip(plain, originals, strict=True))
+    for bad in (range(2, 5), range(0, 4, 2)):
+        with pytest.raises(ValueError, match="edited_frames"):
+            next(switch_motion(still, edited, mask, params, bad))
+    with pytest.raises(ValueError, match="size"):
+        next(switch_motion(still, edited[:, :-2], mask, params, range(1, 2)))

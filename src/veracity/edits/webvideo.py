@@ -6,7 +6,8 @@ motion-compensated smearing mean "not a camera photo", and calls ordinary web vi
 (issue 21, item 5). Training frames that really went through those codecs teach it
 otherwise. A fake is the same clip made from the edited still (the edit is in the scene
 before the camera moves over it, as in a manipulated clip), its mask moved through the same
-pan and zoom. PyAV's wheel bundles FFmpeg with libx264 and libvpx-vp9
+pan and zoom; or a clip edited only between two timestamps (``switch_motion``), whose other
+frames are the real clip's. PyAV's wheel bundles FFmpeg with libx264 and libvpx-vp9
 (``tests/unit/test_webvideo.py`` checks both encoders are there). It lives below training
 and evaluation because both make these clips: training from its corpus, the held-out
 evaluation from photographs it never trained on.
@@ -15,7 +16,7 @@ evaluation from photographs it never trained on.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -122,6 +123,48 @@ def render_motion(
 ) -> tuple[list[Image], list[Mask] | None]:
     """The clip's frames before encoding (and the mask moved with them): the window slides
     and scales linearly from ``start`` to ``end``, resampled bilinearly."""
+    frames: list[Image] = []
+    masks: list[Mask] = []
+    for frame, moved in _moving(still, params, mask):
+        frames.append(frame)
+        if moved is not None:
+            masks.append(moved)
+    return frames, None if mask is None else masks
+
+
+def switch_motion(
+    still: Image, edited: Image, mask: Mask, params: WebVideoParams, edited_frames: range
+) -> Iterator[tuple[Image, Mask]]:
+    """The frames of ``still``'s clip, except that ``edited_frames`` show ``edited`` under
+    the same motion: a clip edited only between two timestamps. Each frame comes with the
+    pixels its edit wrote (``mask`` moved with it; none outside ``edited_frames``). One
+    frame at a time, so a long clip at 720p never sits in memory whole.
+
+    Raises:
+        ValueError: the stills or the mask differ in size, or ``edited_frames`` is not a
+            run of the clip's frames.
+    """
+    if edited.shape != still.shape or mask.shape != still.shape[:2]:
+        raise ValueError("the edited still and its mask must match the still's size")
+    if edited_frames.step != 1 or not 0 <= edited_frames.start <= edited_frames.stop:
+        raise ValueError(f"edited_frames must be a run of frames, got {edited_frames}")
+    if edited_frames.stop > params.frames:
+        raise ValueError(f"edited_frames {edited_frames} runs past the clip's {params.frames}")
+    originals = _moving(still, params, None)
+    changed = _moving(edited, params, mask)
+    for index, ((frame, _), (edited_frame, moved)) in enumerate(
+        zip(originals, changed, strict=True)
+    ):
+        assert moved is not None  # _moving moves a mask it is given
+        if index in edited_frames:
+            yield edited_frame, moved
+        else:
+            yield frame, np.zeros_like(moved)
+
+
+def _moving(
+    still: Image, params: WebVideoParams, mask: Mask | None
+) -> Iterator[tuple[Image, Mask | None]]:
     check_image(still, "still")
     # Bilinear sampling of a still much larger than the frame would alias: shrink it first
     # (area-averaged) to the frame's scale, and the window's centre with it.
@@ -135,8 +178,6 @@ def render_motion(
     else:
         ratio = 1.0
     width = still.shape[1]
-    frames: list[Image] = []
-    masks: list[Mask] | None = None if mask is None else []
     size = (params.width, params.height)
     for i in range(params.frames):
         t = i / max(1, params.frames - 1)
@@ -151,16 +192,16 @@ def render_motion(
         frame = cv2.warpAffine(
             still, matrix, size, flags=flags | cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
         )
-        frames.append(np.asarray(frame, dtype=np.uint8))
-        if mask is not None and masks is not None:
-            moved = cv2.warpAffine(
+        moved = None
+        if mask is not None:
+            warped = cv2.warpAffine(
                 mask.astype(np.uint8), matrix, size, flags=flags | cv2.INTER_NEAREST
             )
-            masks.append(np.asarray(moved, dtype=bool))
-    return frames, masks
+            moved = np.asarray(warped, dtype=bool)
+        yield np.asarray(frame, dtype=np.uint8), moved
 
 
-def encode_clip(frames: Sequence[Image], params: WebVideoParams) -> bytes:
+def encode_clip(frames: Iterable[Image], params: WebVideoParams) -> bytes:
     """The frames as an MP4 (H.264) or WebM (VP9) file in memory, yuv420p."""
     encoder, container = CODECS[params.codec]
     buffer = io.BytesIO()

@@ -284,7 +284,9 @@ def test_the_report_on_the_ci_sample_adds_up(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "report"
+    # One photograph's clips: the video arm's path on real photographs, at a CI price.
     args = ["evaluate", "--heldout", str(HELDOUT_DIR), "--sample", "--max-side", "384"]
+    args += ["--videos", "1"]
     assert main([*args, "--report", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
@@ -316,6 +318,8 @@ def test_the_report_on_the_ci_sample_adds_up(
         "edited_fake",
         "edited_real",
         "edit_located",
+        "video_real",
+        "video_edit_found",
         "calibration",
     ]
     for goal in report["goals"]:
@@ -323,5 +327,12 @@ def test_the_report_on_the_ci_sample_adds_up(
         assert goal["line"].startswith("PASS" if goal["passed"] else "FAIL")
     for source in report["sources"]:
         assert source in printed
-    for name in ("photos", "edited_by_kind", "edited_by_source", "reliability"):
+    video = report["video"]
+    assert video["photographs"] == 1
+    for truth in ("real", "edited"):
+        overall = video[truth]["overall"]
+        assert overall["images"] + overall["errors"] == 2  # one clip per codec
+        assert overall["real"] + overall["inconclusive"] + overall["fake"] == overall["images"]
+    assert "real clips (truth: real)" in printed
+    for name in ("photos", "edited_by_kind", "edited_by_source", "reliability", "video"):
         assert (out / f"heldout_{name}.png").read_bytes().startswith(b"\x89PNG")

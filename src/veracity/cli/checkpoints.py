@@ -51,7 +51,9 @@ def _add_evaluate(sub: Subcommands) -> None:
         "quality, confusion matrix with an inconclusive column). With --heldout: judges the "
         "held-out photographs as shipped, re-saved as JPEG 90 and edited with each edit kind, "
         "prints verdicts per source and per edit kind and the goals as PASS/FAIL lines; with "
-        "--report DIR also writes DIR/report.json and heldout_*.png.",
+        "--report DIR also writes DIR/report.json and heldout_*.png. Its video arm makes "
+        "H.264 and VP9 web clips of a few of the photographs, real and edited between two "
+        "timestamps, and judges them as POST /infer/video does.",
     )
     judged = p.add_mutually_exclusive_group(required=True)
     judged.add_argument("--data", type=Path, help="dataset root (ImageFolder layout)")
@@ -94,6 +96,14 @@ def _add_evaluate(sub: Subcommands) -> None:
         "photograph alone allows)",
     )
     p.add_argument("--seed", type=int, default=0, help="with --heldout: the edits' seed")
+    p.add_argument(
+        "--videos",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --heldout: photographs made into web clips, each a real and an edited "
+        "clip per codec (default: 4 with --sample, else 8; 0: no video arm)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_checkpoint(p)
     add_policy(p)
@@ -166,22 +176,35 @@ def _evaluate_heldout(args: argparse.Namespace) -> int:
         format_summary,
         write_heldout_report,
     )
+    from veracity.evaluation.heldout_video import HeldOutVideoOptions, judge_heldout_videos
 
     try:
         kinds = tuple(args.kind or PHOTO_KINDS)
         options = HeldOutOptions(max_side=args.max_side, kinds=kinds, seed=args.seed)
+        videos = args.videos if args.videos is not None else 4 if args.sample else 8
+        video_options = HeldOutVideoOptions(
+            videos=videos, max_side=args.max_side, kinds=kinds, seed=args.seed
+        )
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
     photos = read_heldout_manifest(args.heldout_manifest, sample=args.sample)
     fetch = "veracity fetch-corpus --heldout" + (" --sample" if args.sample else "")
     require_corpus([p.entry for p in photos], args.heldout, fetch=f"{fetch} --out {args.heldout}")
     predictor = load_predictor(args)
-    items = judge_heldout(predictor, photos, args.heldout, options, progress=not args.no_progress)
+    progress = not args.no_progress
+    items = judge_heldout(predictor, photos, args.heldout, options, progress=progress)
+    clips = None
+    if video_options.videos:
+        clips = judge_heldout_videos(
+            predictor, photos, args.heldout, video_options, progress=progress
+        )
     record = _checkpoint_record(args, predictor) | {
         "heldout": str(args.heldout),
         "sample": args.sample,
     }
-    report = build_heldout_report(items, checkpoint=record, options=options)
+    report = build_heldout_report(
+        items, checkpoint=record, options=options, clips=clips, video_options=video_options
+    )
     print(format_summary(report))
     if args.report is not None:
         written = write_heldout_report(report, args.report)

@@ -1,5 +1,6 @@
-"""The held-out report's plots: verdict shares per source and per edit kind, and the
-reliability diagram, drawn with matplotlib's headless Agg backend (as ``plots``)."""
+"""The held-out report's plots: verdict shares per source and per edit kind, the video
+arm's per codec, and the reliability diagram, drawn with matplotlib's headless Agg backend
+(as ``plots``)."""
 
 from __future__ import annotations
 
@@ -94,10 +95,30 @@ def _reliability(report: dict[str, Any], out: Path) -> Path:
     return _save(figure, out / "heldout_reliability.png")
 
 
+def write_video_plot(video: dict[str, Any], out: Path) -> Path:
+    """``heldout_video.png``: the video arm's verdict shares per codec, real and edited."""
+    real, edited = video["real"], video["edited"]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 2.4 + 0.45 * len(real["by_codec"])))
+    _stacked(axes[0], real["by_codec"] | {"all": real["overall"]}, ("real", "inconclusive", "fake"))
+    axes[0].set_title("real clips per codec (truth: real)")
+    groups = edited["by_codec"] | {"all": edited["overall"]}
+    _stacked(axes[1], groups, ("fake", "inconclusive", "real"))
+    where = [g["timing"]["at_edit_rate"] for g in groups.values()]
+    axes[1].plot(where, np.arange(len(groups)), "kD", label="fake, top segment at the edit")
+    axes[1].set_title("clips edited between two timestamps per codec (truth: fake)")
+    for ax in axes:
+        ax.set_xlabel("share of clips")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4, fontsize=8)
+    return _save(figure, out / "heldout_video.png")
+
+
 def write_heldout_plots(report: dict[str, Any], out: Path) -> list[Path]:
-    return [
+    written = [
         _photos(report, out),
         _edited(report, "by_kind", "per edit kind", out),
         _edited(report, "by_source", "per source", out),
         _reliability(report, out),
     ]
+    if "video" in report:
+        written.append(write_video_plot(report["video"], out))
+    return written

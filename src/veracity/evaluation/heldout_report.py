@@ -8,6 +8,9 @@ verdict). The goals (issue 21), on the held-out sources only:
 - edited copies (3-15% of the image): at least 75% ``fake``, at most 5% ``real``;
 - edited copies judged ``fake``: the explanation's most suspicious cell touches the edit
   in at least 70%;
+- web video of a real scene answered ``real``, and clips edited between two timestamps
+  answered ``fake`` with the top segment at the edit (``heldout_video_report``; only when
+  the run has a video arm);
 - expected calibration error at most 0.05 on the re-saved photographs and the edited
   copies together (labels real and fake; the calibrated ``fake_prob``).
 """
@@ -16,64 +19,23 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from veracity.checkpoint import atomic_write
+from veracity.evaluation.goals import Goal, count_verdicts, pct
 from veracity.evaluation.heldout import REAL_ARMS, HeldOutItem, HeldOutOptions
-from veracity.evaluation.measures import VERDICTS
+from veracity.evaluation.heldout_video import HeldOutClip, HeldOutVideoOptions
+from veracity.evaluation.heldout_video_report import (
+    video_goals,
+    video_section,
+    video_summary_lines,
+)
 from veracity.verdicts.calibration import expected_calibration_error, reliability_curve
-
-
-@dataclass(frozen=True)
-class Goal:
-    """One goal: what is measured, the number, the bound, and how many images it rests on.
-    ``measured`` is NaN when nothing could be measured (which fails the goal)."""
-
-    name: str
-    text: str
-    measured: float
-    target: float
-    at_most: bool
-    detail: str
-    percent: bool = True
-
-    @property
-    def passed(self) -> bool:
-        if math.isnan(self.measured):
-            return False
-        return self.measured <= self.target if self.at_most else self.measured >= self.target
-
-    def line(self) -> str:
-        def show(value: float) -> str:
-            if math.isnan(value):
-                return "n/a"
-            return f"{value:.1%}" if self.percent else f"{value:.3f}"
-
-        bound = "<=" if self.at_most else ">="
-        status = "PASS" if self.passed else "FAIL"
-        return (
-            f"{status}  {self.text}: {show(self.measured)} "
-            f"(goal {bound} {show(self.target)}; {self.detail})"
-        )
-
-
-def count_verdicts(items: Iterable[HeldOutItem]) -> dict[str, Any]:
-    """Images, each verdict's count and share of the judged ones, errors, reasons."""
-    items = list(items)
-    judged = [i for i in items if i.error is None]
-    counts: dict[str, Any] = {"images": len(judged), "errors": len(items) - len(judged)}
-    for verdict in VERDICTS:
-        count = sum(1 for i in judged if i.verdict == verdict)
-        counts[verdict] = count
-        counts[f"{verdict}_rate"] = count / len(judged) if judged else math.nan
-    counts["reasons"] = dict(sorted(Counter(r for i in judged for r in i.reasons).items()))
-    return counts
 
 
 def localisation(items: Iterable[HeldOutItem]) -> dict[str, Any]:
@@ -147,12 +109,14 @@ def _calibration(items: Sequence[HeldOutItem]) -> dict[str, Any]:
 
 
 def goals(report: dict[str, Any]) -> list[Goal]:
-    """The issue's goals measured on ``report``, in the issue's order."""
+    """The issue's goals measured on ``report``, in the issue's order (the video goals only
+    when the report has a video arm)."""
     photos = report["photos"]["jpeg"]["overall"]
     edited = report["edited"]["overall"]
     where = edited["localisation"]
     calibration = report["calibration"]
     n, e = photos["images"], edited["images"]
+    video = video_goals(report["video"]) if "video" in report else []
     return [
         Goal(
             "photos_never_fake",
@@ -193,8 +157,9 @@ def goals(report: dict[str, Any]) -> list[Goal]:
             0.70,
             at_most=False,
             detail=f"{where['touching']} of {where['judged_fake_with_grid']} with a grid; "
-            f"a random cell: {_pct(where['chance_rate']).strip()}",
+            f"a random cell: {pct(where['chance_rate']).strip()}",
         ),
+        *video,
         Goal(
             "calibration",
             "expected calibration error, re-saved photographs and edited copies",
@@ -208,9 +173,15 @@ def goals(report: dict[str, Any]) -> list[Goal]:
 
 
 def build_heldout_report(
-    items: Sequence[HeldOutItem], *, checkpoint: dict[str, Any], options: HeldOutOptions
+    items: Sequence[HeldOutItem],
+    *,
+    checkpoint: dict[str, Any],
+    options: HeldOutOptions,
+    clips: Sequence[HeldOutClip] | None = None,
+    video_options: HeldOutVideoOptions | None = None,
 ) -> dict[str, Any]:
-    """Everything the held-out run measured, as JSON-ready data (``items`` included)."""
+    """Everything the held-out run measured, as JSON-ready data (``items`` included); with
+    ``clips`` (made with ``video_options``), the video arm too."""
     report: dict[str, Any] = {
         "checkpoint": checkpoint,
         "options": asdict(options),
@@ -222,6 +193,8 @@ def build_heldout_report(
         "errors": [asdict(i) for i in items if i.error is not None],
         "items": [asdict(i) for i in items],
     }
+    if clips is not None:
+        report["video"] = video_section(clips, video_options or HeldOutVideoOptions())
     report["goals"] = [asdict(g) | {"passed": g.passed, "line": g.line()} for g in goals(report)]
     return report
 
@@ -236,25 +209,22 @@ def write_heldout_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     return [out_dir / "report.json", *write_heldout_plots(report, out_dir)]
 
 
-def _pct(value: float) -> str:
-    return "   -" if math.isnan(value) else f"{value:>4.0%}"
-
-
 def _photo_row(name: str, untouched: dict[str, Any], jpeg: dict[str, Any]) -> str:
     order = ("real", "inconclusive", "fake")
-    cells = [_pct(counts[f"{v}_rate"]) for counts in (untouched, jpeg) for v in order]
+    cells = [pct(counts[f"{v}_rate"]) for counts in (untouched, jpeg) for v in order]
     return f"{name:<29}{jpeg['images']:>5}   " + " ".join(cells[:3]) + "   " + " ".join(cells[3:])
 
 
 def _edited_row(name: str, counts: dict[str, Any]) -> str:
-    rates = " ".join(_pct(counts[f"{v}_rate"]) for v in ("fake", "inconclusive", "real"))
+    rates = " ".join(pct(counts[f"{v}_rate"]) for v in ("fake", "inconclusive", "real"))
     touch = counts["localisation"]["touch_rate"]
-    return f"{name:<29}{counts['images']:>5}   {rates}   {_pct(touch)}"
+    return f"{name:<29}{counts['images']:>5}   {rates}   {pct(touch)}"
 
 
 def format_summary(report: dict[str, Any]) -> str:
     """The report as a plain-text table: photographs per source (the file as shipped and
-    re-saved as JPEG), edited copies per kind and per source, then the goal lines."""
+    re-saved as JPEG), edited copies per kind and per source, the video arm's clips per
+    codec and per kind when there is one, then the goal lines."""
     options = report["options"]
     untouched, jpeg = report["photos"]["untouched"], report["photos"]["jpeg"]
     edited = report["edited"]
@@ -277,13 +247,15 @@ def format_summary(report: dict[str, Any]) -> str:
     for source in sorted(edited["by_source"]):
         lines.append(_edited_row(source, edited["by_source"][source]))
     lines.append(_edited_row("all", edited["overall"]))
-    chance = _pct(edited["overall"]["localisation"]["chance_rate"]).strip()
+    chance = pct(edited["overall"]["localisation"]["chance_rate"]).strip()
     lines += [
         "",
         "touch: of the copies judged fake, the share whose most suspicious cell holds "
         f"edited pixels (a cell drawn at random: {chance})",
         "",
     ]
+    if "video" in report:
+        lines += video_summary_lines(report["video"])
     lines += [goal["line"] for goal in report["goals"]]
     errors = len(report["errors"])
     if errors:

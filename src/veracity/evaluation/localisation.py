@@ -1,4 +1,5 @@
-"""Whether the explanation points at the edit: its most suspicious cell against the mask.
+"""Whether the explanation points at the edit: its most suspicious cell against the mask,
+and for a video, its top segment against the edited interval.
 
 The explanation's grid divides the image evenly into rows and columns, row-major from the
 top-left (``inference/explanation.py``); cell (row, col) covers the pixels
@@ -6,6 +7,9 @@ top-left (``inference/explanation.py``); cell (row, col) covers the pixels
 is the one with the highest fake probability (the first in row-major order on a tie). It
 touches the edit when its rectangle holds at least one pixel of the edit's mask: a cell
 is a sample of its area, so "touches" asks only that the region it names was edited.
+
+A video's segments are intervals of time (``video.aggregate``): the top one is at the edit
+when it overlaps the edited interval, and how well is their intersection over union.
 """
 
 from __future__ import annotations
@@ -52,3 +56,18 @@ def top_cell_touches(grid: Grid, mask: npt.NDArray[np.bool_]) -> tuple[tuple[int
     """The most suspicious cell of ``grid`` and whether it touches ``mask``."""
     cell = most_suspicious_cell(grid)
     return cell, cell_touches(mask, cell, (len(grid), len(grid[0])))
+
+
+def interval_overlap(segment: tuple[float, float], edit: tuple[float, float]) -> tuple[bool, float]:
+    """Whether ``segment`` = (start, end) overlaps ``edit`` for a positive time, and their
+    intersection over union (0 when they only meet or are apart).
+
+    Raises:
+        ValueError: an interval ends before it starts.
+    """
+    (a0, a1), (b0, b1) = segment, edit
+    if a1 < a0 or b1 < b0:
+        raise ValueError(f"an interval ends before it starts: {segment}, {edit}")
+    inter = max(0.0, min(a1, b1) - max(a0, b0))
+    union = (a1 - a0) + (b1 - b0) - inter
+    return inter > 0, inter / union if union > 0 else 0.0

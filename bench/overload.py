@@ -3,7 +3,8 @@
 Run with `make overload` (`.ci/run` runs it after the test suite). Loopback only; every phase
 is bounded in time. In one run it:
 
-1. starts `veracity serve` (the synthetic model by default; see --checkpoint) with a small admission queue and deadline;
+1. starts `veracity serve` (the synthetic model by default; see --checkpoint) with a small
+   admission queue and deadline;
 2. measures capacity: a few closed-loop users with no think time;
 3. offers 4x that capacity, open-loop, for a sustained period (the soak), sampling the
    server's RSS; accepted requests must keep a p99 within the deadline, and the excess

@@ -162,5 +162,3 @@ def test_shipped_drawings_are_out_of_distribution(predictor: Predictor) -> None:
         assert verdict.verdict == "inconclusive", path
         assert verdict.ood_score is not None, path
         assert verdict.ood_score > 1.0, path
-
-

@@ -203,6 +203,7 @@ def test_each_photo_gives_a_real_and_an_edited_clip_per_codec(tiny_run: list[Hel
         assert clip.label == ("real" if clip.kind is None else "fake")
         assert clip.verdict in VERDICTS
         assert clip.frames_analysed == len(clip.frames) == 8
+        assert sum(clip.frame_reasons.values()) >= clip.frames_analysed - clip.frames_used
         assert clip.duration_s == pytest.approx(4.0, abs=0.2)
         assert max(clip.width, clip.height) <= 256
         assert all(0.0 <= t <= clip.duration_s for t, _ in clip.frames)

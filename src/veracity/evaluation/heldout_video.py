@@ -27,6 +27,7 @@ dealt in the same order, so six photographs cover the six kinds.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -116,9 +117,11 @@ class HeldOutVideoOptions:
 class HeldOutClip:
     """One judged clip. ``kind`` is None for a real clip. ``verdict`` is ``error`` when the
     clip could not be made or read (``error`` says why). ``frames``: (timestamp, fake_prob)
-    of each sampled frame. ``top_segment``: the verdict's first segment, if any; for an
-    edited clip, ``overlaps`` and ``iou`` compare it with ``edit_interval`` (None without a
-    segment), and ``edited_share`` is the mean share of an edited frame the edit covers."""
+    of each sampled frame; ``frame_reasons``: their reasons counted (why frames were left
+    out of the aggregate, or near the threshold). ``top_segment``: the verdict's first
+    segment, if any; for an edited clip, ``overlaps`` and ``iou`` compare it with
+    ``edit_interval`` (None without a segment), and ``edited_share`` is the mean share of
+    an edited frame the edit covers."""
 
     source: str
     photo: str
@@ -136,6 +139,7 @@ class HeldOutClip:
     frames_analysed: int = 0
     frames_used: int = 0
     frames: list[tuple[float, float]] = field(default_factory=list)
+    frame_reasons: dict[str, int] = field(default_factory=dict)
     edit_interval: tuple[float, float] | None = None
     edited_share: float | None = None
     top_segment: tuple[float, float] | None = None
@@ -284,6 +288,9 @@ def _judge(
         frames_analysed=analysis.verdict.frames_analysed,
         frames_used=analysis.verdict.frames_used,
         frames=[(f.timestamp_s, round(f.verdict.fake_prob, 6)) for f in analysis.frames],
+        frame_reasons=dict(
+            sorted(Counter(r.code for f in analysis.frames for r in f.verdict.reasons).items())
+        ),
         edit_interval=interval,
         edited_share=clip.edited_share,
         judge_ms=analysis.total_ms,

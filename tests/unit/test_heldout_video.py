@@ -187,6 +187,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) ->
     return judge_heldout_videos(predictor, photos, root, SMALL, progress=False)
 
 
+@pytest.mark.slow
 def test_each_photo_gives_a_real_and_an_edited_clip_per_codec(tiny_run: list[HeldOutClip]) -> None:
     clips = tiny_run
 
@@ -221,6 +222,7 @@ def test_each_photo_gives_a_real_and_an_edited_clip_per_codec(tiny_run: list[Hel
             )
 
 
+@pytest.mark.slow
 def test_the_video_counts_add_up_and_are_drawn(tiny_run: list[HeldOutClip], tmp_path: Path) -> None:
     video = video_section(tiny_run, SMALL)
 

@@ -102,7 +102,8 @@ def _add_evaluate(sub: Subcommands) -> None:
         default=None,
         metavar="N",
         help="with --heldout: photographs made into web clips, each a real and an edited "
-        "clip per codec (default: 4 with --sample, else 8; 0: no video arm)",
+        "clip per codec, about 40 s a clip on two cores (default: 2 with --sample, else 4; "
+        "0: no video arm)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_checkpoint(p)
@@ -181,7 +182,9 @@ def _evaluate_heldout(args: argparse.Namespace) -> int:
     try:
         kinds = tuple(args.kind or PHOTO_KINDS)
         options = HeldOutOptions(max_side=args.max_side, kinds=kinds, seed=args.seed)
-        videos = args.videos if args.videos is not None else 4 if args.sample else 8
+        # A clip is 32 frames through the model (about 1.3 s each for the demo model on
+        # two cores), so a photograph's four clips cost about three minutes.
+        videos = args.videos if args.videos is not None else 2 if args.sample else 4
         video_options = HeldOutVideoOptions(
             videos=videos, max_side=args.max_side, kinds=kinds, seed=args.seed
         )

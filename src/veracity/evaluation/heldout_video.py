@@ -66,7 +66,7 @@ class HeldOutVideoOptions:
     and ``rule`` default to the service's (``Settings``' defaults: 32 frames, the
     ``confident`` method, the sustained-run rule); a clip fits ``limits`` by far."""
 
-    videos: int = 4
+    videos: int = 2
     codecs: tuple[str, ...] = ("h264", "vp9")
     seconds: float = 12.0
     fps: int = 8

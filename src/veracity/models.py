@@ -231,6 +231,39 @@ def dense_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, 
     return logits, cells
 
 
+def freeze_early_blocks(model: nn.Module, blocks: int) -> list[nn.Module]:
+    """Stop training the stem and the first ``blocks`` stages of an EfficientNet-family
+    classifier; return the frozen modules, which the trainer keeps in eval mode.
+
+    Fine-tuning on a few hundred photographs moves the low-level ImageNet filters towards
+    what tells those sources apart, and the backward pass through the full-resolution
+    stages is most of a step's cost. timm's ``freeze`` is not used: it swaps BatchNorm for
+    FrozenBatchNorm, whose state dict the serving model (plain BatchNorm) cannot load
+    strictly.
+
+    Raises:
+        ConfigurationError: the architecture has no ``conv_stem``/``blocks`` stages, or
+            fewer than ``blocks`` of them.
+    """
+    net: Any = model  # timm's API, untyped here
+    stages = getattr(net, "blocks", None)
+    if not hasattr(net, "conv_stem") or not isinstance(stages, nn.Sequential):
+        raise ConfigurationError(
+            f"{type(model).__name__} has no conv_stem and blocks stages to freeze "
+            "(use --freeze-blocks 0)"
+        )
+    if not 0 <= blocks <= len(stages):
+        raise ConfigurationError(
+            f"--freeze-blocks {blocks}: {type(model).__name__} has {len(stages)} stages"
+        )
+    if blocks == 0:
+        return []
+    frozen: list[nn.Module] = [net.conv_stem, net.bn1, *list(stages)[:blocks]]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
 class ScoringModel(nn.Module):
     """A timm classifier that returns its logits and its features at every stage.
 

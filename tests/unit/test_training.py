@@ -288,3 +288,30 @@ def test_cli_evaluate_writes_a_report_with_plots(
     photos = report["natural_photographs"]
     assert photos["summary"]["images"] >= 20
     assert len(photos["items"]) == photos["summary"]["images"]
+
+
+def test_frozen_blocks_keep_their_pretrained_weights_and_statistics(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    torch.manual_seed(9)
+    donor = create_classifier(TINY_ARCH, num_classes=10).state_dict()
+    weights = tmp_path / "backbone.pth"
+    torch.save(donor, weights)
+    config = tiny_config(tiny_dataset, tmp_path / "run", pretrained=weights, freeze_blocks=1)
+    trained = load_checkpoint(train(config, progress=False).last_checkpoint).model.state_dict()
+    frozen = [key for key in donor if key.startswith(("conv_stem.", "bn1.", "blocks.0."))]
+    assert any(key.endswith("running_mean") for key in frozen)
+    assert all(torch.equal(trained[key], donor[key]) for key in frozen)
+    # The rest trained, statistics included: a later stage and its batch norm moved.
+    assert not torch.equal(
+        trained["blocks.1.0.conv_exp.weight"], donor["blocks.1.0.conv_exp.weight"]
+    )
+    assert not torch.equal(trained["bn2.running_mean"], donor["bn2.running_mean"])
+
+
+def test_freezing_more_stages_than_the_model_has_is_refused(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    config = tiny_config(tiny_dataset, tmp_path / "run", freeze_blocks=99)
+    with pytest.raises(ConfigurationError, match="--freeze-blocks 99"):
+        train(config, progress=False)

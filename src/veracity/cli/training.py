@@ -129,6 +129,13 @@ def _add_corpus_options(p: argparse.ArgumentParser) -> None:
         help="with --corpus: weight of the per-cell loss that says where the edit is "
         "(default: %(default)s, none)",
     )
+    p.add_argument(
+        "--freeze-blocks",
+        type=int,
+        default=0,
+        help="keep the stem and this many first stages as pretrained, batch-norm "
+        "statistics included (EfficientNet family; default: %(default)s, none)",
+    )
 
 
 def _add_augmentation(p: argparse.ArgumentParser) -> None:
@@ -260,6 +267,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dense_weight=args.dense_weight,
         max_side=args.max_side,
         self_blend=args.self_blend,
+        freeze_blocks=args.freeze_blocks,
     )
     result = train(config, progress=not args.no_progress)
     print(

@@ -61,6 +61,7 @@ class TrainConfig:
     dense_weight: float = 0.0
     max_side: int | None = None  # patches: see PreprocessConfig.max_side
     self_blend: bool = False  # corpus: self-blend real images with a face (needs CenterFace)
+    freeze_blocks: int = 0  # the stem and this many first stages stay as pretrained
 
     def __post_init__(self) -> None:
         if (self.data_dir is None) == (self.corpus_dir is None):
@@ -91,6 +92,7 @@ class TrainConfig:
             "crops_per_pair": 1 <= self.crops_per_pair <= 16,
             "dense_weight": self.dense_weight >= 0,
             "max_side": self.max_side is None or self.max_side >= 32,
+            "freeze_blocks": self.freeze_blocks >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -24,6 +24,7 @@ from veracity.models import (
     CLASS_NAMES,
     create_classifier,
     dense_logits,
+    freeze_early_blocks,
     resolve_preprocess_config,
     timm_version,
 )
@@ -192,7 +193,9 @@ class Trainer:
         data = create_training_data(cfg, preprocess)
         val_loader = data.validation_loader()
 
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        frozen = freeze_early_blocks(model, cfg.freeze_blocks) if cfg.freeze_blocks else []
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         progress = self._starting_progress(optimizer)
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         best_path, last_path = cfg.out_dir / BEST, cfg.out_dir / LAST
@@ -201,7 +204,7 @@ class Trainer:
 
         for epoch in range(progress.epoch + 1, cfg.epochs + 1):
             step, train_loss = self._train_epoch(
-                model, data, optimizer, epoch=epoch, step=progress.step
+                model, data, optimizer, epoch=epoch, step=progress.step, frozen=frozen
             )
             metrics = evaluate(model, val_loader, self.device, preprocess.patch_pooling)
             record = {"epoch": float(epoch), "train_loss": train_loss}
@@ -254,9 +257,11 @@ class Trainer:
         *,
         epoch: int,
         step: int,
+        frozen: list[nn.Module],
     ) -> tuple[int, float]:
         """One pass over the training set from schedule step ``step``: the step reached and
-        the mean training loss."""
+        the mean training loss. ``frozen`` modules stay in eval mode, so their batch-norm
+        statistics stay the pretrained ones."""
         cfg = self.config
         steps_per_epoch = data.steps_per_epoch
         total_steps = steps_per_epoch * cfg.epochs
@@ -264,6 +269,8 @@ class Trainer:
         loss_of = TrainingLoss(cfg.dense_weight)
         train_loader = data.train_loader(epoch)
         model.train()
+        for module in frozen:
+            module.eval()
         running = 0.0
         bar = tqdm(
             train_loader,

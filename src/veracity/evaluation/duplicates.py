@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from veracity.evaluation.photos import natural_photographs
+from veracity.images import encode_jpeg
 from veracity.sampledata import SampleDataSpec, generate_sample_data
 
 CROPS_PER_PHOTO = 6
@@ -32,12 +33,6 @@ class DuplicateCase:
 def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _jpeg(image: Image.Image, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
@@ -76,5 +71,5 @@ def duplicate_cases(count: int = 200, *, seed: int = 0) -> list[DuplicateCase]:
         half = picture.resize(
             (max(1, picture.width // 2), max(1, picture.height // 2)), Image.Resampling.BILINEAR
         )
-        cases.append(DuplicateCase(_png(picture), _jpeg(picture, 70), _png(half)))
+        cases.append(DuplicateCase(_png(picture), encode_jpeg(picture, 70), _png(half)))
     return cases

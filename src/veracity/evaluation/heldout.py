@@ -23,7 +23,6 @@ edited copy the explanation grid's most suspicious cell is checked against the e
 
 from __future__ import annotations
 
-import io
 import math
 import zlib
 from collections.abc import Iterator, Sequence
@@ -39,7 +38,7 @@ from veracity.edits import DEFAULT_AREA, EDIT_KINDS, make_fake
 from veracity.edits.regions import Mask, working_size
 from veracity.errors import InvalidImageError
 from veracity.evaluation.localisation import top_cell_touches, touching_share
-from veracity.images import load_rgb
+from veracity.images import encode_jpeg, load_rgb
 from veracity.inference.explanation import explain
 from veracity.inference.predictor import Predictor, PreparedImage
 
@@ -149,14 +148,19 @@ def _cases(
     path = root / photo.entry.local_path
     yield _Case("untouched", None, path.read_bytes())
     image = working_image(path, options.max_side)
-    yield _Case("jpeg", None, encode_jpeg(image, options.jpeg_quality))
+    yield _Case("jpeg", None, encode_jpeg(Image.fromarray(image), options.jpeg_quality))
     donor_image = None
     for kind in options.kinds:
         if EDIT_KINDS[kind].needs_donor and donor_image is None:
             donor_image = working_image(root / donor.entry.local_path, options.max_side)
         rng = edit_generator(options.seed, photo.entry.local_path, kind)
         edit = make_fake(image, rng, kind, donor_image, area=options.area)
-        yield _Case("edited", kind, encode_jpeg(edit.image, options.jpeg_quality), edit.mask)
+        yield _Case(
+            "edited",
+            kind,
+            encode_jpeg(Image.fromarray(edit.image), options.jpeg_quality),
+            edit.mask,
+        )
 
 
 def edit_generator(seed: int, photo: str, kind: str) -> np.random.Generator:
@@ -169,13 +173,6 @@ def working_image(path: Path, max_side: int) -> np.ndarray:
     """The photograph upright as 8-bit RGB, shrunk (area) so its longest side is at most
     ``max_side``."""
     return working_size(np.asarray(load_rgb(path), dtype=np.uint8), max_side, 1)
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    """``image`` as a baseline JPEG (Pillow's libjpeg, 4:2:0): the one final encoding."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def _judge(predictor: Predictor, photo: HeldOutPhoto, cases: list[_Case]) -> list[HeldOutItem]:

@@ -14,17 +14,11 @@ matplotlib.use("Agg")  # no display: files only. Set before pyplot is imported.
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+
+from veracity.evaluation.plots import draw_reliability, save_figure
 
 # Blue real, grey inconclusive, red fake: the explanation overlay's ends of the ramp.
 COLOURS = {"real": "#313695", "inconclusive": "#bdbdbd", "fake": "#a50026"}
-
-
-def _save(figure: Figure, path: Path) -> Path:
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
 
 
 def _stacked(ax: Axes, groups: dict[str, dict[str, Any]], order: tuple[str, ...]) -> None:
@@ -55,7 +49,7 @@ def _photos(report: dict[str, Any], out: Path) -> Path:
         ax.set_title(f"photographs {title} (truth: real)")
     # Below the axes, so it never hides a bar.
     axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, fontsize=8)
-    return _save(figure, out / "heldout_photos.png")
+    return save_figure(figure, out / "heldout_photos.png")
 
 
 def _edited(report: dict[str, Any], key: str, title: str, out: Path) -> Path:
@@ -68,31 +62,21 @@ def _edited(report: dict[str, Any], key: str, title: str, out: Path) -> Path:
     ax.axvline(0.75, linestyle=":", color="green", label="goal: 75% fake")
     ax.set_title(f"edited copies {title} (truth: fake)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8)
-    return _save(figure, out / f"heldout_edited_{key}.png")
+    return save_figure(figure, out / f"heldout_edited_{key}.png")
 
 
 def _reliability(report: dict[str, Any], out: Path) -> Path:
     calibration = report["calibration"]
     rows = calibration["reliability"]
     figure, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    if rows:
-        ax.bar(
-            [r["bin_low"] for r in rows],
-            [r["fraction_fake"] for r in rows],
-            width=0.1,
-            align="edge",
-            alpha=0.6,
-            edgecolor="black",
-        )
-        ax.plot([r["mean_predicted"] for r in rows], [r["fraction_fake"] for r in rows], "o-")
+    draw_reliability(ax, rows)
     ax.set(
         xlabel="predicted P(fake)",
         ylabel="observed fraction edited",
         title=f"held-out reliability (ECE {calibration['ece']:.3f}; "
         f"{calibration['real']} real, {calibration['fake']} edited)",
     )
-    return _save(figure, out / "heldout_reliability.png")
+    return save_figure(figure, out / "heldout_reliability.png")
 
 
 def write_video_plot(video: dict[str, Any], out: Path) -> Path:
@@ -109,7 +93,7 @@ def write_video_plot(video: dict[str, Any], out: Path) -> Path:
     for ax in axes:
         ax.set_xlabel("share of clips")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4, fontsize=8)
-    return _save(figure, out / "heldout_video.png")
+    return save_figure(figure, out / "heldout_video.png")
 
 
 def write_heldout_plots(report: dict[str, Any], out: Path) -> list[Path]:

@@ -11,12 +11,14 @@ matplotlib.use("Agg")  # no display: files only. Set before pyplot is imported.
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from veracity.evaluation.measures import VERDICTS, roc_curve
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Write ``figure`` to ``path`` and free it (pyplot keeps every open figure)."""
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -37,7 +39,23 @@ def _roc(report: dict[str, Any], out: Path) -> Path:
         title="ROC curve (calibrated fake_prob)",
     )
     ax.legend(loc="lower right")
-    return _save(figure, out / "roc.png")
+    return save_figure(figure, out / "roc.png")
+
+
+def draw_reliability(ax: Axes, rows: list[dict[str, Any]]) -> None:
+    """A reliability diagram on ``ax``: each bin's observed share fake against its mean
+    predicted P(fake), with the diagonal a calibrated model follows."""
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    if rows:
+        ax.bar(
+            [r["bin_low"] for r in rows],
+            [r["fraction_fake"] for r in rows],
+            width=0.1,
+            align="edge",
+            alpha=0.6,
+            edgecolor="black",
+        )
+        ax.plot([r["mean_predicted"] for r in rows], [r["fraction_fake"] for r in rows], "o-")
 
 
 def _reliability(report: dict[str, Any], out: Path) -> Path:
@@ -47,23 +65,12 @@ def _reliability(report: dict[str, Any], out: Path) -> Path:
         (axes[0], "before_calibration", "before calibration", "ece_before_calibration"),
         (axes[1], "after_calibration", "after calibration", "ece_after_calibration"),
     ):
-        rows = report["reliability"][key]
-        ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
-        if rows:
-            ax.bar(
-                [r["bin_low"] for r in rows],
-                [r["fraction_fake"] for r in rows],
-                width=0.1,
-                align="edge",
-                alpha=0.6,
-                edgecolor="black",
-            )
-            ax.plot([r["mean_predicted"] for r in rows], [r["fraction_fake"] for r in rows], "o-")
+        draw_reliability(ax, report["reliability"][key])
         ax.set(
             xlabel="predicted P(fake)", title=f"{title} (ECE {overall.get(ece, float('nan')):.3f})"
         )
     axes[0].set_ylabel("observed fraction fake")
-    return _save(figure, out / "reliability.png")
+    return save_figure(figure, out / "reliability.png")
 
 
 def _grouped(report: dict[str, Any], key: str, title: str, out: Path) -> Path:
@@ -81,7 +88,7 @@ def _grouped(report: dict[str, Any], key: str, title: str, out: Path) -> Path:
     ax.axhline(0.05, linestyle=":", color="orange")
     ax.set(title=title, ylabel="fraction of images")
     ax.legend(loc="center right")
-    return _save(figure, out / f"{key}.png")
+    return save_figure(figure, out / f"{key}.png")
 
 
 def _confusion(report: dict[str, Any], out: Path) -> Path:
@@ -95,7 +102,7 @@ def _confusion(report: dict[str, Any], out: Path) -> Path:
     ax.set_xticks(range(len(VERDICTS)), VERDICTS)
     ax.set_yticks(range(len(rows)), rows)
     ax.set(xlabel="verdict", ylabel="truth", title="confusion matrix")
-    return _save(figure, out / "confusion.png")
+    return save_figure(figure, out / "confusion.png")
 
 
 def write_plots(report: dict[str, Any], out: Path) -> list[Path]:

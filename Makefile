@@ -77,6 +77,20 @@ $(FACE_MODEL): | $(STAMP)
 
 test: $(FACE_MODEL)
 
+# Debian's Chromium for the console's browser tests (Playwright drives it; its own browser
+# download cannot work here). Installed with apt-get when it is not there yet; as root, or
+# through sudo where there is one.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+.PHONY: browser
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium
+
+test: $(CHROMIUM)
+
 # The held-out photographs (src/veracity/corpus/heldout.tsv) into data/heldout/: evaluation
 # only, never training (`veracity evaluate --heldout data/heldout --report DIR`); about
 # 185 MB of packages for 42 photographs. The suite's held-out report test runs on the list's

@@ -66,6 +66,7 @@ OPERATIONS = [
     "GET /jobs/{job_id}",
     "POST /jobs/{job_id}/cancel",
     "GET /webhooks/secret",
+    "GET /keys/me",
     "GET /.well-known/jwks.json",
     "POST /receipts/verify",
     "GET /models",

@@ -14,6 +14,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from veracity import __version__
 from veracity.api.auth import ApiKeyAuth, key_id
+from veracity.api.console import install_console
 from veracity.api.deps import RouteOptions
 from veracity.api.docs import install_docs
 from veracity.api.errors import install_error_handlers
@@ -30,6 +31,7 @@ from veracity.api.routes import (
     health,
     infer,
     jobs,
+    keys,
     models,
     predictions,
     receipts,
@@ -65,7 +67,7 @@ Every error has the same shape: `{"error": {"code", "message", "request_id"}}`.
 """
 
 # In the order they were always declared (the OpenAPI document lists them so).
-ROUTERS = (infer, video, batch, receipts, health, predictions, models, v2, jobs, webhooks)
+ROUTERS = (infer, video, batch, receipts, health, predictions, models, v2, jobs, webhooks, keys)
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,8 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
     state.parts = _build_parts(app, settings, service)
     if settings.docs_enabled:
         install_docs(app, openapi_url="/openapi.json")
+    if settings.console_enabled:
+        install_console(app)
     install_error_handlers(app, on_rejection=lambda code: metrics.rejected.labels(code).inc())
     for module in ROUTERS:
         app.include_router(module.router)

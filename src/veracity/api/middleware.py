@@ -140,7 +140,10 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS:
-                    headers[name] = value
+                    # A page that brings its own policy (the console's) keeps it: it is
+                    # stricter, and frame-ancestors 'none' is in it too.
+                    if name != "content-security-policy" or name not in headers:
+                        headers[name] = value
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

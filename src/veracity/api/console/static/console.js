@@ -1,0 +1,425 @@
+// The reviewer console: a client of veracity's JSON API, nothing more.
+//
+// Rules this file keeps (the page's Content-Security-Policy enforces the first two):
+// - no inline script or style, and no request to any other origin;
+// - every value from the service or a user is set with textContent or an attribute,
+//   never parsed as HTML (no HTML-parsing property or method is used at all);
+// - the API key lives in sessionStorage for this tab, is sent only as X-API-Key, and never
+//   goes into a URL, a cookie or the console's own log.
+
+const KEY_ITEM = "veracity.apiKey";
+const IMAGE_TYPES = new Set(["image/jpeg", "image/png", "image/webp"]);
+const BAND_WORDS = {
+  real: "Real",
+  fake: "Fake",
+  inconclusive: "Inconclusive: the model declines to decide",
+};
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function apiKey() {
+  return sessionStorage.getItem(KEY_ITEM);
+}
+
+// The service's one error shape: {"error": {"code", "message", "request_id"}}.
+function errorMessage(status, body) {
+  const error = body && body.error;
+  if (error && error.message) return `${error.message} (${error.code}, HTTP ${status})`;
+  return `The service answered HTTP ${status}.`;
+}
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  headers.set("X-API-Key", apiKey() || "");
+  const response = await fetch(path, { ...options, headers });
+  const body = response.headers.get("content-type")?.includes("json")
+    ? await response.json()
+    : null;
+  if (response.status === 401) {
+    signOut("Your key was not accepted any more; sign in again.");
+  }
+  if (!response.ok) throw new Error(errorMessage(response.status, body));
+  return body;
+}
+
+// fetch() cannot report upload progress; XMLHttpRequest can.
+function upload(path, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", path);
+    request.setRequestHeader("X-API-Key", apiKey() || "");
+    request.responseType = "json";
+    request.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(Math.round((100 * event.loaded) / event.total));
+    });
+    request.addEventListener("load", () => {
+      if (request.status >= 200 && request.status < 300) resolve(request.response);
+      else reject(new Error(errorMessage(request.status, request.response)));
+    });
+    request.addEventListener("error", () => reject(new Error("The upload did not reach the service.")));
+    const form = new FormData();
+    form.append("file", file, file.name);
+    request.send(form);
+  });
+}
+
+// --- signing in -------------------------------------------------------------------------
+
+async function signIn(key) {
+  const response = await fetch("/keys/me", { headers: { "X-API-Key": key } });
+  if (response.status === 401) return { ok: false, message: "That API key was not accepted. Check it and try again." };
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    return { ok: false, message: errorMessage(response.status, body) };
+  }
+  sessionStorage.setItem(KEY_ITEM, key);
+  return { ok: true, who: await response.json() };
+}
+
+function signOut(message = "") {
+  sessionStorage.removeItem(KEY_ITEM);
+  $("#who").hidden = true;
+  $("#nav").hidden = true;
+  $("#results").replaceChildren();
+  $("#detail").replaceChildren();
+  show("sign-in");
+  $("#sign-in-message").textContent = message;
+  $("#api-key").value = "";
+  $("#api-key").focus();
+}
+
+function signedIn(who) {
+  $("#who-key").textContent = who.key_id ? `key ${who.key_id}` : "no key needed";
+  $("#who-admin").hidden = !who.admin;
+  $("#who").hidden = false;
+  $("#nav").hidden = false;
+  $("#sign-in-message").textContent = "";
+  show("analyse");
+}
+
+function show(view) {
+  for (const section of document.querySelectorAll("main > section")) {
+    section.hidden = section.id !== `view-${view}`;
+  }
+  for (const button of document.querySelectorAll("#nav button")) {
+    if (button.dataset.view === view) button.setAttribute("aria-current", "page");
+    else button.removeAttribute("aria-current");
+  }
+  if (view === "history") loadHistory(true);
+}
+
+// --- analysing --------------------------------------------------------------------------
+
+function analyse(files) {
+  $("#analyse-message").textContent = "";
+  for (const file of files) {
+    const isImage = IMAGE_TYPES.has(file.type);
+    const isVideo = file.type.startsWith("video/");
+    if (!isImage && !isVideo) {
+      $("#analyse-message").textContent = `${file.name}: not an image or video this service reads (JPEG, PNG, WebP, MP4, Matroska).`;
+      continue;
+    }
+    const card = $("#result-template").content.firstElementChild.cloneNode(true);
+    $(".name", card).textContent = file.name;
+    $("#results").prepend(card);
+    const progress = $("progress", card);
+    const state = $(".state", card);
+    state.textContent = "uploading";
+    const path = isImage ? "/infer?explain=true" : "/infer/video";
+    upload(path, file, (percent) => {
+      progress.value = percent;
+      if (percent === 100) state.textContent = "analysing";
+    })
+      .then((answer) => {
+        $(".progress-row", card).hidden = true;
+        renderAnswer(card, answer, isImage ? file : null);
+      })
+      .catch((error) => {
+        progress.hidden = true;
+        state.textContent = error.message;
+        state.classList.add("error");
+      });
+  }
+}
+
+function renderAnswer(card, answer, imageFile) {
+  const body = $(".body", card);
+  body.hidden = false;
+  const band = $(".band", card);
+  band.dataset.verdict = answer.verdict;
+  $(".band-word", card).textContent = BAND_WORDS[answer.verdict] || answer.verdict;
+  $(".prob", card).textContent =
+    answer.fake_prob === null || answer.fake_prob === undefined
+      ? "no probability"
+      : `P(fake) ${answer.fake_prob.toFixed(2)}${answer.calibrated ? ", calibrated" : ""}`;
+  const reasons = $(".reasons", card);
+  for (const reason of answer.reasons || []) {
+    const item = element("li");
+    item.append(element("strong", reason.code), document.createTextNode(`: ${reason.message}`));
+    reasons.append(item);
+  }
+  const facts = $(".facts", card);
+  const add = (term, value) => {
+    if (value === undefined || value === null) return;
+    facts.append(element("dt", term), element("dd", value));
+  };
+  add("Model", `${answer.model_name} ${answer.model_version}`);
+  if (answer.thresholds) add("Operating points", `real ≤ ${answer.thresholds.real}, fake ≥ ${answer.thresholds.fake}`);
+  if (answer.quality) {
+    add("Size", `${answer.quality.width} × ${answer.quality.height}`);
+    add("JPEG quality (estimated)", answer.quality.jpeg_quality);
+  }
+  if (answer.video) add("Video", `${answer.video.codec}, ${answer.video.width} × ${answer.video.height}, ${answer.duration_s.toFixed(1)} s`);
+  if (answer.segments && answer.segments.length) {
+    const top = answer.segments[0];
+    add("Most suspicious stretch", `${top.start_s.toFixed(1)}–${top.end_s.toFixed(1)} s, P(fake) ${top.fake_prob.toFixed(2)}`);
+  }
+  add("Request", answer.request_id);
+  add("Prediction", answer.prediction_id);
+  renderSeen(card, answer.seen_before || []);
+  if (imageFile && answer.explanation && answer.explanation.grid) {
+    renderWhere(card, URL.createObjectURL(imageFile), answer.explanation.grid);
+  }
+  const review = $(".review", card);
+  if (answer.prediction_id) wireReview(review, answer.prediction_id);
+  else review.hidden = true;
+}
+
+function renderSeen(card, matches) {
+  if (!matches.length) return;
+  const box = $(".seen", card);
+  box.hidden = false;
+  const list = $("ul", box);
+  for (const match of matches) {
+    const item = element("li");
+    const link = element("a", `${match.prediction_id.slice(0, 12)}…`);
+    link.href = "#";
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      show("history");
+      openDetail(match.prediction_id);
+    });
+    const label = match.review_label ? `reviewed ${match.review_label}` : "not reviewed";
+    item.append(link, document.createTextNode(` answered ${match.verdict}, ${label}, distance ${match.distance}`));
+    list.append(item);
+  }
+}
+
+// The explanation grid: rows of P(fake) covering the image evenly, row-major from the
+// top-left. Each cell is painted on a canvas laid over the image, blue (low) to red (high).
+function renderWhere(root, source, grid) {
+  const figure = $(".where", root);
+  const image = $("img", figure);
+  const canvas = $("canvas", figure);
+  image.alt = "The analysed image";
+  image.addEventListener("load", () => {
+    canvas.width = image.naturalWidth;
+    canvas.height = image.naturalHeight;
+    paintGrid(canvas, grid);
+    figure.hidden = false;
+  });
+  image.src = source;
+  const toggle = $(".overlay-toggle", figure);
+  const opacity = $(".overlay-opacity", figure);
+  const apply = () => {
+    canvas.hidden = !toggle.checked;
+    canvas.style.opacity = String(opacity.value / 100);
+  };
+  toggle.addEventListener("change", apply);
+  opacity.addEventListener("input", apply);
+  apply();
+}
+
+function paintGrid(canvas, grid) {
+  const context = canvas.getContext("2d");
+  const rows = grid.length;
+  const columns = grid[0].length;
+  for (let row = 0; row < rows; row += 1) {
+    for (let column = 0; column < columns; column += 1) {
+      const p = Math.min(1, Math.max(0, grid[row][column]));
+      context.fillStyle = `rgb(${Math.round(49 + 116 * p)}, ${Math.round(54 - 54 * p)}, ${Math.round(149 - 111 * p)})`;
+      const x0 = Math.round((column * canvas.width) / columns);
+      const y0 = Math.round((row * canvas.height) / rows);
+      const x1 = Math.round(((column + 1) * canvas.width) / columns);
+      const y1 = Math.round(((row + 1) * canvas.height) / rows);
+      context.fillRect(x0, y0, x1 - x0, y1 - y0);
+    }
+  }
+  canvas.dataset.cells = String(rows * columns);
+}
+
+function wireReview(form, predictionId) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const label = event.submitter ? event.submitter.value : "";
+    const note = form.elements.note.value.trim();
+    const state = $(".review-state", form);
+    try {
+      const saved = await api(`/predictions/${encodeURIComponent(predictionId)}/feedback`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ label, note: note || null }),
+      });
+      state.textContent = reviewText(saved.review);
+    } catch (error) {
+      state.textContent = error.message;
+    }
+  });
+}
+
+function reviewText(review) {
+  if (!review) return "Not reviewed";
+  return `Reviewed ${review.label}${review.note ? `: ${review.note}` : ""}`;
+}
+
+// --- history ----------------------------------------------------------------------------
+
+let nextCursor = null;
+
+async function loadHistory(fresh) {
+  const form = $("#history-filters");
+  const query = new URLSearchParams({ limit: "20" });
+  for (const name of ["verdict", "model_version"]) {
+    if (form.elements[name].value) query.set(name, form.elements[name].value);
+  }
+  // Dates are whole days in the reviewer's own time zone.
+  if (form.elements.since.value) query.set("since", new Date(`${form.elements.since.value}T00:00:00`).toISOString());
+  if (form.elements.until.value) {
+    const end = new Date(`${form.elements.until.value}T00:00:00`);
+    end.setDate(end.getDate() + 1);
+    query.set("until", end.toISOString());
+  }
+  if (!fresh && nextCursor) query.set("cursor", nextCursor);
+  const tbody = $("#history-table tbody");
+  if (fresh) tbody.replaceChildren();
+  $("#history-message").textContent = "";
+  try {
+    const page = await api(`/predictions?${query}`);
+    for (const item of page.items) tbody.append(historyRow(item));
+    if (fresh && !page.items.length) $("#history-message").textContent = "No predictions match.";
+    nextCursor = page.next_cursor;
+    $("#history-more").hidden = !nextCursor;
+  } catch (error) {
+    $("#history-message").textContent = error.message;
+  }
+}
+
+function historyRow(item) {
+  const row = element("tr");
+  const when = element("td");
+  const link = element("a", new Date(item.created_at).toLocaleString());
+  link.href = "#";
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    openDetail(item.prediction_id);
+  });
+  when.append(link);
+  const verdict = element("td", item.verdict, "verdict");
+  verdict.dataset.verdict = item.verdict;
+  row.append(
+    when,
+    element("td", item.kind),
+    verdict,
+    element("td", item.fake_prob === null ? "–" : item.fake_prob.toFixed(2)),
+    element("td", `${item.model_name} ${item.model_version}`),
+    element("td", item.review ? item.review.label : "–"),
+  );
+  return row;
+}
+
+async function openDetail(predictionId) {
+  const box = $("#detail");
+  box.replaceChildren();
+  try {
+    const item = await api(`/predictions/${encodeURIComponent(predictionId)}`);
+    const card = $("#result-template").content.firstElementChild.cloneNode(true);
+    $(".name", card).textContent = `Prediction ${item.prediction_id}`;
+    $(".progress-row", card).hidden = true;
+    box.append(card);
+    renderAnswer(card, { ...item.result, prediction_id: item.prediction_id }, null);
+    $(".review-state", card).textContent = reviewText(item.review);
+    if (item.result.explanation && item.result.explanation.grid) {
+      const png = await fetch(`/predictions/${encodeURIComponent(predictionId)}/explanation.png`, {
+        headers: { "X-API-Key": apiKey() || "" },
+      });
+      if (png.ok) {
+        const figure = $(".where", card);
+        $("img", figure).src = URL.createObjectURL(await png.blob());
+        $("img", figure).alt = "The stored explanation drawn over the image";
+        $("canvas", figure).hidden = true;
+        $("figcaption", figure).hidden = true;
+        figure.hidden = false;
+      }
+    }
+    if (item.result.receipt) {
+      const link = element("a", "Download the signed receipt");
+      link.download = `${item.prediction_id}.receipt.jwt`;
+      link.href = URL.createObjectURL(new Blob([item.result.receipt], { type: "application/jwt" }));
+      card.append(link);
+    }
+    card.scrollIntoView();
+  } catch (error) {
+    box.append(element("p", error.message, "message"));
+  }
+}
+
+// --- wiring -----------------------------------------------------------------------------
+
+function start() {
+  $("#sign-in-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const key = $("#api-key").value.trim();
+    if (!key) {
+      $("#sign-in-message").textContent = "Enter your API key.";
+      return;
+    }
+    const result = await signIn(key);
+    if (result.ok) signedIn(result.who);
+    else $("#sign-in-message").textContent = result.message;
+  });
+  $("#sign-out").addEventListener("click", () => signOut());
+  for (const button of document.querySelectorAll("#nav button")) {
+    button.addEventListener("click", () => show(button.dataset.view));
+  }
+  $("#files").addEventListener("change", (event) => {
+    analyse([...event.target.files]);
+    event.target.value = "";
+  });
+  const drop = $("#drop");
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    analyse([...event.dataTransfer.files]);
+  });
+  document.addEventListener("paste", (event) => {
+    if ($("#view-analyse").hidden) return;
+    const files = [...event.clipboardData.files];
+    if (files.length) analyse(files);
+  });
+  $("#history-filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadHistory(true);
+  });
+  $("#history-more").addEventListener("click", () => loadHistory(false));
+
+  const key = apiKey();
+  if (!key) {
+    signOut();
+    return;
+  }
+  signIn(key).then((result) => (result.ok ? signedIn(result.who) : signOut(result.message)));
+}
+
+start();

@@ -1,0 +1,213 @@
+"""The reviewer console in a real browser, against a real server: signing in, an upload read
+as a person reads it, the explanation overlay, a review, the history, and what the page
+must never do (run a note as script, load anything from another host, fail axe-core)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Page, Request, expect
+
+from tests.browser.conftest import ADMIN_KEY, API_KEY
+from tests.integration.conftest import Server
+from veracity.sampledata import SampleDataSpec, generate_sample_data
+
+SCRIPT_NOTE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("photos")
+    spec = SampleDataSpec(train_per_class=0, val_per_class=2, image_size=256)
+    generate_sample_data(root, seed=11, spec=spec)
+    return sorted((root / "val").rglob("*.*"))
+
+
+@pytest.fixture
+def console(page: Page, console_server: Server) -> Iterator[Page]:
+    """The console's page, every request it makes recorded; none may leave the server."""
+    requests: list[str] = []
+
+    def record(request: Request) -> None:
+        requests.append(request.url)
+
+    page.on("request", record)
+    page.goto(f"{console_server.base_url}/console")
+    yield page
+    foreign = [
+        url
+        for url in requests
+        if not url.startswith((console_server.base_url + "/", "blob:", "data:"))
+    ]
+    assert foreign == [], f"the console made requests beyond the server: {foreign}"
+
+
+def sign_in(page: Page, key: str = API_KEY) -> None:
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Analyse media")).to_be_visible()
+
+
+def upload(page: Page, path: Path) -> None:
+    page.get_by_label("Files to analyse").set_input_files(path)
+    expect(page.locator(".result .band-word").first).to_be_visible(timeout=60_000)
+
+
+def assert_no_serious_violations(page: Page) -> None:
+    results = Axe().run(page)
+    serious = [
+        violation
+        for violation in results.response["violations"]
+        if violation["impact"] in ("serious", "critical")
+    ]
+    assert serious == [], results.generate_report()
+
+
+def test_the_page_is_served_with_a_strict_policy(console_server: Server) -> None:
+    response = httpx.get(f"{console_server.base_url}/console")
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy
+    assert response.headers["x-frame-options"] == "DENY"
+    # The API's own answers keep the plain policy.
+    assert (
+        httpx.get(f"{console_server.base_url}/health").headers["content-security-policy"]
+        == "frame-ancestors 'none'"
+    )
+
+
+def test_a_wrong_key_gets_a_plain_message(console: Page, screenshots: Path) -> None:
+    console.get_by_label("API key").fill("not-a-key")
+    console.get_by_role("button", name="Sign in").click()
+    expect(console.get_by_role("alert").first).to_have_text(re.compile("not accepted"))
+    expect(console.get_by_role("heading", name="Analyse media")).to_be_hidden()
+    # The key is in no URL and no cookie.
+    assert "not-a-key" not in console.url
+    assert console.context.cookies() == []
+    assert_no_serious_violations(console)
+    console.screenshot(path=screenshots / "sign-in.png", full_page=True)
+
+
+def test_the_key_stays_in_the_tab_and_an_admin_is_told_so(console: Page) -> None:
+    sign_in(console, ADMIN_KEY)
+    expect(console.get_by_text("admin", exact=True)).to_be_visible()
+    stored = console.evaluate("sessionStorage.getItem('veracity.apiKey')")
+    assert stored == ADMIN_KEY
+    assert console.evaluate("localStorage.length") == 0
+    assert console.context.cookies() == []
+    # A reload keeps the session; signing out forgets the key.
+    console.reload()
+    expect(console.get_by_role("heading", name="Analyse media")).to_be_visible()
+    console.get_by_role("button", name="Sign out").click()
+    expect(console.get_by_label("API key")).to_be_visible()
+    assert console.evaluate("sessionStorage.getItem('veracity.apiKey')") is None
+
+
+def test_an_upload_is_read_as_a_person_reads_it(
+    console: Page, console_server: Server, photos: list[Path], screenshots: Path
+) -> None:
+    sign_in(console)
+    photo = photos[0]
+    upload(console, photo)
+    card = console.locator(".result").first
+    expect(card.locator(".name")).to_have_text(photo.name)
+    # The same file through the API: the page shows that answer.
+    answer = httpx.post(
+        f"{console_server.base_url}/infer",
+        params={"explain": "true"},
+        files={"file": (photo.name, photo.read_bytes())},
+        headers={"X-API-Key": API_KEY},
+        timeout=60,
+    ).json()
+    band = card.locator(".band")
+    expect(band).to_have_attribute("data-verdict", answer["verdict"])
+    word = {"real": "Real", "fake": "Fake", "inconclusive": "Inconclusive"}[answer["verdict"]]
+    expect(card.locator(".band-word")).to_contain_text(word)
+    expect(card.locator(".prob")).to_contain_text(f"P(fake) {answer['fake_prob']:.2f}")
+    for reason in answer["reasons"]:
+        expect(card.locator(".reasons")).to_contain_text(reason["message"])
+    expect(card.locator(".facts")).to_contain_text(answer["model_version"])
+    expect(card.locator(".facts")).to_contain_text("256 \N{MULTIPLICATION SIGN} 256")
+
+    # Where: the model's own grid drawn over the image, one painted cell per grid cell.
+    grid = answer["explanation"]["grid"]
+    canvas = card.locator(".where canvas")
+    expect(canvas).to_be_visible()
+    expect(canvas).to_have_attribute("data-cells", str(len(grid) * len(grid[0])))
+    painted = canvas.evaluate(
+        "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0)"
+    )
+    assert painted
+    card.get_by_label("Overlay opacity").fill("20")
+    assert canvas.evaluate("c => c.style.opacity") == "0.2"
+    card.get_by_label("Show where the model looked").uncheck()
+    expect(canvas).to_be_hidden()
+    card.get_by_label("Show where the model looked").check()
+    assert_no_serious_violations(console)
+    console.screenshot(path=screenshots / "verdict.png", full_page=True)
+
+
+def test_a_review_is_saved_and_a_script_in_its_note_stays_text(
+    console: Page, console_server: Server, photos: list[Path], screenshots: Path
+) -> None:
+    sign_in(console)
+    upload(console, photos[1])
+    card = console.locator(".result").first
+    card.get_by_label("Note").fill(SCRIPT_NOTE)
+    card.get_by_role("button", name="Fake", exact=True).click()
+    expect(card.get_by_role("status")).to_have_text(f"Reviewed fake: {SCRIPT_NOTE}")
+    assert console.evaluate("window.pwned") is None
+    assert card.locator("script").count() == 0
+
+    # The history shows the review; its detail shows the note, as text again.
+    console.get_by_role("button", name="History").click()
+    row = console.locator("#history-table tbody tr").first
+    expect(row).to_contain_text("fake")
+    row.get_by_role("link").click()
+    detail = console.locator("#detail .result")
+    expect(detail.get_by_role("status")).to_have_text(f"Reviewed fake: {SCRIPT_NOTE}")
+    assert console.evaluate("window.pwned") is None
+    assert_no_serious_violations(console)
+    console.screenshot(path=screenshots / "history.png", full_page=True)
+
+    stored = httpx.get(
+        f"{console_server.base_url}/predictions",
+        params={"limit": 1},
+        headers={"X-API-Key": API_KEY},
+    ).json()["items"][0]
+    assert stored["review"] == {**stored["review"], "label": "fake", "note": SCRIPT_NOTE}
+
+
+def test_the_history_filters_by_verdict(
+    console: Page, console_server: Server, photos: list[Path]
+) -> None:
+    sign_in(console)
+    for photo in photos[:3]:
+        upload(console, photo)
+    expect(console.locator(".result .band-word")).to_have_count(3, timeout=60_000)
+    verdicts = {
+        item["verdict"]
+        for item in httpx.get(
+            f"{console_server.base_url}/predictions",
+            headers={"X-API-Key": API_KEY},
+        ).json()["items"]
+    }
+    console.get_by_role("button", name="History").click()
+    for verdict in sorted(verdicts):
+        console.get_by_label("Verdict").select_option(verdict)
+        console.get_by_role("button", name="Filter").click()
+        cells = console.locator("#history-table tbody td.verdict")
+        expect(cells.first).to_be_visible()
+        assert set(cells.all_inner_texts()) == {verdict}
+    absent = {"real", "fake", "inconclusive"} - verdicts
+    for verdict in sorted(absent):
+        console.get_by_label("Verdict").select_option(verdict)
+        console.get_by_role("button", name="Filter").click()
+        expect(console.get_by_text("No predictions match.")).to_be_visible()

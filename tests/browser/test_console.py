@@ -16,6 +16,7 @@ from playwright.sync_api import Page, Request, expect
 from tests.browser.conftest import ADMIN_KEY, API_KEY
 from tests.integration.conftest import Server
 from veracity.sampledata import SampleDataSpec, generate_sample_data
+from veracity.video.samples import SampleVideoSpec, write_sample_video
 
 SCRIPT_NOTE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 
@@ -211,3 +212,33 @@ def test_the_history_filters_by_verdict(
         console.get_by_label("Verdict").select_option(verdict)
         console.get_by_role("button", name="Filter").click()
         expect(console.get_by_text("No predictions match.")).to_be_visible()
+
+
+def test_a_video_chart_shows_the_manipulated_stretch_and_seeks_the_player(
+    console: Page, tmp_path: Path, screenshots: Path
+) -> None:
+    video = tmp_path / "manipulated.mp4"
+    spec = SampleVideoSpec(seconds=6.0, fps=5, size=(384, 256), manipulated=(2.0, 4.0))
+    write_sample_video(video, seed=3, spec=spec)
+    sign_in(console)
+    upload(console, video)
+    card = console.locator(".result").first
+    expect(card.locator(".band")).to_have_attribute("data-verdict", "fake")
+    chart = card.locator(".timeline .chart")
+    expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9][0-9]*$"))
+    # The sustained stretch is named, and a click on it seeks the player to its start.
+    segment = card.locator(".segments button").first
+    expect(segment).to_contain_text("sustained")
+    start = float(segment.inner_text().split("\N{EN DASH}")[0])
+    assert 1.5 <= start <= 2.5
+    player = card.locator("video")
+    segment.click()
+    assert player.evaluate("v => v.currentTime") == pytest.approx(start, abs=0.05)
+    # A click in the middle of the chart seeks to the frame nearest the middle (3 s).
+    box = chart.bounding_box()
+    assert box is not None
+    middle = (40 + (720 - 50) * 0.5) / 720 * box["width"]
+    chart.click(position={"x": middle, "y": box["height"] / 2})
+    assert player.evaluate("v => v.currentTime") == pytest.approx(3.0, abs=0.5)
+    assert_no_serious_violations(console)
+    console.screenshot(path=screenshots / "video.png", full_page=True)

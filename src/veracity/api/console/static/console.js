@@ -139,7 +139,7 @@ function analyse(files) {
     })
       .then((answer) => {
         $(".progress-row", card).hidden = true;
-        renderAnswer(card, answer, isImage ? file : null);
+        renderAnswer(card, answer, file);
       })
       .catch((error) => {
         progress.hidden = true;
@@ -149,7 +149,7 @@ function analyse(files) {
   }
 }
 
-function renderAnswer(card, answer, imageFile) {
+function renderAnswer(card, answer, file) {
   const body = $(".body", card);
   body.hidden = false;
   const band = $(".band", card);
@@ -184,9 +184,10 @@ function renderAnswer(card, answer, imageFile) {
   add("Request", answer.request_id);
   add("Prediction", answer.prediction_id);
   renderSeen(card, answer.seen_before || []);
-  if (imageFile && answer.explanation && answer.explanation.grid) {
-    renderWhere(card, URL.createObjectURL(imageFile), answer.explanation.grid);
+  if (file && answer.explanation && answer.explanation.grid) {
+    renderWhere(card, URL.createObjectURL(file), answer.explanation.grid);
   }
+  if (answer.timeline) renderTimeline(card, answer, file ? URL.createObjectURL(file) : null);
   const review = $(".review", card);
   if (answer.prediction_id) wireReview(review, answer.prediction_id);
   else review.hidden = true;
@@ -253,6 +254,100 @@ function paintGrid(canvas, grid) {
     }
   }
   canvas.dataset.cells = String(rows * columns);
+}
+
+// A video's timeline: one point per sampled frame (time, calibrated P(fake)), the two
+// operating points as dashed lines and the segments shaded. A click on the chart seeks the
+// player to the nearest frame; each segment is also a button, for the keyboard.
+const CHART_PAD = { left: 40, right: 10, top: 10, bottom: 24 };
+
+function renderTimeline(card, answer, source) {
+  const figure = $(".timeline", card);
+  const video = $("video", figure);
+  const canvas = $(".chart", figure);
+  const frames = answer.timeline;
+  const duration = Math.max(answer.duration_s || 0, ...frames.map((f) => f.timestamp_s), 0.001);
+  if (source) video.src = source;
+  else video.hidden = true;
+  const seek = (seconds) => {
+    if (!source) return;
+    video.currentTime = seconds;
+    video.dataset.sought = seconds.toFixed(2);
+  };
+  drawChart(canvas, frames, answer.segments || [], answer.thresholds, duration);
+  canvas.setAttribute(
+    "aria-label",
+    `P(fake) of ${frames.length} frames over ${duration.toFixed(1)} s; ${(answer.segments || []).length} suspicious stretches`,
+  );
+  canvas.addEventListener("click", (event) => {
+    const box = canvas.getBoundingClientRect();
+    const x = ((event.clientX - box.left) * canvas.width) / box.width;
+    const t = ((x - CHART_PAD.left) / (canvas.width - CHART_PAD.left - CHART_PAD.right)) * duration;
+    let nearest = frames[0];
+    for (const frame of frames) {
+      if (Math.abs(frame.timestamp_s - t) < Math.abs(nearest.timestamp_s - t)) nearest = frame;
+    }
+    if (nearest) seek(nearest.timestamp_s);
+  });
+  const list = $(".segments", figure);
+  for (const segment of answer.segments || []) {
+    const button = element(
+      "button",
+      `${segment.start_s.toFixed(1)}–${segment.end_s.toFixed(1)} s: P(fake) ${segment.fake_prob.toFixed(2)}${segment.sustained ? ", sustained" : ""}`,
+    );
+    button.type = "button";
+    button.addEventListener("click", () => seek(segment.start_s));
+    const item = element("li");
+    item.append(button);
+    list.append(item);
+  }
+  figure.hidden = false;
+}
+
+function drawChart(canvas, frames, segments, thresholds, duration) {
+  const context = canvas.getContext("2d");
+  const width = canvas.width - CHART_PAD.left - CHART_PAD.right;
+  const height = canvas.height - CHART_PAD.top - CHART_PAD.bottom;
+  const x = (t) => CHART_PAD.left + (t / duration) * width;
+  const y = (p) => CHART_PAD.top + (1 - p) * height;
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  for (const segment of segments) {
+    context.fillStyle = segment.sustained ? "rgba(165, 0, 38, 0.25)" : "rgba(165, 0, 38, 0.12)";
+    context.fillRect(x(segment.start_s), CHART_PAD.top, Math.max(2, x(segment.end_s) - x(segment.start_s)), height);
+  }
+  context.strokeStyle = "#57606a";
+  context.strokeRect(CHART_PAD.left, CHART_PAD.top, width, height);
+  context.fillStyle = "#1b1f24";
+  context.font = "12px system-ui, sans-serif";
+  for (const p of [0, 0.5, 1]) context.fillText(p.toFixed(1), 8, y(p) + 4);
+  context.fillText("0 s", CHART_PAD.left, canvas.height - 6);
+  context.fillText(`${duration.toFixed(1)} s`, CHART_PAD.left + width - 30, canvas.height - 6);
+  if (thresholds) {
+    context.setLineDash([5, 4]);
+    for (const [value, colour] of [[thresholds.real, "#0b5cad"], [thresholds.fake, "#a50026"]]) {
+      context.strokeStyle = colour;
+      context.beginPath();
+      context.moveTo(CHART_PAD.left, y(value));
+      context.lineTo(CHART_PAD.left + width, y(value));
+      context.stroke();
+    }
+    context.setLineDash([]);
+  }
+  context.strokeStyle = "#1b1f24";
+  context.beginPath();
+  frames.forEach((frame, index) => {
+    const method = index === 0 ? "moveTo" : "lineTo";
+    context[method](x(frame.timestamp_s), y(frame.fake_prob));
+  });
+  context.stroke();
+  const colours = { real: "#0b5cad", fake: "#a50026", inconclusive: "#57606a" };
+  for (const frame of frames) {
+    context.fillStyle = colours[frame.verdict] || "#57606a";
+    context.beginPath();
+    context.arc(x(frame.timestamp_s), y(frame.fake_prob), 3.5, 0, 2 * Math.PI);
+    context.fill();
+  }
+  canvas.dataset.points = String(frames.length);
 }
 
 function wireReview(form, predictionId) {

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import SYNTHETIC_CHECKPOINT
 from tests.integration.conftest import API_KEY, Server, start_server
+from veracity.receipts import generate_key
 
 CHROMIUM = Path("/usr/bin/chromium")
 ADMIN_KEY = "console-admin-key-0123456789"
@@ -59,10 +60,12 @@ def base_url() -> None:
 @pytest.fixture(scope="module")
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("console")
+    signing_key, _ = generate_key(tmp / "receipts" / "signing.pem")
     server = start_server(
         tmp,
         SYNTHETIC_CHECKPOINT,
         VERACITY_ADMIN_API_KEYS=ADMIN_KEY,
+        VERACITY_RECEIPT_SIGNING_KEY=str(signing_key),
         VERACITY_DATABASE_URL=f"sqlite:///{tmp / 'store.db'}",
     )
     try:

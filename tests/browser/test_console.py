@@ -4,6 +4,7 @@ must never do (run a note as script, load anything from another host, fail axe-c
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,3 +243,39 @@ def test_a_video_chart_shows_the_manipulated_stretch_and_seeks_the_player(
     assert player.evaluate("v => v.currentTime") == pytest.approx(3.0, abs=0.5)
     assert_no_serious_violations(console)
     console.screenshot(path=screenshots / "video.png", full_page=True)
+
+
+def test_a_receipt_is_verified_and_a_tampered_one_refused(
+    console: Page, console_server: Server, photos: list[Path], screenshots: Path
+) -> None:
+    photo, other = photos[2], photos[3]
+    receipt = httpx.post(
+        f"{console_server.base_url}/infer",
+        files={"file": (photo.name, photo.read_bytes())},
+        headers={"X-API-Key": API_KEY},
+        timeout=60,
+    ).json()["receipt"]
+    sign_in(console)
+    console.get_by_role("button", name="Verify a receipt").click()
+    outcome = console.locator("#receipt-result")
+
+    def verify(text: str, file: Path) -> None:
+        console.get_by_label("Receipt", exact=True).fill(text)
+        console.get_by_label("File the receipt is about").set_input_files(file)
+        console.get_by_role("button", name="Verify", exact=True).click()
+
+    verify(receipt, photo)
+    expect(outcome).to_have_attribute("data-outcome", "signed-same-file")
+    expect(outcome).to_have_text("Signed by this deployment, and about this file.")
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    expect(console.locator("#receipt-claims")).to_contain_text(digest)
+    assert_no_serious_violations(console)
+    console.screenshot(path=screenshots / "receipt.png", full_page=True)
+    verify(receipt, other)
+    expect(outcome).to_have_attribute("data-outcome", "signed-other-file")
+    # One character of the signature changed: not this deployment's signature any more.
+    head, payload, signature = receipt.split(".")
+    flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    verify(f"{head}.{payload}.{flipped}", photo)
+    expect(outcome).to_have_attribute("data-outcome", "refused")
+    expect(outcome).to_contain_text("Not a receipt this deployment signed")

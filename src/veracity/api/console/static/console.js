@@ -465,6 +465,48 @@ async function openDetail(predictionId) {
   }
 }
 
+// --- receipts ---------------------------------------------------------------------------
+
+async function sha256Hex(file) {
+  const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+  return [...new Uint8Array(digest)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+async function verifyReceipt(form) {
+  const result = $("#receipt-result");
+  const claims = $("#receipt-claims");
+  result.textContent = "Checking…";
+  result.dataset.outcome = "";
+  claims.replaceChildren();
+  const file = form.elements.file.files[0];
+  const body = { receipt: form.elements.receipt.value.trim() };
+  if (file) body.input_sha256 = await sha256Hex(file);
+  try {
+    const check = await api("/receipts/verify", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    let outcome = "signed";
+    let text = "Signed by this deployment.";
+    if (check.matches_input === true) {
+      outcome = "signed-same-file";
+      text = "Signed by this deployment, and about this file.";
+    } else if (check.matches_input === false) {
+      outcome = "signed-other-file";
+      text = "Signed by this deployment, but about another file: this file is not the one it judged.";
+    }
+    result.dataset.outcome = outcome;
+    result.textContent = text;
+    for (const [name, value] of Object.entries(check.claims)) {
+      claims.append(element("dt", name), element("dd", typeof value === "object" ? JSON.stringify(value) : value));
+    }
+  } catch (error) {
+    result.dataset.outcome = "refused";
+    result.textContent = `Not a receipt this deployment signed: ${error.message}`;
+  }
+}
+
 // --- wiring -----------------------------------------------------------------------------
 
 function start() {
@@ -508,6 +550,10 @@ function start() {
     loadHistory(true);
   });
   $("#history-more").addEventListener("click", () => loadHistory(false));
+  $("#receipt-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    verifyReceipt(event.target);
+  });
 
   const key = apiKey();
   if (!key) {

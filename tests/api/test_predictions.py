@@ -203,6 +203,28 @@ def test_listing_pages_by_cursor_newest_first_with_filters(store_client) -> None
     assert listing(store_client, model_version="9.9.9").json()["items"] == []
 
 
+def test_a_review_queue_lists_the_unreviewed_oldest_first(store_client) -> None:
+    ids = [infer(store_client, jpeg_bytes(seed=30 + i)).json()["prediction_id"] for i in range(4)]
+    assert feedback(store_client, ids[1], {"label": "real"}).status_code == 200
+    queue: list[str] = []
+    cursor = None
+    while True:
+        params = {"reviewed": "false", "order": "oldest", "limit": 2}
+        page = listing(store_client, **params | ({"cursor": cursor} if cursor else {})).json()
+        queue += [item["prediction_id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert queue == [ids[0], ids[2], ids[3]]
+    reviewed = listing(store_client, reviewed="true").json()["items"]
+    assert [item["prediction_id"] for item in reviewed] == [ids[1]]
+    # A cursor is read only in the order it was given for.
+    oldest = listing(store_client, order="oldest", limit=1).json()["next_cursor"]
+    assert_error(listing(store_client, cursor=oldest), 400, "bad_request")
+    newest = listing(store_client, limit=1).json()["next_cursor"]
+    assert_error(listing(store_client, cursor=newest, order="oldest"), 400, "bad_request")
+
+
 @pytest.mark.parametrize(
     ("params", "status", "code"),
     [
@@ -214,6 +236,8 @@ def test_listing_pages_by_cursor_newest_first_with_filters(store_client) -> None
         ({"since": "yesterday"}, 422, "validation_error"),
         ({"since": "2026-11-22T08:00:00"}, 400, "bad_request"),  # no time zone
         ({"verdict": "probably"}, 422, "validation_error"),
+        ({"order": "random"}, 422, "validation_error"),
+        ({"reviewed": "perhaps"}, 422, "validation_error"),
     ],
 )
 def test_bad_listing_parameters_get_a_clear_error(store_client, params, status, code) -> None:

@@ -5,13 +5,16 @@ must never do (run a note as script, load anything from another host, fail axe-c
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from PIL import Image
 from playwright.sync_api import Page, Request, expect
 
 from tests.browser.conftest import ADMIN_KEY, API_KEY
@@ -279,3 +282,47 @@ def test_a_receipt_is_verified_and_a_tampered_one_refused(
     verify(f"{head}.{payload}.{flipped}", photo)
     expect(outcome).to_have_attribute("data-outcome", "refused")
     expect(outcome).to_contain_text("Not a receipt this deployment signed")
+
+
+def test_the_review_queue_holds_unreviewed_inconclusive_answers_oldest_first(
+    console: Page, console_server: Server
+) -> None:
+    # Thumbnails: the model does not judge them (low_resolution), so they are inconclusive.
+    ids = []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        thumbnail = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+        buffer = io.BytesIO()
+        thumbnail.save(buffer, format="PNG")
+        answer = httpx.post(
+            f"{console_server.base_url}/infer",
+            files={"file": (f"thumb{seed}.png", buffer.getvalue())},
+            headers={"X-API-Key": API_KEY},
+            timeout=60,
+        ).json()
+        assert answer["verdict"] == "inconclusive"
+        ids.append(answer["prediction_id"])
+    reviewed = httpx.post(
+        f"{console_server.base_url}/predictions/{ids[0]}/feedback",
+        json={"label": "real"},
+        headers={"X-API-Key": API_KEY},
+    )
+    assert reviewed.status_code == 200
+    sign_in(console)
+    console.get_by_role("button", name="History").click()
+    console.get_by_role("button", name="Review queue").click()
+    rows = console.locator("#history-table tbody tr")
+    expect(rows.first).to_be_visible()
+    queue = rows.evaluate_all("rows => rows.map(row => row.dataset.predictionId)")
+    assert ids[0] not in queue
+    assert queue.index(ids[1]) < queue.index(ids[2])
+    assert set(console.locator("#history-table tbody td.verdict").all_inner_texts()) == {
+        "inconclusive"
+    }
+    # Reviewed from the queue, it leaves the queue.
+    console.locator(f'tr[data-prediction-id="{ids[1]}"]').get_by_role("link").click()
+    console.locator("#detail").get_by_role("button", name="Real", exact=True).click()
+    expect(console.locator("#detail").get_by_role("status")).to_have_text("Reviewed real")
+    console.get_by_role("button", name="Review queue").click()
+    expect(console.locator(f'tr[data-prediction-id="{ids[2]}"]')).to_be_visible()
+    expect(console.locator(f'tr[data-prediction-id="{ids[1]}"]')).to_have_count(0)

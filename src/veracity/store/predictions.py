@@ -56,6 +56,8 @@ class PredictionFilter:
     key_id: str | None = None  # admins only: one key's predictions
     request_id: str | None = None  # the predictions a request made (its X-Request-ID)
     shadow_of: str | None = None  # a prediction's shadow scores (otherwise none are listed)
+    reviewed: bool | None = None  # with (True) or without (False) any reviewer feedback
+    oldest_first: bool = False  # a review queue reads oldest first; the history newest first
 
 
 @dataclass(frozen=True)
@@ -76,24 +78,33 @@ def cache_key(input_sha256: str, scope: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def encode_cursor(created_at: datetime, prediction_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), prediction_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def encode_cursor(created_at: datetime, prediction_id: str, *, oldest_first: bool = False) -> str:
+    # The order rides in the cursor (older cursors have none: newest first), so a cursor
+    # is never read in the other direction, which would skip or repeat items silently.
+    fields = [created_at.isoformat(), prediction_id] + (["oldest"] if oldest_first else [])
+    return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Raises BadRequestError for anything ``encode_cursor`` did not make."""
+def decode_cursor(cursor: str, *, oldest_first: bool = False) -> tuple[datetime, str]:
+    """Raises BadRequestError for anything ``encode_cursor`` did not make for this order."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        when, prediction_id = json.loads(raw)
+        when, prediction_id, *order = json.loads(raw)
         created = datetime.fromisoformat(when)
         if created.tzinfo is None or not isinstance(prediction_id, str):
+            raise ValueError(cursor)
+        if order not in ([], ["oldest"]):
             raise ValueError(cursor)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as e:
         raise BadRequestError(
             "the cursor is not one this service gave; pass next_cursor from the previous "
             "page unchanged, or leave it out to start from the newest"
         ) from e
+    if (order == ["oldest"]) != oldest_first:
+        raise BadRequestError(
+            "the cursor was given for the other order; pass the same order as for the "
+            "page it came from, or leave the cursor out to start again"
+        )
     return created, prediction_id
 
 
@@ -201,8 +212,10 @@ class PredictionStore:
         cursor: str | None,
         limit: int,
     ) -> Page:
-        """Newest first, ``limit`` at a time; ``next_cursor`` continues where a page ended."""
-        after = decode_cursor(cursor) if cursor else None
+        """Newest first (or oldest first), ``limit`` at a time; ``next_cursor`` continues
+        where a page ended."""
+        oldest = filters.oldest_first
+        after = decode_cursor(cursor, oldest_first=oldest) if cursor else None
 
         def work(session: Session) -> Page:
             query = select(PredictionRow)
@@ -224,19 +237,33 @@ class PredictionStore:
                 query = query.where(PredictionRow.shadow_of == filters.shadow_of)
             else:
                 query = query.where(PredictionRow.shadow_of.is_(None))
+            if filters.reviewed is not None:
+                has_review = (
+                    select(FeedbackRow.id)
+                    .where(FeedbackRow.prediction_id == PredictionRow.id)
+                    .exists()
+                )
+                query = query.where(has_review if filters.reviewed else ~has_review)
             if after is not None:
                 created, last_id = after
-                query = query.where(
-                    or_(
-                        PredictionRow.created_at < created,
-                        and_(PredictionRow.created_at == created, PredictionRow.id < last_id),
-                    )
-                )
-            query = query.order_by(PredictionRow.created_at.desc(), PredictionRow.id.desc())
+                if oldest:
+                    later = and_(PredictionRow.created_at == created, PredictionRow.id > last_id)
+                    query = query.where(or_(PredictionRow.created_at > created, later))
+                else:
+                    earlier = and_(PredictionRow.created_at == created, PredictionRow.id < last_id)
+                    query = query.where(or_(PredictionRow.created_at < created, earlier))
+            if oldest:
+                query = query.order_by(PredictionRow.created_at.asc(), PredictionRow.id.asc())
+            else:
+                query = query.order_by(PredictionRow.created_at.desc(), PredictionRow.id.desc())
             rows = list(session.scalars(query.limit(limit + 1)))
             more = len(rows) > limit
             rows = rows[:limit]
-            following = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+            following = (
+                encode_cursor(rows[-1].created_at, rows[-1].id, oldest_first=oldest)
+                if more
+                else None
+            )
             return Page(items=_with_reviews(session, rows), next_cursor=following)
 
         return await self.database.run("list", work)

@@ -185,7 +185,7 @@ async def get_explanation_png(
 @router.get(
     "",
     response_model=PredictionPage,
-    summary="Stored predictions, newest first, filtered and paginated by cursor",
+    summary="Stored predictions, newest (or oldest) first, filtered and paginated by cursor",
     responses=RESPONSES | only(STORE_ERRORS, 403),
 )
 async def list_predictions(
@@ -219,6 +219,17 @@ async def list_predictions(
             "answered for the same input (not listed otherwise).",
         ),
     ] = None,
+    reviewed: Annotated[
+        bool | None,
+        Query(
+            description="true: only predictions with reviewer feedback; false: only those "
+            "without (a review queue)."
+        ),
+    ] = None,
+    order: Annotated[
+        Literal["newest", "oldest"],
+        Query(description="newest first (the history), or oldest first (a review queue)."),
+    ] = "newest",
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> PredictionPage:
@@ -242,6 +253,8 @@ async def list_predictions(
             request_id=request_id,
             shadow_of=shadow_of,
             key_id=key_id,
+            reviewed=reviewed,
+            oldest_first=order == "oldest",
         ),
         cursor=cursor,
         limit=limit,

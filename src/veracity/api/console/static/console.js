@@ -381,7 +381,7 @@ let nextCursor = null;
 async function loadHistory(fresh) {
   const form = $("#history-filters");
   const query = new URLSearchParams({ limit: "20" });
-  for (const name of ["verdict", "model_version"]) {
+  for (const name of ["verdict", "model_version", "reviewed", "order"]) {
     if (form.elements[name].value) query.set(name, form.elements[name].value);
   }
   // Dates are whole days in the reviewer's own time zone.
@@ -408,6 +408,7 @@ async function loadHistory(fresh) {
 
 function historyRow(item) {
   const row = element("tr");
+  row.dataset.predictionId = item.prediction_id;
   const when = element("td");
   const link = element("a", new Date(item.created_at).toLocaleString());
   link.href = "#";
@@ -550,6 +551,16 @@ function start() {
     loadHistory(true);
   });
   $("#history-more").addEventListener("click", () => loadHistory(false));
+  // The review queue: what the model would not decide and nobody has reviewed yet, the
+  // longest-waiting first.
+  $("#review-queue").addEventListener("click", () => {
+    const form = $("#history-filters");
+    form.reset();
+    form.elements.verdict.value = "inconclusive";
+    form.elements.reviewed.value = "false";
+    form.elements.order.value = "oldest";
+    loadHistory(true);
+  });
   $("#receipt-form").addEventListener("submit", (event) => {
     event.preventDefault();
     verifyReceipt(event.target);

@@ -273,8 +273,15 @@ def test_shadow_scores_are_recorded_beside_the_answer(client: TestClient) -> Non
     compared = metric(client, 'veracity_shadow_comparisons_total{model="tiny",outcome="agree"')
     compared += metric(client, 'veracity_shadow_comparisons_total{model="tiny",outcome="dis')
     assert compared == 3
+    # GET /models says the same, for the admin page.
+    tiny = client.get("/models/tiny", headers=USER).json()
+    tally = tiny["shadow_agreement"]
+    assert tally["version"] == "2"
+    assert tally["agree"] + tally["disagree"] == 3
+    assert tally["dropped"] == 0
     cleared = client.put("/admin/models/tiny/traffic", json={}, headers=ADMIN)
     assert cleared.json()["shadow_version"] is None
+    assert cleared.json()["shadow_agreement"] is None
 
 
 def test_memory_budget_evicts_the_least_recently_used(

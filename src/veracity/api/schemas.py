@@ -165,6 +165,13 @@ class CanaryModel(BaseModel):
     percent: float
 
 
+class ShadowAgreement(BaseModel):
+    version: str = Field(description="The shadow version.")
+    agree: int = Field(description="Its verdict was the serving version's.")
+    disagree: int = Field(description="Its verdict was another one.")
+    dropped: int = Field(description="Not scored (the shadow was busy or failed).")
+
+
 class ModelEntry(BaseModel):
     """A model: its versions, and how traffic reaches them."""
 
@@ -174,6 +181,12 @@ class ModelEntry(BaseModel):
     previous_version: str | None = Field(description="What a rollback returns to.")
     canary: CanaryModel | None
     shadow_version: str | None
+    shadow_agreement: ShadowAgreement | None = Field(
+        default=None,
+        description="How the shadow's verdicts compared with the serving version's, counted "
+        "by the replica that answered since it started (Prometheus' "
+        "veracity_shadow_comparisons_total sums all replicas).",
+    )
     versions: list[ModelVersionModel]
 
 

@@ -50,6 +50,17 @@ class CanaryShare:
 
 
 @dataclass(frozen=True)
+class ShadowTally:
+    """How a shadow version's verdicts compared with the serving version's, on this replica
+    since it started: the same verdict, another one, or not scored (dropped)."""
+
+    version: str
+    agree: int = 0
+    disagree: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
 class ModelState:
     """A model: its versions, and how traffic reaches them."""
 
@@ -60,6 +71,7 @@ class ModelState:
     canary: CanaryShare | None
     shadow_version: str | None
     versions: tuple[VersionState, ...]
+    shadow_tally: ShadowTally | None = None  # set by the service, which counts them
 
 
 @dataclass(frozen=True)

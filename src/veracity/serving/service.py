@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Literal
@@ -31,7 +33,7 @@ from veracity.errors import ModelNotFoundError, ServiceUnavailableError
 from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelRepository, ModelVersion
 from veracity.serving.admission import Admission
-from veracity.serving.catalog import Catalog, MemoryUse, ModelState, describe
+from veracity.serving.catalog import Catalog, MemoryUse, ModelState, ShadowTally, describe
 from veracity.serving.pools import Pools
 from veracity.serving.registry import ModelRegistry, Selection
 from veracity.serving.runner import ModelRunner
@@ -70,6 +72,9 @@ class ModelService:
         self._pools: Pools | None = None
         self._load_task: asyncio.Task[None] | None = None
         self._shadows: set[asyncio.Task[None]] = set()
+        # (model, shadow version) -> outcome -> count, for GET /models (the metric is for
+        # Prometheus; an admin page should not need one).
+        self._shadow_outcomes: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self._closed = False
         self.state: State = "starting"
         self.failure: str | None = None
@@ -233,9 +238,25 @@ class ModelService:
         await self._registry.rescan()
         registry = self._registry
         return Catalog(
-            models=describe(registry),
+            models=self._described(),
             memory=MemoryUse(registry.budget_bytes, registry.used_bytes()),
         )
+
+    def _described(self) -> tuple[ModelState, ...]:
+        """``describe``'s models, each with its shadow's tally when it has a shadow."""
+        models = []
+        for model in describe(self._registry):
+            if model.shadow_version is not None:
+                counts = self._shadow_outcomes.get((model.name, model.shadow_version), Counter())
+                tally = ShadowTally(
+                    model.shadow_version,
+                    agree=counts["agree"],
+                    disagree=counts["disagree"],
+                    dropped=counts["dropped"],
+                )
+                model = dataclasses.replace(model, shadow_tally=tally)
+            models.append(model)
+        return tuple(models)
 
     async def model(self, name: str) -> ModelState:
         """One model as ``catalog`` describes it (ModelNotFoundError if unknown)."""
@@ -243,7 +264,7 @@ class ModelService:
         return self._model(name)
 
     def _model(self, name: str) -> ModelState:
-        for model in describe(self._registry):
+        for model in self._described():
             if model.name == name:
                 return model
         raise ModelNotFoundError(f"no model named {name!r}; GET /models lists the models")
@@ -409,6 +430,7 @@ class ModelService:
             self._metrics.version_requests.labels(shadow.name, shadow.version, "shadow").inc()
 
     def _count_shadow(self, shadow: ModelRunner, outcome: str) -> None:
+        self._shadow_outcomes[(shadow.name, shadow.version)][outcome] += 1
         if self._metrics is not None:
             self._metrics.shadow_agreement.labels(shadow.name, shadow.version, outcome).inc()
 

@@ -6,6 +6,7 @@ nothing when a load fails); the answer is the model as it stands afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -19,6 +20,7 @@ from veracity.api.schemas import (
     ModelMemory,
     ModelVersionModel,
     PromoteRequest,
+    ShadowAgreement,
     TrafficRequest,
 )
 from veracity.errors import ModelConflictError
@@ -49,7 +51,7 @@ def _version(state: VersionState) -> ModelVersionModel:
 
 
 def _entry(model: ModelState) -> ModelEntry:
-    canary = model.canary
+    canary, tally = model.canary, model.shadow_tally
     return ModelEntry(
         name=model.name,
         default=model.default,
@@ -57,6 +59,7 @@ def _entry(model: ModelState) -> ModelEntry:
         previous_version=model.previous_version,
         canary=CanaryModel(version=canary.version, percent=canary.percent) if canary else None,
         shadow_version=model.shadow_version,
+        shadow_agreement=ShadowAgreement(**dataclasses.asdict(tally)) if tally else None,
         versions=[_version(v) for v in model.versions],
     )
 

@@ -98,6 +98,7 @@ function signOut(message = "") {
 function signedIn(who) {
   $("#who-key").textContent = who.key_id ? `key ${who.key_id}` : "no key needed";
   $("#who-admin").hidden = !who.admin;
+  $("#nav-models").hidden = !who.admin;
   $("#who").hidden = false;
   $("#nav").hidden = false;
   $("#sign-in-message").textContent = "";
@@ -113,6 +114,7 @@ function show(view) {
     else button.removeAttribute("aria-current");
   }
   if (view === "history") loadHistory(true);
+  if (view === "models") loadModels();
 }
 
 // --- analysing --------------------------------------------------------------------------
@@ -506,6 +508,171 @@ async function verifyReceipt(form) {
     result.dataset.outcome = "refused";
     result.textContent = `Not a receipt this deployment signed: ${error.message}`;
   }
+}
+
+// --- models (admin) ----------------------------------------------------------------------
+
+// A native <dialog>: focus moves into it and Escape cancels, so it is keyboard operable.
+function confirmAction(text) {
+  const dialog = $("#confirm");
+  $("#confirm-text").textContent = text;
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
+    dialog.returnValue = "cancel";
+    dialog.showModal();
+  });
+}
+
+async function loadModels() {
+  const box = $("#models");
+  $("#models-message").textContent = "";
+  try {
+    const catalog = await api("/models");
+    box.replaceChildren(
+      element("p", `Memory: ${megabytes(catalog.memory.used_bytes)} of ${megabytes(catalog.memory.budget_bytes)} held by loaded versions.`),
+      ...catalog.models.map(modelCard),
+    );
+  } catch (error) {
+    $("#models-message").textContent = error.message;
+  }
+}
+
+function megabytes(bytes) {
+  return bytes === null || bytes === undefined ? "–" : `${(bytes / 2 ** 20).toFixed(1)} MB`;
+}
+
+async function modelAction(text, path, options = {}) {
+  if (!(await confirmAction(text))) return;
+  try {
+    await api(path, options);
+  } catch (error) {
+    $("#models-message").textContent = error.message;
+  }
+  const message = $("#models-message").textContent;
+  await loadModels();
+  $("#models-message").textContent = message;
+}
+
+function modelCard(model) {
+  const card = element("article", null, "result model");
+  card.dataset.model = model.name;
+  const name = encodeURIComponent(model.name);
+  card.append(element("h3", `${model.name}${model.default ? " (default)" : ""}`));
+  const facts = element("dl", null, "facts");
+  const add = (term, value) => facts.append(element("dt", term), element("dd", value));
+  add("Serving", model.serving_version || "none");
+  add("Previous (a rollback returns to it)", model.previous_version || "none");
+  add("Canary", model.canary ? `${model.canary.version}, ${model.canary.percent}% of requests` : "none");
+  const tally = model.shadow_agreement;
+  add(
+    "Shadow",
+    model.shadow_version
+      ? `${model.shadow_version}: agreed ${tally ? tally.agree : 0}, disagreed ${tally ? tally.disagree : 0}, not scored ${tally ? tally.dropped : 0} (this replica)`
+      : "none",
+  );
+  card.append(facts);
+
+  const table = element("table");
+  const head = element("tr");
+  for (const title of ["Version", "State", "Role", "Memory", "Actions"]) {
+    const cell = element("th", title);
+    cell.scope = "col";
+    head.append(cell);
+  }
+  table.append(element("caption", `Versions of ${model.name}`, "visually-hidden"), head);
+  for (const version of model.versions) {
+    const row = element("tr");
+    row.dataset.version = version.version;
+    const roles = [];
+    if (version.version === model.serving_version) roles.push("serving");
+    if (model.canary && version.version === model.canary.version) roles.push("canary");
+    if (version.version === model.shadow_version) roles.push("shadow");
+    if (version.version === model.previous_version) roles.push("previous");
+    const state = element("td", version.state, "state");
+    if (version.reason) state.append(element("div", version.reason, "reason"));
+    const actions = element("td");
+    const button = (label, text, path, options) => {
+      const control = element("button", label);
+      control.type = "button";
+      control.setAttribute("aria-label", `${label} ${model.name} version ${version.version}`);
+      control.addEventListener("click", () => modelAction(text, path, options));
+      actions.append(control);
+    };
+    const base = `/admin/models/${name}`;
+    const v = encodeURIComponent(version.version);
+    if (version.state !== "invalid") {
+      if (version.version !== model.serving_version) {
+        button("Promote", `Send all of ${model.name}'s traffic to version ${version.version}?`, `${base}/promote`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ version: version.version }),
+        });
+      }
+      if (version.state === "loaded" && !roles.length) {
+        button("Unload", `Unload ${model.name} version ${version.version}?`, `${base}/versions/${v}/unload`, { method: "POST" });
+      } else if (version.state !== "loaded") {
+        button("Load", `Load ${model.name} version ${version.version} into memory?`, `${base}/versions/${v}/load`, { method: "POST" });
+      }
+    }
+    row.append(element("td", version.version), state, element("td", roles.join(", ") || "–"), element("td", megabytes(version.memory_bytes)), actions);
+    table.append(row);
+  }
+  card.append(table);
+
+  if (model.previous_version) {
+    const rollback = element("button", `Roll back to ${model.previous_version}`);
+    rollback.type = "button";
+    rollback.addEventListener("click", () =>
+      modelAction(`Roll ${model.name} back to version ${model.previous_version}?`, `/admin/models/${name}/rollback`, { method: "POST" }),
+    );
+    card.append(rollback);
+  }
+  card.append(trafficForm(model));
+  return card;
+}
+
+function trafficForm(model) {
+  const form = element("form", null, "filters traffic");
+  const usable = model.versions.filter((v) => v.state !== "invalid").map((v) => v.version);
+  const select = (label, name, current) => {
+    const wrapper = element("label", label);
+    const control = element("select");
+    control.name = name;
+    control.append(element("option", "none"));
+    control.options[0].value = "";
+    for (const version of usable) control.append(element("option", version));
+    control.value = current || "";
+    wrapper.append(control);
+    return wrapper;
+  };
+  const percent = element("label", "Canary share (%)");
+  const input = element("input");
+  Object.assign(input, { type: "number", name: "canary_percent", min: "0", max: "100", step: "1" });
+  input.value = model.canary ? String(model.canary.percent) : "0";
+  percent.append(input);
+  const submit = element("button", "Set traffic");
+  submit.type = "submit";
+  form.append(
+    select("Canary version", "canary_version", model.canary && model.canary.version),
+    percent,
+    select("Shadow version", "shadow_version", model.shadow_version),
+    submit,
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const body = {
+      canary_version: form.elements.canary_version.value || null,
+      canary_percent: Number(form.elements.canary_percent.value || 0),
+      shadow_version: form.elements.shadow_version.value || null,
+    };
+    const summary = `canary ${body.canary_version || "none"} at ${body.canary_percent}%, shadow ${body.shadow_version || "none"}`;
+    modelAction(`Set ${model.name}'s traffic: ${summary}?`, `/admin/models/${encodeURIComponent(model.name)}/traffic`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  });
+  return form;
 }
 
 // --- wiring -----------------------------------------------------------------------------

@@ -60,8 +60,13 @@ function upload(path, file, onProgress) {
       if (event.lengthComputable) onProgress(Math.round((100 * event.loaded) / event.total));
     });
     request.addEventListener("load", () => {
-      if (request.status >= 200 && request.status < 300) resolve(request.response);
-      else reject(new Error(errorMessage(request.status, request.response)));
+      if (request.status >= 200 && request.status < 300) {
+        resolve(request.response);
+        return;
+      }
+      const error = new Error(errorMessage(request.status, request.response));
+      error.status = request.status;
+      reject(error);
     });
     request.addEventListener("error", () => reject(new Error("The upload did not reach the service.")));
     const form = new FormData();
@@ -85,6 +90,7 @@ async function signIn(key) {
 
 function signOut(message = "") {
   sessionStorage.removeItem(KEY_ITEM);
+  sessionStorage.removeItem(JOBS_ITEM);
   $("#who").hidden = true;
   $("#nav").hidden = true;
   $("#results").replaceChildren();
@@ -103,6 +109,7 @@ function signedIn(who) {
   $("#nav").hidden = false;
   $("#sign-in-message").textContent = "";
   show("analyse");
+  resumeJobs();
 }
 
 function show(view) {
@@ -135,19 +142,87 @@ function analyse(files) {
     const state = $(".state", card);
     state.textContent = "uploading";
     const path = isImage ? "/infer?explain=true" : "/infer/video";
-    upload(path, file, (percent) => {
+    const onProgress = (percent) => {
       progress.value = percent;
       if (percent === 100) state.textContent = "analysing";
-    })
+    };
+    upload(path, file, onProgress)
       .then((answer) => {
         $(".progress-row", card).hidden = true;
         renderAnswer(card, answer, file);
+      })
+      .catch((error) => {
+        // Too long or too large for one request: the same file as a job, which has its
+        // own, larger limits (README, "Jobs").
+        if (isVideo && error.status === 413) {
+          state.textContent = "too long for one request: sending it as a job";
+          return upload("/jobs/video", file, onProgress).then((job) => trackJob(card, job.url, file.name, file));
+        }
+        throw error;
       })
       .catch((error) => {
         progress.hidden = true;
         state.textContent = error.message;
         state.classList.add("error");
       });
+  }
+}
+
+// --- jobs: long videos ------------------------------------------------------------------
+
+// The tab's jobs, kept in sessionStorage so that a reload finds them again.
+const JOBS_ITEM = "veracity.jobs";
+
+function storedJobs() {
+  try {
+    return JSON.parse(sessionStorage.getItem(JOBS_ITEM) || "[]");
+  } catch {
+    return [];
+  }
+}
+
+function trackJob(card, url, name, file) {
+  const jobs = storedJobs().filter((job) => job.url !== url);
+  sessionStorage.setItem(JOBS_ITEM, JSON.stringify([...jobs, { url, name }]));
+  card.dataset.job = url;
+  const progress = $("progress", card);
+  progress.removeAttribute("value"); // indeterminate: the service reports status, not a share
+  const state = $(".state", card);
+  const poll = async () => {
+    let job;
+    try {
+      job = await api(url);
+    } catch (error) {
+      state.textContent = error.message;
+      state.classList.add("error");
+      return;
+    }
+    if (job.status === "done") {
+      $(".progress-row", card).hidden = true;
+      renderAnswer(card, job.result, file);
+      return;
+    }
+    if (job.status === "failed" || job.status === "cancelled") {
+      progress.hidden = true;
+      state.textContent = job.error ? `job ${job.status}: ${job.error.message}` : `job ${job.status}`;
+      state.classList.add("error");
+      return;
+    }
+    const since = job.started_at || job.created_at;
+    state.textContent = `job ${job.status} since ${new Date(since).toLocaleTimeString()}`;
+    setTimeout(poll, 1000);
+  };
+  poll();
+}
+
+function resumeJobs() {
+  const shown = new Set([...document.querySelectorAll("[data-job]")].map((card) => card.dataset.job));
+  for (const job of storedJobs()) {
+    if (shown.has(job.url)) continue;
+    const card = $("#result-template").content.firstElementChild.cloneNode(true);
+    $(".name", card).textContent = job.name;
+    $("#results").append(card);
+    trackJob(card, job.url, job.name, null);
   }
 }
 

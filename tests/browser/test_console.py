@@ -326,3 +326,35 @@ def test_the_review_queue_holds_unreviewed_inconclusive_answers_oldest_first(
     console.get_by_role("button", name="Review queue").click()
     expect(console.locator(f'tr[data-prediction-id="{ids[2]}"]')).to_be_visible()
     expect(console.locator(f'tr[data-prediction-id="{ids[1]}"]')).to_have_count(0)
+
+
+def test_a_copy_seen_before_links_to_the_reviewed_original(
+    console: Page, console_server: Server, photos: list[Path], tmp_path: Path
+) -> None:
+    original = photos[0]
+    first = httpx.post(
+        f"{console_server.base_url}/infer",
+        files={"file": (original.name, original.read_bytes())},
+        headers={"X-API-Key": API_KEY},
+        timeout=60,
+    ).json()
+    httpx.post(
+        f"{console_server.base_url}/predictions/{first['prediction_id']}/feedback",
+        json={"label": "fake", "note": "checked by hand"},
+        headers={"X-API-Key": API_KEY},
+    ).raise_for_status()
+    copy = tmp_path / "copy.jpg"
+    with Image.open(original) as picture:
+        picture.convert("RGB").save(copy, format="JPEG", quality=70)
+    sign_in(console)
+    upload(console, copy)
+    card = console.locator(".result").first
+    seen = card.locator(".seen")
+    expect(seen).to_be_visible()
+    match = seen.locator("li").filter(has_text="reviewed fake").first
+    expect(match).to_be_visible()
+    match.get_by_role("link").click()
+    # The link opens the original's detail, with its review.
+    detail = console.locator("#detail .result")
+    expect(detail.locator(".name")).to_contain_text(first["prediction_id"])
+    expect(detail.get_by_role("status")).to_have_text("Reviewed fake: checked by hand")

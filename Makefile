@@ -9,7 +9,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 LOAD_VENV ?= .venv-load
 LOAD_STAMP := $(LOAD_VENV)/.installed
 
-.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models overload clean
+.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models bench-explain overload clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -201,6 +201,11 @@ bench-registry: $(STAMP)
 # missed. Writes bench/results/models.json.
 bench-models: $(STAMP)
 	$(BIN)/python bench/models.py $(BENCH_ARGS)
+
+# The second explanation (Grad-CAM) against the patch grid on POST /infer, side by side
+# on one server (about a minute).
+bench-explain: $(STAMP)
+	$(BIN)/python bench/explain.py $(BENCH_ARGS)
 
 # Video: sampling against the naive decode-everything pipeline, time to a verdict at 720p
 # and 1080p, and image clients' p99 while videos are scored (about 10 minutes the first

@@ -173,11 +173,13 @@ _EXPLAINED_EXAMPLE: dict[str, Any] = _INFER_EXAMPLE | {
 class ExplanationModel(BaseModel):
     """Where in the image the model saw the evidence (``?explain=true``)."""
 
-    method: Literal["patch_probabilities", "unavailable"] = Field(
+    method: Literal["patch_probabilities", "grad_cam", "unavailable"] = Field(
         description="patch_probabilities: each cell is the probability of the native-"
-        "resolution patch the model scored in that cell. unavailable: this checkpoint has "
-        "no per-region scores (it reads one resized crop, or face crops); grid is null and "
-        "reason says why."
+        "resolution patch the model scored in that cell. grad_cam (asked for with "
+        "explain_method=grad_cam): Grad-CAM over the last convolution, a 16x16 grid of "
+        "relative evidence for 'fake', the most telling cell 1 (not probabilities). "
+        "unavailable: this checkpoint has no per-region scores (it reads one resized crop, "
+        "or face crops); grid is null and reason says why."
     )
     grid: list[list[float]] | None = Field(
         description="Rows from the top, each cell from the left: the image divided evenly "

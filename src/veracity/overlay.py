@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 _STOPS = ((0.0, (49, 54, 149)), (0.5, (255, 255, 191)), (1.0, (165, 0, 38)))
 # Cells near 0.5 say little: fainter. Confident cells: up to about 75% opaque.
 _MIN_ALPHA, _MAX_ALPHA = 64, 192
+_PALETTE = 255  # colours an indexed PNG holds beside its transparent entry
 
 
 def ramp(probability: float) -> tuple[int, int, int, int]:
@@ -55,18 +56,27 @@ def draw_overlay(grid: Sequence[Sequence[float]], width: int, height: int) -> Im
     cols = len(grid[0]) if rows else 0
     if rows == 0 or cols == 0 or any(len(row) != cols for row in grid):
         raise ValueError("the grid must be a non-empty rectangle of rows")
-    if rows * cols > 255:
-        raise ValueError("at most 255 cells: one palette entry each, and one transparent")
+    colour = ramp
+    if len({ramp(value) for row in grid for value in row}) > _PALETTE:
+        # A finer grid (Grad-CAM's 16x16) may hold more colours than a palette: its values
+        # are drawn to the nearest of 250 steps, finer than the eye tells apart.
+        def colour(value: float) -> tuple[int, int, int, int]:
+            return ramp(round(value * 250) / 250)
+
+    entries: dict[tuple[int, int, int, int], int] = {}
     overlay = Image.new("P", (width, height), 0)
     palette = [0, 0, 0, 0]  # entry 0: transparent (only where a cell is empty)
     draw = ImageDraw.Draw(overlay)
     for r, row in enumerate(grid):
         for c, value in enumerate(row):
-            palette.extend(ramp(value))
+            rgba = colour(value)
+            if rgba not in entries:
+                entries[rgba] = len(entries) + 1
+                palette.extend(rgba)
             left, top, right, bottom = cell_box(r, c, rows, cols, width, height)
             if right > left and bottom > top:
                 # ImageDraw's rectangle includes its far corner.
-                draw.rectangle((left, top, right - 1, bottom - 1), fill=r * cols + c + 1)
+                draw.rectangle((left, top, right - 1, bottom - 1), fill=entries[rgba])
     overlay.putpalette(palette, rawmode="RGBA")
     return overlay
 

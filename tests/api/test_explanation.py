@@ -18,6 +18,7 @@ from tests.api.conftest import (
     serving,
 )
 from tests.unit.test_explanation import GRID, write_patch_checkpoint
+from veracity.inference.attribution import cells_per_patch
 from veracity.overlay import ramp
 
 
@@ -90,6 +91,41 @@ def test_the_cache_keeps_explained_and_plain_answers_apart(client) -> None:
     assert again_plain["cached"] is True
     assert again_plain["explanation"] is None
     assert again_plain["fake_prob"] == plain["fake_prob"] == explained["fake_prob"]
+
+
+def test_grad_cam_on_request_is_a_finer_grid_stored_drawn_and_cached_apart(client) -> None:
+    width, height = 320, 256
+    data = jpeg_bytes(width, height, seed=5)
+    params = {"explain": "true", "explain_method": "grad_cam"}
+    answer = infer(client, data, params=params).json()
+    explanation = answer["explanation"]
+    assert explanation["method"] == "grad_cam"
+    grid = explanation["grid"]
+    side = GRID * cells_per_patch(GRID)
+    assert len(grid) == side
+    assert all(len(row) == side for row in grid)
+    values = [v for row in grid for v in row]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert max(values) in (0.0, 1.0)  # relative: the most telling cell is 1 (or none is)
+    drawn = Image.open(io.BytesIO(explanation_png(client, answer["prediction_id"]).content))
+    assert drawn.size == (width, height)
+    corner = drawn.convert("RGBA").getpixel((width - 1, height - 1))
+    # Within a step of 1/250 of the cell's colour (a 16x16 grid may hold more colours
+    # than a palette).
+    assert all(abs(a - b) <= 3 for a, b in zip(corner, ramp(grid[-1][-1]), strict=True))
+    # The patch grid and Grad-CAM are different answers: neither is the other's cache hit.
+    patches = infer(client, data, params={"explain": "true"}).json()
+    assert patches["cached"] is False
+    assert patches["explanation"]["method"] == "patch_probabilities"
+    again = infer(client, data, params=params).json()
+    assert again["cached"] is True
+    assert again["explanation"] == explanation
+    assert again["fake_prob"] == patches["fake_prob"] == answer["fake_prob"]
+    assert_error(
+        infer(client, data, params={"explain": "true", "explain_method": "lime"}),
+        422,
+        "validation_error",
+    )
 
 
 def test_a_checkpoint_without_patches_says_why_it_has_no_grid(tiny_checkpoint: Path) -> None:

@@ -155,8 +155,16 @@ def test_an_upload_is_read_as_a_person_reads_it(
     card.get_by_label("Show where the model looked").uncheck()
     expect(canvas).to_be_hidden()
     card.get_by_label("Show where the model looked").check()
+    expect(canvas).to_have_attribute("data-method", "patch_probabilities")
     assert_no_serious_violations(console)
     console.screenshot(path=screenshots / "verdict.png", full_page=True)
+
+    # The second method, on request: Grad-CAM's finer grid over the same image.
+    card.get_by_role("button", name="Explain with Grad-CAM").click()
+    expect(canvas).to_have_attribute("data-method", "grad_cam", timeout=60_000)
+    expect(canvas).to_have_attribute("data-cells", "256")
+    expect(card.locator(".method")).to_contain_text("Grad-CAM")
+    expect(card.get_by_role("button", name="Explain with Grad-CAM")).to_be_hidden()
 
 
 def test_a_review_is_saved_and_a_script_in_its_note_stays_text(

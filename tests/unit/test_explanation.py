@@ -204,3 +204,13 @@ def test_cli_predict_explain_prints_the_grid(tmp_path, capsys):
     assert all(len(row) == GRID and all(0 <= p <= 1 for p in row) for row in explanation["grid"])
     assert main(["predict", str(image), "--checkpoint", str(checkpoint)]) == 0
     assert "explanation" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_a_grid_with_more_colours_than_a_palette_is_drawn_to_the_nearest_step() -> None:
+    # Grad-CAM's 16x16 grid: 256 different values, more than an indexed PNG's 255 colours.
+    grid = [[(16 * r + c) / 255 for c in range(16)] for r in range(16)]
+    pixels = draw_overlay(grid, 64, 64).convert("RGBA")
+    for r, c in ((0, 0), (7, 9), (15, 15)):
+        drawn = pixels.getpixel((4 * c + 1, 4 * r + 1))
+        assert drawn == ramp(round(grid[r][c] * 250) / 250)
+        assert all(abs(a - b) <= 3 for a, b in zip(drawn, ramp(grid[r][c]), strict=True))

@@ -23,19 +23,23 @@ suspicious patch's, so the highest cell equals ``fake_prob``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from veracity.inference.predictor import Prediction
 from veracity.preprocess import PreprocessConfig
 
-ExplanationMethod = Literal["patch_probabilities", "unavailable"]
+ExplanationMethod = Literal["patch_probabilities", "grad_cam", "unavailable"]
+# What a client may ask for (`unavailable` is an answer, never a request).
+REQUESTABLE: tuple[ExplanationMethod, ...] = ("patch_probabilities", "grad_cam")
+Grid = tuple[tuple[float, ...], ...]
 
 
 @dataclass(frozen=True)
 class Explanation:
     method: ExplanationMethod
-    grid: tuple[tuple[float, ...], ...] | None  # rows, top first; each row left to right
+    grid: Grid | None  # rows, top first; each row left to right
     reason: str | None = None  # why there is no grid
 
 
@@ -57,6 +61,19 @@ def explain(config: PreprocessConfig, prediction: Prediction, faces: int | None)
     rounded = [round(p, 4) for p in probs]
     grid = tuple(tuple(rounded[row * size : (row + 1) * size]) for row in range(size))
     return Explanation(method="patch_probabilities", grid=grid)
+
+
+def explain_grad_cam(
+    config: PreprocessConfig, faces: int | None, compute: Callable[[], Grid]
+) -> Explanation:
+    """Grad-CAM's explanation (``attribution``), computed by ``compute`` only where it can
+    be drawn over the image."""
+    if config.face_crop:
+        return _unavailable(
+            "this checkpoint reads face crops, not the whole image, so a map of its "
+            f"evidence would not lie over the image (faces found: {faces or 0})."
+        )
+    return Explanation(method="grad_cam", grid=compute())
 
 
 def _unavailable(reason: str) -> Explanation:

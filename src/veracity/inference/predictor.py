@@ -26,6 +26,7 @@ from veracity.images import (
     DecodeBudget,
     load_image,
 )
+from veracity.inference.attribution import grad_cam_grid
 from veracity.inference.backends import (
     PARITY_TOLERANCE,
     Backend,
@@ -207,6 +208,18 @@ class Predictor:
                 )
             )
         return out
+
+    def grad_cam(self, prepared: PreparedImage) -> tuple[tuple[float, ...], ...]:
+        """Grad-CAM of the fake-minus-real score over the prepared image's patches (see
+        ``attribution``): on the PyTorch model, whatever backend serves the scores."""
+        patch_grid = self.config.patch_grid if self.config.mode == "patches" else 1
+        fake, real = self._fake_index, self._real_index
+        return grad_cam_grid(
+            self.model,
+            prepared.tensor.to(self.device),
+            patch_grid=patch_grid,
+            score=lambda logits: logits[:, fake] - logits[:, real],
+        )
 
     def _patch_fake_probs(self, logits: torch.Tensor, patches: int) -> list[tuple[float, ...]]:
         """Each image's patch scores through the calibration map (empty for one patch)."""

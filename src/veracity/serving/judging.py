@@ -26,6 +26,7 @@ from veracity.answers import (
 )
 from veracity.callers import Caller
 from veracity.errors import VeracityError
+from veracity.inference.explanation import Explanation, ExplanationMethod
 from veracity.inference.explanation import explain as explain_prediction
 from veracity.receipts import ReceiptClaims, ReceiptSigner
 from veracity.serving.context import RequestContext
@@ -60,12 +61,20 @@ def video_answer(request_id: str, model: ModelRunner, result: VideoAnalysis) -> 
 
 
 def infer_answer(
-    request_id: str, model: ModelRunner, result: InferenceResult, *, explain: bool = False
+    request_id: str,
+    model: ModelRunner,
+    result: InferenceResult,
+    *,
+    explain: bool = False,
+    explained: Explanation | None = None,
 ) -> InferResponse:
-    """The answer for a judged image (a request's, a batch item's, or a job's)."""
+    """The answer for a judged image (a request's, a batch item's, or a job's); with
+    ``explain``, the patch grid, or ``explained`` where another method computed one."""
     explanation = None
     if explain:
-        found = explain_prediction(model.predictor.config, result.prediction, result.verdict.faces)
+        found = explained or explain_prediction(
+            model.predictor.config, result.prediction, result.verdict.faces
+        )
         explanation = ExplanationModel(
             method=found.method,
             grid=None if found.grid is None else [list(row) for row in found.grid],
@@ -121,6 +130,7 @@ def _image_key(
     digest: str,
     robustness_check: bool | None,
     explain: bool = False,
+    method: ExplanationMethod = "patch_probabilities",
 ) -> str:
     check = model.policy.robustness_check if robustness_check is None else robustness_check
     options: dict[str, object] = {"robustness_check": check}
@@ -128,6 +138,8 @@ def _image_key(
         # Named only when asked for, so the keys of answers without one stay as they were
         # (earlier stored answers still hit).
         options["explain"] = True
+        if method != "patch_probabilities":
+            options["explain_method"] = method
     return recorder.key(model, digest, "image", options)
 
 
@@ -145,6 +157,7 @@ async def _image_outcome(
     prediction_id: str,
     kind: Kind,
     explain: bool = False,
+    explained: Explanation | None = None,
 ) -> tuple[InferResponse, PredictionRow]:
     """An image's answer (the stored one on a cache hit, else ``result``'s), with what the
     store knows of its near-duplicates, and the row that records it."""
@@ -155,7 +168,7 @@ async def _image_outcome(
         phash = hit.perceptual_hash
     else:
         assert result is not None
-        answer = infer_answer(request_id, model, result, explain=explain)
+        answer = infer_answer(request_id, model, result, explain=explain, explained=explained)
         phash = result.perceptual_hash
     if recorder.store is None:
         phash = None
@@ -185,17 +198,21 @@ async def judge_image(
     *,
     robustness_check: bool | None,
     explain: bool = False,
+    explain_method: ExplanationMethod = "patch_probabilities",
 ) -> tuple[InferResponse, PredictionRow]:
-    """One image's answer (``explain``: with the explanation grid) and its row."""
+    """One image's answer (``explain``: with the explanation grid, by ``explain_method``)
+    and its row."""
     caller, request_id = context.caller, context.request_id
     digest = sha256_hex(data)
     async with service.use(context.model, context.version) as chosen:
         runner = chosen.runner
-        key = _image_key(runner, recorder, digest, robustness_check, explain)
+        key = _image_key(runner, recorder, digest, robustness_check, explain, explain_method)
         hit = (await recorder.cached([key], caller)).get(key)
-        result = None
+        result = explained = None
         if hit is None:
             result = await context.run(runner.predict(data, robustness_check=robustness_check))
+            if explain and explain_method == "grad_cam":
+                explained = await context.run(runner.grad_cam(data))
         answer, row = await _image_outcome(
             runner,
             recorder,
@@ -209,6 +226,7 @@ async def judge_image(
             prediction_id=new_prediction_id(),
             kind="image",
             explain=explain,
+            explained=explained,
         )
     if chosen.shadow is not None:
         shadow_of = row.id

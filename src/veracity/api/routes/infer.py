@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query
 
 from veracity.answers import InferResponse
@@ -43,6 +45,14 @@ async def infer(
         "from the top-left (no extra forward pass: the patches the model scores anyway). "
         "Stored with the prediction; drawn by GET /predictions/{id}/explanation.png.",
     ),
+    explain_method: Literal["patch_probabilities", "grad_cam"] = Query(
+        default="patch_probabilities",
+        description="With explain=true: `patch_probabilities`, the model's own per-patch "
+        "probabilities (free); or `grad_cam`, Grad-CAM over the last convolution (captum), "
+        "a finer 16x16 grid of relative evidence for 'fake' (the most telling cell is 1), "
+        "computed on request: about 7x the time of the plain answer (2.3 s against 0.33 s "
+        "for a 720p photo with the demo model on 2 CPU cores, make bench-explain).",
+    ),
 ) -> InferResponse:
     data = await upload.admitted_file()
     answer, row = await judge_image(
@@ -52,5 +62,6 @@ async def infer(
         data,
         robustness_check=robustness_check,
         explain=explain,
+        explain_method=explain_method,
     )
     return finished(answer, row, await recorder.save([row], [data]), signer)

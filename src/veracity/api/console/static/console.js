@@ -262,7 +262,7 @@ function renderAnswer(card, answer, file) {
   add("Prediction", answer.prediction_id);
   renderSeen(card, answer.seen_before || []);
   if (file && answer.explanation && answer.explanation.grid) {
-    renderWhere(card, URL.createObjectURL(file), answer.explanation.grid);
+    renderWhere(card, file, answer.explanation);
   }
   if (answer.timeline) renderTimeline(card, answer, file ? URL.createObjectURL(file) : null);
   const review = $(".review", card);
@@ -290,20 +290,51 @@ function renderSeen(card, matches) {
   }
 }
 
-// The explanation grid: rows of P(fake) covering the image evenly, row-major from the
+const METHOD_WORDS = {
+  patch_probabilities: "Shown: the model's own P(fake) for each patch it read.",
+  grad_cam: "Shown: Grad-CAM, where inside the patches the evidence for fake lies (relative: the reddest cell is the strongest, not a probability).",
+};
+
+// The explanation grid: rows of values covering the image evenly, row-major from the
 // top-left. Each cell is painted on a canvas laid over the image, blue (low) to red (high).
-function renderWhere(root, source, grid) {
+function renderWhere(root, file, explanation) {
   const figure = $(".where", root);
   const image = $("img", figure);
   const canvas = $("canvas", figure);
+  const method = $(".method", figure);
+  const show = (found) => {
+    paintGrid(canvas, found.grid);
+    canvas.dataset.method = found.method;
+    method.textContent = METHOD_WORDS[found.method] || found.method;
+  };
   image.alt = "The analysed image";
   image.addEventListener("load", () => {
     canvas.width = image.naturalWidth;
     canvas.height = image.naturalHeight;
-    paintGrid(canvas, grid);
+    show(explanation);
     figure.hidden = false;
   });
-  image.src = source;
+  image.src = URL.createObjectURL(file);
+  // The second method is computed only when asked for: it costs another pass of the model.
+  const gradCam = $(".grad-cam", figure);
+  gradCam.hidden = explanation.method === "grad_cam";
+  gradCam.addEventListener("click", async () => {
+    gradCam.disabled = true;
+    method.textContent = "Computing Grad-CAM…";
+    try {
+      const answer = await upload("/infer?explain=true&explain_method=grad_cam", file, () => {});
+      if (answer.explanation && answer.explanation.grid) {
+        show(answer.explanation);
+        gradCam.hidden = true;
+      } else {
+        method.textContent = (answer.explanation && answer.explanation.reason) || "No Grad-CAM for this image.";
+      }
+    } catch (error) {
+      method.textContent = error.message;
+    } finally {
+      gradCam.disabled = false;
+    }
+  });
   const toggle = $(".overlay-toggle", figure);
   const opacity = $(".overlay-opacity", figure);
   const apply = () => {
@@ -319,6 +350,7 @@ function paintGrid(canvas, grid) {
   const context = canvas.getContext("2d");
   const rows = grid.length;
   const columns = grid[0].length;
+  context.clearRect(0, 0, canvas.width, canvas.height);
   for (let row = 0; row < rows; row += 1) {
     for (let column = 0; column < columns; column += 1) {
       const p = Math.min(1, Math.max(0, grid[row][column]));

@@ -29,7 +29,7 @@ def test_the_demo_is_the_real_photo_model_and_names_what_it_was_trained_on() -> 
     checkpoint = load_checkpoint(DEMO_CHECKPOINT)
     assert DEMO_CHECKPOINT.stat().st_size < 25 * 1024 * 1024
     meta = checkpoint.metadata
-    assert (meta.model_name, meta.model_version) == ("veracity-demo", "3.0.0")
+    assert (meta.model_name, meta.model_version) == ("veracity-demo", "3.1.0")
     assert meta.architecture == "tf_efficientnet_lite0"
     preprocess = meta.preprocess
     assert (preprocess.mode, preprocess.patch_grid, preprocess.patch_pooling) == (

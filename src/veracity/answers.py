@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from veracity.verdicts.actions import REASON_ACTIONS
 from veracity.verdicts.decision import Thresholds, Verdict
-from veracity.verdicts.quality import ReasonCode
+from veracity.verdicts.quality import Reason, ReasonCode
 
 if TYPE_CHECKING:
     from veracity.video.analysis import VideoAnalysis
@@ -29,6 +30,15 @@ _REASON_DOC = (
 class ReasonModel(BaseModel):
     code: ReasonCode = Field(description="Stable identifier to branch on.")
     message: str = Field(description="What it means for this image, for a person.")
+    action: str | None = Field(
+        default=None,
+        description="What to do about it, for a person (the README's table); null in "
+        "answers stored before it was sent.",
+    )
+
+    @classmethod
+    def of(cls, reason: Reason) -> ReasonModel:
+        return cls(code=reason.code, message=reason.message, action=REASON_ACTIONS[reason.code])
 
 
 class QualityModel(BaseModel):
@@ -93,7 +103,7 @@ class VerdictFields(BaseModel):
         stability = verdict.stability
         return cls(
             verdict=verdict.verdict,
-            reasons=[ReasonModel(code=r.code, message=r.message) for r in verdict.reasons],
+            reasons=[ReasonModel.of(r) for r in verdict.reasons],
             calibrated=calibration_version is not None,
             calibration_version=calibration_version,
             thresholds=ThresholdsModel(
@@ -369,7 +379,7 @@ class VideoResponse(StoreFields):
         return cls(
             request_id=request_id,
             verdict=verdict.verdict,
-            reasons=[ReasonModel(code=r.code, message=r.message) for r in verdict.reasons],
+            reasons=[ReasonModel.of(r) for r in verdict.reasons],
             fake_prob=None if verdict.fake_prob is None else round(verdict.fake_prob, 6),
             real_prob=None if verdict.real_prob is None else round(verdict.real_prob, 6),
             aggregation=AggregationModel(method=verdict.method, frames_used=verdict.frames_used),

@@ -13,7 +13,7 @@ decoder reads as RGBA: one byte a pixel instead of four, so 40 megapixels take 4
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from PIL import Image, ImageDraw
 
@@ -36,6 +36,10 @@ def ramp(probability: float) -> tuple[int, int, int, int]:
     return red, green, blue, alpha
 
 
+def _quantised(probability: float) -> tuple[int, int, int, int]:
+    return ramp(round(probability * 250) / 250)
+
+
 def cell_box(
     row: int, col: int, rows: int, cols: int, width: int, height: int
 ) -> tuple[int, int, int, int]:
@@ -56,12 +60,11 @@ def draw_overlay(grid: Sequence[Sequence[float]], width: int, height: int) -> Im
     cols = len(grid[0]) if rows else 0
     if rows == 0 or cols == 0 or any(len(row) != cols for row in grid):
         raise ValueError("the grid must be a non-empty rectangle of rows")
-    colour = ramp
+    colour: Callable[[float], tuple[int, int, int, int]] = ramp
     if len({ramp(value) for row in grid for value in row}) > _PALETTE:
         # A finer grid (Grad-CAM's 16x16) may hold more colours than a palette: its values
         # are drawn to the nearest of 250 steps, finer than the eye tells apart.
-        def colour(value: float) -> tuple[int, int, int, int]:
-            return ramp(round(value * 250) / 250)
+        colour = _quantised
 
     entries: dict[tuple[int, int, int, int], int] = {}
     overlay = Image.new("P", (width, height), 0)

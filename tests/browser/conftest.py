@@ -50,6 +50,23 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     }
 
 
+@pytest.fixture(autouse=True)
+def _only_loopback(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every request a test's page makes stays on 127.0.0.1 (or is a blob:/data: URL of
+    the page's own): the console loads nothing from anywhere else."""
+    if "page" not in request.fixturenames:
+        yield
+        return
+    page = request.getfixturevalue("page")
+    requests: list[str] = []
+    page.on("request", lambda sent: requests.append(sent.url))
+    yield
+    foreign = [
+        url for url in requests if not url.startswith(("http://127.0.0.1:", "blob:", "data:"))
+    ]
+    assert foreign == [], f"the page made requests beyond this machine: {foreign}"
+
+
 @pytest.fixture(scope="session")
 def base_url() -> None:
     # pytest-playwright's stand-in for pytest-base-url is a method fixture that this pytest

@@ -240,6 +240,7 @@ function renderAnswer(card, answer, file) {
   for (const reason of answer.reasons || []) {
     const item = element("li");
     item.append(element("strong", reason.code), document.createTextNode(`: ${reason.message}`));
+    if (reason.action) item.append(element("div", `What to do: ${reason.action}`, "action"));
     reasons.append(item);
   }
   const facts = $(".facts", card);

@@ -217,9 +217,7 @@ class Settings(StoreSettings):
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
     shutdown_drain_s: Annotated[float, Field(ge=0, le=600)] = 20.0
     docs_enabled: bool = True
-    # The reviewer console at /console (veracity.api.console): static files, a client of
-    # this same API; off, /console answers 404.
-    console_enabled: bool = True
+    console_enabled: bool = True  # the reviewer console at /console (off: 404)
     # Admission control: at most max_queue requests are inside the model service at once
     # (decoding, waiting for a batch, or in a forward pass); the next is answered 503 at
     # once. Each admitted request has request_timeout_s to be answered, or it is answered

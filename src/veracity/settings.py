@@ -127,8 +127,7 @@ class StoreSettings(BaseSettings):
     database_url: SecretStr | None = None
     # Apply the store's migrations at start-up (off: run `veracity db upgrade` yourself).
     database_migrate: bool = True
-    # Every store operation gives up after this long (the verdict is then answered with
-    # stored=false; reads answer 503).
+    # Every store operation gives up after this long (verdicts: stored=false; reads: 503).
     store_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
     # The exact cache: the same bytes, model, calibration, policy and options are answered
     # from the store without inference.

@@ -92,3 +92,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'store.db'}"
     server = request.getfixturevalue("postgres_server")
     return server.create_database(f"test_{next(_database_counter)}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests run last. Playwright's sync API keeps an event loop running in the
+    main thread from the first browser test to the end of the session, and asyncio.run()
+    refuses to start beside it: the tests that drive coroutines must all have run first."""
+    items.sort(key=lambda item: "browser" in item.path.relative_to(REPO_ROOT).parts[:2])

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import SYNTHETIC_CHECKPOINT
-from tests.integration.conftest import API_KEY, Server, start_server
+from tests.integration.conftest import API_KEY, Server, serve_until_done, start_server
 from veracity.receipts import generate_key
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -85,11 +85,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         VERACITY_RECEIPT_SIGNING_KEY=str(signing_key),
         VERACITY_DATABASE_URL=f"sqlite:///{tmp / 'store.db'}",
     )
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    yield from serve_until_done(server)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.conftest import API_KEY
 from tests.browser.test_console import sign_in
 from tests.conftest import SYNTHETIC_CHECKPOINT
-from tests.integration.conftest import Server, start_server
+from tests.integration.conftest import Server, serve_until_done, start_server
 from veracity.video.samples import SampleVideoSpec, write_sample_video
 
 
@@ -25,11 +25,7 @@ def short_limit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
         SYNTHETIC_CHECKPOINT,
         VERACITY_VIDEO_MAX_DURATION_S="3",
     )
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    yield from serve_until_done(server)
 
 
 def test_a_long_video_becomes_a_job_whose_card_survives_a_reload(

@@ -13,7 +13,7 @@ from tests.api.conftest import jpeg_bytes
 from tests.browser.conftest import ADMIN_KEY, API_KEY
 from tests.browser.test_console import assert_no_serious_violations, sign_in
 from tests.conftest import make_repository
-from tests.integration.conftest import Server, start_server
+from tests.integration.conftest import Server, serve_until_done, start_server
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +27,7 @@ def repo_server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint) -> It
         VERACITY_ADMIN_API_KEYS=ADMIN_KEY,
         VERACITY_BACKEND="torch",
     )
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    yield from serve_until_done(server)
 
 
 def serving(server: Server) -> str:

@@ -88,11 +88,15 @@ def start_server(tmp_path: Path, checkpoint: Path, **env_overrides: str) -> Serv
     return Server(process, f"http://127.0.0.1:{port}", log_path)
 
 
+def serve_until_done(server: Server) -> Iterator[Server]:
+    """A fixture's body for a started server: ready, yielded to the tests, stopped."""
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def server(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[Server]:
-    srv = start_server(tmp_path, tiny_checkpoint)
-    try:
-        srv.wait_ready()
-        yield srv
-    finally:
-        srv.stop()
+    yield from serve_until_done(start_server(tmp_path, tiny_checkpoint))

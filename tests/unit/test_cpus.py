@@ -55,7 +55,7 @@ def test_garbage_cgroup_files_are_ignored(tmp_path: Path) -> None:
 def test_thread_budget_never_exceeds_the_cpus(monkeypatch) -> None:
     from veracity.settings import Settings
 
-    monkeypatch.setattr("veracity.settings.available_cpus", lambda: 4)
+    monkeypatch.setattr("veracity.settings.environment.available_cpus", lambda: 4)
     settings = Settings(_env_file=None, auth_disabled=True)
     assert settings.resolved_inference_threads * settings.resolved_torch_threads <= 4
     pinned = Settings(_env_file=None, auth_disabled=True, inference_threads=2)

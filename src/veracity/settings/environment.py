@@ -7,7 +7,7 @@ stops the process before it binds a port.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,12 +18,18 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from veracity.cpus import available_cpus
 from veracity.demo import default_checkpoint
 from veracity.images import (
-    DEFAULT_FORMATS,
     DEFAULT_MAX_DECODE_BYTES,
     DEFAULT_MAX_JPEG_SCANS,
     DecodeBudget,
 )
 from veracity.runtime import BackendChoice, DevicePreference, default_export_dir
+from veracity.settings.options import (
+    AdmissionLimits,
+    ImageLimits,
+    RegistryOptions,
+    RunnerOptions,
+    ServiceOptions,
+)
 from veracity.store.options import StoreOptions
 from veracity.verdicts.decision import Thresholds, VerdictPolicy
 from veracity.verdicts.quality import QualityLimits
@@ -45,74 +51,6 @@ _CONFIG = SettingsConfigDict(
     env_ignore_empty=True,
     validate_default=True,
 )
-
-
-# The model service's options, built here from the settings and passed down to serving/.
-# They live here rather than in serving/ because the settings sit below serving in the
-# layers (pyproject.toml), and they must stay torch-free for the light commands.
-
-
-@dataclass(frozen=True)
-class RunnerOptions:
-    """How versions are loaded, threaded and batched."""
-
-    device: DevicePreference = "auto"
-    backend: BackendChoice = "torch"
-    export_dir: Path | None = None
-    workers: int = 1  # threads decoding uploads
-    torch_threads: int | None = None  # intra-op threads per forward pass
-    max_batch_size: int = 8
-    batch_wait_s: float = 0.002
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """What an upload may be for a version to decode it."""
-
-    max_pixels: int = 40_000_000
-    decode_budget: DecodeBudget = field(default_factory=DecodeBudget)
-    formats: tuple[str, ...] = DEFAULT_FORMATS
-
-
-@dataclass(frozen=True)
-class AdmissionLimits:
-    """The bound on work inside the service, for every model at once."""
-
-    max_queue: int = 32
-    request_timeout_s: float = 10.0
-    video_timeout_s: float = 120.0
-    max_concurrent_videos: int = 2
-    body_budget_bytes: int = 256 * 2**20
-    # Places of a forward pass that bulk items (video frames, batch files) may take while
-    # single images wait (None: an eighth of a batch); see ARCHITECTURE.md, "Fairness".
-    batch_share: int | None = None
-    drain_s: float = 20.0  # how long stopping (or unloading) waits for work in flight
-
-
-@dataclass(frozen=True)
-class RegistryOptions:
-    """Which versions are loaded, and how many fit."""
-
-    memory_budget_bytes: int = 4 * 2**30
-    default_model: str | None = None  # NAME or NAME:VERSION; None: the only model
-    load_on_demand: bool = True
-
-
-@dataclass(frozen=True)
-class ServiceOptions:
-    """Everything the model service is built with, one small object per part."""
-
-    runner: RunnerOptions = field(default_factory=RunnerOptions)
-    images: ImageLimits = field(default_factory=ImageLimits)
-    policy: VerdictPolicy = field(default_factory=VerdictPolicy)
-    video_limits: VideoLimits = field(default_factory=VideoLimits)
-    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
-    registry: RegistryOptions = field(default_factory=RegistryOptions)
-
-    @property
-    def batch_share(self) -> int:
-        """Bulk places per forward pass: as configured, else an eighth of a batch."""
-        return self.admission.batch_share or max(1, self.runner.max_batch_size // 8)
 
 
 class StoreSettings(BaseSettings):

@@ -271,6 +271,12 @@ def test_compose_runs_the_service_with_health_check_volume_and_prometheus() -> N
     assert service["healthcheck"]["test"] == ["CMD", "veracity", "healthcheck"]
     assert "./checkpoints:/app/checkpoints:ro" in service["volumes"]
     assert service["environment"]["VERACITY_HOST"] == "0.0.0.0"
+    # Receipts from the first run: the key `veracity init-env` writes, as a Compose secret.
+    (secret,) = service["secrets"]
+    assert (
+        service["environment"]["VERACITY_RECEIPT_SIGNING_KEY"] == f"/run/secrets/{secret['target']}"
+    )
+    assert compose["secrets"][secret["source"]]["file"].endswith("./var/keys/receipts.pem}")
     grace = int(service["stop_grace_period"].removesuffix("s"))
     assert grace > Settings.model_fields["shutdown_drain_s"].default
     prometheus = compose["services"]["prometheus"]

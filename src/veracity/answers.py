@@ -12,6 +12,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from veracity.answer_examples import (
+    DECLARED_AI_EXAMPLE,
+    EXPLAINED_EXAMPLE,
+    INCONCLUSIVE_EXAMPLE,
+    INFER_EXAMPLE,
+)
+from veracity.provenance.report import ProvenanceModel
+from veracity.provenance.verdict import with_provenance
 from veracity.verdicts.actions import REASON_ACTIONS
 from veracity.verdicts.decision import Thresholds, Verdict
 from veracity.verdicts.quality import Reason, ReasonCode
@@ -23,7 +31,9 @@ _REASON_DOC = (
     "Why the verdict is what it is. Codes: out_of_distribution (unlike the training data), "
     "near_threshold (fake_prob between the operating points), low_resolution, "
     "heavy_compression, no_content (near-uniform), unstable (flips when re-encoded or "
-    "resized; only with the robustness check)."
+    "resized; only with the robustness check), declared_ai_generated (valid content "
+    "credentials declare it AI-generated: fake whatever the model says), provenance_invalid "
+    "(content credentials that fail validation: at least inconclusive)."
 )
 
 
@@ -127,59 +137,6 @@ class VerdictFields(BaseModel):
         )
 
 
-_INFER_EXAMPLE: dict[str, Any] = {
-    "request_id": "5f0c7a6e2b9d4c1e8a3f6b7d9e0a1c2b",
-    "fake_prob": 0.0213,
-    "real_prob": 0.9787,
-    "label": "real",
-    "verdict": "real",
-    "reasons": [],
-    "calibrated": True,
-    "calibration_version": 1,
-    "thresholds": {"real": 0.25, "fake": 0.75},
-    "ood_score": 0.41,
-    "quality": {"width": 1280, "height": 720, "jpeg_quality": 92, "content_std": 48.3},
-    "stability": None,
-    "model_name": "veracity-demo",
-    "model_version": "2.0.0",
-    "timings_ms": {"preprocess": 6.1, "inference": 21.4},
-    "batch_size": 1,
-}
-_INCONCLUSIVE_EXAMPLE: dict[str, Any] = _INFER_EXAMPLE | {
-    "fake_prob": 0.9312,
-    "real_prob": 0.0688,
-    "label": "fake",
-    "verdict": "inconclusive",
-    "reasons": [
-        {
-            "code": "out_of_distribution",
-            "message": "the image is unlike anything this model was trained on (distance "
-            "3.70x the largest seen on its validation data); its probability does not "
-            "apply here.",
-        }
-    ],
-    "ood_score": 3.7,
-}
-
-
-_EXPLAINED_EXAMPLE: dict[str, Any] = _INFER_EXAMPLE | {
-    "fake_prob": 0.9421,
-    "real_prob": 0.0579,
-    "label": "fake",
-    "verdict": "fake",
-    "explanation": {
-        "method": "patch_probabilities",
-        "grid": [
-            [0.0412, 0.0388, 0.0521, 0.0466],
-            [0.0397, 0.9713, 0.8842, 0.0503],
-            [0.0455, 0.9105, 0.6237, 0.0481],
-            [0.0430, 0.0472, 0.0509, 0.0444],
-        ],
-        "reason": None,
-    },
-}
-
-
 class ExplanationModel(BaseModel):
     """Where in the image the model saw the evidence (``?explain=true``)."""
 
@@ -230,6 +187,38 @@ class StoreFields(BaseModel):
     )
 
 
+class ProvenanceFields(BaseModel):
+    """What the file's content credentials say, beside what the model sees."""
+
+    provenance: ProvenanceModel | None = Field(
+        default=None,
+        description="The file's C2PA content credentials, read and validated; "
+        "present: false when it has none. Null when the deployment does not read them "
+        "(VERACITY_PROVENANCE_ENABLED=false) or for answers stored before they were read.",
+    )
+    model_verdict: Literal["real", "fake", "inconclusive"] | None = Field(
+        default=None,
+        description="The model's own verdict, before the content credentials were taken "
+        "into account (README, 'Provenance'); equal to verdict unless a reason says why not.",
+    )
+
+
+def provenance_update(
+    verdict: Literal["real", "fake", "inconclusive"],
+    reasons: list[ReasonModel],
+    provenance: ProvenanceModel | None,
+) -> dict[str, Any]:
+    """The fields an answer takes from the file's content credentials: the verdict they
+    leave, the model's own beside it, the reasons they add, and what they say."""
+    answered, added = with_provenance(verdict, provenance)
+    return {
+        "verdict": answered,
+        "model_verdict": verdict,
+        "reasons": [*reasons, *(ReasonModel.of(r) for r in added)],
+        "provenance": provenance,
+    }
+
+
 class SeenBeforeModel(BaseModel):
     """An earlier prediction of a near-duplicate (the same picture re-encoded, resized...)."""
 
@@ -251,12 +240,19 @@ class SeenBeforeModel(BaseModel):
     )
 
 
-class InferResponse(VerdictFields, StoreFields):
+class InferResponse(VerdictFields, StoreFields, ProvenanceFields):
     """``request_id``, ``fake_prob`` and ``real_prob`` are the contract; the rest is additive."""
 
     model_config = ConfigDict(
         protected_namespaces=(),
-        json_schema_extra={"examples": [_INFER_EXAMPLE, _INCONCLUSIVE_EXAMPLE, _EXPLAINED_EXAMPLE]},
+        json_schema_extra={
+            "examples": [
+                INFER_EXAMPLE,
+                INCONCLUSIVE_EXAMPLE,
+                EXPLAINED_EXAMPLE,
+                DECLARED_AI_EXAMPLE,
+            ]
+        },
     )
 
     request_id: str = Field(description="Also returned in the X-Request-ID header.")
@@ -333,7 +329,7 @@ class AggregationModel(BaseModel):
     )
 
 
-class VideoResponse(StoreFields):
+class VideoResponse(StoreFields, ProvenanceFields):
     """A video's verdict, its frames' timeline and the segments that look manipulated."""
 
     model_config = ConfigDict(protected_namespaces=())
@@ -342,7 +338,8 @@ class VideoResponse(StoreFields):
     verdict: Literal["real", "fake", "inconclusive"]
     reasons: list[ReasonModel] = Field(
         description="Video-level reasons: no_frames, too_short, too_many_inconclusive_frames, "
-        "near_threshold, suspicious_segments, doubtful_stretch."
+        "near_threshold, suspicious_segments, doubtful_stretch; and the content "
+        "credentials' declared_ai_generated and provenance_invalid."
     )
     fake_prob: float | None = Field(
         description="Calibrated, aggregated over the usable frames; null when none is."

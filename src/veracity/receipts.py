@@ -75,6 +75,10 @@ class ReceiptClaims:
     fake_prob: float | None
     real_prob: float | None
     cached: bool
+    # What the model alone said, and the content credentials that may have changed it
+    # (their presence, state, declared source type and signer).
+    model_verdict: str | None = None
+    provenance: dict[str, Any] | None = None
 
     def payload(self, issued_at: int) -> dict[str, Any]:
         return {
@@ -93,6 +97,8 @@ class ReceiptClaims:
             "fake_prob": self.fake_prob,
             "real_prob": self.real_prob,
             "cached": self.cached,
+            "model_verdict": self.model_verdict,
+            "provenance": self.provenance,
         }
 
 

@@ -43,6 +43,7 @@ from veracity.jobs.queue import JobQueue
 from veracity.jobs.runner import Execute, JobRunner, RunnerSettings
 from veracity.jobs.webhooks import WebhookSender
 from veracity.metrics import ServiceMetrics
+from veracity.provenance.reader import CredentialReader
 from veracity.receipts import ReceiptSigner
 from veracity.repository.layout import ModelRepository
 from veracity.serving.jobs import JobExecutor
@@ -79,6 +80,7 @@ class Parts:
     seen: SeenBefore | None
     inputs: InputFiles | None
     runner: JobRunner | None
+    credentials: CredentialReader
 
 
 async def _sweep_inputs(inputs: InputFiles, every_s: float = 3600) -> None:
@@ -133,6 +135,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await parts.service.stop(settings.shutdown_drain_s)
         if parts.seen is not None:
             await parts.seen.stop()
+        await asyncio.to_thread(parts.credentials.close)
         if parts.database is not None:
             await asyncio.to_thread(parts.database.close)
 
@@ -187,6 +190,8 @@ def _build_parts(app: FastAPI, settings: Settings, service: ModelService) -> Par
         else None
     )
     recorder = Recorder(store, cache=settings.cache_enabled, seen=seen, inputs=inputs)
+    # Its worker processes start on the first upload that carries credentials.
+    credentials = CredentialReader(settings.provenance_options)
     executor = JobExecutor(
         service,
         recorder,
@@ -194,12 +199,13 @@ def _build_parts(app: FastAPI, settings: Settings, service: ModelService) -> Par
         video_limits=settings.job_video_limits,
         video_rule=settings.video_rule,
         timeout_s=settings.job_timeout_s,
+        credentials=credentials,
     )
     runner = _job_runner(settings, database, executor, metrics)
     state = app.state
     state.model_service, state.store, state.recorder = service, store, recorder
-    state.job_runner, state.signer = runner, signer
-    return Parts(service, database, seen, inputs, runner)
+    state.job_runner, state.signer, state.credentials = runner, signer, credentials
+    return Parts(service, database, seen, inputs, runner, credentials)
 
 
 def _add_middleware(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> None:

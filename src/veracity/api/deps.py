@@ -15,6 +15,7 @@ from veracity.callers import Caller
 from veracity.errors import ForbiddenError, NotFoundError, RateLimitedError
 from veracity.jobs.runner import JobRunner
 from veracity.metrics import ServiceMetrics
+from veracity.provenance.reader import CredentialReader
 from veracity.receipts import ReceiptSigner
 from veracity.repository.layout import NAME_PATTERN
 from veracity.serving.recording import Recorder
@@ -82,6 +83,11 @@ def get_recorder(request: Request) -> Recorder:
 def get_signer(request: Request) -> ReceiptSigner | None:
     signer: ReceiptSigner | None = request.app.state.signer
     return signer
+
+
+def get_credentials(request: Request) -> CredentialReader:
+    credentials: CredentialReader = request.app.state.credentials
+    return credentials
 
 
 def get_store(request: Request) -> PredictionStore:
@@ -171,6 +177,7 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 StoreDep = Annotated[PredictionStore, Depends(get_store)]
 RecorderDep = Annotated[Recorder, Depends(get_recorder)]
 SignerDep = Annotated[ReceiptSigner | None, Depends(get_signer)]
+CredentialsDep = Annotated[CredentialReader, Depends(get_credentials)]
 RouteOptionsDep = Annotated[RouteOptions, Depends(get_route_options)]
 JobRunnerDep = Annotated[JobRunner | None, Depends(get_job_runner)]
 WebhookSecretDep = Annotated[SecretStr | None, Depends(get_webhook_secret)]

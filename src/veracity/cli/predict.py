@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from veracity.errors import VeracityError
 if TYPE_CHECKING:
     from veracity.cli.arguments import Subcommands
     from veracity.inference.predictor import Prediction, Predictor
+    from veracity.provenance.reader import CredentialReader
 
 
 def add_parser(sub: Subcommands) -> None:
@@ -54,13 +56,46 @@ def add_parser(sub: Subcommands) -> None:
         help="how a video's frame probabilities become its own (default: %(default)s)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
+    p.add_argument(
+        "--trust-anchors",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="a PEM bundle of C2PA trust anchors (repeatable): content credentials signed "
+        "under one are 'valid', others 'valid_untrusted' (as VERACITY_PROVENANCE_TRUST_ANCHORS)",
+    )
+    p.add_argument(
+        "--no-provenance",
+        action="store_true",
+        help="do not read the files' content credentials (C2PA)",
+    )
     add_policy(p)
     add_device(p)
     p.set_defaults(handler=_cmd_predict)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from veracity.provenance.options import ProvenanceOptions, load_trust_anchors
+    from veracity.provenance.reader import CredentialReader
+
+    try:
+        anchors = load_trust_anchors(args.trust_anchors)
+    except ValueError as e:
+        print(f"veracity predict: --trust-anchors: {e}", file=sys.stderr)
+        return 2
+    credentials = CredentialReader(
+        ProvenanceOptions(enabled=not args.no_provenance, trust_anchors=anchors)
+    )
+    try:
+        return _predict_files(args, credentials)
+    finally:
+        credentials.close()
+
+
+def _predict_files(args: argparse.Namespace, credentials: CredentialReader) -> int:
     from veracity.answers import VerdictFields
+    from veracity.serving.recording import image_media_type, video_media_type
 
     predictor = load_predictor(args, args.backend, args.export_dir)
     calibration = predictor.checkpoint.metadata.calibration
@@ -70,6 +105,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         try:
             if _is_video(path):
                 record |= _predict_video(args, predictor, path)
+                container = record["video"]["container"]  # type: ignore[index]
+                record |= _credited(record, credentials, path, video_media_type(container))
                 print(json.dumps(record), flush=True)
                 continue
             # One image per forward pass: the numbers are what a lone /infer request gets.
@@ -93,8 +130,26 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             } | fields.model_dump(mode="json")
             if args.explain:
                 record["explanation"] = _explanation(predictor, prediction, verdict.faces)
+            record |= _credited(record, credentials, path, image_media_type(path.read_bytes()))
         print(json.dumps(record), flush=True)
     return 1 if failures else 0
+
+
+def _credited(
+    record: dict[str, object], credentials: CredentialReader, path: Path, media_type: str
+) -> dict[str, object]:
+    """The fields the file's content credentials give its record (as the service's)."""
+    from veracity.answers import ReasonModel, provenance_update
+
+    provenance = asyncio.run(credentials.read(path.read_bytes(), media_type))
+    reasons = [ReasonModel(**r) for r in record["reasons"]]  # type: ignore[attr-defined]
+    update = provenance_update(record["verdict"], reasons, provenance)  # type: ignore[arg-type]
+    return {
+        "verdict": update["verdict"],
+        "model_verdict": update["model_verdict"],
+        "reasons": [r.model_dump(mode="json") for r in update["reasons"]],
+        "provenance": None if provenance is None else provenance.model_dump(mode="json"),
+    }
 
 
 def _explanation(

@@ -7,6 +7,7 @@ from veracity.callers import Caller
 from veracity.jobs.params import VideoJobParams, read_params
 from veracity.jobs.records import Job, JobInput
 from veracity.jobs.runner import JobOutcome
+from veracity.provenance.reader import CredentialReader
 from veracity.receipts import ReceiptSigner
 from veracity.serving.admission import Deadline
 from veracity.serving.context import RequestContext
@@ -36,6 +37,7 @@ class JobExecutor:
         video_limits: VideoLimits,
         video_rule: AggregationRule,
         timeout_s: float,
+        credentials: CredentialReader | None = None,
     ) -> None:
         self._service = service
         self._recorder = recorder
@@ -43,6 +45,7 @@ class JobExecutor:
         self._video_limits = video_limits
         self._video_rule = video_rule
         self._deadline = Deadline(timeout_s, JOB_TIMEOUT_SETTING)
+        self._credentials = credentials
 
     async def __call__(self, job: Job, inputs: list[JobInput]) -> JobOutcome:
         params = read_params(job.kind, job.params)
@@ -62,6 +65,7 @@ class JobExecutor:
             [(item.filename, item.data) for item in inputs],
             id_prefix=job.id,
             robustness_check=params.robustness_check,
+            credentials=self._credentials,
         )
         await self._recorder.keep_inputs(rows, [item.data for item in inputs])
         batch = batch_answer(job.request_id, answers, rows, True, self._signer)
@@ -79,6 +83,7 @@ class JobExecutor:
             plan=SamplingPlan(count=params.count, every_s=params.every_s),
             rule=self._video_rule.with_method(params.aggregation),
             limits=self._video_limits,
+            credentials=self._credentials,
         )
         # Recorded with the job's completion, in the same transaction.
         await self._recorder.keep_inputs([row], [video.data])

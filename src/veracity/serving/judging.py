@@ -7,7 +7,8 @@ otherwise, and returns the answer with the store rows that record it; the caller
 context says who asks, for which model, and how the model's work is cancelled (a request's
 when the client hangs up; a job's runs to the end). Where the model has a shadow version, a
 single image is scored by it too, in the background, and recorded beside the answer without
-changing it.
+changing it. The file's content credentials are read beside the model's work and may
+change the verdict (``veracity.provenance.verdict``); the model's own stays in the answer.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from veracity.answers import (
     InferResponse,
     VerdictFields,
     VideoResponse,
+    provenance_update,
 )
 from veracity.callers import Caller
 from veracity.errors import VeracityError
 from veracity.inference.explanation import Explanation, ExplanationMethod
 from veracity.inference.explanation import explain as explain_prediction
+from veracity.provenance.reader import CredentialReader
+from veracity.provenance.report import ProvenanceModel
 from veracity.receipts import ReceiptClaims, ReceiptSigner
 from veracity.serving.context import RequestContext
 from veracity.serving.recording import (
@@ -46,6 +50,23 @@ from veracity.video.analysis import VideoAnalysis
 from veracity.video.plan import SamplingPlan, VideoLimits
 
 T = TypeVar("T")
+A = TypeVar("A", bound=InferResponse | VideoResponse)
+
+
+def credited(answer: A, provenance: ProvenanceModel | None) -> A:
+    """``answer`` with what its content credentials say, and the verdict they leave."""
+    update = provenance_update(answer.verdict, answer.reasons, provenance)
+    return answer.model_copy(update=update)  # type: ignore[return-value]
+
+
+async def _credentials(
+    reader: CredentialReader | None, data: bytes, media_type: str
+) -> ProvenanceModel | None:
+    return None if reader is None else await reader.read(data, media_type)
+
+
+def _fingerprint(reader: CredentialReader | None) -> str:
+    return "off" if reader is None else reader.options.fingerprint
 
 
 def video_answer(request_id: str, model: ModelRunner, result: VideoAnalysis) -> VideoResponse:
@@ -119,6 +140,12 @@ def finished(answer: T, row: PredictionRow, stored: bool, signer: ReceiptSigner 
                 fake_prob=answer.fake_prob,
                 real_prob=answer.real_prob,
                 cached=answer.cached,
+                model_verdict=answer.model_verdict,
+                provenance=None
+                if answer.provenance is None
+                else answer.provenance.model_dump(
+                    include={"present", "state", "digital_source_type", "signer"}
+                ),
             )
         )
     return answer.model_copy(update=update)  # type: ignore[return-value]
@@ -129,11 +156,17 @@ def _image_key(
     recorder: Recorder,
     digest: str,
     robustness_check: bool | None,
+    credentials: CredentialReader | None,
     explain: bool = False,
     method: ExplanationMethod = "patch_probabilities",
 ) -> str:
     check = model.policy.robustness_check if robustness_check is None else robustness_check
-    options: dict[str, object] = {"robustness_check": check}
+    # The trust list decides a credential's state: answers judged against another are not
+    # replayed.
+    options: dict[str, object] = {
+        "robustness_check": check,
+        "provenance": _fingerprint(credentials),
+    }
     if explain:
         # Named only when asked for, so the keys of answers without one stay as they were
         # (earlier stored answers still hit).
@@ -156,6 +189,7 @@ async def _image_outcome(
     request_id: str,
     prediction_id: str,
     kind: Kind,
+    credentials: CredentialReader | None,
     explain: bool = False,
     explained: Explanation | None = None,
 ) -> tuple[InferResponse, PredictionRow]:
@@ -169,6 +203,7 @@ async def _image_outcome(
     else:
         assert result is not None
         answer = infer_answer(request_id, model, result, explain=explain, explained=explained)
+        answer = credited(answer, await _credentials(credentials, data, image_media_type(data)))
         phash = result.perceptual_hash
     if recorder.store is None:
         phash = None
@@ -197,16 +232,19 @@ async def judge_image(
     data: bytes,
     *,
     robustness_check: bool | None,
+    credentials: CredentialReader | None = None,
     explain: bool = False,
     explain_method: ExplanationMethod = "patch_probabilities",
 ) -> tuple[InferResponse, PredictionRow]:
-    """One image's answer (``explain``: with the explanation grid, by ``explain_method``)
-    and its row."""
+    """One image's answer (``explain``: with the explanation grid, by ``explain_method``;
+    ``credentials``: with its content credentials) and its row."""
     caller, request_id = context.caller, context.request_id
     digest = sha256_hex(data)
     async with service.use(context.model, context.version) as chosen:
         runner = chosen.runner
-        key = _image_key(runner, recorder, digest, robustness_check, explain, explain_method)
+        key = _image_key(
+            runner, recorder, digest, robustness_check, credentials, explain, explain_method
+        )
         hit = (await recorder.cached([key], caller)).get(key)
         result = explained = None
         if hit is None:
@@ -225,6 +263,7 @@ async def judge_image(
             request_id=request_id,
             prediction_id=new_prediction_id(),
             kind="image",
+            credentials=credentials,
             explain=explain,
             explained=explained,
         )
@@ -255,7 +294,10 @@ async def _shadow_image(
     it beside the primary's prediction (never returned to the client)."""
     result = await shadow.predict(data, robustness_check=robustness_check)
     answer = infer_answer(primary.request_id, shadow, result)
-    service.compare_shadow(shadow, agree=answer.verdict == primary.verdict)
+    # The models are compared, not what the file's credentials made of the primary's.
+    service.compare_shadow(
+        shadow, agree=answer.verdict == (primary.model_verdict or primary.verdict)
+    )
     row = build_row(
         prediction_id=new_prediction_id(),
         request_id=primary.request_id,
@@ -266,7 +308,7 @@ async def _shadow_image(
         size_bytes=len(data),
         model=shadow,
         answer=answer,
-        key=_image_key(shadow, recorder, digest, robustness_check),
+        key=_image_key(shadow, recorder, digest, robustness_check, None),
         shadow_of=shadow_of,
     )
     await recorder.save([row])
@@ -282,6 +324,7 @@ async def judge_video(
     rule: AggregationRule,
     prediction_id: str | None = None,
     limits: VideoLimits | None = None,
+    credentials: CredentialReader | None = None,
 ) -> tuple[VideoResponse, PredictionRow]:
     caller, request_id, deadline = context.caller, context.request_id, context.deadline
     # Up to the video upload limit: hashed off the event loop.
@@ -293,6 +336,7 @@ async def judge_video(
         "aggregation": rule.method,
         # The deployment's sustained-run rule shapes the verdict as much as the method.
         "run": [run.min_frames, run.min_duration_s, run.max_gap],
+        "provenance": _fingerprint(credentials),
     }
     async with service.use(context.model, context.version) as chosen:
         runner = chosen.runner
@@ -306,6 +350,8 @@ async def judge_video(
             )
             result = await context.run(work)
             answer = video_answer(request_id, runner, result)
+            media_type = video_media_type(result.info.container)
+            answer = credited(answer, await _credentials(credentials, data, media_type))
     row = build_row(
         prediction_id=prediction_id or new_prediction_id(),
         request_id=request_id,
@@ -330,6 +376,7 @@ async def judge_batch(
     *,
     robustness_check: bool | None,
     id_prefix: str | None = None,
+    credentials: CredentialReader | None = None,
 ) -> tuple[list[tuple[str | None, InferResponse | VeracityError]], list[PredictionRow]]:
     """Each file's answer or error, and the rows of the answers (item ``i`` is stored as
     ``{id_prefix}-{i}`` when a job names its prefix, else under a new ID of its own). The
@@ -345,6 +392,7 @@ async def judge_batch(
             digests,
             id_prefix=id_prefix,
             robustness_check=robustness_check,
+            credentials=credentials,
         )
 
 
@@ -357,10 +405,11 @@ async def _judge_batch_on(
     *,
     id_prefix: str | None,
     robustness_check: bool | None,
+    credentials: CredentialReader | None,
 ) -> tuple[list[tuple[str | None, InferResponse | VeracityError]], list[PredictionRow]]:
     caller, request_id = context.caller, context.request_id
     uploads = [data for _, data in files]
-    keys = [_image_key(runner, recorder, d, robustness_check) for d in digests]
+    keys = [_image_key(runner, recorder, d, robustness_check, credentials) for d in digests]
     hits = await recorder.cached(keys, caller)
     missing = [i for i, key in enumerate(keys) if key not in hits]
     computed = await context.run(
@@ -386,6 +435,7 @@ async def _judge_batch_on(
             request_id=request_id,
             prediction_id=new_prediction_id() if id_prefix is None else f"{id_prefix}-{index}",
             kind="batch_item",
+            credentials=credentials,
         )
         answers.append((filename, answer))
         rows.append(row)

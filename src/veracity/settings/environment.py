@@ -22,6 +22,7 @@ from veracity.images import (
     DEFAULT_MAX_JPEG_SCANS,
     DecodeBudget,
 )
+from veracity.provenance.options import ProvenanceOptions, load_trust_anchors
 from veracity.runtime import BackendChoice, DevicePreference, default_export_dir
 from veracity.settings.options import (
     AdmissionLimits,
@@ -233,8 +234,22 @@ class Settings(StoreSettings):
     # the public keys of earlier signing keys, still published for verification.
     receipt_signing_key: Path | None = None
     receipt_verify_keys: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Content credentials (C2PA), read from every upload that carries them: PEM bundles of
+    # the roots a signer must chain to for `valid` (none: every sound signature is
+    # `valid_untrusted`), and the bounds on each read (a worker process's time and memory).
+    provenance_enabled: bool = True
+    provenance_trust_anchors: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    provenance_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    provenance_max_memory_mb: Annotated[int, Field(ge=128, le=65_536)] = 512
+    provenance_workers: Annotated[int, Field(ge=1, le=32)] = 1
 
-    @field_validator("api_keys", "admin_api_keys", "receipt_verify_keys", mode="before")
+    @field_validator(
+        "api_keys",
+        "admin_api_keys",
+        "receipt_verify_keys",
+        "provenance_trust_anchors",
+        mode="before",
+    )
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -259,6 +274,12 @@ class Settings(StoreSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("provenance_trust_anchors")
+    @classmethod
+    def _readable_anchors(cls, value: list[Path]) -> list[Path]:
+        load_trust_anchors(value)
+        return value
 
     @model_validator(mode="after")
     def _require_keys(self) -> Settings:
@@ -293,6 +314,16 @@ class Settings(StoreSettings):
             thresholds=Thresholds(self.real_threshold, self.fake_threshold),
             quality=QualityLimits(self.min_jpeg_quality, self.min_content_std),
             robustness_check=self.robustness_check,
+        )
+
+    @property
+    def provenance_options(self) -> ProvenanceOptions:
+        return ProvenanceOptions(
+            enabled=self.provenance_enabled,
+            trust_anchors=load_trust_anchors(self.provenance_trust_anchors),
+            timeout_s=self.provenance_timeout_s,
+            max_memory_bytes=self.provenance_max_memory_mb * 2**20,
+            workers=self.provenance_workers,
         )
 
     @property

@@ -22,4 +22,8 @@ REASON_ACTIONS: dict[ReasonCode, str] = {
     "suspicious_segments": "A person looks at the named segments: part of the clip may be "
     "manipulated.",
     "doubtful_stretch": "A person looks at the named stretch: the model half-sees something there.",
+    "declared_ai_generated": "Label it as AI-generated: its maker's signed credentials say "
+    "so (read provenance.signer; model_verdict is what the model alone saw).",
+    "provenance_invalid": "Ask for the original file: this copy was changed after it was "
+    "signed, or its credentials are damaged (read provenance.codes).",
 }

@@ -28,6 +28,9 @@ ReasonCode = Literal[
     "too_many_inconclusive_frames",
     "suspicious_segments",
     "doubtful_stretch",
+    # Content credentials (veracity.provenance.verdict)
+    "declared_ai_generated",
+    "provenance_invalid",
 ]
 
 # The IJG (libjpeg) base luminance table in natural order: the table quality 50 writes.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from veracity.answers import BatchResponse
-from veracity.api.deps import ModelChoiceDep, RecorderDep, SignerDep
+from veracity.api.deps import CredentialsDep, ModelChoiceDep, RecorderDep, SignerDep
 from veracity.api.openapi import INFER_ERRORS, upload_schema
 from veracity.api.uploads import UploadDep
 from veracity.serving.judging import batch_answer, judge_batch
@@ -29,12 +29,18 @@ async def infer_batch(
     recorder: RecorderDep,
     signer: SignerDep,
     choice: ModelChoiceDep,
+    credentials: CredentialsDep,
     robustness_check: bool | None = Query(default=None),
 ) -> BatchResponse:
     files = await upload.admitted_files()
     context = upload.context(choice.model, choice.version)
     answers, rows = await judge_batch(
-        upload.service, recorder, context, files, robustness_check=robustness_check
+        upload.service,
+        recorder,
+        context,
+        files,
+        robustness_check=robustness_check,
+        credentials=credentials,
     )
     stored = await recorder.save(rows, [data for _, data in files])
     return batch_answer(context.request_id, answers, rows, stored, signer)

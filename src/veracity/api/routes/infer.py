@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Query
 
 from veracity.answers import InferResponse
-from veracity.api.deps import ModelChoiceDep, RecorderDep, SignerDep
+from veracity.api.deps import CredentialsDep, ModelChoiceDep, RecorderDep, SignerDep
 from veracity.api.openapi import INFER_ERRORS, upload_schema
 from veracity.api.uploads import UploadDep
 from veracity.serving.judging import finished, judge_image
@@ -22,7 +22,11 @@ router = APIRouter()
     description="Answers a calibrated `fake_prob` and a `verdict` with `reasons`. "
     "`inconclusive` means the model cannot judge this input (out of distribution, too "
     "small, too compressed, uniform, unstable) or its probability lies between the "
-    "deployment's operating points. See the README's 'How to read a verdict'.",
+    "deployment's operating points. The file's C2PA content credentials are read and "
+    "validated beside it (`provenance`): a valid declaration of AI generation makes the "
+    "verdict `fake` (`declared_ai_generated`), credentials that fail validation make it at "
+    "least `inconclusive` (`provenance_invalid`); `model_verdict` keeps the model's own. "
+    "See the README's 'How to read a verdict' and 'Provenance'.",
     responses=INFER_ERRORS,
     openapi_extra=upload_schema(
         "file", "The image: JPEG, PNG, WebP, BMP or GIF (first frame).", many=False
@@ -33,6 +37,7 @@ async def infer(
     recorder: RecorderDep,
     signer: SignerDep,
     choice: ModelChoiceDep,
+    credentials: CredentialsDep,
     robustness_check: bool | None = Query(
         default=None,
         description="Also score the image re-encoded as JPEG 75 and halved (about 3x the "
@@ -61,6 +66,7 @@ async def infer(
         upload.context(choice.model, choice.version),
         data,
         robustness_check=robustness_check,
+        credentials=credentials,
         explain=explain,
         explain_method=explain_method,
     )

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from veracity import __version__
 from veracity.answers import InferResponse
-from veracity.api.deps import ApiKeyDep, ModelServiceDep, RecorderDep
+from veracity.api.deps import ApiKeyDep, ModelServiceDep, RecorderDep, get_credentials
 from veracity.api.openapi import v2_errors
 from veracity.api.uploads import Upload, UploadDep
 from veracity.api.v2 import (
@@ -216,14 +216,21 @@ async def _infer(upload: Upload, recorder: Recorder, name: str, version: str | N
     parsed = parse_request(body, upload.request.headers.get(HEADER_LENGTH), codec_limits)
     context = upload.context(name, version)
     images = parsed.images
+    # The verdict tensor is the answer's verdict: the content credentials count here too.
+    credentials = get_credentials(upload.request)
     if len(images) == 1:
         answer, row = await judge_image(
-            service, recorder, context, images[0], robustness_check=None
+            service, recorder, context, images[0], robustness_check=None, credentials=credentials
         )
         answers, rows = [answer], [row]
     else:
         results, rows = await judge_batch(
-            service, recorder, context, [(None, data) for data in images], robustness_check=None
+            service,
+            recorder,
+            context,
+            [(None, data) for data in images],
+            robustness_check=None,
+            credentials=credentials,
         )
         answers = [_item_answer(index, result) for index, (_, result) in enumerate(results)]
     stored = await recorder.save(rows, images)

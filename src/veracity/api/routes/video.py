@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from veracity.answers import VideoResponse
-from veracity.api.deps import ModelChoiceDep, RecorderDep, RouteOptionsDep, SignerDep
+from veracity.api.deps import (
+    CredentialsDep,
+    ModelChoiceDep,
+    RecorderDep,
+    RouteOptionsDep,
+    SignerDep,
+)
 from veracity.api.openapi import VIDEO_ERRORS, upload_schema
 from veracity.api.uploads import UploadDep
 from veracity.serving.judging import finished, judge_video
@@ -36,6 +42,7 @@ async def infer_video(
     signer: SignerDep,
     choice: ModelChoiceDep,
     options: RouteOptionsDep,
+    credentials: CredentialsDep,
     frames: int | None = Query(
         default=None,
         ge=1,
@@ -64,5 +71,6 @@ async def infer_video(
         data,
         plan=SamplingPlan(count=frames or options.video_frames, every_s=every_s),
         rule=options.video_rule.with_method(aggregation),
+        credentials=credentials,
     )
     return finished(answer, row, await recorder.save([row], [data]), signer)

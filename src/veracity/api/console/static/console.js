@@ -243,6 +243,7 @@ function renderAnswer(card, answer, file) {
     if (reason.action) item.append(element("div", `What to do: ${reason.action}`, "action"));
     reasons.append(item);
   }
+  renderProvenance(card, answer);
   const facts = $(".facts", card);
   const add = (term, value) => {
     if (value === undefined || value === null) return;
@@ -269,6 +270,48 @@ function renderAnswer(card, answer, file) {
   const review = $(".review", card);
   if (answer.prediction_id) wireReview(review, answer.prediction_id);
   else review.hidden = true;
+}
+
+const PROVENANCE_STATES = {
+  valid: "Valid, signed by a signer this deployment trusts",
+  valid_untrusted: "Valid signature, but the signer is not on this deployment's trust list",
+  invalid: "Invalid: the file was changed after signing, or the credentials are broken",
+  remote_manifest_not_fetched: "Kept elsewhere (a remote manifest); not fetched",
+  unreadable: "Not read within the service's limits",
+};
+
+function renderProvenance(card, answer) {
+  if (answer.model_verdict && answer.model_verdict !== answer.verdict) {
+    const note = $(".model-verdict", card);
+    note.textContent = `The model alone said: ${BAND_WORDS[answer.model_verdict] || answer.model_verdict}`;
+    note.hidden = false;
+  }
+  const provenance = answer.provenance;
+  if (!provenance) return;
+  const box = $(".provenance", card);
+  box.hidden = false;
+  box.dataset.state = provenance.present ? provenance.state : "none";
+  $(".provenance-state", box).textContent = provenance.present
+    ? PROVENANCE_STATES[provenance.state] || provenance.state
+    : "None: the file carries no content credentials.";
+  const facts = $(".provenance-facts", box);
+  const add = (term, value) => {
+    if (value === undefined || value === null || value === "") return;
+    facts.append(element("dt", term), element("dd", value));
+  };
+  if (provenance.signer) {
+    add("Signed by", [provenance.signer.organization, provenance.signer.common_name].filter(Boolean).join(", "));
+  }
+  add("Declared source", provenance.digital_source_type);
+  add("Made with", provenance.claim_generator);
+  add("Created", provenance.created);
+  add("Actions", (provenance.actions || []).join(", "));
+  if (provenance.ingredients_total) {
+    const names = provenance.ingredients.map((i) => i.title || "untitled").join(", ");
+    add("Ingredients", `${provenance.ingredients_total}: ${names}`);
+  }
+  add("Validation codes", (provenance.codes || []).join(", "));
+  add("Remote manifest (not fetched)", provenance.remote_url);
 }
 
 function renderSeen(card, matches) {

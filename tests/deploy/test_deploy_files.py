@@ -324,11 +324,16 @@ def test_slim_venv_removes_build_only_files_and_keeps_the_runtime(tmp_path: Path
     fixture = site / "onnx" / "backend" / "test" / "data" / "node" / "model.onnx"
     fixture.parent.mkdir(parents=True)
     fixture.write_text("x")
+    c2pa_libs = site / "c2pa" / "libs"
+    c2pa_libs.mkdir(parents=True)
+    for name in ("libc2pa_c.so", "libc2pa_c.rlib", "libc2pa_c.d"):
+        (c2pa_libs / name).write_text("x")
     result = run("sh", "deploy/docker/slim-venv.sh", str(venv))
     assert result.returncode == 0, result.stderr
     remaining = {str(p.relative_to(torch_dir)) for p in torch_dir.rglob("*") if p.is_file()}
     assert remaining == {"bin/torch_shm_manager", "lib/libtorch_cpu.so", "__init__.py"}
     assert not fixture.exists()
+    assert sorted(p.name for p in c2pa_libs.iterdir()) == ["libc2pa_c.so"]
 
 
 KSERVE = REPO_ROOT / "deploy" / "kserve" / "inferenceservice.yaml"

@@ -9,7 +9,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 LOAD_VENV ?= .venv-load
 LOAD_STAMP := $(LOAD_VENV)/.installed
 
-.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models bench-explain overload clean
+.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models bench-explain bench-provenance overload clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -206,6 +206,11 @@ bench-models: $(STAMP)
 # on one server (about a minute).
 bench-explain: $(STAMP)
 	$(BIN)/python bench/explain.py $(BENCH_ARGS)
+
+# Content credentials: /infer with C2PA credentials, without, and with reading off, side by
+# side (about two minutes). Needs the test helpers' signing (c2pa-python, in the runtime).
+bench-provenance: $(STAMP)
+	$(BIN)/python bench/provenance.py $(BENCH_ARGS)
 
 # Video: sampling against the naive decode-everything pipeline, time to a verdict at 720p
 # and 1080p, and image clients' p99 while videos are scored (about 10 minutes the first

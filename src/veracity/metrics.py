@@ -23,6 +23,13 @@ class ServiceMetrics:
             ["result"],
             registry=registry,
         )
+        self.provenance = Counter(
+            "veracity_provenance_reads",
+            "Uploads' content credentials (C2PA), by state: none, valid, valid_untrusted, "
+            "invalid, remote_manifest_not_fetched, unreadable.",
+            ["state"],
+            registry=registry,
+        )
         self._declare_models()
 
     def _declare_images(self) -> None:

@@ -277,3 +277,16 @@ def test_a_video_job_reads_the_clips_credentials(client) -> None:
     assert job["status"] == "done", job
     assert job["result"]["provenance"]["digital_source_type"] == "trainedAlgorithmicMedia"
     assert job["result"]["verdict"] == "fake"
+
+
+def test_reads_are_counted_by_state(client) -> None:
+    def count(state: str) -> float:
+        text = client.get("/metrics").text
+        line = f'veracity_provenance_reads_total{{state="{state}"}} '
+        found = [row for row in text.splitlines() if row.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    before = count("none"), count("invalid")
+    judged(client, c2.photo(seed=23))
+    judged(client, c2.malformed(c2.photo(seed=24)))
+    assert (count("none"), count("invalid")) == (before[0] + 1, before[1] + 1)

@@ -191,7 +191,7 @@ def _build_parts(app: FastAPI, settings: Settings, service: ModelService) -> Par
     )
     recorder = Recorder(store, cache=settings.cache_enabled, seen=seen, inputs=inputs)
     # Its worker processes start on the first upload that carries credentials.
-    credentials = CredentialReader(settings.provenance_options)
+    credentials = CredentialReader(settings.provenance_options, metrics)
     executor = JobExecutor(
         service,
         recorder,

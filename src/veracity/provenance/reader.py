@@ -22,6 +22,7 @@ from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 
+from veracity.metrics import ServiceMetrics
 from veracity.provenance.options import ProvenanceOptions
 from veracity.provenance.report import ProvenanceModel
 from veracity.provenance.worker import limit_memory, read_credentials
@@ -40,8 +41,9 @@ def carries_credentials(data: bytes) -> bool:
 class CredentialReader:
     """Owned by the app (``start`` is lazy; ``close`` at shutdown)."""
 
-    def __init__(self, options: ProvenanceOptions) -> None:
+    def __init__(self, options: ProvenanceOptions, metrics: ServiceMetrics | None = None) -> None:
         self.options = options
+        self._metrics = metrics
         self._pool: ProcessPool | None = None
         self._lock = threading.Lock()
         self._pending = 0
@@ -63,6 +65,12 @@ class CredentialReader:
         """``data``'s credentials (None: this deployment does not read them)."""
         if not self.options.enabled:
             return None
+        found = await self._read(data, media_type)
+        if self._metrics is not None:
+            self._metrics.provenance.labels(found.state or "none").inc()
+        return found
+
+    async def _read(self, data: bytes, media_type: str) -> ProvenanceModel:
         # Up to an upload's size: scanned off the event loop.
         if not await asyncio.to_thread(carries_credentials, data):
             return ProvenanceModel.absent()

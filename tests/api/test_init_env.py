@@ -51,3 +51,20 @@ def test_a_deployments_own_settings_are_kept(tmp_path) -> None:
     assert _init(env, key) == 0
     assert f"VERACITY_RECEIPT_SIGNING_KEY={key}" in env.read_text()
     assert "VERACITY_API_KEYS" not in env.read_text()
+
+
+def test_an_existing_env_is_completed_as_the_dotenv_reader_reads_it(tmp_path) -> None:
+    env, key = tmp_path / ".env", tmp_path / "receipts.pem"
+    # No final newline, a line with `export`, a world-readable file.
+    env.write_text("export VERACITY_API_KEYS=mine-0123456789abcdef\nVERACITY_PORT=8002")
+    env.chmod(0o644)
+    assert _init(env, key) == 0
+    lines = env.read_text().splitlines()
+    assert lines[:2] == ["export VERACITY_API_KEYS=mine-0123456789abcdef", "VERACITY_PORT=8002"]
+    assert lines[2:] == [f"VERACITY_RECEIPT_SIGNING_KEY={key}"]
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    # .env.example's `VERACITY_AUTH_DISABLED=false` does not turn keys off: one is added.
+    other = tmp_path / "other.env"
+    other.write_text("VERACITY_AUTH_DISABLED=false\n")
+    assert _init(other, key) == 0
+    assert "VERACITY_API_KEYS=" in other.read_text()

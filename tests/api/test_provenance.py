@@ -290,3 +290,36 @@ def test_reads_are_counted_by_state(client) -> None:
     judged(client, c2.photo(seed=23))
     judged(client, c2.malformed(c2.photo(seed=24)))
     assert (count("none"), count("invalid")) == (before[0] + 1, before[1] + 1)
+
+
+def test_the_cache_replays_credentials_only_under_the_same_trust_list(
+    tiny_checkpoint, tmp_path
+) -> None:
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_text(c2.authority().root_pem)
+    data = c2.sign(c2.photo(seed=25))
+    store = {"data_dir": str(tmp_path / "store"), "cache_enabled": True}
+    with serving(make_settings(tiny_checkpoint, **store)) as client:
+        first, again = judged(client, data), judged(client, data)
+    assert (first["cached"], again["cached"]) == (False, True)
+    assert again["provenance"] == first["provenance"]
+    trusted = make_settings(tiny_checkpoint, provenance_trust_anchors=str(anchors), **store)
+    with serving(trusted) as client:
+        answer = judged(client, data)
+    assert answer["cached"] is False
+    assert answer["provenance"]["state"] == "valid"
+
+
+def test_an_answer_whose_credentials_went_unread_is_not_replayed(tiny_checkpoint, tmp_path) -> None:
+    slow = c2.sign(c2.photo(seed=26), definition=c2.manifest(assertions=3000))
+    settings = make_settings(
+        tiny_checkpoint,
+        max_upload_mb=8,
+        provenance_timeout_s=0.2,
+        cache_enabled=True,
+        data_dir=str(tmp_path / "store"),
+    )
+    with serving(settings) as client:
+        first, again = judged(client, slow), judged(client, slow)
+    assert first["provenance"]["codes"] == ["provenance.timeout"]
+    assert again["cached"] is False  # read again, not the timeout replayed

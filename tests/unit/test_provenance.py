@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,53 @@ def test_a_trust_list_that_is_not_pem_stops_the_service_at_start_up(tmp_path: Pa
     assert options.trust_anchors is not None
     assert "BEGIN CERTIFICATE" in options.trust_anchors
     assert options.fingerprint not in ("off", "untrusted")
+
+
+def test_an_ai_declaration_on_a_later_action_is_the_one_reported() -> None:
+    actions = [
+        {"action": "c2pa.created", "digitalSourceType": c2.CAMERA},
+        {
+            "action": "c2pa.edited",
+            "digitalSourceType": c2.IPTC + "compositeWithTrainedAlgorithmicMedia",
+        },
+    ]
+    manifest = {"assertions": [{"label": "c2pa.actions.v2", "data": {"actions": actions}}]}
+    summary = ProvenanceModel(**summarise(manifest, "Valid", {}))
+    assert summary.digital_source_type == "compositeWithTrainedAlgorithmicMedia"
+    assert with_provenance("real", summary)[0] == "fake"
+
+
+def test_a_file_too_large_for_a_workers_memory_is_not_sent_to_one() -> None:
+    reader = CredentialReader(ProvenanceOptions(max_memory_bytes=128 * 2**20))
+    assert reader.max_payload_bytes == (128 - 96) * 2**20 // 3
+    padded = c2.sign(c2.photo()) + bytes(reader.max_payload_bytes)
+    assert asyncio.run(reader.read(padded, "image/jpeg")) == ProvenanceModel.unreadable(
+        "provenance.too_large"
+    )
+    assert reader._pool is None
+
+
+def test_a_pool_whose_worker_died_between_reads_is_replaced() -> None:
+    reader = CredentialReader(ProvenanceOptions())
+    signed = c2.sign(c2.photo())
+
+    async def read_three_times() -> list[ProvenanceModel | None]:
+        found = [await reader.read(signed, "image/jpeg")]
+        # A worker killed while idle (the kernel's OOM killer, an operator): pebble
+        # replaces it, or gives the pool up; either way the next reads are answered.
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signal.SIGKILL)
+        found.append(await reader.read(signed, "image/jpeg"))
+        found.append(await reader.read(signed, "image/jpeg"))
+        return found
+
+    try:
+        first, second, third = asyncio.run(read_three_times())
+    finally:
+        reader.close()
+    assert first is not None
+    assert first.state == "valid_untrusted"
+    assert second is not None
+    assert second.state in ("valid_untrusted", "unreadable")
+    assert third is not None
+    assert third.state == "valid_untrusted"

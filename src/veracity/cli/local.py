@@ -41,15 +41,18 @@ def add_parser(sub: Subcommands) -> None:
     p.set_defaults(handler=_cmd_init_env)
 
 
-def _settings_in(env: Path) -> set[str]:
+def _settings_in(env: Path) -> dict[str, str]:
+    """The settings ``env`` gives a value (as the dotenv reader sees them: ``export NAME=``
+    allowed, comments and empty values not settings)."""
     if not env.exists():
-        return set()
-    names = set()
+        return {}
+    found = {}
     for line in env.read_text().splitlines():
-        name, sep, value = line.strip().partition("=")
-        if sep and value.strip() and not name.startswith("#"):
-            names.add(name.strip())
-    return names
+        name, sep, value = line.strip().removeprefix("export ").partition("=")
+        value = value.strip().strip("'\"")
+        if sep and value and not name.startswith("#"):
+            found[name.strip()] = value
+    return found
 
 
 def _cmd_init_env(args: argparse.Namespace) -> int:
@@ -57,8 +60,9 @@ def _cmd_init_env(args: argparse.Namespace) -> int:
 
     env: Path = args.env
     present = _settings_in(env)
+    auth_off = present.get(_AUTH_OFF, "").lower() in ("1", "true", "yes", "on")
     added: list[str] = []
-    if not present & {*_KEY_SETTINGS, _AUTH_OFF}:
+    if not auth_off and not present.keys() & set(_KEY_SETTINGS):
         added.append(f"VERACITY_API_KEYS={secrets.token_urlsafe(32)}")
         print(f"{env}: a new API key (VERACITY_API_KEYS)")
     if _SIGNING_KEY not in present:
@@ -69,10 +73,14 @@ def _cmd_init_env(args: argparse.Namespace) -> int:
         added.append(f"{_SIGNING_KEY}={key}")
         print(f"{env}: answers carry signed receipts (signing key {key}, mode 0600)")
     if added:
-        # Created owner-only: it holds secrets.
+        existing = env.read_bytes() if env.exists() else b""
+        # Owner-only, created so or made so: it now holds secrets.
         fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "a") as out:
-            if env.stat().st_size == 0:
+            if not existing:
                 out.write("# Created by `veracity init-env`; see .env.example for every setting.\n")
+            elif not existing.endswith(b"\n"):
+                out.write("\n")
             out.write("".join(f"{line}\n" for line in added))
     return 0

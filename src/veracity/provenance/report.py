@@ -40,8 +40,9 @@ class ProvenanceModel(BaseModel):
         "after signing, a broken or malformed manifest); codes say which. "
         "remote_manifest_not_fetched: the file points to a manifest elsewhere, never "
         "fetched. unreadable: not read within the service's limits (codes: "
-        "provenance.timeout, provenance.memory_limit, provenance.busy, "
-        "provenance.format_not_supported, provenance.worker_failed). Null when not present.",
+        "provenance.timeout, provenance.memory_limit, provenance.too_large, "
+        "provenance.busy, provenance.format_not_supported, provenance.worker_failed; not "
+        "replayed from the cache). Null when not present.",
     )
     codes: list[str] = Field(
         default_factory=list,

@@ -14,11 +14,10 @@ from __future__ import annotations
 from typing import Literal
 
 from veracity.provenance.report import ProvenanceModel
+from veracity.provenance.worker import AI_SOURCE_TYPES
 from veracity.verdicts.quality import Reason
 
 VerdictWord = Literal["real", "fake", "inconclusive"]
-
-AI_SOURCE_TYPES = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
 
 
 def with_provenance(

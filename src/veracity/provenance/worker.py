@@ -15,6 +15,8 @@ import resource
 from typing import Any
 
 IPTC_SOURCE_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+# The IPTC source types that declare generative AI (the verdict's rule reads these too).
+AI_SOURCE_TYPES = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
 # Bounds on what a summary carries, whatever the manifest holds.
 MAX_ACTIONS = 32
 MAX_CODES = 16
@@ -27,9 +29,17 @@ _KIND = re.compile(r"[A-Za-z]{1,40}")
 
 
 def limit_memory(max_bytes: int) -> None:
-    """The worker's initializer: an allocation past ``max_bytes`` of address space fails
-    (MemoryError in Python, an abort in the native library), whatever a manifest claims."""
+    """An allocation past ``max_bytes`` of address space fails from now on (MemoryError in
+    Python, an abort in the native library), whatever a manifest claims."""
     resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+
+
+def prepare_worker(max_bytes: int) -> None:
+    """The worker's initializer: the library loaded before any read's time limit runs, then
+    the memory limit."""
+    import c2pa  # noqa: F401 (loaded here, once per worker)
+
+    limit_memory(max_bytes)
 
 
 def library_settings(trust_anchors: str | None) -> dict[str, Any]:
@@ -44,7 +54,9 @@ def library_settings(trust_anchors: str | None) -> dict[str, Any]:
             "remote_manifest_fetch": False,
             "ocsp_fetch": False,
         },
-        "core": {"allowed_network_hosts": []},
+        # No host may be reached; CAWG identity assertions are not decoded, because their
+        # resolution (did:web) does not honour the allowed hosts (c2pa-rs issue 1645).
+        "core": {"allowed_network_hosts": [], "decode_identity_assertions": False},
     }
     if trusted:
         settings["trust"] = {"trust_anchors": trust_anchors}
@@ -69,6 +81,10 @@ def read_credentials(data: bytes, media_type: str, trust_anchors: str | None) ->
         return _failed(_error_kind(e), str(e))
     except MemoryError:
         return unreadable("provenance.memory_limit")
+    except Exception:
+        # The binding's own failures (a KeyError on an odd store): the file stays unread,
+        # and the worker lives on for the next one.
+        return unreadable("provenance.worker_failed")
     return summarise(manifest, state, results)
 
 
@@ -123,11 +139,16 @@ def _actions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _source_type(actions: list[dict[str, Any]]) -> str | None:
-    for action in actions:
-        source = action.get("digitalSourceType")
-        if isinstance(source, str) and source:
-            return source.removeprefix(IPTC_SOURCE_TYPES)[:MAX_TEXT]
-    return None
+    """The declared source type: an AI one if any action declares it (a capture edited
+    with generative fill is then composite), else the first declared."""
+    declared = [
+        source.removeprefix(IPTC_SOURCE_TYPES)[:MAX_TEXT]
+        for action in actions
+        if isinstance(source := action.get("digitalSourceType"), str) and source
+    ]
+    generated = [source for source in declared if source in AI_SOURCE_TYPES]
+    chosen = generated or declared
+    return chosen[0] if chosen else None
 
 
 def _generator(manifest: dict[str, Any]) -> str | None:

@@ -14,6 +14,7 @@ change the verdict (``veracity.provenance.verdict``); the model's own stays in t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import TypeVar
 
 from veracity.answers import (
@@ -67,6 +68,15 @@ async def _credentials(
 
 def _fingerprint(reader: CredentialReader | None) -> str:
     return "off" if reader is None else reader.options.fingerprint
+
+
+def _stored_key(key: str, answer: InferResponse | VideoResponse, prediction_id: str) -> str:
+    """The cache key the row is kept under: ``key``, unless its credentials went unread for
+    a reason of the moment (a timeout, busy readers); such an answer is recorded under a
+    key of its own that nothing looks up, so the next upload of the file is read again."""
+    if answer.provenance is not None and answer.provenance.state == "unreadable":
+        return hashlib.sha256(f"{key}:{prediction_id}".encode()).hexdigest()
+    return key
 
 
 def video_answer(request_id: str, model: ModelRunner, result: VideoAnalysis) -> VideoResponse:
@@ -218,7 +228,7 @@ async def _image_outcome(
         size_bytes=len(data),
         model=model,
         answer=answer,
-        key=key,
+        key=_stored_key(key, answer, prediction_id),
         cached_from=hit.id if hit is not None else None,
         phash=phash,
     )
@@ -352,8 +362,9 @@ async def judge_video(
             answer = video_answer(request_id, runner, result)
             media_type = video_media_type(result.info.container)
             answer = credited(answer, await _credentials(credentials, data, media_type))
+    prediction_id = prediction_id or new_prediction_id()
     row = build_row(
-        prediction_id=prediction_id or new_prediction_id(),
+        prediction_id=prediction_id,
         request_id=request_id,
         caller=caller,
         kind="video",
@@ -362,7 +373,7 @@ async def judge_video(
         size_bytes=len(data),
         model=runner,
         answer=answer,
-        key=key,
+        key=_stored_key(key, answer, prediction_id),
         cached_from=hit.id if hit is not None else None,
     )
     return answer, row

@@ -20,7 +20,8 @@ router = APIRouter()
     description="Up to VERACITY_BATCH_MAX_FILES files in the multipart field `files`. "
     "An item that is not an accepted image gets its own `error` (the error shape's "
     "code and message) and the others are still judged; the request itself fails "
-    "only for what concerns all items (auth, size, overload).",
+    "only for what concerns all items (auth, size, overload). Each item's content "
+    "credentials are read as for /infer (`provenance`, `model_verdict`).",
     responses=INFER_ERRORS,
     openapi_extra=upload_schema("files", "The images (repeat the field).", many=True),
 )

@@ -32,7 +32,9 @@ router = APIRouter()
     "rule); a sustained run of fake frames (VERACITY_VIDEO_RUN_MIN_FRAMES over "
     "VERACITY_VIDEO_RUN_MIN_DURATION_S) makes the video fake and is the first segment. "
     "MP4, MOV, WebM or MKV with H.264, HEVC, VP8, VP9 or AV1, up to "
-    "VERACITY_VIDEO_MAX_DURATION_S. See the README's 'Video'.",
+    "VERACITY_VIDEO_MAX_DURATION_S. The file's C2PA content credentials (MP4 and MOV) are "
+    "read beside it, as for /infer (`provenance`, `model_verdict`). See the README's "
+    "'Video' and 'Provenance'.",
     responses=VIDEO_ERRORS,
     openapi_extra=upload_schema("file", "The video: MP4, MOV, WebM or MKV.", many=False),
 )

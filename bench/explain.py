@@ -20,7 +20,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from models import photo_720p  # the bench folder is not a package
-from server import API_KEY, Server
+from server import Server, post_infer
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {
@@ -39,15 +38,8 @@ REQUEST_TIMEOUT_S = 10.0  # Settings.request_timeout_s's default
 
 
 def timed(client: httpx.Client, image: bytes, params: dict[str, str]) -> float | None:
-    started = time.perf_counter()
-    response = client.post(
-        "/infer",
-        params=params,
-        files={"file": ("photo.jpg", image, "image/jpeg")},
-        headers={"X-API-Key": API_KEY},
-    )
-    elapsed = time.perf_counter() - started
-    return 1000 * elapsed if response.status_code == 200 else None
+    elapsed_ms, response = post_infer(client, image, params)
+    return elapsed_ms if response.status_code == 200 else None
 
 
 def main() -> int:

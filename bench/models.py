@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from registry import closed_loop  # bench/registry.py
-from server import API_KEY, Server  # bench/server.py
+from server import API_KEY, Server, post_infer  # bench/server.py
 from torch.utils.flop_counter import FlopCounterMode
 from verdicts import frame_720p  # bench/verdicts.py
 
@@ -213,18 +213,12 @@ def sequential(url: str, image: bytes, count: int) -> dict[str, Any]:
     failures = 0
     with httpx.Client(base_url=url, timeout=120) as client:
         for _ in range(count):
-            started = time.perf_counter()
-            response = client.post(
-                "/infer",
-                files={"file": ("photo.jpg", image, "image/jpeg")},
-                headers={"X-API-Key": API_KEY},
-            )
-            elapsed = time.perf_counter() - started
+            elapsed_ms, response = post_infer(client, image)
             if response.status_code != 200:
                 failures += 1
                 continue
             timings = response.json()["timings_ms"]
-            out["latency_ms"].append(1000 * elapsed)
+            out["latency_ms"].append(elapsed_ms)
             out["preprocess_ms"].append(timings.get("preprocess", float("nan")))
             out["inference_ms"].append(timings.get("inference", float("nan")))
     out["failures"] = failures

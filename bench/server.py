@@ -32,6 +32,21 @@ def multipart(data: bytes) -> bytes:
     return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
+def post_infer(
+    client: httpx.Client, image: bytes, params: dict[str, str] | None = None
+) -> tuple[float, httpx.Response]:
+    """One POST /infer of ``image`` (as photo.jpg): the client's latency in ms, and the
+    response."""
+    started = time.perf_counter()
+    response = client.post(
+        "/infer",
+        params=params,
+        files={"file": ("photo.jpg", image, "image/jpeg")},
+        headers={"X-API-Key": API_KEY},
+    )
+    return 1000 * (time.perf_counter() - started), response
+
+
 class Server:
     """``env`` overrides the defaults below; the process runs in ``log``'s folder, so no
     stray ``.env`` is read, in its own process group."""

@@ -25,7 +25,7 @@ from pebble import ProcessPool
 from veracity.metrics import ServiceMetrics
 from veracity.provenance.options import ProvenanceOptions
 from veracity.provenance.report import ProvenanceModel
-from veracity.provenance.worker import prepare_worker, read_credentials
+from veracity.provenance.worker import prepare_worker, read_credentials, unreadable
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,10 @@ class CredentialReader:
                     initargs=[self.options.max_memory_bytes],
                     context=multiprocessing.get_context("spawn"),
                 )
-                assert self._pool.active  # starts it
+                # Reading `active` starts a created pool (spawns its workers), here rather
+                # than in the first schedule, on the event loop.
+                if not self._pool.active:
+                    raise RuntimeError("the provenance worker pool did not start")
             return self._pool
 
     async def read(self, data: bytes, media_type: str) -> ProvenanceModel | None:
@@ -120,7 +123,7 @@ class CredentialReader:
             )
         except RuntimeError as e:  # the pool broke between the check and the schedule
             logger.warning("provenance worker pool unavailable: %s", e)
-            return _unreadable("provenance.worker_failed")
+            return unreadable("provenance.worker_failed")
         # pebble times a read from when a worker takes it; this bounds the whole wait (the
         # queue, a worker's spawn, a worker that died before taking it).
         try:
@@ -129,14 +132,14 @@ class CredentialReader:
             )
         except TimeoutError:
             future.cancel()  # type: ignore[no-untyped-call]  # kills it if running
-            return _unreadable("provenance.timeout")
+            return unreadable("provenance.timeout")
         except MemoryError:
-            return _unreadable("provenance.memory_limit")
+            return unreadable("provenance.memory_limit")
         except Exception as e:
             # ProcessExpired: the native library aborted the worker (an allocation past the
             # limit in Rust aborts the process); RuntimeError: the pool is stopping.
             logger.warning("provenance worker failed: %s: %s", type(e).__name__, e)
-            return _unreadable("provenance.worker_failed")
+            return unreadable("provenance.worker_failed")
         return summary
 
     def close(self) -> None:
@@ -145,10 +148,6 @@ class CredentialReader:
         if pool is not None:
             pool.stop()  # type: ignore[no-untyped-call]  # pebble leaves it unannotated
             pool.join(timeout=10)
-
-
-def _unreadable(code: str) -> dict[str, Any]:
-    return {"present": True, "state": "unreadable", "codes": [code]}
 
 
 def _stop_in_background(pool: ProcessPool) -> None:

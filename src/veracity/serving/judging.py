@@ -207,13 +207,14 @@ async def _image_outcome(
     store knows of its near-duplicates, and the row that records it."""
     # The pHash was taken from the image decoded for the model, in the decode pool (no
     # second decode); a cache hit's is the one stored with it (the same bytes).
+    media_type = image_media_type(data)
     if hit is not None:
         answer = InferResponse(**hit.response, request_id=request_id, cached=True)
         phash = hit.perceptual_hash
     else:
         assert result is not None
         answer = infer_answer(request_id, model, result, explain=explain, explained=explained)
-        answer = credited(answer, await _credentials(credentials, data, image_media_type(data)))
+        answer = credited(answer, await _credentials(credentials, data, media_type))
         phash = result.perceptual_hash
     if recorder.store is None:
         phash = None
@@ -224,7 +225,7 @@ async def _image_outcome(
         caller=caller,
         kind=kind,
         digest=digest,
-        media_type=image_media_type(data),
+        media_type=media_type,
         size_bytes=len(data),
         model=model,
         answer=answer,

@@ -66,35 +66,42 @@ def _pem(certificate: x509.Certificate) -> str:
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
-@cache
-def authority(
-    organization: str = "Example Camera Co", common_name: str = "Test Camera"
-) -> Authority:
+def _certificate(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+) -> x509.CertificateBuilder:
+    """What the root and the signer share: names, key, serial, a year's validity, the
+    subject key identifier; the caller adds what makes it a CA or a signer, and signs."""
     now = datetime.datetime.now(datetime.UTC)
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    root_name = _name(f"{organization} Test Root", organization)
-    root = (
+    return (
         x509.CertificateBuilder()
-        .subject_name(root_name)
-        .issuer_name(root_name)
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_usage(sign=False, ca=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), False)
-        .sign(root_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name, organization))
-        .issuer_name(root_name)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+    )
+
+
+@cache
+def authority(
+    organization: str = "Example Camera Co", common_name: str = "Test Camera"
+) -> Authority:
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root_name = _name(f"{organization} Test Root", organization)
+    root = (
+        _certificate(root_name, root_key, root_name, root_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_usage(sign=False, ca=True), critical=True)
+        .sign(root_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        _certificate(_name(common_name, organization), key, root_name, root_key)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_usage(sign=True, ca=False), critical=True)
         .add_extension(
@@ -103,7 +110,6 @@ def authority(
             ),
             critical=False,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), False
         )

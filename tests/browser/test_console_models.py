@@ -12,22 +12,12 @@ from playwright.sync_api import Page, expect
 from tests.api.conftest import jpeg_bytes
 from tests.browser.conftest import ADMIN_KEY, API_KEY
 from tests.browser.test_console import assert_no_serious_violations, sign_in
-from tests.conftest import make_repository
-from tests.integration.conftest import Server, serve_until_done, start_server
+from tests.integration.conftest import Server, serve_repository
 
 
 @pytest.fixture(scope="module")
 def repo_server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint) -> Iterator[Server]:
-    root = make_repository(tmp_path_factory.mktemp("models"))
-    server = start_server(
-        tmp_path_factory.mktemp("models-server"),
-        tiny_checkpoint,
-        VERACITY_MODEL_REPOSITORY=str(root),
-        VERACITY_DEFAULT_MODEL="tiny",
-        VERACITY_ADMIN_API_KEYS=ADMIN_KEY,
-        VERACITY_BACKEND="torch",
-    )
-    yield from serve_until_done(server)
+    yield from serve_repository(tmp_path_factory, tiny_checkpoint, ADMIN_KEY)
 
 
 def serving(server: Server) -> str:

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import make_repository
+
 API_KEY = "integration-key-0123456789"
 
 
@@ -95,6 +97,23 @@ def serve_until_done(server: Server) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def serve_repository(
+    tmp_path_factory: pytest.TempPathFactory, checkpoint: Path, admin_key: str
+) -> Iterator[Server]:
+    """A fixture's body for a server on a model repository (model "tiny", versions from
+    tests.conftest.make_repository) with ``admin_key`` as its admin key, on PyTorch."""
+    root = make_repository(tmp_path_factory.mktemp("models"))
+    server = start_server(
+        tmp_path_factory.mktemp("models-server"),
+        checkpoint,
+        VERACITY_MODEL_REPOSITORY=str(root),
+        VERACITY_DEFAULT_MODEL="tiny",
+        VERACITY_ADMIN_API_KEYS=admin_key,
+        VERACITY_BACKEND="torch",
+    )
+    yield from serve_until_done(server)
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import make_repository
-from tests.integration.conftest import API_KEY, Server, start_server
+from tests.integration.conftest import API_KEY, Server, serve_repository
 
 ADMIN_KEY = "cli-admin-key-0123456789abcdef"
 
@@ -21,20 +20,7 @@ ADMIN_KEY = "cli-admin-key-0123456789abcdef"
 def repo_server(
     tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path
 ) -> Iterator[Server]:
-    root = make_repository(tmp_path_factory.mktemp("models"))
-    server = start_server(
-        tmp_path_factory.mktemp("models-server"),
-        tiny_checkpoint,
-        VERACITY_MODEL_REPOSITORY=str(root),
-        VERACITY_DEFAULT_MODEL="tiny",
-        VERACITY_ADMIN_API_KEYS=ADMIN_KEY,
-        VERACITY_BACKEND="torch",
-    )
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    yield from serve_repository(tmp_path_factory, tiny_checkpoint, ADMIN_KEY)
 
 
 def models(server: Server, *args: str, key: str | None = ADMIN_KEY) -> subprocess.CompletedProcess:

@@ -60,7 +60,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     VERACITY_DATA_DIR=/var/lib/veracity
 WORKDIR /app
 COPY --from=gpu-build /opt/venv /opt/venv
-COPY --chown=root:root --chmod=0644 checkpoints/demo.safetensors checkpoints/demo.calibration.safetensors checkpoints/demo.json /app/checkpoints/
+COPY --chown=root:root --chmod=0644 checkpoints/demo.safetensors checkpoints/demo.calibration.safetensors checkpoints/demo.drift.json checkpoints/demo.json /app/checkpoints/
 USER 10001:10001
 EXPOSE 8001
 # The results store's SQLite file (VERACITY_DATA_DIR) lives on a volume, not in the layer.
@@ -107,7 +107,7 @@ RUN groupadd --system --gid 10001 veracity \
     && install -d -o 10001 -g 10001 -m 0700 /var/lib/veracity
 WORKDIR /app
 COPY --from=cpu-build /opt/venv /opt/venv
-COPY --chown=root:root --chmod=0644 checkpoints/demo.safetensors checkpoints/demo.calibration.safetensors checkpoints/demo.json /app/checkpoints/
+COPY --chown=root:root --chmod=0644 checkpoints/demo.safetensors checkpoints/demo.calibration.safetensors checkpoints/demo.drift.json checkpoints/demo.json /app/checkpoints/
 USER 10001:10001
 EXPOSE 8001
 # The results store's SQLite file (VERACITY_DATA_DIR) lives on a volume, not in the layer.

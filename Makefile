@@ -9,7 +9,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 LOAD_VENV ?= .venv-load
 LOAD_STAMP := $(LOAD_VENV)/.installed
 
-.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models bench-explain bench-provenance overload clean
+.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models bench-explain bench-provenance bench-tracing bench-precision overload clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -142,6 +142,7 @@ demo-model: $(STAMP) $(PRETRAINED) $(FACE_MODEL)
 		--model-name veracity-demo --model-version 3.1.0 --no-progress
 	cp runs/demo/best.safetensors checkpoints/demo.safetensors
 	cp runs/demo/best.calibration.safetensors checkpoints/demo.calibration.safetensors
+	cp runs/demo/best.drift.json checkpoints/demo.drift.json
 	cp runs/demo/best.json checkpoints/demo.json
 
 # Rebuild checkpoints/synthetic.* (about 30 minutes on 2 CPU cores): the model of the
@@ -163,6 +164,7 @@ synthetic-model: $(STAMP)
 		--seed 0 --model-name veracity-demo --model-version 2.0.0 --no-progress
 	cp runs/synthetic/best.safetensors checkpoints/synthetic.safetensors
 	cp runs/synthetic/best.calibration.safetensors checkpoints/synthetic.calibration.safetensors
+	cp runs/synthetic/best.drift.json checkpoints/synthetic.drift.json
 	cp runs/synthetic/best.json checkpoints/synthetic.json
 
 # The throughput benchmark against the real service (a few minutes; not part of `make test`).
@@ -194,6 +196,15 @@ bench-faces: $(STAMP) $(FACE_MODEL)
 bench-registry: $(STAMP)
 	$(BIN)/python bench/registry.py $(BENCH_ARGS)
 
+# What INT8 buys (about ten minutes; needs `make corpus`): the demo model's INT8 graph built
+# and checked against FP32 (`veracity quantize`; its exit code is not the bench's), then
+# FP32 and INT8 servers side by side under the same load. Exits 1 below 1.5x, or when the
+# INT8 graph is refused (the result then holds the check's figures and the engine-level
+# timings). Writes bench/results/precision.json.
+bench-precision: $(STAMP)
+	-$(BIN)/veracity quantize --checkpoint checkpoints/demo.safetensors --corpus data/corpus
+	$(BIN)/python bench/precision.py $(BENCH_ARGS)
+
 # What the real-photo model costs (issue 21): today's demo model against the new recipe
 # (EfficientNet-Lite0, 256 px patches; a random-weight stand-in unless BENCH_ARGS="--candidate
 # PATH"), two real servers in alternating rounds: 720p /infer latency and images/s, and a
@@ -211,6 +222,12 @@ bench-explain: $(STAMP)
 # side (about two minutes). Needs the test helpers' signing (c2pa-python, in the runtime).
 bench-provenance: $(STAMP)
 	$(BIN)/python bench/provenance.py $(BENCH_ARGS)
+
+# Traces: /infer with tracing off against on at 10% sampling (OTLP to a local collector
+# stand-in), two real servers in alternating rounds: throughput, latency and CPU per request
+# (about four minutes). Exits 1 above 3% overhead. Writes bench/results/tracing.json.
+bench-tracing: $(STAMP)
+	$(BIN)/python bench/tracing.py $(BENCH_ARGS)
 
 # Video: sampling against the naive decode-everything pipeline, time to a verdict at 720p
 # and 1080p, and image clients' p99 while videos are scored (about 10 minutes the first

@@ -36,64 +36,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import httpx
 from run import photo  # bench/run.py
-from server import API_KEY, Server  # bench/server.py
+from server import Server, closed_loop, cpu_seconds  # bench/server.py
 
 REPO = Path(__file__).resolve().parents[1]
 # The last commit with the single-model service (before admission, registry and runners
 # were split apart).
 BASELINE = "6503e8d"
 TARGET = 0.95
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def closed_loop(url: str, image: bytes, clients: int, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
-    failures = 0
-    lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
-
-    def client() -> None:
-        nonlocal failures
-        with httpx.Client(timeout=30) as http:
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                response = http.post(
-                    f"{url}/infer",
-                    files={"file": ("photo.jpg", image, "image/jpeg")},
-                    headers={"X-API-Key": API_KEY},
-                )
-                elapsed = time.perf_counter() - started
-                with lock:
-                    if response.status_code == 200:
-                        latencies.append(elapsed)
-                    else:
-                        failures += 1
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else float("nan"),
-        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else float("nan"),
-        "failures": failures,
-    }
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -105,3 +106,51 @@ class Server:
     def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=60)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def closed_loop(
+    url: str, images: bytes | list[bytes], clients: int, seconds: float
+) -> dict[str, float]:
+    """``clients`` threads posting to /infer back to back for ``seconds`` (each cycling
+    through ``images``, so distinct uploads stay distinct): answers per second, latency
+    percentiles of the successful ones, and failures."""
+    uploads = [images] if isinstance(images, bytes) else images
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client(first: int) -> None:
+        nonlocal failures
+        with httpx.Client(base_url=url, timeout=60) as http:
+            n = first
+            while time.perf_counter() < deadline:
+                elapsed_ms, response = post_infer(http, uploads[n % len(uploads)])
+                n += clients
+                with lock:
+                    if response.status_code == 200:
+                        latencies.append(elapsed_ms / 1000)
+                    else:
+                        failures += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "answered": len(latencies),
+        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else float("nan"),
+        "failures": failures,
+    }

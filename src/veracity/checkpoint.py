@@ -10,6 +10,11 @@ threshold in the metadata (under their own ``calibration.version``), and the gat
 reference statistics in ``NAME.calibration.safetensors``, verified by SHA-256 like the
 weights. ``veracity calibrate`` rewrites both without touching the weights. Format-1 files
 still load (uncalibrated, resize preprocessing, no gate).
+
+A calibrated checkpoint may also carry a drift profile, ``NAME.drift.json``: what the
+served pipeline answered on the calibration data (veracity.drift), the reference live
+traffic is compared with. Its SHA-256 is in the metadata and checked on every load, like
+the weights': a profile edited to hide a shift is refused, not believed.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ FORMAT_VERSION: Literal[2] = 2
 WEIGHTS_SUFFIX = ".safetensors"
 METADATA_SUFFIX = ".json"
 CALIBRATION_SUFFIX = ".calibration.safetensors"
+DRIFT_SUFFIX = ".drift.json"
 LEGACY_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -112,6 +118,20 @@ class CalibrationMetadata(BaseModel):
         return Calibrator(method=self.method, slope=self.slope, intercept=self.intercept)
 
 
+class DriftProfileRecord(BaseModel):
+    """Where the drift profile came from, and the hash that binds it to this checkpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sha256: Sha256 = Field(description="SHA-256 of NAME.drift.json.")
+    built_at: datetime
+    answers: Annotated[int, Field(ge=1)] = Field(description="Answers the profile counts.")
+    calibration_version: int | None = Field(
+        description="The calibration the answers were judged with."
+    )
+    data: str = Field(description="The data the profile was built on.")
+
+
 class CheckpointMetadata(BaseModel):
     """The JSON file beside the weights. ``extra="forbid"``: an unknown key is an error."""
 
@@ -128,6 +148,7 @@ class CheckpointMetadata(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     calibration: CalibrationMetadata | None = None
+    drift_profile: DriftProfileRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +162,10 @@ class CheckpointPaths:
             self.weights.name.removesuffix(WEIGHTS_SUFFIX) + CALIBRATION_SUFFIX
         )
 
+    @property
+    def drift_profile(self) -> Path:
+        return self.weights.with_name(self.weights.name.removesuffix(WEIGHTS_SUFFIX) + DRIFT_SUFFIX)
+
     @classmethod
     def resolve(cls, path: Path) -> CheckpointPaths:
         """Accept ``NAME.safetensors``, ``NAME.json`` or a bare ``NAME``."""
@@ -151,6 +176,8 @@ class CheckpointPaths:
             )
         base = path.with_suffix("") if path.suffix in (WEIGHTS_SUFFIX, METADATA_SUFFIX) else path
         base = base.with_name(base.name.removesuffix(".calibration"))
+        if path.name.endswith(DRIFT_SUFFIX):
+            base = base.with_name(base.name.removesuffix(".drift"))
         return cls(
             weights=base.with_name(base.name + WEIGHTS_SUFFIX),
             metadata=base.with_name(base.name + METADATA_SUFFIX),
@@ -259,11 +286,52 @@ def save_calibration(
     tensors = {k: v.detach().cpu().contiguous() for k, v in reference.tensors().items()}
     atomic_write(paths.calibration, lambda p: save_file(tensors, str(p)))
     recorded = calibration.model_copy(update={"reference_sha256": file_sha256(paths.calibration)})
-    updated = metadata.model_copy(update={"format_version": 2, "calibration": recorded})
+    # A profile of answers judged with the previous calibration no longer describes this one.
+    updated = metadata.model_copy(
+        update={"format_version": 2, "calibration": recorded, "drift_profile": None}
+    )
     # Validate the combination, as a reader will.
     updated = CheckpointMetadata.model_validate(updated.model_dump())
     write_metadata(paths, updated)
     return updated
+
+
+def save_drift_profile(
+    path: Path, profile: bytes, record: DriftProfileRecord
+) -> CheckpointMetadata:
+    """Write the drift profile beside ``path``'s weights and record it (with its SHA-256)
+    in the metadata; like ``save_calibration``, the file goes first."""
+    paths = CheckpointPaths.resolve(path)
+    metadata = read_metadata(paths.weights)
+    atomic_write(paths.drift_profile, lambda p: p.write_bytes(profile))
+    recorded = record.model_copy(update={"sha256": file_sha256(paths.drift_profile)})
+    updated = metadata.model_copy(update={"drift_profile": recorded})
+    write_metadata(paths, updated)
+    return updated
+
+
+def read_drift_profile(paths: CheckpointPaths, metadata: CheckpointMetadata) -> bytes | None:
+    """The verified bytes of the checkpoint's drift profile (None if it has none).
+
+    Raises:
+        CheckpointError: the metadata records a profile that is missing or was changed.
+    """
+    record = metadata.drift_profile
+    if record is None:
+        return None
+    if not paths.drift_profile.is_file():
+        raise CheckpointError(
+            f"drift profile {paths.drift_profile} not found, but {paths.metadata} records "
+            "one; copy it beside the weights or rebuild it with `veracity calibrate "
+            "--profile-only`"
+        )
+    data = paths.drift_profile.read_bytes()
+    if hashlib.sha256(data).hexdigest() != record.sha256:
+        raise CheckpointError(
+            f"drift profile {paths.drift_profile} does not match the SHA-256 in "
+            f"{paths.metadata}: it was modified or belongs to another checkpoint"
+        )
+    return data
 
 
 def load_reference(paths: CheckpointPaths, metadata: CheckpointMetadata) -> ReferenceStats | None:
@@ -318,11 +386,13 @@ def load_checkpoint(
     expected_classes: tuple[str, ...] | None = None,
     device: str | torch.device = "cpu",
     with_calibration: bool = True,
+    verify_drift_profile: bool = True,
 ) -> Checkpoint:
     """Load and verify a checkpoint; the returned model is in eval mode on ``device``.
 
     ``with_calibration=False`` skips the calibration file (training resumes, and
-    ``veracity calibrate``, which replaces it).
+    ``veracity calibrate``, which replaces it); ``verify_drift_profile=False`` skips the
+    drift profile's check (``veracity calibrate --profile-only``, which replaces it).
 
     Raises:
         CheckpointError: missing files, invalid metadata, a weights hash that does not match,
@@ -366,6 +436,8 @@ def load_checkpoint(
     model.eval()
     model.to(device)
     reference = load_reference(paths, metadata) if with_calibration else None
+    if with_calibration and verify_drift_profile:
+        read_drift_profile(paths, metadata)  # refuse a checkpoint whose profile was changed
     if reference is not None:
         layers = feature_layers(model, metadata.preprocess.input_size)
         if reference.layers != layers:
@@ -375,7 +447,7 @@ def load_checkpoint(
                 "`veracity calibrate`"
             )
     if not with_calibration:
-        metadata = metadata.model_copy(update={"calibration": None})
+        metadata = metadata.model_copy(update={"calibration": None, "drift_profile": None})
     return Checkpoint(model=model, metadata=metadata, paths=paths, reference=reference)
 
 

@@ -223,6 +223,34 @@ class ServiceMetrics:
             "The model memory budget (VERACITY_MODEL_MEMORY_MB).",
             registry=registry,
         )
+        self.drift_score = Gauge(
+            "veracity_drift_score",
+            "Each signal's drift over the last window against the version's reference "
+            "profile: the population stability index, or for reviewer_agreement the share "
+            "of committed verdicts reviewers confirmed. NaN when the window is empty or too "
+            "small to score (GET /admin/drift says which).",
+            ["model", "version", "signal"],
+            registry=registry,
+        )
+        self.drift_alert = Gauge(
+            "veracity_drift_alert",
+            "1 when any drift signal of the version is past its threshold, else 0.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.drift_refreshed = Gauge(
+            "veracity_drift_refreshed_timestamp_seconds",
+            "When this replica last recomputed the drift gauges (they are left as they were "
+            "while the store or the model repository fails).",
+            registry=registry,
+        )
+        self.drift_window_answers = Gauge(
+            "veracity_drift_window_answers",
+            "Image answers of the version the last drift window scored (all replicas; at "
+            "most VERACITY_DRIFT_MAX_ANSWERS, the newest).",
+            ["model", "version"],
+            registry=registry,
+        )
         self.model_lifecycle = Counter(
             "veracity_model_lifecycle",
             "Model lifecycle actions by action (load, unload, evict, promote, rollback, "

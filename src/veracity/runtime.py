@@ -16,6 +16,9 @@ BackendName = Literal["torch", "onnx"]
 # What a deployment may ask for: a backend, or "auto" (the fastest one that passes the
 # parity check on the device; see predictor.create_predictor).
 BackendChoice = Literal["auto", "torch", "onnx"]
+# The arithmetic the ONNX graph runs in: FP32, the INT8 graph `veracity quantize` built and
+# checked, or "auto" (INT8 where its check passed and it measures faster here).
+Precision = Literal["fp32", "int8", "auto"]
 
 
 def default_export_dir() -> Path:

@@ -12,6 +12,7 @@ import uvicorn
 from veracity.api.app import create_app
 from veracity.logs import configure_logging, logging_config
 from veracity.settings import Settings
+from veracity.tracing.provider import Tracing
 
 logger = logging.getLogger("veracity.server")
 
@@ -40,7 +41,9 @@ class _Server(uvicorn.Server):
 def serve(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit status."""
     configure_logging(settings.log_level)
-    app = create_app(settings)
+    # The standard OTEL_* variables, read once here like the settings: off unless they
+    # name an exporter.
+    app = create_app(settings, tracing=Tracing.from_environment())
     config = uvicorn.Config(
         app,
         host=settings.host,

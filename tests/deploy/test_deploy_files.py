@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 
 from tests.conftest import REPO_ROOT
 from veracity.api.app import create_app
+from veracity.metrics import ServiceMetrics
 from veracity.settings import Settings
 
 DEPLOY_BIN = REPO_ROOT / ".venv-deploy" / "bin"
@@ -110,9 +112,9 @@ def test_manifests_render_and_validate_against_the_kubernetes_schemas(rendered) 
     _, path, documents = rendered
     result = run(tool("kubernetes-validate"), "--strict", "--quiet", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
-    # The only resource without a bundled schema is the Prometheus Operator's CRD.
+    # The only resources without a bundled schema are the Prometheus Operator's CRDs.
     unvalidated = re.findall(r"Couldn't find schema for kind (\w+)", result.stdout + result.stderr)
-    assert unvalidated == ["ServiceMonitor"]
+    assert sorted(unvalidated) == ["PrometheusRule", "ServiceMonitor"]
     kinds = sorted(d["kind"] for d in documents)
     assert kinds == sorted(
         [
@@ -125,6 +127,7 @@ def test_manifests_render_and_validate_against_the_kubernetes_schemas(rendered) 
             "PodDisruptionBudget",
             "NetworkPolicy",
             "ServiceMonitor",
+            "PrometheusRule",
         ]
     )
     assert all(d["metadata"].get("namespace", "veracity") == "veracity" for d in documents)
@@ -430,3 +433,30 @@ def test_the_gpu_image_swaps_in_onnx_runtimes_gpu_build_at_the_pinned_version() 
     assert f"ARG ONNXRUNTIME_VERSION={pins['onnxruntime']}" in gpu_build
     assert "pip uninstall -y onnxruntime" in gpu_build
     assert "onnxruntime-gpu" not in "\n".join(dockerfile_stages()["cpu-build"])
+
+
+def test_alert_rules_are_the_same_for_compose_and_the_operator_and_name_real_metrics() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    mounts = compose["services"]["prometheus"]["volumes"]
+    rules_mount = next(v for v in mounts if v.endswith("alerts.yml:ro"))
+    host, container, _ = rules_mount.split(":")
+    config = yaml.safe_load((REPO_ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert config["rule_files"] == [container]
+    rules = yaml.safe_load((REPO_ROOT / host).read_text())
+    operator = yaml.safe_load((K8S / "base" / "prometheusrule.yaml").read_text())
+    assert operator["spec"] == rules
+    registry = CollectorRegistry()
+    ServiceMetrics(registry)
+    exported = {family.name for family in registry.collect()}
+    alerts = [r for group in rules["groups"] for r in group["rules"]]
+    assert {r["alert"] for r in alerts} >= {"VeracityDrift", "VeracityReviewerAgreementLow"}
+    for rule in alerts:
+        names = set(re.findall(r"\b(veracity_[a-z_]+)\b", rule["expr"]))
+        assert names
+        assert names <= exported, (rule["alert"], names - exported)
+        assert re.fullmatch(r"\d+[smh]", rule["for"])
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+    # The agreement floor in the rule is the service's default floor.
+    agreement = next(r for r in alerts if r["alert"] == "VeracityReviewerAgreementLow")
+    floor = Settings.model_fields["drift_min_agreement"].default
+    assert agreement["expr"].endswith(f"< {floor}")

@@ -76,6 +76,7 @@ OPERATIONS = [
     "POST /admin/models/{name}/promote",
     "POST /admin/models/{name}/rollback",
     "PUT /admin/models/{name}/traffic",
+    "GET /admin/drift",
     "GET /v2/health/live",
     "GET /v2/health/ready",
     "GET /v2",

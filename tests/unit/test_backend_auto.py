@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from veracity.checkpoint import load_checkpoint
-from veracity.inference.predictor import _choose_engine, create_predictor
+from veracity.inference.engines import choose_engine
+from veracity.inference.predictor import create_predictor
 
 
 class FakeEngine:
@@ -31,15 +32,15 @@ def test_auto_serves_onnx_on_cpu(tiny_checkpoint: Path, tmp_path: Path) -> None:
 
 def test_an_engine_that_disagrees_with_pytorch_is_not_used() -> None:
     onnx, eager = FakeEngine("onnx", "cpu", offset=0.01), FakeEngine("torch", "cpu")
-    assert _choose_engine(onnx, eager, (3, 8, 8)) is eager
+    assert choose_engine(onnx, eager, (3, 8, 8)) is eager
     close = FakeEngine("onnx", "cpu", offset=1e-5)
-    assert _choose_engine(close, eager, (3, 8, 8)) is close
+    assert choose_engine(close, eager, (3, 8, 8)) is close
 
 
 def test_on_a_gpu_the_faster_engine_is_taken() -> None:
     onnx, eager = FakeEngine("onnx", "cuda"), FakeEngine("torch", "cuda")
     seconds = {"onnx": 0.02, "torch": 0.01}
-    chosen = _choose_engine(onnx, eager, (3, 8, 8), clock=lambda e, _: seconds[e.name])
+    chosen = choose_engine(onnx, eager, (3, 8, 8), clock=lambda e, _: seconds[e.name])
     assert chosen is eager
     seconds = {"onnx": 0.005, "torch": 0.01}
-    assert _choose_engine(onnx, eager, (3, 8, 8), clock=lambda e, _: seconds[e.name]) is onnx
+    assert choose_engine(onnx, eager, (3, 8, 8), clock=lambda e, _: seconds[e.name]) is onnx

@@ -5,6 +5,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from veracity.errors import ServiceUnavailableError
 from veracity.serving.batcher import MicroBatcher
@@ -251,3 +254,56 @@ async def test_bulk_items_keep_their_share_when_images_fill_every_batch(executor
     # Two full batches of images would have come first; each batch carries a frame instead.
     assert recorder.batches == [[-1], [0, 1, 2, 100], [3, 4, 5, 101], [6, 7]]
     await batcher.stop()
+
+
+@pytest.mark.anyio
+async def test_each_recorded_item_gets_its_wait_and_the_shared_pass_in_its_own_trace(
+    executor,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    gate = threading.Event()
+    batcher = await started(
+        Recorder(gate),
+        executor,
+        max_batch_size=8,
+        max_wait_s=0.05,
+        tracer=tracer,
+        span_attributes={"veracity.model.name": "tiny"},
+    )
+
+    async def request(name: str, item: int) -> int:
+        with tracer.start_as_current_span(name):
+            return await batcher.submit(item)
+
+    first = asyncio.ensure_future(batcher.submit(0))  # blocks the executor: the rest wait
+    await asyncio.sleep(0.1)
+    # Two traced requests and one outside any trace share the next batch.
+    waiting = asyncio.gather(request("a", 1), request("b", 2), batcher.submit(3))
+    await asyncio.sleep(0.1)
+    gate.set()
+    assert await first == 0
+    assert await waiting == [2, 4, 6]
+    await batcher.stop()
+    spans = exporter.get_finished_spans()
+    parents = {s.name: s for s in spans if s.name in ("a", "b")}
+    forwards = [s for s in spans if s.name == "model.forward"]
+    queues = [s for s in spans if s.name == "batcher.queue"]
+    # The untraced items (the first batch's, and the third request) wrote nothing.
+    assert len(forwards) == len(queues) == 2
+    for span in forwards + queues:
+        assert span.parent is not None
+        assert span.parent.span_id in {p.context.span_id for p in parents.values()}
+    assert {f.attributes["veracity.batch.size"] for f in forwards} == {3}
+    assert len({f.attributes["veracity.batch.id"] for f in forwards}) == 1  # one pass
+    assert all(f.attributes["veracity.model.name"] == "tiny" for f in forwards)
+    for name, parent in parents.items():
+        (queue,) = [q for q in queues if q.parent.span_id == parent.context.span_id]
+        (forward,) = [f for f in forwards if f.parent.span_id == parent.context.span_id]
+        # It waited while the first batch ran, then its pass started where the wait ended.
+        assert queue.end_time - queue.start_time >= 50_000_000, name
+        assert queue.end_time == forward.start_time
+        assert parent.start_time <= queue.start_time
+        assert forward.end_time <= parent.end_time

@@ -89,6 +89,20 @@ def test_cli_trains_on_the_corpus_and_the_checkpoint_names_it(corpus, tmp_path, 
     assert "validate split's pairs (beta)" in calibration.data
     assert record["manifest_sha256"] in calibration.data
     assert summary["calibration"]["version"] == 1
+    # The drift profile: the same 40 validate images judged as uploads, and rebuilt the
+    # same by `calibrate --profile-only --corpus` (the pairs drawn as the run drew them).
+    best = Path(summary["best"])
+    drift = checkpoint.metadata.drift_profile
+    assert drift is not None
+    assert drift.answers == 40
+    assert drift.calibration_version == 1
+    first = best.with_name("best.drift.json").read_bytes()
+    argv = ["calibrate", "--checkpoint", str(best), "--corpus", str(root), "--profile-only"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    rebuilt = json.loads(capsys.readouterr().out)
+    assert rebuilt["answers"] == 40
+    again = json.loads(best.with_name("best.drift.json").read_bytes())
+    assert again["signals"] == json.loads(first)["signals"]
 
 
 def test_calibration_and_threshold_see_only_the_validate_split(corpus, tmp_path, monkeypatch):

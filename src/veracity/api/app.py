@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.metrics import NoOpMeterProvider
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 
@@ -22,12 +24,14 @@ from veracity.api.limits import body_limits
 from veracity.api.middleware import (
     BodyBudgetMiddleware,
     BodyLimitMiddleware,
+    FreshTraceContext,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
 from veracity.api.ratelimit import KeyLimiter
 from veracity.api.routes import (
     batch,
+    drift,
     health,
     infer,
     jobs,
@@ -46,6 +50,7 @@ from veracity.metrics import ServiceMetrics
 from veracity.provenance.reader import CredentialReader
 from veracity.receipts import ReceiptSigner
 from veracity.repository.layout import ModelRepository
+from veracity.serving.drift import DriftMonitor
 from veracity.serving.jobs import JobExecutor
 from veracity.serving.recording import Recorder
 from veracity.serving.service import ModelService
@@ -54,6 +59,8 @@ from veracity.similarity.seen import SeenBefore
 from veracity.store.database import Database, prepare_database
 from veracity.store.inputs import InputFiles
 from veracity.store.predictions import PredictionStore
+from veracity.store.windows import AnswerWindows
+from veracity.tracing.provider import Tracing
 
 logger = logging.getLogger("veracity.app")
 
@@ -68,7 +75,20 @@ Every error has the same shape: `{"error": {"code", "message", "request_id"}}`.
 """
 
 # In the order they were always declared (the OpenAPI document lists them so).
-ROUTERS = (infer, video, batch, receipts, health, predictions, models, v2, jobs, webhooks, keys)
+ROUTERS = (
+    infer,
+    video,
+    batch,
+    receipts,
+    health,
+    predictions,
+    models,
+    drift,
+    v2,
+    jobs,
+    webhooks,
+    keys,
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,7 @@ class Parts:
     inputs: InputFiles | None
     runner: JobRunner | None
     credentials: CredentialReader
+    drift: DriftMonitor | None
 
 
 async def _sweep_inputs(inputs: InputFiles, every_s: float = 3600) -> None:
@@ -113,6 +134,8 @@ def _log_auth(settings: Settings) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     parts: Parts = app.state.parts
+    tracing: Tracing = app.state.tracing
+    tracing.start()
     _log_auth(settings)
     if parts.database is not None:
         await asyncio.to_thread(
@@ -123,12 +146,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         parts.seen.start()
     if parts.runner is not None:
         parts.runner.start()
+    if parts.drift is not None:
+        parts.drift.start()
     sweeper = None if parts.inputs is None else asyncio.create_task(_sweep_inputs(parts.inputs))
     try:
         yield
     finally:
         if sweeper is not None:
             sweeper.cancel()
+        if parts.drift is not None:
+            await parts.drift.stop()
         if parts.runner is not None:
             # First: a running job goes back to the queue instead of being cut off.
             await parts.runner.stop()
@@ -138,10 +165,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(parts.credentials.close)
         if parts.database is not None:
             await asyncio.to_thread(parts.database.close)
+        # Last: the spans of everything stopped above are sent too (within a bound).
+        await tracing.stop()
 
 
 def _job_runner(
-    settings: Settings, database: Database | None, execute: Execute, metrics: ServiceMetrics
+    settings: Settings,
+    database: Database | None,
+    execute: Execute,
+    metrics: ServiceMetrics,
+    tracing: Tracing,
 ) -> JobRunner | None:
     if database is None:
         return None
@@ -165,19 +198,26 @@ def _job_runner(
         webhook_attempts=settings.webhook_attempts,
         webhook_backoff_s=settings.webhook_backoff_s,
     )
-    return JobRunner(queue, execute, runner_settings, webhooks=webhooks, metrics=metrics)
+    return JobRunner(
+        queue, execute, runner_settings, webhooks=webhooks, metrics=metrics, tracer=tracing.tracer
+    )
 
 
 def _build_parts(app: FastAPI, settings: Settings, service: ModelService) -> Parts:
     """Build what the app owns (nothing connects yet) and publish it on ``app.state``."""
     metrics: ServiceMetrics = app.state.metrics
+    tracing: Tracing = app.state.tracing
     signer = (
         None
         if settings.receipt_signing_key is None
         else ReceiptSigner(settings.receipt_signing_key, settings.receipt_verify_keys)
     )
     # Built here (no connection yet); the schema is checked or migrated at start-up.
-    database = Database.open(settings.store_options, metrics) if settings.store_enabled else None
+    database = (
+        Database.open(settings.store_options, metrics, tracing.tracer)
+        if settings.store_enabled
+        else None
+    )
     store = None if database is None else PredictionStore(database)
     seen = (
         SeenBefore(store, max_distance=settings.seen_before_max_distance, metrics=metrics)
@@ -189,7 +229,9 @@ def _build_parts(app: FastAPI, settings: Settings, service: ModelService) -> Par
         if store is not None and settings.store_inputs
         else None
     )
-    recorder = Recorder(store, cache=settings.cache_enabled, seen=seen, inputs=inputs)
+    recorder = Recorder(
+        store, cache=settings.cache_enabled, seen=seen, inputs=inputs, tracer=tracing.tracer
+    )
     # Its worker processes start on the first upload that carries credentials.
     credentials = CredentialReader(settings.provenance_options, metrics)
     executor = JobExecutor(
@@ -201,11 +243,17 @@ def _build_parts(app: FastAPI, settings: Settings, service: ModelService) -> Par
         timeout_s=settings.job_timeout_s,
         credentials=credentials,
     )
-    runner = _job_runner(settings, database, executor, metrics)
+    runner = _job_runner(settings, database, executor, metrics, tracing)
+    drift = (
+        DriftMonitor(service.repository, AnswerWindows(database), settings.drift_options, metrics)
+        if database is not None and settings.drift_enabled
+        else None
+    )
     state = app.state
     state.model_service, state.store, state.recorder = service, store, recorder
     state.job_runner, state.signer, state.credentials = runner, signer, credentials
-    return Parts(service, database, seen, inputs, runner, credentials)
+    state.drift = drift
+    return Parts(service, database, seen, inputs, runner, credentials, drift)
 
 
 def _add_middleware(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> None:
@@ -222,21 +270,50 @@ def _add_middleware(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -
     app.add_middleware(SecurityHeadersMiddleware)
 
 
-def create_app(settings: Settings, *, model_service: ModelService | None = None) -> FastAPI:
+def _instrument(app: FastAPI, tracing: Tracing) -> None:
+    """A server span per HTTP request, continuing the caller's ``traceparent``."""
+    if tracing.provider is None:
+        return  # off: no middleware at all, not one that records nothing
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracing.provider,
+        # The HTTP metrics are Prometheus's (/metrics); none are made twice.
+        meter_provider=NoOpMeterProvider(),
+        # Probes and scrapes every few seconds would drown the traces that matter.
+        excluded_urls="/health,/ready,/metrics",
+        # A span per ASGI message (each chunk of an upload) costs more than it tells.
+        exclude_spans=["receive", "send"],
+    )
+    # Outside the instrumentation's middleware (which it puts outermost), so that the server
+    # span of a request never inherits the one before it on the same connection.
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: FreshTraceContext(build_stack())  # type: ignore[method-assign]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    model_service: ModelService | None = None,
+    tracing: Tracing | None = None,
+) -> FastAPI:
     """Build the app.
 
     Args:
         settings: The validated configuration; nothing else is read from the environment.
         model_service: A service to use instead of one built from ``settings`` (tests).
+        tracing: The app's traces (the entry point's ``Tracing.from_environment()``, or a
+            test's in-memory provider); None: off. The app starts and stops its export.
     """
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
+    tracing = tracing or Tracing()
     service = model_service or ModelService(
         ModelRepository(settings.model_repository)
         if settings.model_repository is not None
         else ModelRepository(checkpoint=settings.checkpoint),
         settings.service_options,
         metrics=metrics,
+        tracer=tracing.tracer,
     )
     app = FastAPI(
         title="veracity",
@@ -248,7 +325,7 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     state = app.state
-    state.settings, state.metrics = settings, metrics
+    state.settings, state.metrics, state.tracing = settings, metrics, tracing
     state.auth = ApiKeyAuth(
         settings.effective_api_keys,
         admin_keys=settings.admin_keys,
@@ -277,4 +354,5 @@ def create_app(settings: Settings, *, model_service: ModelService | None = None)
         excluded_handlers=["/metrics"],
     ).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
     _add_middleware(app, settings, metrics)
+    _instrument(app, tracing)
     return app

@@ -18,6 +18,7 @@ from veracity.metrics import ServiceMetrics
 from veracity.provenance.reader import CredentialReader
 from veracity.receipts import ReceiptSigner
 from veracity.repository.layout import NAME_PATTERN
+from veracity.serving.drift import DriftMonitor
 from veracity.serving.recording import Recorder
 from veracity.serving.service import ModelService
 from veracity.settings import Settings
@@ -101,6 +102,17 @@ def get_store(request: Request) -> PredictionStore:
     return store
 
 
+def get_drift_monitor(request: Request) -> DriftMonitor:
+    """The drift monitor; 404 where the deployment runs without one."""
+    monitor: DriftMonitor | None = request.app.state.drift
+    if monitor is None:
+        raise NotFoundError(
+            "drift monitoring is off in this deployment: it needs the results store "
+            "(VERACITY_STORE_ENABLED) and VERACITY_DRIFT_ENABLED=true"
+        )
+    return monitor
+
+
 @dataclass(frozen=True)
 class RouteOptions:
     """What the video and job routes take from Settings (built once by the app)."""
@@ -178,6 +190,7 @@ StoreDep = Annotated[PredictionStore, Depends(get_store)]
 RecorderDep = Annotated[Recorder, Depends(get_recorder)]
 SignerDep = Annotated[ReceiptSigner | None, Depends(get_signer)]
 CredentialsDep = Annotated[CredentialReader, Depends(get_credentials)]
+DriftMonitorDep = Annotated[DriftMonitor, Depends(get_drift_monitor)]
 RouteOptionsDep = Annotated[RouteOptions, Depends(get_route_options)]
 JobRunnerDep = Annotated[JobRunner | None, Depends(get_job_runner)]
 WebhookSecretDep = Annotated[SecretStr | None, Depends(get_webhook_secret)]

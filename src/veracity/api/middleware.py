@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
+from opentelemetry import context as otel_context
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from veracity.api.limits import BodyLimits
 from veracity.api.schemas import error_payload
 from veracity.logs import REQUEST_ID
+from veracity.tracing import tag_request
 
 logger = logging.getLogger("veracity.access")
 
@@ -71,6 +73,7 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
+        tag_request(request_id)
         started = time.perf_counter()
         status = 500
         started_response = False
@@ -111,6 +114,30 @@ class RequestIdMiddleware:
                 },
             )
             REQUEST_ID.reset(token)
+
+
+class FreshTraceContext:
+    """Starts every HTTP request with no current span, so its server span is a root (or the
+    child of the caller's ``traceparent``), never the child of an earlier request.
+
+    uvicorn resumes reading a keep-alive connection from inside a request's task, and asyncio
+    then runs the connection's callbacks (and creates the next request's task) in a copy of
+    that task's context, current span included: without this, each request on a connection
+    would be traced as a child of the one before, and sampled as the first one was.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = otel_context.attach(otel_context.Context())
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            otel_context.detach(token)
 
 
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (

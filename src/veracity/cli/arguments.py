@@ -95,7 +95,10 @@ def video_plan(args: argparse.Namespace) -> tuple[SamplingPlan, VideoLimits]:
 
 
 def load_predictor(
-    args: argparse.Namespace, backend: str = "torch", export_dir: Path | None = None
+    args: argparse.Namespace,
+    backend: str = "torch",
+    export_dir: Path | None = None,
+    precision: str = "fp32",
 ) -> Predictor:
     """The predictor add_checkpoint's, add_policy's and add_device's flags describe."""
     from veracity.checkpoint import load_checkpoint
@@ -118,4 +121,5 @@ def load_predictor(
         backend=backend,  # type: ignore[arg-type]
         export_dir=cache,
         policy=policy,
+        precision=precision,  # type: ignore[arg-type]
     )

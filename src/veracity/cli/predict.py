@@ -38,6 +38,14 @@ def add_parser(sub: Subcommands) -> None:
         "--export-dir", type=Path, default=None, help="ONNX export cache (default: a temp dir)"
     )
     p.add_argument(
+        "--precision",
+        choices=("fp32", "int8", "auto"),
+        default="fp32",
+        help="int8: the graph `veracity quantize` built and checked in the export cache "
+        "(needs --backend onnx; FP32 if there is none or it failed its check); auto: INT8 "
+        "only where it is also faster here (default: %(default)s)",
+    )
+    p.add_argument(
         "--check-robustness",
         action="store_true",
         help="also score each image re-encoded as JPEG 75 and halved; report stability",
@@ -97,7 +105,7 @@ def _predict_files(args: argparse.Namespace, credentials: CredentialReader) -> i
     from veracity.answers import VerdictFields
     from veracity.serving.recording import image_media_type, video_media_type
 
-    predictor = load_predictor(args, args.backend, args.export_dir)
+    predictor = load_predictor(args, args.backend, args.export_dir, args.precision)
     calibration = predictor.checkpoint.metadata.calibration
     failures = 0
     for path in args.files:

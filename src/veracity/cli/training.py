@@ -23,8 +23,19 @@ def add_parser(sub: Subcommands) -> None:
         "weights under a new calibration version (the weights are not changed).",
     )
     add_checkpoint(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="dataset root with train/ and val/ splits")
+    source.add_argument(
+        "--corpus",
+        type=Path,
+        help="the real-photo corpus a checkpoint was trained on (`train --corpus`): its "
+        "validate pairs, drawn as the run drew them (--profile-only)",
+    )
     p.add_argument(
-        "--data", type=Path, required=True, help="dataset root with train/ and val/ splits"
+        "--profile-only",
+        action="store_true",
+        help="keep the calibration; only (re)build the drift profile: the calibration data "
+        "judged as the service would judge it, written beside the weights as NAME.drift.json",
     )
     p.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
     p.add_argument(
@@ -283,10 +294,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from veracity.devices import select_device
+    from veracity.training.calibrate import profile_folder
+    from veracity.training.corpus_data import profile_corpus
+
+    device = select_device(args.device)
+    if args.corpus is not None:
+        profile = profile_corpus(args.checkpoint, args.corpus, device=device)
+    else:
+        profile = profile_folder(args.checkpoint, args.data, seed=args.seed, device=device)
+    counts = {
+        name: dict(zip(s.labels, s.counts, strict=True)) for name, s in profile.signals.items()
+    }
+    print(
+        json.dumps(
+            {
+                "checkpoint": str(args.checkpoint),
+                "answers": profile.answers,
+                "data": profile.data,
+                "verdicts": counts["verdict"],
+            }
+        )
+    )
+    return 0
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from veracity.devices import select_device
     from veracity.training.calibrate import calibrate_checkpoint
 
+    if args.profile_only:
+        return _cmd_profile(args)
+    if args.data is None:
+        raise SystemExit(
+            "veracity calibrate: --corpus goes with --profile-only; refit a "
+            "corpus checkpoint's calibration by training it again"
+        )
     stored = calibrate_checkpoint(
         args.checkpoint,
         args.data,

@@ -52,8 +52,13 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, model_path: Path, device: torch.device, *, threads: int | None) -> None:
+    def __init__(
+        self, model_path: Path, device: torch.device, *, threads: int | None, name: str = "onnx"
+    ) -> None:
         import onnxruntime as ort  # imported only by deployments that choose this backend
+
+        self.name = name  # "onnx-int8" for a quantised graph
+        self.fingerprint: str | None = None  # a quantised graph's SHA-256 (the cache key's)
 
         available = ort.get_available_providers()
         if device.type == "cuda":

@@ -7,8 +7,7 @@ gets the same numbers and the same verdict offline and over HTTP.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -27,14 +26,10 @@ from veracity.images import (
     load_image,
 )
 from veracity.inference.attribution import grad_cam_grid
-from veracity.inference.backends import (
-    PARITY_TOLERANCE,
-    Backend,
-    OnnxBackend,
-    TorchBackend,
-)
+from veracity.inference.backends import Backend, TorchBackend
+from veracity.inference.engines import choose_engine, onnx_engine, with_precision
 from veracity.preprocess import ImageTransform, pool_patch_logits
-from veracity.runtime import BackendChoice
+from veracity.runtime import BackendChoice, Precision
 from veracity.similarity.phash import hash_image
 from veracity.verdicts import robustness
 from veracity.verdicts.calibration import IDENTITY
@@ -327,8 +322,13 @@ def create_predictor(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     policy: VerdictPolicy | None = None,
     decode_budget: DecodeBudget = DEFAULT_DECODE_BUDGET,
+    precision: Precision = "fp32",
 ) -> Predictor:
     """A Predictor on the named backend; for ``onnx``, the export cached in ``export_dir``.
+
+    ``precision`` ``int8`` serves the quantised graph ``veracity quantize`` left in
+    ``export_dir`` if its check against FP32 passed, ``auto`` only if it also measures
+    faster here; otherwise (and on any other backend) FP32, saying why in the log.
 
     ``auto`` takes ONNX Runtime where it runs on ``device`` (its CPU provider; its CUDA
     provider where the GPU build is installed) and agrees with PyTorch eager on this
@@ -341,7 +341,7 @@ def create_predictor(
     engine: Backend | None = None
     if backend in ("onnx", "auto"):
         try:
-            engine = _onnx_engine(checkpoint, device, export_dir, threads)
+            engine = onnx_engine(checkpoint, device, export_dir, threads)
         except (CheckpointError, ConfigurationError, ImportError) as e:
             if backend == "onnx":
                 raise
@@ -359,62 +359,11 @@ def create_predictor(
         decode_budget=decode_budget,
     )
     if backend == "auto" and engine is not None:
-        predictor.backend = _choose_engine(
+        predictor.backend = choose_engine(
             engine, TorchBackend(predictor.model, device), predictor.config.input_size
         )
-    return predictor
-
-
-def _choose_engine(
-    onnx: Backend,
-    eager: Backend,
-    input_size: tuple[int, int, int],
-    clock: Callable[[Backend, torch.Tensor], float] | None = None,
-) -> Backend:
-    """``auto``'s choice between ONNX Runtime and PyTorch eager for one checkpoint.
-
-    ONNX Runtime must first agree with PyTorch (the reference) on a fixed batch. On CPU it
-    is then taken (measured faster there: 0.63 s against 0.9-1.0 s for 512 patches); on a
-    GPU both are timed on a batch and the faster is taken, since which one wins depends on
-    the GPU, the model and the CUDA build.
-    """
-    generator = torch.Generator().manual_seed(0)
-    batch = torch.rand(8, *input_size, generator=generator)
-    difference = float((onnx(batch[:2])[0] - eager(batch[:2])[0]).abs().max())
-    if difference > PARITY_TOLERANCE:
-        logger.warning(
-            "backend auto: PyTorch eager, ONNX Runtime's logits differ from it",
-            extra={"max_abs_difference": difference, "tolerance": PARITY_TOLERANCE},
+    if precision != "fp32":
+        predictor.backend = with_precision(
+            predictor.backend, checkpoint, precision, export_dir=export_dir, threads=threads
         )
-        return eager
-    if onnx.device.type == "cpu":
-        return onnx
-    timer = clock or _median_seconds
-    timings = {"onnx": timer(onnx, batch), "torch": timer(eager, batch)}
-    chosen = onnx if timings["onnx"] <= timings["torch"] else eager
-    logger.info(
-        "backend auto: the faster engine on this device",
-        extra={"backend": chosen.name, "seconds": timings},
-    )
-    return chosen
-
-
-def _median_seconds(engine: Backend, batch: torch.Tensor, runs: int = 5) -> float:
-    for _ in range(2):  # warm-up: allocation and kernel choice
-        engine(batch)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        engine(batch)  # returns CPU tensors: the device work is finished
-        times.append(time.perf_counter() - started)
-    return sorted(times)[runs // 2]
-
-
-def _onnx_engine(
-    checkpoint: Checkpoint, device: torch.device, export_dir: Path | None, threads: int | None
-) -> Backend:
-    from veracity.export import ensure_onnx
-
-    if export_dir is None:
-        raise ConfigurationError("the onnx backend needs an export directory")
-    return OnnxBackend(ensure_onnx(checkpoint, export_dir), device, threads=threads)
+    return predictor

@@ -33,6 +33,7 @@ from veracity.jobs.records import Job, JobInput, JobKind, QueueDepth
 from veracity.store.database import Database
 from veracity.store.predictions import may_see
 from veracity.store.schema import JobInputRow, JobRow, PredictionRow
+from veracity.tracing import current_traceparent
 
 CANCELLED = {"code": "cancelled", "message": "the job was cancelled by its key"}
 
@@ -100,6 +101,8 @@ class JobQueue:
             StoreOutcomeUnknownError: the job may have been stored (repeat with the key).
         """
         digest = _idempotency_digest(caller, idempotency_key)
+        # Read here, on the request's task: the job's run and webhook continue its trace.
+        traceparent = current_traceparent()
 
         def existing(session: Session) -> Job | None:
             return _repeated(session, digest, kind)
@@ -120,6 +123,7 @@ class JobQueue:
                 webhook_url=webhook_url,
                 webhook_attempts=0,
                 idempotency_key=digest,
+                traceparent=traceparent,
             )
             session.add(row)
             # The job row first: the inputs' foreign key needs it.

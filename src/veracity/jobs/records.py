@@ -30,6 +30,7 @@ class Job:
     webhook_status: str | None
     webhook_attempts: int
     webhook_error: str | None
+    traceparent: str | None = None  # of the request that created it
 
     @classmethod
     def of(cls, row: JobRow) -> Job:
@@ -50,6 +51,7 @@ class Job:
             webhook_status=row.webhook_status,
             webhook_attempts=row.webhook_attempts,
             webhook_error=row.webhook_error,
+            traceparent=row.traceparent,
         )
 
 

@@ -4,6 +4,11 @@ admission they share with live requests), record the outcome, deliver webhooks.
 A job the service has no room for goes back to the queue without counting an attempt, so
 live requests keep priority. On shutdown a running job is handed back to the queue; if
 the process dies instead, the job's lease runs out and any replica claims it again.
+
+Each attempt at a job is a ``job.run`` span and each webhook delivery a ``webhook.deliver``
+span, both children of the span of the request that created the job (its ``traceparent``
+is stored with it), so the trace goes on wherever and whenever the job runs; the delivery
+sends its own ``traceparent`` to the receiver.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.trace import NoOpTracer, Span, SpanKind, Status, StatusCode, Tracer
+
 from veracity.errors import (
     ModelNotLoadedError,
     ServiceUnavailableError,
@@ -27,6 +34,7 @@ from veracity.jobs.records import Job, JobInput
 from veracity.jobs.webhooks import Delivery, WebhookSender
 from veracity.metrics import ServiceMetrics
 from veracity.store.schema import PredictionRow
+from veracity.tracing import context_of
 
 logger = logging.getLogger("veracity.jobs")
 
@@ -58,12 +66,14 @@ class JobRunner:
         *,
         webhooks: WebhookSender | None,
         metrics: ServiceMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.queue = queue
         self._execute = execute
         self._settings = settings
         self._webhooks = webhooks
         self._metrics = metrics
+        self._tracer = tracer or NoOpTracer()
         self._wake = asyncio.Event()
         self._webhook_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -137,6 +147,21 @@ class JobRunner:
             await self._run(worker, job, inputs)
 
     async def _run(self, worker: str, job: Job, inputs: list[JobInput]) -> None:
+        # Current while the job runs: the judging's spans (and log lines) are its children.
+        with self._tracer.start_as_current_span(
+            "job.run",
+            context=context_of(job.traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "veracity.job.id": job.id,
+                "veracity.job.kind": job.kind,
+                "veracity.job.attempt": job.attempts,
+                "veracity.request_id": job.request_id,
+            },
+        ) as span:
+            await self._run_traced(worker, job, inputs, span)
+
+    async def _run_traced(self, worker: str, job: Job, inputs: list[JobInput], span: Span) -> None:
         log = {"job_id": job.id, "kind": job.kind, "attempt": job.attempts}
         logger.info("job started", extra=log)
         work = asyncio.ensure_future(self._execute(job, inputs))
@@ -155,6 +180,7 @@ class JobRunner:
             # Busy (or still loading): live requests come first; the job waits its turn,
             # behind the jobs queued after it.
             lease.cancel()
+            span.set_attribute("veracity.job.outcome", "handed_back")
             busy_s = self._settings.busy_retry_s
             await self._hand_back(job.id, worker, wait_s=busy_s)
             await asyncio.sleep(busy_s)
@@ -196,6 +222,9 @@ class JobRunner:
             logger.warning("job claim lost; another worker records it", extra=log)
             return
         status = "done" if error is None else "failed"
+        span.set_attribute("veracity.job.outcome", status)
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, error["code"]))
         self._count(status)
         logger.info(f"job {status}", extra=log | ({"error": error["code"]} if error else {}))
         self._webhook_wake.set()
@@ -235,6 +264,20 @@ class JobRunner:
                 logger.exception("webhook delivery failed", extra={"job_id": job.id})
 
     async def _deliver(self, job: Job) -> None:
+        # In the trace of the request that created the job; the POST carries its traceparent.
+        with self._tracer.start_as_current_span(
+            "webhook.deliver",
+            context=context_of(job.traceparent),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "veracity.job.id": job.id,
+                "veracity.webhook.attempt": job.webhook_attempts,
+                "veracity.request_id": job.request_id,
+            },
+        ) as span:
+            await self._deliver_traced(job, span)
+
+    async def _deliver_traced(self, job: Job, span: Span) -> None:
         assert self._webhooks is not None
         assert job.webhook_url is not None
         try:
@@ -253,6 +296,9 @@ class JobRunner:
         ):
             retry = settings.webhook_backoff_s * 2 ** (job.webhook_attempts - 1)
         outcome = "delivered" if delivery.delivered else "retry" if retry else "failed"
+        span.set_attribute("veracity.webhook.outcome", outcome)
+        if not delivery.delivered:
+            span.set_status(Status(StatusCode.ERROR, delivery.error))
         if self._metrics is not None:
             self._metrics.webhooks.labels(outcome).inc()
         logger.info(

@@ -11,6 +11,9 @@ allowed, refuses any address that is not globally routable: the host is resolved
 delivery, every address checked, and the connection made to a checked address (see
 ``webhook_targets``), so a name cannot be pointed at the service's neighbours between the
 check and the connection.
+
+A delivery made under a span (the job runner's ``webhook.deliver``) carries its W3C
+``traceparent`` header, so a receiver that traces can continue the job's trace.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from veracity.jobs.webhook_targets import (
     refusal,
     resolve,
 )
+from veracity.tracing import inject_traceparent
 
 SIGNATURE_HEADER = "Veracity-Signature"
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, as Stripe marks its webhook secrets)
@@ -147,6 +151,7 @@ class WebhookSender:
             "Veracity-Event-Id": event_id,
             SIGNATURE_HEADER: signature(secret, int(time.time()), body),
         }
+        inject_traceparent(headers)
         # TLS is verified for the name in the URL, not the address connected to.
         extensions = (
             {"sni_hostname": target.host.removesuffix(".")}

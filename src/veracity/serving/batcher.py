@@ -27,27 +27,51 @@ another are between requests for a moment after each answer, and a batch of fram
 taken in that moment would make their next image wait a whole forward pass. So a video
 never makes an image wait behind its frames, and never inflates an image's forward pass by
 more than ``bulk_share`` items; alone, a video still fills whole batches.
+
+Traces: a forward pass serves several requests, each in its own trace. Rather than one
+batch span that no request's trace would show (a root of its own, sampled on its own), each
+item submitted under a recorded span gets two spans there, written with the batch's times
+once it has run: ``batcher.queue`` (from submission to the start of its batch) and
+``model.forward`` (the shared pass, with the batch's size and a ``veracity.batch.id`` that
+the other items of the pass carry too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from opentelemetry.trace import NoOpTracer, Span, Status, StatusCode, Tracer, set_span_in_context
+from opentelemetry.util.types import Attributes
+
 from veracity.errors import ServiceUnavailableError
+from veracity.tracing import recording
 
 logger = logging.getLogger("veracity.batcher")
 
 I = TypeVar("I")  # noqa: E741 - the conventional name of an input type variable
 O = TypeVar("O")  # noqa: E741
 
-_Entry = tuple[I, "asyncio.Future[O]"]
-_Queued = tuple[I, "asyncio.Future[O]", bool]  # item, its future, bulk
+
+@dataclass(frozen=True)
+class _Traced:
+    """Where an item's batch spans go: the recorded span it was submitted under."""
+
+    parent: Span
+    queued_ns: int
+
+
+# item, its future, its trace (None: not recorded)
+_Entry = tuple[I, "asyncio.Future[O]", _Traced | None]
+_Queued = tuple[I, "asyncio.Future[O]", _Traced | None, bool]  # ... and bulk
 
 
 class Pending:
@@ -81,6 +105,8 @@ class MicroBatcher(Generic[I, O]):
             (default: no limit).
         interactive_grace_s: How long after a batch with interactive items the traffic
             counts as active (default: twice the last forward pass, at least 50 ms).
+        tracer: Writes the queue and forward-pass spans of recorded items.
+        span_attributes: Put on every forward-pass span (the model's name and version).
     """
 
     def __init__(
@@ -94,6 +120,8 @@ class MicroBatcher(Generic[I, O]):
         expected: Callable[[], int] | None = None,
         bulk_share: int | None = None,
         interactive_grace_s: float | None = None,
+        tracer: Tracer | None = None,
+        span_attributes: Attributes = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
@@ -118,6 +146,9 @@ class MicroBatcher(Generic[I, O]):
         self._collecting: list[_Entry[I, O]] = []
         self._task: asyncio.Task[None] | None = None
         self.running = 0  # items in the batch now in the executor
+        self._tracer = tracer or NoOpTracer()
+        self._span_attributes = dict(span_attributes or {})
+        self._batch_ids = itertools.count(1)
 
     def start(self) -> None:
         if self._task is None:
@@ -129,7 +160,9 @@ class MicroBatcher(Generic[I, O]):
         if self._task is None or self._task.done():
             raise ServiceUnavailableError("the inference queue is not running")
         future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future, bulk))
+        parent = recording()
+        traced = None if parent is None else _Traced(parent, time.time_ns())
+        await self._queue.put((item, future, traced, bulk))
         return await future
 
     async def stop(self) -> None:
@@ -140,11 +173,11 @@ class MicroBatcher(Generic[I, O]):
                 await self._task
             self._task = None
         leftovers = [*self._collecting, *self._interactive, *self._bulk]
-        leftovers += [self._queue.get_nowait()[:2] for _ in range(self._queue.qsize())]
+        leftovers += [self._queue.get_nowait()[:3] for _ in range(self._queue.qsize())]
         self._collecting = []
         self._interactive.clear()
         self._bulk.clear()
-        for _, future in leftovers:
+        for _, future, _ in leftovers:
             if not future.done():
                 future.set_exception(
                     ServiceUnavailableError(
@@ -153,8 +186,8 @@ class MicroBatcher(Generic[I, O]):
                 )
 
     def _take(self, queued: _Queued[I, O]) -> None:
-        item, future, bulk = queued
-        (self._bulk if bulk else self._interactive).append((item, future))
+        item, future, traced, bulk = queued
+        (self._bulk if bulk else self._interactive).append((item, future, traced))
 
     def _waiting(self) -> int:
         return len(self._interactive) + len(self._bulk)
@@ -204,12 +237,13 @@ class MicroBatcher(Generic[I, O]):
                 continue
             if self._on_batch is not None:
                 self._on_batch(len(batch))
-            items = [item for item, _ in batch]
+            items = [entry[0] for entry in batch]
             # Shielded: cancelling the collector (stop) lets the running batch finish and
             # deliver its results instead of abandoning it mid-forward.
             run = loop.run_in_executor(self._executor, self._run_batch, items)
             self.running = len(batch)
             started, interactive = loop.time(), self._carries_interactive
+            started_ns, failure = time.time_ns(), None
             try:
                 outputs = await asyncio.shield(run)
             except asyncio.CancelledError:
@@ -217,8 +251,9 @@ class MicroBatcher(Generic[I, O]):
                 self._deliver(batch, outputs)
                 raise
             except Exception as e:
+                failure = e
                 logger.error("batch failed", extra={"batch_size": len(batch)}, exc_info=e)
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(e)
                 continue
@@ -228,11 +263,37 @@ class MicroBatcher(Generic[I, O]):
                 if interactive:
                     # Answered now: their clients' next requests are on their way.
                     self._last_interactive = loop.time()
+                self._trace(batch, started_ns, failure)
             self._deliver(batch, outputs)
+
+    def _trace(self, batch: list[_Entry[I, O]], started_ns: int, failure: Exception | None) -> None:
+        """The queue and forward-pass spans of the batch's recorded items (written after
+        the pass, with its times: nothing is traced on the inference thread)."""
+        traced = [entry[2] for entry in batch if entry[2] is not None]
+        if not traced:
+            return
+        ended_ns = time.time_ns()
+        attributes = self._span_attributes | {
+            "veracity.batch.size": len(batch),
+            "veracity.batch.id": next(self._batch_ids),
+        }
+        for item in traced:
+            parent = set_span_in_context(item.parent)
+            queued = self._tracer.start_span(
+                "batcher.queue", context=parent, start_time=item.queued_ns
+            )
+            queued.end(end_time=started_ns)
+            forward = self._tracer.start_span(
+                "model.forward", context=parent, attributes=attributes, start_time=started_ns
+            )
+            if failure is not None:
+                forward.record_exception(failure)
+                forward.set_status(Status(StatusCode.ERROR, type(failure).__name__))
+            forward.end(end_time=ended_ns)
 
     @staticmethod
     def _deliver(batch: list[_Entry[I, O]], outputs: Sequence[O]) -> None:
         assert len(outputs) == len(batch), "run_batch must return one output per item"
-        for (_, future), output in zip(batch, outputs, strict=True):
+        for (_, future, _), output in zip(batch, outputs, strict=True):
             if not future.done():
                 future.set_result(output)

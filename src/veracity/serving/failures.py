@@ -24,7 +24,7 @@ def fingerprint(version: ModelVersion) -> Fingerprint:
     """Name, size and mtime of the version's files (None for one that is absent)."""
     paths = CheckpointPaths.resolve(version.checkpoint)
     stamps: list[tuple[str, int, int] | None] = []
-    for path in (paths.weights, paths.metadata, paths.calibration):
+    for path in (paths.weights, paths.metadata, paths.calibration, paths.drift_profile):
         try:
             stat = path.stat()
         except OSError:

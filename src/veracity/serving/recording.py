@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry.trace import NoOpTracer, Tracer
 from PIL import Image
 from pydantic import BaseModel
 
@@ -22,6 +23,7 @@ from veracity.similarity.seen import SeenBefore
 from veracity.store.inputs import InputFiles
 from veracity.store.predictions import Kind, PredictionStore, cache_key
 from veracity.store.schema import PredictionRow
+from veracity.tracing import child_span
 
 logger = logging.getLogger("veracity.store")
 
@@ -62,11 +64,13 @@ class Recorder:
         cache: bool,
         seen: SeenBefore | None = None,
         inputs: InputFiles | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.store = store
         self.cache = cache and store is not None
         self.seen = seen
         self.inputs = inputs if store is not None else None
+        self._tracer = tracer or NoOpTracer()
 
     async def seen_before(self, phash: str | None, caller: Caller) -> list[SeenBeforeModel] | None:
         """Earlier predictions of near-duplicates the caller may see; None when unknown."""
@@ -106,13 +110,20 @@ class Recorder:
             "quality": [policy.quality.min_jpeg_quality, policy.quality.min_content_std],
             "options": options,
         }
+        if model.engine_fingerprint is not None:  # INT8: its scores differ a little
+            scope["engine"] = model.engine_fingerprint
         return cache_key(digest, scope)
 
     async def cached(self, keys: list[str], caller: Caller) -> dict[str, PredictionRow]:
         """The caller's own earlier answers for ``keys`` (never another key's)."""
         if not self.cache or self.store is None or not keys:
             return {}
-        return await self.store.find_cached(keys, caller.key_id)
+        with child_span(
+            self._tracer, "cache.lookup", attributes={"veracity.cache.keys": len(keys)}
+        ) as span:
+            found = await self.store.find_cached(keys, caller.key_id)
+            span.set_attribute("veracity.cache.hits", len(found))
+            return found
 
     async def save(self, rows: list[PredictionRow], uploads: Iterable[bytes] = ()) -> bool:
         """Record the rows (and, where inputs are kept, the uploads they are about)."""

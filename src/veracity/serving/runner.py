@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from opentelemetry.trace import NoOpTracer, Tracer
 
 from veracity.checkpoint import CheckpointMetadata, load_checkpoint
 from veracity.devices import select_device
@@ -36,6 +37,7 @@ from veracity.serving.batcher import MicroBatcher, Pending
 from veracity.serving.frames import VideoScoring
 from veracity.serving.pools import Pools, run_in
 from veracity.settings import ServiceOptions
+from veracity.tracing import child_span
 from veracity.verdicts.decision import Verdict
 from veracity.video.aggregate import AggregationRule
 from veracity.video.analysis import VideoAnalysis
@@ -72,6 +74,7 @@ class ModelRunner:
         pools: Pools,
         admission: Admission,
         metrics: ServiceMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.model = version
         self.options = options.runner
@@ -83,6 +86,7 @@ class ModelRunner:
         self._pools = pools
         self._admission = admission
         self._metrics = metrics
+        self._tracer = tracer or NoOpTracer()
         self._predictor: Predictor | None = None
         self._batcher: MicroBatcher[torch.Tensor, BatchOutput] | None = None
         self._pending = Pending()  # uploads and frames being decoded: batches wait for them
@@ -130,6 +134,11 @@ class ModelRunner:
         return self._predictor.backend.name if self._predictor else self.options.backend
 
     @property
+    def engine_fingerprint(self) -> str | None:
+        """What tells this engine's answers apart from FP32's (the INT8 graph's SHA-256)."""
+        return getattr(self._predictor.backend, "fingerprint", None) if self._predictor else None
+
+    @property
     def queued(self) -> int:
         """Items of this version in a forward pass now."""
         return self._batcher.running if self._batcher is not None else 0
@@ -158,7 +167,7 @@ class ModelRunner:
         self._predictor = predictor
         # What the engine actually chosen holds: the model, at least its weights file, and
         # the ONNX copy only where ONNX Runtime serves (auto may fall back to PyTorch).
-        exported = self.model.size_bytes if predictor.backend.name == "onnx" else 0
+        exported = self.model.size_bytes if predictor.backend.name.startswith("onnx") else 0
         self.memory_bytes = max(self.model.size_bytes, _model_bytes(predictor)) + exported
         meta = predictor.checkpoint.metadata
         logger.info(
@@ -184,6 +193,7 @@ class ModelRunner:
             checkpoint,
             device,
             backend=options.backend,
+            precision=options.precision,
             export_dir=options.export_dir,
             threads=options.torch_threads,
             formats=self.images.formats,
@@ -212,6 +222,11 @@ class ModelRunner:
             on_batch=metrics.batch_size.observe if metrics is not None else None,
             expected=lambda: self._pending.count,
             bulk_share=self.batch_share,
+            tracer=self._tracer,
+            span_attributes={
+                "veracity.model.name": self.name,
+                "veracity.model.version": self.version,
+            },
         )
         self._batcher.start()
 
@@ -272,7 +287,10 @@ class ModelRunner:
     ) -> InferenceResult:
         predictor = self.predictor
         t0 = time.perf_counter()
-        with self._pending.preparing():
+        with (
+            self._pending.preparing(),
+            child_span(self._tracer, "image.decode", attributes={"veracity.bytes": len(data)}),
+        ):
             prepared = await run_in(
                 self._pools.preprocess,
                 # The hash is taken here, from the image decoded for the model: one decode
@@ -296,9 +314,16 @@ class ModelRunner:
             name: out.prediction
             for name, out in zip(prepared.variants, outputs[count:], strict=True)
         }
-        prediction, verdict = predictor.judge_prepared(
-            prepared, [out.prediction for out in outputs[:count]], variants
-        )
+        with child_span(self._tracer, "verdict.gates") as span:
+            prediction, verdict = predictor.judge_prepared(
+                prepared, [out.prediction for out in outputs[:count]], variants
+            )
+            span.set_attributes(
+                {
+                    "veracity.verdict": verdict.verdict,
+                    "veracity.reasons": [reason.code for reason in verdict.reasons],
+                }
+            )
         self._count(verdict)
         return InferenceResult(
             prediction=prediction,
@@ -400,7 +425,14 @@ class ModelRunner:
                 deadline or Deadline(self.video_timeout_s, VIDEO_TIMEOUT_SETTING)
             ),
         ):
-            return await self._video().analyse(data, plan, rule, limits or self.video_limits)
+            with child_span(
+                self._tracer, "video.analyse", attributes={"veracity.bytes": len(data)}
+            ) as span:
+                analysis = await self._video().analyse(
+                    data, plan, rule, limits or self.video_limits
+                )
+                span.set_attribute("veracity.verdict", analysis.verdict.verdict)
+                return analysis
 
     def _video(self) -> VideoScoring:
         return VideoScoring(

@@ -28,6 +28,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
+from opentelemetry.trace import Tracer
+
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths
 from veracity.errors import ModelNotFoundError, ServiceUnavailableError
 from veracity.metrics import ServiceMetrics
@@ -55,12 +57,14 @@ class ModelService:
         options: ServiceOptions | None = None,
         *,
         metrics: ServiceMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.repository = (
             source if isinstance(source, ModelRepository) else ModelRepository(checkpoint=source)
         )
         self.options = options or ServiceOptions()
         self._metrics = metrics
+        self._tracer = tracer
         self.admission = Admission(self.options.admission, metrics=metrics)
         self._registry = ModelRegistry(
             self.repository,
@@ -151,6 +155,7 @@ class ModelService:
             pools=self._pools,
             admission=self.admission,
             metrics=self._metrics,
+            tracer=self._tracer,
         )
 
     async def start(self) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import limits
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
 from veracity.cpus import available_cpus
 from veracity.demo import default_checkpoint
@@ -23,7 +23,12 @@ from veracity.images import (
     DecodeBudget,
 )
 from veracity.provenance.options import ProvenanceOptions, load_trust_anchors
-from veracity.runtime import BackendChoice, DevicePreference, default_export_dir
+from veracity.runtime import BackendChoice, DevicePreference, Precision, default_export_dir
+from veracity.settings.monitoring import (
+    ENV_PREFIX,
+    SETTINGS_CONFIG,
+    MonitoringSettings,
+)
 from veracity.settings.options import (
     AdmissionLimits,
     ImageLimits,
@@ -31,77 +36,20 @@ from veracity.settings.options import (
     RunnerOptions,
     ServiceOptions,
 )
-from veracity.store.options import StoreOptions
 from veracity.verdicts.decision import Thresholds, VerdictPolicy
 from veracity.verdicts.quality import QualityLimits
 from veracity.video.aggregate import AggregationMethod, AggregationRule, SustainedRun
 from veracity.video.plan import VideoLimits
 
-ENV_PREFIX = "VERACITY_"
 _IDENTIFIER = "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 DEFAULT_MODEL_PATTERN = rf"^{_IDENTIFIER}(:{_IDENTIFIER})?$"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
-_CONFIG = SettingsConfigDict(
-    env_prefix=ENV_PREFIX,
-    env_file=".env",
-    env_file_encoding="utf-8",
-    extra="ignore",
-    # An empty value (as .env.example documents optional settings) means "the default".
-    env_ignore_empty=True,
-    validate_default=True,
-)
-
-
-class StoreSettings(BaseSettings):
-    """Where verdicts are kept: all that ``veracity db`` needs (no API keys)."""
-
-    model_config = _CONFIG
-
-    # The results store: every verdict recorded (VERACITY_STORE_ENABLED=false: none). By
-    # default an SQLite file in data_dir; a PostgreSQL URL when replicas share one store.
-    store_enabled: bool = True
-    data_dir: Path = Path("var")
-    database_url: SecretStr | None = None
-    # Apply the store's migrations at start-up (off: run `veracity db upgrade` yourself).
-    database_migrate: bool = True
-    # Every store operation gives up after this long (verdicts: stored=false; reads: 503).
-    store_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
-    # The exact cache: the same bytes, model, calibration, policy and options are answered
-    # from the store without inference.
-    cache_enabled: bool = True
-    # Keep each upload's bytes (content-addressed files under data_dir/inputs) for this
-    # many days after its last upload: reviewers can see them, and `veracity
-    # export-feedback` turns the reviewed ones into training data. Off by default.
-    store_inputs: bool = False
-    input_retention_days: Annotated[float, Field(gt=0, le=36_500)] = 30.0
-    # "Seen before": each image answer lists earlier predictions of near-duplicates (256-bit
-    # pHash within this many bits; re-encodes measure up to about 16, distinct pictures
-    # about 90 and more).
-    seen_before_enabled: bool = True
-    seen_before_max_distance: Annotated[int, Field(ge=0, le=128)] = 40
-
-    @property
-    def inputs_dir(self) -> Path:
-        """Where kept uploads live (VERACITY_STORE_INPUTS)."""
-        return self.data_dir / "inputs"
-
-    @property
-    def store_options(self) -> StoreOptions:
-        """What the results database is opened with."""
-        return StoreOptions(
-            url=self.database_url.get_secret_value() if self.database_url else None,
-            data_dir=self.data_dir,
-            timeout_s=self.store_timeout_s,
-            migrate=self.database_migrate,
-        )
-
-
-class Settings(StoreSettings):
+class Settings(MonitoringSettings):
     """Every setting of the service. ``.env.example`` documents each with its default."""
 
-    model_config = _CONFIG
+    model_config = SETTINGS_CONFIG
 
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -150,6 +98,10 @@ class Settings(StoreSettings):
     torch_threads: Annotated[int, Field(ge=1, le=256)] | None = None
     # auto: ONNX Runtime where it runs and matches PyTorch on the checkpoint, else PyTorch.
     backend: BackendChoice = "auto"
+    # INT8 (README, "INT8"): the graph `veracity quantize` built and checked against FP32,
+    # from export_dir; auto: only where the check passed and it measures faster here. FP32
+    # by default: answers do not change with what an export directory happens to hold.
+    precision: Precision = "fp32"
     export_dir: Path = Field(default_factory=default_export_dir)
     max_batch_size: Annotated[int, Field(ge=1, le=256)] = 8
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
@@ -405,6 +357,7 @@ class Settings(StoreSettings):
         return RunnerOptions(
             device=self.device,
             backend=self.backend,
+            precision=self.precision,
             export_dir=self.export_dir,
             workers=self.resolved_inference_threads,
             torch_threads=self.resolved_torch_threads,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from veracity.images import DEFAULT_FORMATS, DecodeBudget
-from veracity.runtime import BackendChoice, DevicePreference
+from veracity.runtime import BackendChoice, DevicePreference, Precision
 from veracity.verdicts.decision import VerdictPolicy
 from veracity.video.plan import VideoLimits
 
@@ -21,6 +21,7 @@ class RunnerOptions:
 
     device: DevicePreference = "auto"
     backend: BackendChoice = "torch"
+    precision: Precision = "fp32"
     export_dir: Path | None = None
     workers: int = 1  # threads decoding uploads
     torch_threads: int | None = None  # intra-op threads per forward pass

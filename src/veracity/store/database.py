@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -35,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from veracity.errors import ConfigurationError, StoreOutcomeUnknownError, StoreUnavailableError
 from veracity.store.options import StoreOptions
+from veracity.tracing import child_span
 
 if TYPE_CHECKING:
     from veracity.metrics import ServiceMetrics
@@ -201,19 +203,33 @@ class Database:
     ``timeout_s``: what the prediction store and the job queue share."""
 
     def __init__(
-        self, engine: Engine, *, timeout_s: float, metrics: ServiceMetrics | None = None
+        self,
+        engine: Engine,
+        *,
+        timeout_s: float,
+        metrics: ServiceMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
         self.timeout_s = timeout_s
         self.metrics = metrics
+        self._tracer = tracer or NoOpTracer()
+        self._span_attributes = {"db.system.name": engine.dialect.name}
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         size = engine.pool.size() if hasattr(engine.pool, "size") else 4
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="veracity-store")
 
     @classmethod
-    def open(cls, options: StoreOptions, metrics: ServiceMetrics | None = None) -> Database:
+    def open(
+        cls,
+        options: StoreOptions,
+        metrics: ServiceMetrics | None = None,
+        tracer: Tracer | None = None,
+    ) -> Database:
         """The database the options describe (nothing is connected yet)."""
-        return cls(open_engine(options), timeout_s=options.timeout_s, metrics=metrics)
+        return cls(
+            open_engine(options), timeout_s=options.timeout_s, metrics=metrics, tracer=tracer
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -228,6 +244,13 @@ class Database:
             StoreOutcomeUnknownError: the commit had begun at the deadline and the database
                 did not confirm it within a second deadline; it may have been applied.
         """
+        attributes = self._span_attributes | {"db.operation.name": operation}
+        with child_span(
+            self._tracer, f"store.{operation}", kind=SpanKind.CLIENT, attributes=attributes
+        ):
+            return await self._run(operation, work)
+
+    async def _run(self, operation: str, work: Callable[[Session], T]) -> T:
         attempt = _Attempt()
 
         def in_session() -> T:

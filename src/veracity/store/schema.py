@@ -145,6 +145,9 @@ class JobRow(Base):
     # SHA-256 over the creating key's ID and its Idempotency-Key header: a repeated
     # creation finds this job instead of making another. None without the header.
     idempotency_key: Mapped[str | None] = mapped_column(String(64))
+    # The W3C traceparent of the request that created it: the job's run and its webhook
+    # continue that trace, on whichever replica runs them. None when tracing was off.
+    traceparent: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),

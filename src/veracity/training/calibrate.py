@@ -39,11 +39,14 @@ from veracity.checkpoint import (
     read_metadata,
     save_calibration,
 )
+from veracity.drift.profile import DriftProfile
 from veracity.errors import DatasetError, InvalidImageError
 from veracity.images import load_rgb, reencode_jpeg
 from veracity.models import CLASS_NAMES, ScoringModel, feature_layers
 from veracity.preprocess import ImageTransform, PatchPooling, pool_patch_logits
 from veracity.training.dataset import Sample, scan_split
+from veracity.training.drift_profile import profile_uploads
+from veracity.training.uploads import unlabelled, variant_uploads
 from veracity.verdicts.calibration import fit_calibration
 from veracity.verdicts.ood import (
     THRESHOLD_MARGIN,
@@ -149,8 +152,8 @@ def calibrate_checkpoint(
     loaded = load_checkpoint(checkpoint, device=device, with_calibration=False)
     transform = ImageTransform(loaded.preprocess)
     train = _with_variants(scan_split(data_dir, "train", CLASS_NAMES), seed, jpeg_quality)
-    val = _with_variants(scan_split(data_dir, "val", CLASS_NAMES), seed + 1, jpeg_quality)
-    return fit_stored_calibration(
+    val = validation_variants(data_dir, seed, jpeg_quality)
+    stored = fit_stored_calibration(
         checkpoint,
         loaded,
         reference=_VariantDataset(train, transform),
@@ -163,6 +166,20 @@ def calibrate_checkpoint(
         seed=seed,
         progress=progress,
     )
+    profile_uploads(
+        checkpoint,
+        unlabelled(variant_uploads(val)),
+        data=f"{data_dir / 'val'} (with JPEG re-encodes)",
+        device=device,
+    )
+    return stored
+
+
+def validation_variants(
+    data_dir: Path, seed: int, jpeg_quality: tuple[int, int] = (60, 95)
+) -> list[Variant]:
+    """What calibration is fitted on: DATA/val's images and their JPEG re-encodes."""
+    return _with_variants(scan_split(data_dir, "val", CLASS_NAMES), seed + 1, jpeg_quality)
 
 
 def fit_stored_calibration(
@@ -240,3 +257,15 @@ def fit_stored_calibration(
     stored = save_calibration(checkpoint, stats, metadata).calibration
     assert stored is not None
     return stored
+
+
+def profile_folder(
+    checkpoint: Path, data_dir: Path, *, seed: int, device: torch.device
+) -> DriftProfile:
+    """Rebuild ``checkpoint``'s drift profile on DATA/val (as calibration saw it)."""
+    return profile_uploads(
+        checkpoint,
+        unlabelled(variant_uploads(validation_variants(data_dir, seed))),
+        data=f"{data_dir / 'val'} (with JPEG re-encodes)",
+        device=device,
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from veracity.checkpoint import CalibrationMetadata, load_checkpoint
+from veracity.checkpoint import CalibrationMetadata, load_checkpoint, read_metadata
 from veracity.corpus.manifest import default_manifest
+from veracity.drift.profile import DriftProfile
+from veracity.errors import DatasetError
 from veracity.preprocess import ImageTransform, PreprocessConfig
 from veracity.training.calibrate import fit_stored_calibration
 from veracity.training.config import TrainConfig
 from veracity.training.data import epoch_generator, seed_worker
+from veracity.training.drift_profile import profile_uploads
 from veracity.training.pairs import (
     FAKE,
     REAL,
@@ -37,6 +41,7 @@ from veracity.training.pairs import (
     collate_pairs,
     collate_pairs_with_masks,
 )
+from veracity.training.uploads import pair_uploads, unlabelled
 
 # Training epochs count from 1, so the pairs drawn for validation and calibration are
 # never the ones a training epoch drew.
@@ -88,6 +93,41 @@ def _sources(pairs: PairDataset) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def pair_options(training: Mapping[str, Any]) -> PairOptions:
+    """The pairs a run with this training record (TrainConfig's fields) draws."""
+    return PairOptions(
+        seed=int(training["seed"]),
+        video_share=float(training["video_share"]),
+        crops_per_pair=int(training["crops_per_pair"]),
+        min_edit_share=MIN_EDIT_SHARE,
+        self_blend=bool(training["self_blend"]),
+    )
+
+
+def validation_pairs(
+    root: Path, manifest: Path | None, training: Mapping[str, Any], preprocess: PreprocessConfig
+) -> PairDataset:
+    """The validate split's pairs exactly as the run recorded in ``training`` drew them
+    for validation and calibration."""
+    pairs = build_pair_dataset(
+        root, "validate", pair_options(training), manifest=manifest, preprocess=preprocess
+    )
+    pairs.set_epoch(VALIDATION_EPOCH)
+    return pairs
+
+
+def training_pairs(
+    root: Path, manifest: Path | None, training: Mapping[str, Any], preprocess: PreprocessConfig
+) -> PairDataset:
+    """The train split's pairs at the epoch no training epoch drew (what the gate's
+    reference statistics were fitted on): calibration data for INT8."""
+    pairs = build_pair_dataset(
+        root, "train", pair_options(training), manifest=manifest, preprocess=preprocess
+    )
+    pairs.set_epoch(VALIDATION_EPOCH)
+    return pairs
+
+
 class CorpusData:
     """Pairs from the corpus under ``config.corpus_dir``, both splits checked against the
     manifest (``require_corpus``) before anything is trained."""
@@ -97,13 +137,7 @@ class CorpusData:
         self.config = config
         self.root = config.corpus_dir
         self.manifest = config.corpus_manifest or default_manifest()
-        options = PairOptions(
-            seed=config.seed,
-            video_share=config.video_share,
-            crops_per_pair=config.crops_per_pair,
-            min_edit_share=MIN_EDIT_SHARE,
-            self_blend=config.self_blend,
-        )
+        options = pair_options(vars(config))
         self.preprocess = preprocess
         self.train, self.validate = (
             build_pair_dataset(
@@ -177,7 +211,7 @@ class CorpusData:
         train_sources = ", ".join(_sources(self.train))
         validate_sources = ", ".join(_sources(self.validate))
         digest = hashlib.sha256(self.manifest.read_bytes()).hexdigest()
-        return fit_stored_calibration(
+        stored = fit_stored_calibration(
             checkpoint,
             load_checkpoint(checkpoint, device=device, with_calibration=False),
             reference=WholePairs(self.train, self.preprocess, REFERENCE_PAIRS),
@@ -194,3 +228,44 @@ class CorpusData:
             seed=cfg.seed,
             progress=progress,
         )
+        self.profile(checkpoint, device=device)
+        return stored
+
+    def profile(self, checkpoint: Path, *, device: torch.device) -> DriftProfile:
+        """The drift profile: the calibrated checkpoint's answers on the validate pairs."""
+        sources = ", ".join(_sources(self.validate))
+        return profile_uploads(
+            checkpoint,
+            unlabelled(pair_uploads(self.validate)),
+            data=f"corpus {self.root}: the validate split's pairs ({sources})",
+            device=device,
+        )
+
+
+def profile_corpus(checkpoint: Path, corpus_dir: Path, *, device: torch.device) -> DriftProfile:
+    """Rebuild the drift profile of a checkpoint trained with ``train --corpus`` on its
+    validate pairs, drawn as its run drew them (the training record in its metadata).
+
+    Raises:
+        DatasetError: the checkpoint was not trained on the corpus.
+    """
+    metadata = read_metadata(checkpoint)
+    training = metadata.training
+    if training.get("corpus_dir") is None:
+        raise DatasetError(
+            f"{checkpoint} was not trained on the corpus (its training record has no "
+            "corpus_dir); profile it with --data"
+        )
+    manifest = training.get("corpus_manifest")
+    pairs = validation_pairs(
+        corpus_dir,
+        Path(manifest) if manifest else default_manifest(),
+        training,
+        metadata.preprocess.to_config(),
+    )
+    return profile_uploads(
+        checkpoint,
+        unlabelled(pair_uploads(pairs)),
+        data=f"corpus {corpus_dir}: the validate split's pairs ({', '.join(_sources(pairs))})",
+        device=device,
+    )

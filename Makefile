@@ -9,7 +9,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 LOAD_VENV ?= .venv-load
 LOAD_STAMP := $(LOAD_VENV)/.installed
 
-.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models bench-explain bench-provenance bench-tracing bench-precision overload clean
+.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models bench-explain bench-provenance bench-tracing bench-precision bench-profile overload clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -195,6 +195,13 @@ bench-faces: $(STAMP) $(FACE_MODEL)
 # (about three minutes). Exits 1 below 0.95x. Writes bench/results/registry.json.
 bench-registry: $(STAMP)
 	$(BIN)/python bench/registry.py $(BENCH_ARGS)
+
+# Where the server's CPU goes per image (about two minutes): py-spy samples a real server
+# with the synthetic model under load (cache off, store, "seen before" and logs on).
+# Writes bench/results/profile.json.
+bench-profile: $(STAMP)
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	$(BIN)/python bench/cpu_profile.py $(BENCH_ARGS)
 
 # What INT8 buys (about ten minutes; needs `make corpus`): the demo model's INT8 graph built
 # and checked against FP32 (`veracity quantize`; its exit code is not the bench's), then

@@ -214,8 +214,13 @@ def decode_rgb(image: Image.Image, *, reduce: int = 1) -> Image.Image:
             rgb = _reduced_rgb(image, reduce)
         if orientation in _UPRIGHT:
             return rgb.transpose(_UPRIGHT[orientation])
-        # The caller closes the file's image; the result must outlive it.
-        return rgb.copy() if rgb is image else rgb
+        # A JPEG's own image is returned as it is (an RGB JPEG: most uploads; the copy cost
+        # about 2 ms a 720p image, bench/README.md "Where the CPU goes"): load() has read
+        # its one frame and released the file. Other formats may keep a file open for
+        # further frames, so their pixels are copied out and the caller closes the file.
+        if rgb is image and image.format != "JPEG":
+            return rgb.copy()
+        return rgb
     except InvalidImageError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
@@ -328,9 +333,13 @@ def load_image(
                 f"{needed / 2**20:,.0f} MB, above the limit of {budget.max_bytes / 2**20:,.0f} "
                 "MB; downscale it, or send it as an 8-bit RGB JPEG or PNG"
             )
-        return DecodedImage(decode_rgb(image, reduce=factor), file_format, quality, size)
-    finally:
+        decoded = decode_rgb(image, reduce=factor)
+    except BaseException:
         image.close()
+        raise
+    if decoded is not image:
+        image.close()  # the file's image is no longer needed (the result holds its pixels)
+    return DecodedImage(decoded, file_format, quality, size)
 
 
 def load_rgb(

@@ -434,3 +434,12 @@ def _composite(rgba: Image.Image) -> Image.Image:
     background = Image.new("RGB", rgba.size, _ALPHA_BACKGROUND)
     background.paste(rgba, mask=rgba)  # an RGBA mask is its alpha band, without a copy
     return background
+
+
+def image_media_type(data: bytes) -> str:
+    """The MIME type of bytes the validator accepted (read from the header only)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.get_format_mimetype() or "application/octet-stream"
+    except (OSError, ValueError):
+        return "application/octet-stream"

@@ -103,7 +103,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _predict_files(args: argparse.Namespace, credentials: CredentialReader) -> int:
     from veracity.answers import VerdictFields
-    from veracity.serving.recording import image_media_type, video_media_type
+    from veracity.images import image_media_type
+    from veracity.serving.recording import video_media_type
 
     predictor = load_predictor(args, args.backend, args.export_dir, args.precision)
     calibration = predictor.checkpoint.metadata.calibration

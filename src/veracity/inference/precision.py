@@ -21,7 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from veracity.checkpoint import Checkpoint, file_sha256
+from veracity.checkpoint import Checkpoint, atomic_write, file_sha256
 
 logger = logging.getLogger("veracity.precision")
 
@@ -96,8 +96,6 @@ def int8_paths(export_dir: Path, weights_sha256: str) -> tuple[Path, Path]:
 
 
 def write_record(path: Path, record: Int8Record) -> None:
-    from veracity.checkpoint import atomic_write
-
     text = record.model_dump_json(indent=2) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 

@@ -29,6 +29,7 @@ from veracity.answers import (
 )
 from veracity.callers import Caller
 from veracity.errors import VeracityError
+from veracity.images import image_media_type
 from veracity.inference.explanation import Explanation, ExplanationMethod
 from veracity.inference.explanation import explain as explain_prediction
 from veracity.provenance.reader import CredentialReader
@@ -38,7 +39,6 @@ from veracity.serving.context import RequestContext
 from veracity.serving.recording import (
     Recorder,
     build_row,
-    image_media_type,
     sha256_hex,
     video_media_type,
 )

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry.trace import NoOpTracer, Tracer
-from PIL import Image
 from pydantic import BaseModel
 
 from veracity.answers import SeenBeforeModel
@@ -38,15 +36,6 @@ _VIDEO_MEDIA_TYPES = {"mp4": "video/mp4", "matroska": "video/x-matroska"}
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def image_media_type(data: bytes) -> str:
-    """The MIME type of bytes the validator accepted (read from the header only)."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.get_format_mimetype() or "application/octet-stream"
-    except (OSError, ValueError):
-        return "application/octet-stream"
 
 
 def video_media_type(container: str) -> str:

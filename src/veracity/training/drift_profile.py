@@ -10,32 +10,25 @@ mix, and the verdict signal says so.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from veracity.checkpoint import (
     DriftProfileRecord,
     load_checkpoint,
-    read_metadata,
     save_drift_profile,
 )
 from veracity.drift.profile import DriftProfile, build_profile, encode_profile
 from veracity.drift.signals import Observation
 from veracity.errors import DatasetError, InvalidImageError
+from veracity.images import image_media_type
 from veracity.inference.predictor import PreparedImage, create_predictor
 
 # Judged this many at a time: the predictor's batches, bounded memory.
 _CHUNK = 16
-
-
-def _media_type(data: bytes) -> str:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.get_format_mimetype() or "application/octet-stream"
 
 
 def profile_uploads(
@@ -72,7 +65,9 @@ def profile_uploads(
     chunk: list[tuple[PreparedImage, str]] = []
     for upload in uploads:
         try:
-            chunk.append((predictor.prepare(upload, robustness_check=False), _media_type(upload)))
+            chunk.append(
+                (predictor.prepare(upload, robustness_check=False), image_media_type(upload))
+            )
         except (InvalidImageError, OSError):
             continue  # counted by what is profiled; the data sets are checked elsewhere
         if len(chunk) == _CHUNK:
@@ -101,8 +96,3 @@ def profile_uploads(
     )
     save_drift_profile(checkpoint, encode_profile(profile), record)
     return profile
-
-
-def describe_profile(checkpoint: Path) -> dict[str, object]:
-    record = read_metadata(checkpoint).drift_profile
-    return {} if record is None else {"drift_profile": record.model_dump(mode="json")}

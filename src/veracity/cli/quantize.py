@@ -76,16 +76,11 @@ def _folder_data(root: Path, seed: int) -> tuple[Iterable[Labelled], Iterable[La
 def _corpus_data(
     checkpoint: Path, root: Path
 ) -> tuple[Iterable[Labelled], Iterable[Labelled], str, str]:
-    from veracity.checkpoint import read_metadata
-    from veracity.training.corpus_data import training_pairs, validation_pairs
+    from veracity.training.corpus_data import recorded_pairs
     from veracity.training.uploads import pair_uploads
 
-    metadata = read_metadata(checkpoint)
-    preprocess = metadata.preprocess.to_config()
-    manifest = metadata.training.get("corpus_manifest")
-    manifest_path = Path(manifest) if manifest else None
-    train = training_pairs(root, manifest_path, metadata.training, preprocess)
-    validate = validation_pairs(root, manifest_path, metadata.training, preprocess)
+    train = recorded_pairs(checkpoint, root, "train")
+    validate = recorded_pairs(checkpoint, root, "validate")
     return (
         pair_uploads(train),
         pair_uploads(validate),

@@ -104,25 +104,29 @@ def pair_options(training: Mapping[str, Any]) -> PairOptions:
     )
 
 
-def validation_pairs(
-    root: Path, manifest: Path | None, training: Mapping[str, Any], preprocess: PreprocessConfig
-) -> PairDataset:
-    """The validate split's pairs exactly as the run recorded in ``training`` drew them
-    for validation and calibration."""
-    pairs = build_pair_dataset(
-        root, "validate", pair_options(training), manifest=manifest, preprocess=preprocess
-    )
-    pairs.set_epoch(VALIDATION_EPOCH)
-    return pairs
+def recorded_pairs(checkpoint: Path, root: Path, split: str) -> PairDataset:
+    """A split's pairs as the run that trained ``checkpoint`` on the corpus under ``root``
+    drew them for validation and calibration (its training record: seed, video share,
+    manifest), at the epoch no training epoch drew. The validate split's are what it was
+    calibrated on; the train split's what its gate's reference statistics were fitted on.
 
-
-def training_pairs(
-    root: Path, manifest: Path | None, training: Mapping[str, Any], preprocess: PreprocessConfig
-) -> PairDataset:
-    """The train split's pairs at the epoch no training epoch drew (what the gate's
-    reference statistics were fitted on): calibration data for INT8."""
+    Raises:
+        DatasetError: the checkpoint was not trained on the corpus.
+    """
+    metadata = read_metadata(checkpoint)
+    training = metadata.training
+    if training.get("corpus_dir") is None:
+        raise DatasetError(
+            f"{checkpoint} was not trained on the corpus (its training record has no "
+            "corpus_dir); use --data"
+        )
+    manifest = training.get("corpus_manifest")
     pairs = build_pair_dataset(
-        root, "train", pair_options(training), manifest=manifest, preprocess=preprocess
+        root,
+        split,
+        pair_options(training),
+        manifest=Path(manifest) if manifest else default_manifest(),
+        preprocess=metadata.preprocess.to_config(),
     )
     pairs.set_epoch(VALIDATION_EPOCH)
     return pairs
@@ -249,20 +253,7 @@ def profile_corpus(checkpoint: Path, corpus_dir: Path, *, device: torch.device) 
     Raises:
         DatasetError: the checkpoint was not trained on the corpus.
     """
-    metadata = read_metadata(checkpoint)
-    training = metadata.training
-    if training.get("corpus_dir") is None:
-        raise DatasetError(
-            f"{checkpoint} was not trained on the corpus (its training record has no "
-            "corpus_dir); profile it with --data"
-        )
-    manifest = training.get("corpus_manifest")
-    pairs = validation_pairs(
-        corpus_dir,
-        Path(manifest) if manifest else default_manifest(),
-        training,
-        metadata.preprocess.to_config(),
-    )
+    pairs = recorded_pairs(checkpoint, corpus_dir, "validate")
     return profile_uploads(
         checkpoint,
         unlabelled(pair_uploads(pairs)),

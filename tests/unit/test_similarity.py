@@ -66,3 +66,21 @@ def test_the_index_finds_a_copy_among_many_and_skips_duplicates() -> None:
 
 def test_unreadable_bytes_have_no_hash() -> None:
     assert perceptual_hash(b"not an image", DEFAULT_FORMATS) is None
+
+
+def test_lookups_between_adds_neither_lose_hashes_nor_fragment_the_index(monkeypatch) -> None:
+    # As under traffic: every answer adds its hash, every request looks one up. A lookup
+    # used to turn the hashes added since into a chunk of their own, so the chunks (each a
+    # Python iteration of every later lookup) grew with the requests answered.
+    monkeypatch.setattr("veracity.similarity.index._CHUNK", 4)
+    rng = np.random.default_rng(3)
+    hashes = [rng.bytes(HASH_HEX // 2).hex() for _ in range(10)]
+    index = SimilarityIndex()
+    now = datetime.now(UTC)
+    for n, value in enumerate(hashes):
+        index.add(f"p{n}", value, now)
+        assert index.near(value, 0, 5) == [(value, 0)]
+        assert all(index.near(seen, 0, 5) == [(seen, 0)] for seen in hashes[:n])
+    index.add_many([(f"q{n}", value, now) for n, value in enumerate(hashes[:3])])
+    assert len(index) == 13
+    assert len(index._sealed) == 3  # 13 hashes in chunks of 4: three full, one filling

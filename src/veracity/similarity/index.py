@@ -26,51 +26,58 @@ REFRESH_OVERLAP = timedelta(minutes=2)
 
 class SimilarityIndex:
     def __init__(self) -> None:
-        self._chunks: list[np.ndarray] = []
-        self._buffer: list[str] = []
+        # Full chunks, then the one being filled: a lookup reads the filled part of the
+        # tail in place. (Turning a buffer into a chunk at every lookup, as before, left
+        # one chunk per request answered, each a Python iteration of every later lookup.)
+        self._sealed: list[np.ndarray] = []
+        self._tail = _empty_chunk()
+        self._fill = 0
         self._lock = threading.Lock()
         self._recent: dict[str, datetime] = {}  # prediction ID -> created_at, in the overlap
         self.watermark: datetime | None = None  # newest created_at read from the store
 
     def __len__(self) -> int:
         with self._lock:
-            return sum(int(c.shape[1]) for c in self._chunks) + len(self._buffer)
+            return _CHUNK * len(self._sealed) + self._fill
 
     def add(self, prediction_id: str, perceptual_hash: str, created_at: datetime) -> None:
         with self._lock:
-            self._add_locked(prediction_id, perceptual_hash, created_at)
+            self._add_locked([(prediction_id, perceptual_hash, created_at)])
 
     def add_many(self, rows: list[tuple[str, str, datetime]]) -> None:
         with self._lock:
-            for prediction_id, perceptual_hash, created_at in rows:
-                self._add_locked(prediction_id, perceptual_hash, created_at)
-            self._flush_locked()
+            self._add_locked(rows)
             if self.watermark is not None:
                 horizon = self.watermark - REFRESH_OVERLAP
                 self._recent = {k: v for k, v in self._recent.items() if v >= horizon}
 
-    def _add_locked(self, prediction_id: str, perceptual_hash: str, created_at: datetime) -> None:
-        if prediction_id in self._recent or len(perceptual_hash) != HASH_HEX:
-            return
-        self._recent[prediction_id] = created_at
-        self._buffer.append(perceptual_hash)
-        if self.watermark is None or created_at > self.watermark:
-            self.watermark = created_at
-        if len(self._buffer) >= _CHUNK:
-            self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        if self._buffer:
-            # Word-major: each of the four words contiguous, for the distance loop.
-            self._chunks.append(np.ascontiguousarray(to_words(self._buffer).T))
-            self._buffer = []
+    def _add_locked(self, rows: list[tuple[str, str, datetime]]) -> None:
+        hashes = []
+        for prediction_id, perceptual_hash, created_at in rows:
+            if prediction_id in self._recent or len(perceptual_hash) != HASH_HEX:
+                continue
+            self._recent[prediction_id] = created_at
+            hashes.append(perceptual_hash)
+            if self.watermark is None or created_at > self.watermark:
+                self.watermark = created_at
+        words = to_words(hashes).T  # (4, n), word-major like the chunks
+        done = 0
+        while done < words.shape[1]:
+            room = min(_CHUNK - self._fill, words.shape[1] - done)
+            self._tail[:, self._fill : self._fill + room] = words[:, done : done + room]
+            self._fill += room
+            done += room
+            if self._fill == _CHUNK:
+                # Lookups may hold views of the full tail: it is never written again.
+                self._sealed.append(self._tail)
+                self._tail, self._fill = _empty_chunk(), 0
 
     def near(self, perceptual_hash: str, max_distance: int, limit: int) -> list[tuple[str, int]]:
         """Distinct stored hashes within ``max_distance`` bits, nearest first."""
         query = to_words([perceptual_hash])[0]
         with self._lock:
-            self._flush_locked()
-            chunks = list(self._chunks)
+            # The tail's filled columns are not written again (adds go past them).
+            chunks = [*self._sealed, self._tail[:, : self._fill]]
         found: dict[str, int] = {}
         for chunk in chunks:
             d = distances(chunk, query)
@@ -78,3 +85,7 @@ class SimilarityIndex:
                 value = chunk[:, index].astype(">u8").tobytes().hex()
                 found[value] = min(found.get(value, 1 << 30), int(d[index]))
         return sorted(found.items(), key=lambda item: item[1])[:limit]
+
+
+def _empty_chunk() -> np.ndarray:
+    return np.empty((HASH_HEX // 16, _CHUNK), dtype=np.uint64)

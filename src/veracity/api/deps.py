@@ -1,4 +1,9 @@
-"""Dependency aliases, so route signatures read like sentences."""
+"""Dependency aliases, so route signatures read like sentences.
+
+Every dependency is ``async def``, though none awaits: FastAPI runs a plain ``def``
+dependency in a worker thread, and the hand-off there and back cost more than the
+dependency itself (several per request on the hot path). So they must stay free of blocking
+I/O; work that blocks goes to a thread where it is done, not here."""
 
 from __future__ import annotations
 
@@ -34,22 +39,22 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_model_service(request: Request) -> ModelService:
+async def get_model_service(request: Request) -> ModelService:
     service: ModelService = request.app.state.model_service
     return service
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     metrics: ServiceMetrics = request.app.state.metrics
     return metrics
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     # Declared for the OpenAPI security scheme; the header is read (and checked for
     # duplicates and misplaced keys) by ApiKeyAuth itself.
@@ -65,33 +70,36 @@ def require_api_key(
     try:
         limiter.hit(identity)
     except RateLimitedError as e:
-        get_metrics(request).throttled.labels(identity or ANONYMOUS, e.code).inc()
+        metrics: ServiceMetrics = request.app.state.metrics
+        metrics.throttled.labels(identity or ANONYMOUS, e.code).inc()
         raise
     return identity
 
 
-def get_caller(request: Request, _: Annotated[str | None, Depends(require_api_key)]) -> Caller:
+async def get_caller(
+    request: Request, _: Annotated[str | None, Depends(require_api_key)]
+) -> Caller:
     """The authenticated caller (its key ID and scope), after the key and rate checks."""
     caller: Caller = request.state.caller
     return caller
 
 
-def get_recorder(request: Request) -> Recorder:
+async def get_recorder(request: Request) -> Recorder:
     recorder: Recorder = request.app.state.recorder
     return recorder
 
 
-def get_signer(request: Request) -> ReceiptSigner | None:
+async def get_signer(request: Request) -> ReceiptSigner | None:
     signer: ReceiptSigner | None = request.app.state.signer
     return signer
 
 
-def get_credentials(request: Request) -> CredentialReader:
+async def get_credentials(request: Request) -> CredentialReader:
     credentials: CredentialReader = request.app.state.credentials
     return credentials
 
 
-def get_store(request: Request) -> PredictionStore:
+async def get_store(request: Request) -> PredictionStore:
     """The results store; 404 where the deployment runs without one."""
     store: PredictionStore | None = request.app.state.store
     if store is None:
@@ -102,7 +110,7 @@ def get_store(request: Request) -> PredictionStore:
     return store
 
 
-def get_drift_monitor(request: Request) -> DriftMonitor:
+async def get_drift_monitor(request: Request) -> DriftMonitor:
     """The drift monitor; 404 where the deployment runs without one."""
     monitor: DriftMonitor | None = request.app.state.drift
     if monitor is None:
@@ -123,18 +131,19 @@ class RouteOptions:
     webhooks: bool  # a webhook secret is configured
 
 
-def get_route_options(request: Request) -> RouteOptions:
+async def get_route_options(request: Request) -> RouteOptions:
     options: RouteOptions = request.app.state.route_options
     return options
 
 
-def get_job_runner(request: Request) -> JobRunner | None:
+async def get_job_runner(request: Request) -> JobRunner | None:
     runner: JobRunner | None = request.app.state.job_runner
     return runner
 
 
-def get_webhook_secret(request: Request) -> SecretStr | None:
-    return get_settings(request).webhook_secret
+async def get_webhook_secret(request: Request) -> SecretStr | None:
+    settings: Settings = request.app.state.settings
+    return settings.webhook_secret
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,7 @@ class ModelChoice:
     version: str | None = None
 
 
-def get_model_choice(
+async def get_model_choice(
     model: Annotated[
         str | None,
         Query(
@@ -176,7 +185,7 @@ def require_admin(caller: Caller) -> Caller:
     return caller
 
 
-def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+async def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
     return require_admin(caller)
 
 

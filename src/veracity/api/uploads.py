@@ -112,7 +112,8 @@ class Upload:
         self.request.scope.setdefault("state", {})[BODY_BUDGET] = self.service.admission
 
 
-def get_upload(request: Request, service: ModelServiceDep, caller: CallerDep) -> Upload:
+async def get_upload(request: Request, service: ModelServiceDep, caller: CallerDep) -> Upload:
+    # async, like the dependencies in veracity.api.deps: no worker-thread hop.
     limits: BodyLimits = request.app.state.body_limits
     return Upload(request, service, caller, limits.of(request.url.path), limits.body_timeout_s)
 

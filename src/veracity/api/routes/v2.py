@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from veracity import __version__
 from veracity.answers import InferResponse
-from veracity.api.deps import ApiKeyDep, ModelServiceDep, RecorderDep, get_credentials
+from veracity.api.deps import ApiKeyDep, ModelServiceDep, RecorderDep
 from veracity.api.openapi import v2_errors
 from veracity.api.uploads import Upload, UploadDep
 from veracity.api.v2 import (
@@ -36,6 +36,7 @@ from veracity.oip.codec import (
     encode_response,
     parse_request,
 )
+from veracity.provenance.reader import CredentialReader
 from veracity.repository.layout import NAME_PATTERN
 from veracity.serving.judging import judge_batch, judge_image
 from veracity.serving.recording import Recorder
@@ -217,7 +218,7 @@ async def _infer(upload: Upload, recorder: Recorder, name: str, version: str | N
     context = upload.context(name, version)
     images = parsed.images
     # The verdict tensor is the answer's verdict: the content credentials count here too.
-    credentials = get_credentials(upload.request)
+    credentials: CredentialReader = upload.request.app.state.credentials
     if len(images) == 1:
         answer, row = await judge_image(
             service, recorder, context, images[0], robustness_check=None, credentials=credentials

@@ -138,6 +138,76 @@ async def test_stop_finishes_the_running_batch_and_fails_queued_ones(executor) -
         await batcher.submit(7)
 
 
+class Meeting:
+    """A run_batch that returns only once ``parties`` batches are inside it at the same
+    time (a barrier): it fails, by timing out, where batches run one after another."""
+
+    def __init__(self, parties: int) -> None:
+        self.barrier = threading.Barrier(parties, timeout=10)
+        self.batches: list[list[int]] = []
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.barrier.wait()
+        self.batches.append(list(items))
+        return [2 * item for item in items]
+
+
+@pytest.mark.anyio
+async def test_two_streams_run_two_batches_at_the_same_time() -> None:
+    meeting = Meeting(2)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batcher = await started(meeting, pool, max_batch_size=2, max_wait_s=0, streams=2)
+        assert await asyncio.gather(*(batcher.submit(i) for i in range(4))) == [0, 2, 4, 6]
+        await batcher.stop()
+    assert len(meeting.batches) == 2
+
+
+@pytest.mark.anyio
+async def test_one_stream_never_runs_two_batches_at_once() -> None:
+    inside, most = 0, 0
+    lock = threading.Lock()
+
+    def run(items: list[int]) -> list[int]:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        threading.Event().wait(0.01)
+        with lock:
+            inside -= 1
+        return items
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        batcher = await started(run, pool, max_batch_size=1, max_wait_s=0, streams=1)
+        await asyncio.gather(*(batcher.submit(i) for i in range(6)))
+        await batcher.stop()
+    assert most == 1
+
+
+@pytest.mark.anyio
+async def test_stop_lets_every_running_stream_finish() -> None:
+    gate = threading.Event()
+    recorder = Recorder(gate)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batcher = await started(recorder, pool, max_batch_size=1, max_wait_s=0, streams=2)
+        running = [asyncio.create_task(batcher.submit(i)) for i in (1, 2)]
+        await asyncio.sleep(0.05)
+        queued = asyncio.create_task(batcher.submit(3))
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(batcher.stop())
+        await asyncio.sleep(0.05)
+        gate.set()
+        await stopping
+        assert [await task for task in running] == [2, 4]
+        with pytest.raises(ServiceUnavailableError, match="shutting down"):
+            await queued
+
+
+def test_streams_below_one_are_refused(executor) -> None:
+    with pytest.raises(ValueError, match="streams"):
+        MicroBatcher(Recorder(), executor=executor, max_batch_size=4, max_wait_s=0, streams=0)
+
+
 @pytest.mark.parametrize(("size", "wait"), [(0, 0.01), (4, -1.0)])
 def test_invalid_limits_are_refused(executor, size: int, wait: float) -> None:
     with pytest.raises(ValueError, match="max_"):

@@ -3,8 +3,11 @@
 Each submission gets its own future. One collector task takes the first waiting item, then
 keeps collecting until the batch is full or ``max_wait_s`` has passed since that first item
 (a monotonic deadline), runs the whole batch with one call in the inference executor, and
-hands each result back to its own future. While a batch runs, new submissions queue up, so
-preprocessing of the next batch overlaps inference of this one.
+hands each result back to its own future. Up to ``streams`` batches run at once, each in
+its own executor thread (on a CPU, one per core, each forward pass on one intra-op thread:
+a single inference thread left the second of two cores a third idle); the next batch is
+collected only once a stream is free, so while every stream is busy new submissions queue
+up and the next batch is fuller, and preprocessing overlaps inference.
 
 A batch waits for company only while more is on its way: when the caller says how many items
 are still being prepared (``expected``, e.g. requests still being decoded), the collector
@@ -97,7 +100,7 @@ class MicroBatcher(Generic[I, O]):
             in order.
         max_batch_size: Largest batch (>= 1).
         max_wait_s: How long the first item of a batch waits for more (>= 0).
-        executor: Where ``run_batch`` runs (one worker keeps forward passes sequential).
+        executor: Where ``run_batch`` runs: at least ``streams`` workers.
         on_batch: Optional observer called with each dispatched batch's size.
         expected: Optional count of items that will be submitted soon; while it is 0 and the
             queue is empty, a batch is dispatched without waiting.
@@ -107,6 +110,7 @@ class MicroBatcher(Generic[I, O]):
             counts as active (default: twice the last forward pass, at least 50 ms).
         tracer: Writes the queue and forward-pass spans of recorded items.
         span_attributes: Put on every forward-pass span (the model's name and version).
+        streams: How many batches may run at once (each in its own executor thread).
     """
 
     def __init__(
@@ -122,11 +126,14 @@ class MicroBatcher(Generic[I, O]):
         interactive_grace_s: float | None = None,
         tracer: Tracer | None = None,
         span_attributes: Attributes = None,
+        streams: int = 1,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
         if max_wait_s < 0:
             raise ValueError("max_wait_s must be >= 0")
+        if streams < 1:
+            raise ValueError("streams must be >= 1")
         self._run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
@@ -145,7 +152,10 @@ class MicroBatcher(Generic[I, O]):
         self._bulk: deque[_Entry[I, O]] = deque()
         self._collecting: list[_Entry[I, O]] = []
         self._task: asyncio.Task[None] | None = None
-        self.running = 0  # items in the batch now in the executor
+        self.running = 0  # items in the batches now in the executor
+        self.streams = streams
+        self._free = asyncio.Semaphore(streams)
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._tracer = tracer or NoOpTracer()
         self._span_attributes = dict(span_attributes or {})
         self._batch_ids = itertools.count(1)
@@ -172,6 +182,8 @@ class MicroBatcher(Generic[I, O]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._in_flight:  # the batches that started finish and deliver their outputs
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
         leftovers = [*self._collecting, *self._interactive, *self._bulk]
         leftovers += [self._queue.get_nowait()[:3] for _ in range(self._queue.qsize())]
         self._collecting = []
@@ -229,42 +241,51 @@ class MicroBatcher(Generic[I, O]):
         return batch
 
     async def _collect(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = [entry for entry in await self._next_batch() if not entry[1].cancelled()]
+            # A stream must be free before the next batch is collected: while every stream
+            # is busy, arrivals wait in the queue and make the next batch fuller.
+            await self._free.acquire()
+            try:
+                batch = [entry for entry in await self._next_batch() if not entry[1].cancelled()]
+            except BaseException:
+                self._free.release()
+                raise
             self._collecting = []
             if not batch:
+                self._free.release()
                 continue
             if self._on_batch is not None:
                 self._on_batch(len(batch))
-            items = [entry[0] for entry in batch]
-            # Shielded: cancelling the collector (stop) lets the running batch finish and
-            # deliver its results instead of abandoning it mid-forward.
-            run = loop.run_in_executor(self._executor, self._run_batch, items)
-            self.running = len(batch)
-            started, interactive = loop.time(), self._carries_interactive
-            started_ns, failure = time.time_ns(), None
-            try:
-                outputs = await asyncio.shield(run)
-            except asyncio.CancelledError:
-                outputs = await run
-                self._deliver(batch, outputs)
-                raise
-            except Exception as e:
-                failure = e
-                logger.error("batch failed", extra={"batch_size": len(batch)}, exc_info=e)
-                for _, future, _ in batch:
-                    if not future.done():
-                        future.set_exception(e)
-                continue
-            finally:
-                self.running = 0
-                self._last_run_s = loop.time() - started
-                if interactive:
-                    # Answered now: their clients' next requests are on their way.
-                    self._last_interactive = loop.time()
-                self._trace(batch, started_ns, failure)
-            self._deliver(batch, outputs)
+            task = asyncio.create_task(self._dispatch(batch, self._carries_interactive))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _dispatch(self, batch: list[_Entry[I, O]], interactive: bool) -> None:
+        """Run one batch in the executor and deliver its outputs (its stream is freed when
+        it is done). Not cancelled by ``stop``: a batch that started finishes."""
+        loop = asyncio.get_running_loop()
+        self.running += len(batch)
+        started, started_ns, failure = loop.time(), time.time_ns(), None
+        try:
+            outputs = await loop.run_in_executor(
+                self._executor, self._run_batch, [entry[0] for entry in batch]
+            )
+        except Exception as e:
+            failure = e
+            logger.error("batch failed", extra={"batch_size": len(batch)}, exc_info=e)
+            for _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        finally:
+            self.running -= len(batch)
+            self._free.release()
+            self._last_run_s = loop.time() - started
+            if interactive:
+                # Answered now: their clients' next requests are on their way.
+                self._last_interactive = loop.time()
+            self._trace(batch, started_ns, failure)
+        self._deliver(batch, outputs)
 
     def _trace(self, batch: list[_Entry[I, O]], started_ns: int, failure: Exception | None) -> None:
         """The queue and forward-pass spans of the batch's recorded items (written after

@@ -45,7 +45,9 @@ class Pools:
     loader: ThreadPoolExecutor  # loading and warming up versions, off the serving threads
 
     @classmethod
-    def create(cls, *, workers: int, videos: int, torch_threads: int | None) -> Pools:
+    def create(
+        cls, *, workers: int, videos: int, torch_threads: int | None, streams: int = 1
+    ) -> Pools:
         """Start the threads: ``workers`` decoding uploads, ``videos`` decoding videos."""
 
         def set_torch_threads() -> None:
@@ -59,10 +61,12 @@ class Pools:
             preprocess=ThreadPoolExecutor(
                 max_workers=workers, thread_name_prefix="veracity-preprocess"
             ),
-            # One thread: forward passes run one batch at a time, each using the engine's
-            # intra-op threads, while the pool above decodes the next requests.
+            # One thread per stream: up to ``streams`` batches run at once, each using the
+            # engine's intra-op threads, while the pool above decodes the next requests.
             inference=ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="veracity-infer", initializer=set_torch_threads
+                max_workers=streams,
+                thread_name_prefix="veracity-infer",
+                initializer=set_torch_threads,
             ),
             # Videos decode in their own threads, so a long video never holds the pool that
             # decodes single images; at a lower CPU priority, so that decoding a video (and

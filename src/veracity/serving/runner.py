@@ -223,6 +223,7 @@ class ModelRunner:
             expected=lambda: self._pending.count,
             bulk_share=self.batch_share,
             tracer=self._tracer,
+            streams=self.options.streams,
             span_attributes={
                 "veracity.model.name": self.name,
                 "veracity.model.version": self.version,

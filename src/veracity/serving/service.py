@@ -31,6 +31,7 @@ from typing import Literal
 from opentelemetry.trace import Tracer
 
 from veracity.checkpoint import CheckpointMetadata, CheckpointPaths
+from veracity.devices import select_device
 from veracity.errors import ModelNotFoundError, ServiceUnavailableError
 from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelRepository, ModelVersion
@@ -161,10 +162,16 @@ class ModelService:
     async def start(self) -> None:
         """Begin loading the default model in the background; returns at once."""
         runner = self.options.runner
+        if select_device(runner.device).type != "cpu" and runner.streams > 1:
+            # An accelerator runs one batch at a time anyway; one stream gives it the
+            # larger batches that use it best. Every runner reads the options from here.
+            runner = dataclasses.replace(runner, streams=1)
+            self.options = dataclasses.replace(self.options, runner=runner)
         self._pools = Pools.create(
             workers=runner.workers,
             videos=self.admission.max_concurrent_videos,
             torch_threads=runner.torch_threads,
+            streams=runner.streams,
         )
         self.admission.watch(lambda: self.queue_depth)
         self._load_task = asyncio.create_task(self._load(), name="veracity-model-load")

@@ -96,6 +96,7 @@ class Settings(MonitoringSettings):
     log_level: LogLevel = "INFO"
     inference_threads: Annotated[int, Field(ge=1, le=64)] | None = None
     torch_threads: Annotated[int, Field(ge=1, le=256)] | None = None
+    inference_streams: Annotated[int, Field(ge=1, le=64)] | None = None
     # auto: ONNX Runtime where it runs and matches PyTorch on the checkpoint, else PyTorch.
     backend: BackendChoice = "auto"
     # INT8 (README, "INT8"): the graph `veracity quantize` built and checked against FP32,
@@ -353,6 +354,14 @@ class Settings(MonitoringSettings):
         return self.torch_threads or max(1, available_cpus() // self.resolved_inference_threads)
 
     @property
+    def resolved_inference_streams(self) -> int:
+        """Forward passes that may run at once on a CPU: as many as the cores hold at
+        ``resolved_torch_threads`` each (see ``RunnerOptions.streams``)."""
+        if self.inference_streams is not None:
+            return self.inference_streams
+        return max(1, available_cpus() // self.resolved_torch_threads)
+
+    @property
     def runner_options(self) -> RunnerOptions:
         return RunnerOptions(
             device=self.device,
@@ -361,6 +370,7 @@ class Settings(MonitoringSettings):
             export_dir=self.export_dir,
             workers=self.resolved_inference_threads,
             torch_threads=self.resolved_torch_threads,
+            streams=self.resolved_inference_streams,
             max_batch_size=self.max_batch_size,
             batch_wait_s=self.batch_wait_ms / 1000,
         )

@@ -26,6 +26,7 @@ from veracity.errors import (
     StoreUnavailableError,
 )
 from veracity.store.database import Database
+from veracity.store.grouped import GroupWriter
 from veracity.store.schema import FeedbackRow, PredictionRow
 
 Kind = Literal["image", "video", "batch_item", "shadow"]
@@ -112,12 +113,16 @@ class PredictionStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         self._metrics = database.metrics
+        self._records = GroupWriter(self._write)
 
     async def record(self, rows: list[PredictionRow]) -> bool:
-        """Store verdicts; False (logged and counted) where the database failed."""
+        """Store verdicts; False (logged and counted) where the database failed. Rows
+        recorded at the same moment share one transaction (``veracity.store.grouped``)."""
         if not rows:
             return True
+        return await self._records.submit(rows)
 
+    async def _write(self, rows: list[PredictionRow]) -> bool:
         def work(session: Session) -> None:
             session.add_all(rows)
 

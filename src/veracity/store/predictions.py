@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import and_, delete, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from veracity.callers import Caller
 from veracity.errors import (
@@ -187,10 +187,20 @@ class PredictionStore:
         self, hashes: list[str], caller: Caller, *, limit: int
     ) -> list[StoredPrediction]:
         """The newest predictions the caller may see whose perceptual hash is one of
-        ``hashes``."""
+        ``hashes``: their summary columns only (reading a deferred one raises)."""
 
         def work(session: Session) -> list[StoredPrediction]:
-            query = select(PredictionRow).where(PredictionRow.perceptual_hash.in_(hashes))
+            # Not the stored answers: decoding every match's JSON was most of a lookup's
+            # cost, for a summary that needs none of it.
+            query = (
+                select(PredictionRow)
+                .options(
+                    defer(PredictionRow.response, raiseload=True),
+                    defer(PredictionRow.timeline, raiseload=True),
+                    defer(PredictionRow.timings_ms, raiseload=True),
+                )
+                .where(PredictionRow.perceptual_hash.in_(hashes))
+            )
             if not caller.admin:
                 query = query.where(PredictionRow.key_id == caller.key_id)
             query = query.order_by(PredictionRow.created_at.desc()).limit(limit)

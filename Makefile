@@ -9,7 +9,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 LOAD_VENV ?= .venv-load
 LOAD_STAMP := $(LOAD_VENV)/.installed
 
-.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models bench-explain bench-provenance bench-tracing bench-precision bench-profile overload clean
+.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models bench-explain bench-provenance bench-tracing bench-precision bench-profile bench-throughput overload clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -202,6 +202,17 @@ bench-registry: $(STAMP)
 bench-profile: $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	$(BIN)/python bench/cpu_profile.py $(BENCH_ARGS)
+
+# veracity against its peers and the machine (issue 23 part 3; about 4 minutes, 2 more
+# the first time): veracity FP32 and INT8, LitServe doing the same work per image and the
+# naive design under the same wrk load in alternating rounds, and the limit of the cores
+# from the measured CPU cost of decode + patches + forward pass. Builds and checks the
+# synthetic model's INT8 graph first (into bench/.cache; a refused graph is not served).
+# Needs wrk (apt-get install wrk). Exits 1 if a goal is missed. Writes
+# bench/results/throughput.json.
+bench-throughput: $(STAMP)
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
 # What INT8 buys (about ten minutes; needs `make corpus`): the demo model's INT8 graph built
 # and checked against FP32 (`veracity quantize`; its exit code is not the bench's), then

@@ -3,7 +3,9 @@
 Run with `make bench-profile` (about two minutes). One server on loopback with the
 synthetic model (resnet10t, 16 native-resolution 64 px patches per image, ONNX Runtime, the
 issue's setup), the exact cache off (distinct uploads), the store, "seen before" and INFO
-logs on, as deployed. `--clients` closed-loop clients send distinct 1280x720 JPEGs while
+logs on, as deployed. wrk, with `--connections` connections, posts 64 distinct 1280x720
+scenes in turn (bench/throughput.py's load: a load generator in C, so the server has the
+cores; distinct scenes, so "seen before" does the work distinct uploads cause) while
 py-spy (a sampling profiler that attaches to the running process) records the threads that
 are on CPU for `--seconds`. Each sample is put in the first stage whose frames it holds
 (the order below), and the server's own CPU time per answered image, read from /proc, is
@@ -27,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models import photo_720p  # the bench folder is not a package
-from precision import variants
-from server import Server, closed_loop, cpu_seconds
+from server import Server, cpu_seconds, multipart  # the bench folder is not a package
+from throughput import WRK_SCRIPT, frames, load
 
 ROOT = Path(__file__).resolve().parents[1]
 # (stage, substrings of a frame): the first stage with a matching frame takes the sample.
@@ -67,13 +68,12 @@ def stage_of(stack: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
         "--checkpoint", type=Path, default=ROOT / "checkpoints" / "synthetic.safetensors"
     )
     args = parser.parse_args()
-    image, source = photo_720p()
-    images = variants(image, 512)
+    images = frames(64)
     spy = Path(sys.executable).with_name("py-spy")
     with tempfile.TemporaryDirectory(prefix="veracity-bench-profile-") as tmp:
         server = Server(
@@ -89,7 +89,10 @@ def main() -> int:
         raw = Path(tmp) / "samples.txt"
         try:
             server.wait_ready()
-            closed_loop(server.url, images[:16], args.clients, 5.0)  # warm-up
+            for i, image in enumerate(images):
+                (Path(tmp) / f"{i}.body").write_bytes(multipart(image))
+            (Path(tmp) / "load.lua").write_text(WRK_SCRIPT)
+            load(server, Path(tmp), len(images), args.connections, 5)  # warm-up
             command = [str(spy), "record", "--pid", str(server.process.pid), "--format", "raw"]
             command += ["--duration", str(int(args.seconds)), "--rate", "200"]
             record = subprocess.Popen(
@@ -99,7 +102,7 @@ def main() -> int:
             )
             time.sleep(1.0)  # attached before the measured load starts
             before = cpu_seconds(server.process.pid)
-            run = closed_loop(server.url, images, args.clients, args.seconds - 2)
+            run = load(server, Path(tmp), len(images), args.connections, int(args.seconds) - 2)
             used = cpu_seconds(server.process.pid) - before
             record.wait(timeout=args.seconds + 60)
         finally:
@@ -127,11 +130,11 @@ def main() -> int:
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
         "checkpoint": str(args.checkpoint.relative_to(ROOT)),
-        "image": f"1280x720 JPEG from {source}, 512 variants",
-        "clients": args.clients,
+        "images": "64 distinct 1280x720 JPEGs (bench/verdicts.py frame_720p)",
+        "connections": args.connections,
         "seconds": args.seconds,
-        "images_per_second": round(run["rps"], 2),
-        "failures": run["failures"],
+        "images_per_second": run["images_per_second"],
+        "failures": run["errors"],
         "server_cpu_ms_per_image": round(cpu_ms, 1),
         "samples": total,
         "breakdown": breakdown,
@@ -139,7 +142,7 @@ def main() -> int:
     out = ROOT / "bench" / "results" / "profile.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    return 0 if run["failures"] == 0 and total > 0 else 1
+    return 0 if run["errors"] == 0 and total > 0 else 1
 
 
 if __name__ == "__main__":

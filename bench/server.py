@@ -50,13 +50,23 @@ def post_infer(
 
 class Server:
     """``env`` overrides the defaults below; the process runs in ``log``'s folder, so no
-    stray ``.env`` is read, in its own process group."""
+    stray ``.env`` is read, in its own process group. ``command`` runs another server (a
+    peer's) instead, given the port as its last argument, and ready when ``ready_path``
+    answers 200."""
 
     def __init__(
-        self, checkpoint: Path, env: dict[str, str], log: Path, *, naive: bool = False
+        self,
+        checkpoint: Path,
+        env: dict[str, str],
+        log: Path,
+        *,
+        naive: bool = False,
+        command: list[str] | None = None,
+        ready_path: str = "/ready",
     ) -> None:
         self.port = free_port()
         self.log = log
+        self.ready_path = ready_path
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("VERACITY_")}
         full_env |= {
             "VERACITY_API_KEYS": API_KEY,
@@ -65,17 +75,20 @@ class Server:
             "VERACITY_PORT": str(self.port),
             "VERACITY_LOG_LEVEL": "WARNING",
         } | env
-        command = [sys.executable, "-m", "veracity", "serve"]
-        if naive:
-            command = [
+        if command is not None:
+            argv = [*command, str(self.port)]
+        elif naive:
+            argv = [
                 sys.executable,
                 str(Path(__file__).with_name("naive_server.py")),
                 str(checkpoint.resolve()),
                 str(self.port),
             ]
+        else:
+            argv = [sys.executable, "-m", "veracity", "serve"]
         with log.open("w") as out:
             self.process = subprocess.Popen(
-                command,
+                argv,
                 cwd=log.parent,
                 env=full_env,
                 stdout=out,
@@ -86,11 +99,13 @@ class Server:
 
     def wait_ready(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
+        headers = {"X-API-Key": API_KEY}  # LitServe checks it on /health too
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited during startup:\n{self.log.read_text()}")
             try:
-                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
+                answer = httpx.get(self.url + self.ready_path, headers=headers, timeout=2)
+                if answer.status_code == 200:
                     return
             except httpx.TransportError:
                 pass

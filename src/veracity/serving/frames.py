@@ -1,9 +1,12 @@
 """A video's path through a runner: frames sampled, scored in the shared batches, judged.
 
 Frames decode one at a time in a video thread and join the shared micro-batches as bulk
-items (single images go first). At most one batch of frames is decoded and waiting at
-once: memory stays bounded, and a video alone still fills whole forward passes. The frame
-verdicts are aggregated into the video's verdict.
+items (single images go first). The next frame decodes while the earlier ones are in the
+model, but at most ``window`` frames (a batch's worth) are held at once, each from the start
+of its decode until its score returns: memory stays bounded whatever the file, and the
+decoder never runs further ahead of the model than that (tests/video/test_frame_window.py).
+A forward pass takes the frames waiting when it starts. The frame verdicts are aggregated
+into the video's verdict.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ class VideoScoring:
 
     Args:
         score: Predicts a frame's inputs as bulk items of the version's batches.
-        window: Frames decoded and waiting at most (a batch's worth).
+        window: Frames held at most, from the start of their decode until their scores
+            return: being decoded, waiting for a forward pass or in one (a batch's worth).
         pending: Where a frame being decoded is counted, so a batch waits for it.
     """
 
@@ -74,6 +78,8 @@ class VideoScoring:
         tasks: list[asyncio.Future[FrameVerdict]] = []
         try:
             while True:
+                # Taken before the decode, not after it: a frame being decoded is in memory
+                # too, so the frames held never exceed the window.
                 await window.acquire()
                 with self._pending.preparing():
                     item = await run_in(pool, source.next)

@@ -64,7 +64,8 @@ def metric(client, line_prefix: str) -> float:
 def test_a_full_queue_is_shed_at_once_and_admitted_requests_finish(
     tiny_checkpoint: Path, gate: Gate
 ) -> None:
-    settings = make_settings(tiny_checkpoint, max_queue=2, max_batch_size=1)
+    # One inference stream: the second request waits behind the first's forward pass.
+    settings = make_settings(tiny_checkpoint, max_queue=2, max_batch_size=1, inference_streams=1)
     with serving(settings) as client:
         service = client.app.state.model_service
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -88,7 +89,10 @@ def test_a_full_queue_is_shed_at_once_and_admitted_requests_finish(
 def test_a_request_past_its_deadline_gets_504_and_never_reaches_the_model(
     tiny_checkpoint: Path, gate: Gate
 ) -> None:
-    settings = make_settings(tiny_checkpoint, max_batch_size=1, request_timeout_s=0.5)
+    # One inference stream: the second request queues behind the first's forward pass.
+    settings = make_settings(
+        tiny_checkpoint, max_batch_size=1, request_timeout_s=0.5, inference_streams=1
+    )
     with serving(settings) as client:
         service = client.app.state.model_service
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -110,7 +114,8 @@ def test_a_request_past_its_deadline_gets_504_and_never_reaches_the_model(
 def test_a_client_that_disconnects_while_queued_frees_its_slot(
     tiny_checkpoint: Path, gate: Gate
 ) -> None:
-    settings = make_settings(tiny_checkpoint, max_batch_size=1, max_queue=2)
+    # One inference stream: the second request queues behind the first's forward pass.
+    settings = make_settings(tiny_checkpoint, max_batch_size=1, max_queue=2, inference_streams=1)
     with serving(settings) as client:
         service = client.app.state.model_service
         hang_up = threading.Event()

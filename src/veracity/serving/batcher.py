@@ -153,7 +153,6 @@ class MicroBatcher(Generic[I, O]):
         self._collecting: list[_Entry[I, O]] = []
         self._task: asyncio.Task[None] | None = None
         self.running = 0  # items in the batches now in the executor
-        self.streams = streams
         self._free = asyncio.Semaphore(streams)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._tracer = tracer or NoOpTracer()

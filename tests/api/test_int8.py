@@ -68,6 +68,22 @@ def test_the_checked_graph_serves_and_answers_like_fp32(quantized, capsys) -> No
     assert abs(a.fake_prob - b.fake_prob) <= record["acceptance"]["max_fake_prob_change"] + 0.05
 
 
+def test_the_gate_features_are_computed_in_fp32(quantized) -> None:
+    """The features the gate reads are not quantised: the pixel statistics (from the raw
+    input) come out as FP32's, and the concatenated output is no 8-bit grid."""
+    import onnx
+
+    checkpoint, exports = quantized
+    graph, _ = int8_paths(exports, load_checkpoint(checkpoint).metadata.weights_sha256)
+    nodes = onnx.load(str(graph)).graph.node
+    (output,) = [n for n in nodes if "features" in n.output]
+    assert output.op_type == "Concat"
+    fp32 = predictor(checkpoint, exports, "fp32")
+    int8 = predictor(checkpoint, exports, "int8")
+    patches = fp32.prepare(jpeg_bytes(200, 150, seed=6), robustness_check=False).tensor
+    torch.testing.assert_close(int8.backend(patches)[1][:, :8], fp32.backend(patches)[1][:, :8])
+
+
 def test_a_graph_that_fails_its_check_is_refused_with_its_figures(
     quantized, tiny_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

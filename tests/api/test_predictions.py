@@ -382,8 +382,15 @@ def test_a_postgresql_outage_mid_load_loses_no_answer_and_recovers(
         server.close()
 
 
-def test_a_reencoded_or_resized_copy_is_recognised_with_its_review(store_client) -> None:
+# A small index is searched on the event loop, a large one in a thread: both find the same.
+@pytest.mark.parametrize("inline_hashes", [50_000, 0], ids=["on-the-loop", "in-a-thread"])
+def test_a_reencoded_or_resized_copy_is_recognised_with_its_review(
+    store_client, inline_hashes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from veracity.evaluation.duplicates import duplicate_cases
+    from veracity.similarity import seen
+
+    monkeypatch.setattr(seen, "_INLINE_HASHES", inline_hashes)
 
     first, other = duplicate_cases(2)
     original = store_client.post(

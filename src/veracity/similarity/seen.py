@@ -26,6 +26,11 @@ logger = logging.getLogger("veracity.similarity")
 MAX_MATCHES = 5
 # Distinct hashes considered per lookup (each may be shared by several predictions).
 _CANDIDATES = 32
+# Up to this many hashes a lookup runs on the event loop: it takes 0.06 CPU-ms at 10,000
+# and 0.2 at 50,000 on the 2-core bench machine, less than handing it to a thread and back
+# costs under load (bench/README.md, "Where the CPU goes"). Beyond, the loop would stall
+# for longer than that: a thread takes it.
+_INLINE_HASHES = 50_000
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,13 @@ class SeenBefore:
         Raises:
             StoreUnavailableError: the store could not be read.
         """
-        near = await asyncio.to_thread(
-            self.index.near, perceptual_hash, self.max_distance, _CANDIDATES
-        )
+        index = self.index
+        if len(index) <= _INLINE_HASHES:
+            near = index.near(perceptual_hash, self.max_distance, _CANDIDATES)
+        else:
+            near = await asyncio.to_thread(
+                index.near, perceptual_hash, self.max_distance, _CANDIDATES
+            )
         if not near:
             self._count(False)
             return []

@@ -3,9 +3,9 @@
 Run with `make bench-profile` (about two minutes). One server on loopback with the
 synthetic model (resnet10t, 16 native-resolution 64 px patches per image, ONNX Runtime, the
 issue's setup), the exact cache off (distinct uploads), the store, "seen before" and INFO
-logs on, as deployed. wrk, with `--connections` connections, posts 64 distinct 1280x720
-scenes in turn (bench/throughput.py's load: a load generator in C, so the server has the
-cores; distinct scenes, so "seen before" does the work distinct uploads cause) while
+logs on, as deployed. wrk, with `--connections` connections, posts distinct 1280x720
+photos in turn (bench/throughput.py's frames and load: a load generator in C, so the server
+has the cores; no photo repeated, so "seen before" does the work distinct uploads cause) while
 py-spy (a sampling profiler that attaches to the running process) records the threads that
 are on CPU for `--seconds`. Each sample is put in the first stage whose frames it holds
 (the order below), and the server's own CPU time per answered image, read from /proc, is
@@ -17,9 +17,11 @@ Writes bench/results/profile.json and prints the breakdown.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from server import Server, cpu_seconds, multipart  # the bench folder is not a package
-from throughput import WRK_SCRIPT, frames, load
+from throughput import SCENES, WRK_SCRIPT, frames, load
 
 ROOT = Path(__file__).resolve().parents[1]
 # (stage, substrings of a frame): the first stage with a matching frame takes the sample.
@@ -65,6 +67,39 @@ def stage_of(stack: str) -> str:
     return "other"
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each of the process's threads (utime + stime, /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            found[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+def thread_names(spy: Path, pid: int) -> dict[int, str]:
+    """The Python threads' names by OS thread id, from `py-spy dump` (the pools name theirs:
+    veracity-infer_0, veracity-preprocess_1, ...)."""
+    dump = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True)
+    return {
+        int(tid): name for tid, name in re.findall(r'Thread (\d+) \(\w+\): "([^"]+)"', dump.stdout)
+    }
+
+
+def per_thread(
+    before: dict[int, float], after: dict[int, float], names: dict[int, str], answered: int
+) -> dict[str, float]:
+    """CPU-ms per answered image by thread group (a pool's threads together; threads that
+    Python did not start, such as a native library's, as "native")."""
+    groups: Counter[str] = Counter()
+    for tid, seconds in after.items():
+        name = names.get(tid, "native")
+        group = "event loop" if name == "MainThread" else re.sub(r"_\d+$", "", name)
+        groups[group] += 1000 * (seconds - before.get(tid, 0.0)) / max(answered, 1)
+    return {name: round(ms, 2) for name, ms in groups.most_common() if ms >= 0.01}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -73,7 +108,7 @@ def main() -> int:
         "--checkpoint", type=Path, default=ROOT / "checkpoints" / "synthetic.safetensors"
     )
     args = parser.parse_args()
-    images = frames(64)
+    photos = frames(SCENES)
     spy = Path(sys.executable).with_name("py-spy")
     with tempfile.TemporaryDirectory(prefix="veracity-bench-profile-") as tmp:
         server = Server(
@@ -89,10 +124,10 @@ def main() -> int:
         raw = Path(tmp) / "samples.txt"
         try:
             server.wait_ready()
-            for i, image in enumerate(images):
-                (Path(tmp) / f"{i}.body").write_bytes(multipart(image))
+            for i, photo in enumerate(photos):
+                (Path(tmp) / f"{i}.body").write_bytes(multipart(photo.read_bytes()))
             (Path(tmp) / "load.lua").write_text(WRK_SCRIPT)
-            load(server, Path(tmp), len(images), args.connections, 5)  # warm-up
+            warm = load(server, Path(tmp), len(photos), args.connections, 5)
             command = [str(spy), "record", "--pid", str(server.process.pid), "--format", "raw"]
             command += ["--duration", str(int(args.seconds)), "--rate", "200"]
             record = subprocess.Popen(
@@ -102,9 +137,14 @@ def main() -> int:
             )
             time.sleep(1.0)  # attached before the measured load starts
             before = cpu_seconds(server.process.pid)
-            run = load(server, Path(tmp), len(images), args.connections, int(args.seconds) - 2)
+            threads_before = thread_cpu(server.process.pid)
+            seconds = int(args.seconds) - 2
+            start = warm["sent"]
+            run = load(server, Path(tmp), len(photos), args.connections, seconds, start=start)
             used = cpu_seconds(server.process.pid) - before
+            threads_after = thread_cpu(server.process.pid)
             record.wait(timeout=args.seconds + 60)
+            names = thread_names(spy, server.process.pid)
         finally:
             server.stop()
         counts: Counter[str] = Counter()
@@ -130,13 +170,16 @@ def main() -> int:
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
         "checkpoint": str(args.checkpoint.relative_to(ROOT)),
-        "images": "64 distinct 1280x720 JPEGs (bench/verdicts.py frame_720p)",
+        "images": f"{len(photos)} distinct 1280x720 JPEGs (bench/throughput.py frames)",
+        "repeats": run["repeats"],
         "connections": args.connections,
         "seconds": args.seconds,
         "images_per_second": run["images_per_second"],
         "failures": run["errors"],
         "server_cpu_ms_per_image": round(cpu_ms, 1),
         "samples": total,
+        # Measured, not sampled: each thread's CPU time from /proc over the load, by pool.
+        "threads_cpu_ms_per_image": per_thread(threads_before, threads_after, names, answered),
         "breakdown": breakdown,
     }
     out = ROOT / "bench" / "results" / "profile.json"

@@ -27,10 +27,16 @@ one run:
    `Predictor` work per image on the same graph) and the naive design
    (bench/naive_server.py: the model in the request handler, one image at a time). The
    exact cache is off; veracity's store, "seen before" and INFO logs stay on, as deployed.
-4. The load: wrk, one thread, `--connections` keep-alive connections each posting the next
-   of `--images` distinct 1280x720 JPEGs (distinct scenes, so no cache of any kind sees a
-   repeat within a cycle; the images do recur every cycle, so "seen before" finds and reads
-   earlier answers, more work for veracity, not less). Each server is warmed up, then
+4. The load: wrk, one thread, `--connections` keep-alive connections posting distinct
+   1280x720 JPEGs, as distinct uploads arrive: `--scenes` camera-like scenes, each a
+   1280 px square whose 720-row windows at 15 offsets 40 px apart, each also mirrored,
+   flipped and both, make 60 photos (3,840 for 64 scenes) whose 256-bit perceptual hashes
+   differ by at least 84 bits, beyond "seen before"'s 40. Each server takes them in turn
+   from where its last run stopped, so none sees a repeat until it has answered them all
+   (the result says how many repeats it saw, if any). A run that repeats a few dozen
+   photos, as the first version of this bench did, measures "seen before" finding and
+   reading earlier answers on every request: 3.6 CPU-ms an image more for veracity (see
+   bench/README.md). Each server is warmed up, then
    `--rounds` rounds of `--seconds` give each server one run, the order rotating each
    round, so that a change in the machine's other load falls on all of them. Only 200
    answers count. The server's CPU (its whole process group, from /proc: LitServe's API
@@ -52,6 +58,7 @@ bench/results/throughput.json.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -67,11 +74,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from server import API_KEY, BOUNDARY, Server, multipart  # the bench folder is not a package
-from verdicts import frame_720p
 
 from veracity.checkpoint import load_checkpoint
 from veracity.cpus import available_cpus
@@ -80,6 +88,7 @@ from veracity.inference.backends import OnnxBackend
 from veracity.inference.precision import find_int8, int8_paths
 from veracity.inference.predictor import create_predictor
 from veracity.quantization.build import METHOD
+from veracity.sampledata import make_real
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
@@ -109,7 +118,7 @@ local headers = {
   ["X-API-Key"] = os.getenv("BENCH_KEY"),
 }
 -- One wrk thread, one Lua state: the connections take the bodies in turn.
-local i = 0
+local i = tonumber(os.getenv("BENCH_START") or "0") % n
 request = function()
   i = i % n + 1
   return wrk.format("POST", "/infer", headers, bodies[i])
@@ -129,16 +138,35 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def frames(count: int) -> list[bytes]:
-    """``count`` distinct 720p scenes, cached: each takes about 0.4 s to make."""
-    folder = CACHE / "frames-720p"
+SCENES = 64
+WINDOWS = range(0, 561, 40)  # first rows of a scene's 720-row windows
+MIRRORS = 4  # as is, left-right, upside down, both
+
+
+def frames(scenes: int) -> list[Path]:
+    """``scenes`` x 60 distinct 720p JPEGs, cached in bench/.cache/frames-720p-distinct (the
+    first run makes them: about 0.4 s a scene and 20 ms a photo). The first of each scene
+    is bench/verdicts.py's ``frame_720p`` of that seed."""
+    folder = CACHE / "frames-720p-distinct"
     folder.mkdir(parents=True, exist_ok=True)
     made = []
-    for seed in range(count):
-        path = folder / f"{seed}.jpg"
-        if not path.is_file():
-            path.write_bytes(frame_720p(seed))
-        made.append(path.read_bytes())
+    for seed in range(scenes):
+        names = [
+            folder / f"{seed}-{row}-{mirror}.jpg" for row in WINDOWS for mirror in range(MIRRORS)
+        ]
+        made += names
+        if all(path.is_file() for path in names):
+            continue
+        scene = np.clip(np.rint(make_real(np.random.default_rng(seed), 1280)), 0, 255)
+        scene = scene.astype(np.uint8)
+        for row in WINDOWS:
+            for mirror in range(MIRRORS):
+                window = scene[row : row + 720]
+                window = window[:, ::-1] if mirror & 1 else window
+                window = window[::-1] if mirror & 2 else window
+                buffer = io.BytesIO()
+                Image.fromarray(np.ascontiguousarray(window)).save(buffer, "JPEG", quality=90)
+                (folder / f"{seed}-{row}-{mirror}.jpg").write_bytes(buffer.getvalue())
     return made
 
 
@@ -251,12 +279,17 @@ def alone(servers: dict[str, Server], name: str) -> None:
         os.killpg(server.process.pid, signal.SIGCONT if other == name else signal.SIGSTOP)
 
 
-def load(server: Server, bodies: Path, count: int, connections: int, seconds: int) -> dict:
-    """One wrk run: successful answers per second, latency, errors and the server's CPU per
-    answered image."""
+def load(
+    server: Server, bodies: Path, count: int, connections: int, seconds: int, *, start: int = 0
+) -> dict:
+    """One wrk run from the ``start``-th of the ``count`` bodies: successful answers per
+    second, latency, errors, the server's CPU per answered image, the photos it had been
+    sent by the end (a request in flight when wrk stopped was sent too) and how many of this
+    run's it had been sent before."""
     env = dict(
         os.environ,
         BENCH_COUNT=str(count),
+        BENCH_START=str(start),
         BENCH_DIR=str(bodies),
         BENCH_BOUNDARY=BOUNDARY,
         BENCH_KEY=API_KEY,
@@ -280,6 +313,8 @@ def load(server: Server, bodies: Path, count: int, connections: int, seconds: in
         "errors": stats["errors"] + stats["non2xx"],
         "cpu_ms_per_image": round(1000 * used / ok, 1) if ok else None,
         "cores_busy": round(used / elapsed, 2),
+        "sent": start + stats["requests"] + connections,
+        "repeats": max(0, start + stats["requests"] - count),
     }
 
 
@@ -318,7 +353,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=15, help="per server per round")
     parser.add_argument("--warmup", type=int, default=5, help="seconds per server, not counted")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--images", type=int, default=64, help="distinct 720p JPEGs cycled")
+    parser.add_argument(
+        "--scenes", type=int, default=SCENES, help="scenes of 60 distinct 720p photos each"
+    )
     parser.add_argument(
         "--checkpoint", type=Path, default=ROOT / "checkpoints" / "synthetic.safetensors"
     )
@@ -330,8 +367,10 @@ def main() -> int:
         return 2
     started = time.monotonic()
     about = {"machine": machine(), "versions": versions()}
-    say(f"{args.images} distinct 720p frames (cached in {CACHE / 'frames-720p'}) ...")
-    images = frames(args.images)
+    say(f"{args.scenes * 60} distinct 720p photos (cached in {CACHE}) ...")
+    photos = frames(args.scenes)
+    # The limit's images: one photo of each scene (each costs what its variants cost).
+    images = [path.read_bytes() for path in photos[:: len(WINDOWS) * MIRRORS]]
     python = Path(sys.executable)
     int8 = int8_graph(args.checkpoint, args.export_dir, python)
     say(f"INT8 graph: {'passed its check' if int8['servable'] else 'refused'}")
@@ -349,8 +388,8 @@ def main() -> int:
     int8_served: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="veracity-bench-throughput-") as tmp:
         work = Path(tmp)
-        for i, image in enumerate(images):
-            (work / f"{i}.body").write_bytes(multipart(image))
+        for i, photo in enumerate(photos):
+            (work / f"{i}.body").write_bytes(multipart(photo.read_bytes()))
         (work / "load.lua").write_text(WRK_SCRIPT)
         servers: dict[str, Server] = {}
         for precision in ("fp32", "int8"):
@@ -407,10 +446,12 @@ def main() -> int:
                 name: round((group_cpu_seconds(s.process.pid) - before[name]) / IDLE_SECONDS, 3)
                 for name, s in servers.items()
             }
+            # Photos each server was sent: its next run starts at the next one.
+            sent = dict.fromkeys(servers, 0)
             for name, server in servers.items():
                 say(f"warm-up: {name}")
                 alone(servers, name)
-                load(server, work, len(images), args.connections, args.warmup)
+                sent[name] = load(server, work, len(photos), args.connections, args.warmup)["sent"]
             names = list(servers)
             runs = {name: [] for name in names}
             for round_ in range(args.rounds):
@@ -419,7 +460,15 @@ def main() -> int:
                     # The others are stopped (SIGSTOP) meanwhile: a peer's idle poll loop
                     # (LitServe's about 0.2 cores) would otherwise take the measured one's CPU.
                     alone(servers, name)
-                    run = load(servers[name], work, len(images), args.connections, args.seconds)
+                    run = load(
+                        servers[name],
+                        work,
+                        len(photos),
+                        args.connections,
+                        args.seconds,
+                        start=sent[name],
+                    )
+                    sent[name] = run["sent"]
                     runs[name].append(run)
                     say(
                         f"round {round_ + 1}/{args.rounds} {name}: "
@@ -436,7 +485,11 @@ def main() -> int:
             key: statistics.median(r[key] for r in rounds if r[key] is not None)
             for key in ("images_per_second", "p50_ms", "p99_ms", "cpu_ms_per_image", "cores_busy")
         }
-        | {"errors": sum(r["errors"] for r in rounds), "idle_cores": idle[name]}
+        | {
+            "errors": sum(r["errors"] for r in rounds),
+            "idle_cores": idle[name],
+            "repeats": sum(r["repeats"] for r in rounds),
+        }
         for name, rounds in runs.items()
         if rounds
     }
@@ -479,7 +532,7 @@ def main() -> int:
         **about,
         "setup": {
             "checkpoint": str(args.checkpoint.resolve().relative_to(ROOT)),
-            "images": f"{args.images} distinct 1280x720 JPEGs (bench/verdicts.py frame_720p)",
+            "images": f"{len(photos)} distinct 1280x720 JPEGs ({args.scenes} scenes x 60)",
             "connections": args.connections,
             "rounds": args.rounds,
             "seconds_per_round": args.seconds,

@@ -1,0 +1,149 @@
+"""``scan``: judge every image and video of a folder or a manifest, one JSON line each,
+resumable; configured like ``serve`` (VERACITY_* variables), so its verdicts are the
+service's."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from veracity.cli.configuration import load_settings
+
+if TYPE_CHECKING:
+    from veracity.cli.arguments import Subcommands
+    from veracity.scan.results import ResultsFile
+    from veracity.scan.runner import ScanOptions, Summary
+    from veracity.settings import Settings
+
+
+def add_parser(sub: Subcommands) -> None:
+    p = sub.add_parser(
+        "scan",
+        help="judge every image and video of a folder or manifest into a JSONL file",
+        description="Judges each file of TARGET (a folder, walked recursively in name "
+        "order; a manifest, one path per line relative to it; or one file) with the serving "
+        "core in-process, as POST /infer and /infer/video would (configured from VERACITY_* "
+        "variables like `serve`; a video's limits are a job's). Writes one JSON line per "
+        "file to --out as it ends: the answer's fields with path and sha256, or an error. "
+        "Rerun with the same --out to resume: files whose content already has a line are "
+        "skipped. Prints a summary at the end; exit code 1 if any file failed.",
+    )
+    p.add_argument("target", type=Path, metavar="TARGET", help="folder, manifest or file")
+    p.add_argument("--out", type=Path, required=True, help="the JSONL results file")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="default: VERACITY_CHECKPOINT (or VERACITY_MODEL_REPOSITORY's default model)",
+    )
+    p.add_argument("--frames", type=int, default=None, help="frames per video (default: 32)")
+    p.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="judge again the files whose line is an error (default: they count as done)",
+    )
+    p.add_argument(
+        "--in-flight",
+        type=int,
+        default=None,
+        help="files read and judged at once (default: the service's queue bound, at most 32)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_scan)
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from veracity.errors import VeracityError
+    from veracity.scan.inputs import list_inputs
+    from veracity.scan.results import ResultsFile
+    from veracity.settings import Settings
+
+    # No HTTP, so no API keys: the scan reads what its user can read.
+    overrides: dict[str, object] = {"auth_disabled": True}
+    if args.checkpoint is not None:
+        overrides["checkpoint"] = args.checkpoint
+    settings = load_settings(Settings, "scan", **overrides)
+    if settings is None:
+        return 2
+    if args.frames is not None and not 1 <= args.frames <= settings.video_max_frames:
+        print(f"veracity scan: --frames must be 1-{settings.video_max_frames}", file=sys.stderr)
+        return 2
+    try:
+        # Counted first (names only) for the progress bar, then listed again as scanned.
+        total = None if args.no_progress else sum(1 for _ in list_inputs(args.target))
+        results = ResultsFile(args.out, retry_errors=args.retry_errors)
+    except VeracityError as e:
+        print(f"veracity scan: {e.message}", file=sys.stderr)
+        return 2
+    try:
+        summary = asyncio.run(_scan(settings, args, results, total))
+    except VeracityError as e:
+        print(f"veracity scan: {e.message}", file=sys.stderr)
+        return 2
+    finally:
+        results.close()
+    print(json.dumps(summary.as_dict() | {"out": str(args.out)}), flush=True)
+    return 1 if summary.errors else 0
+
+
+def _options(settings: Settings, args: argparse.Namespace) -> ScanOptions:
+    from veracity.scan.runner import ScanOptions
+    from veracity.video.plan import SamplingPlan
+
+    admission = settings.admission_limits
+    return ScanOptions(
+        image_max_bytes=settings.max_upload_bytes,
+        video_max_bytes=settings.video_max_upload_bytes,
+        plan=SamplingPlan(count=args.frames or settings.video_frames),
+        rule=settings.video_rule,
+        video_limits=settings.job_video_limits,
+        video_timeout_s=settings.job_timeout_s,
+        # Within the service's own bound, or files would be refused as overload.
+        in_flight=max(1, min(args.in_flight or 32, admission.max_queue)),
+        videos_in_flight=admission.max_concurrent_videos,
+    )
+
+
+async def _scan(
+    settings: Settings, args: argparse.Namespace, results: ResultsFile, total: int | None
+) -> Summary:
+    from tqdm import tqdm
+
+    from veracity.provenance.reader import CredentialReader
+    from veracity.repository.layout import ModelRepository
+    from veracity.scan.inputs import list_inputs
+    from veracity.scan.runner import scan
+    from veracity.serving.service import ModelService
+
+    repository = (
+        ModelRepository(settings.model_repository)
+        if settings.model_repository is not None
+        else ModelRepository(checkpoint=settings.checkpoint)
+    )
+    service = ModelService(repository, settings.service_options)
+    credentials = CredentialReader(settings.provenance_options)
+    bar = tqdm(total=total, unit="file", disable=args.no_progress, file=sys.stderr)
+
+    def progress(summary: Summary) -> None:
+        bar.update(summary.finished - bar.n)
+        bar.set_postfix(errors=sum(summary.errors.values()), skipped=summary.skipped)
+
+    await service.start()
+    try:
+        await service.wait_ready()
+        return await scan(
+            list_inputs(args.target),
+            results,
+            service,
+            _options(settings, args),
+            credentials=credentials if settings.provenance_enabled else None,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+        await service.stop(settings.admission_limits.drain_s)
+        credentials.close()

@@ -1,0 +1,74 @@
+"""What a scan reads: every file under a folder (in a stable order: names sorted, folder by
+folder), the paths a manifest lists, or one file. Listed lazily, so an archive of any size
+costs memory for one folder's names at a time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from veracity.errors import DatasetError
+
+# The first bytes of the formats the service accepts: a file that starts with one of them
+# is scanned itself, anything else given as the target is read as a manifest.
+_MEDIA_SIGNATURES = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG",
+    b"RIFF",  # WebP, AVI
+    b"GIF8",
+    b"II*\x00",  # TIFF
+    b"MM\x00*",
+    b"BM",
+    b"\x1aE\xdf\xa3",  # Matroska, WebM
+)
+
+
+def list_inputs(target: Path) -> Iterator[Path]:
+    """The files ``target`` names: a folder's, recursively; a manifest's (one path per line,
+    relative to the manifest's folder; blank lines and lines starting with # skipped); or
+    ``target`` itself when it is an image or a video.
+
+    Raises:
+        DatasetError: ``target`` does not exist or cannot be read.
+    """
+    if target.is_dir():
+        return _walk(target)
+    if not target.is_file():
+        raise DatasetError(f"{target}: no such file or folder")
+    if _is_media(target):
+        return iter([target])
+    return _manifest(target)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()  # os.walk descends in this order
+        for name in sorted(files):
+            yield Path(folder) / name
+
+
+def _is_media(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        raise DatasetError(f"{path}: {e.strerror}") from e
+    # ISO media (MP4, MOV, HEIF): the box type at byte 4.
+    return head.startswith(_MEDIA_SIGNATURES) or head[4:8] == b"ftyp"
+
+
+def _manifest(path: Path) -> Iterator[Path]:
+    base = path.parent
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                entry = line.strip()
+                if entry and not entry.startswith("#"):
+                    yield base / entry
+    except UnicodeDecodeError as e:
+        raise DatasetError(
+            f"{path} is neither an image, a video nor a manifest (one path per line, UTF-8)"
+        ) from e
+    except OSError as e:
+        raise DatasetError(f"{path}: {e.strerror}") from e

@@ -1,0 +1,270 @@
+"""The scan: every listed file through the serving core in-process, a bounded number at
+once, each ending as one line of the results file.
+
+The files go through a ``ModelService`` exactly as uploads to ``POST /infer`` and
+``POST /infer/video`` do (the same decoding limits, micro-batches, gates and verdict
+rules, and the same content-credential reading), so a scan's verdicts are the service's.
+At most ``in_flight`` files are read and judged at once (their bytes are the memory a scan
+holds), videos at most as many as the service runs at once; a file's failure is its own
+line, never the scan's end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from veracity.answers import InferResponse, VideoResponse
+from veracity.errors import VeracityError
+from veracity.images import image_media_type
+from veracity.provenance.reader import CredentialReader
+from veracity.scan.results import ResultsFile
+from veracity.serving.admission import Deadline
+from veracity.serving.jobs import JOB_TIMEOUT_SETTING
+from veracity.serving.judging import credited, infer_answer, video_answer
+from veracity.serving.recording import video_media_type
+from veracity.serving.service import ModelService
+from veracity.video.aggregate import AggregationRule
+from veracity.video.container import detect_container
+from veracity.video.plan import SamplingPlan, VideoLimits
+
+logger = logging.getLogger("veracity.scan")
+
+# Failures of the moment (the service busy or slow), not of the file: their lines say so,
+# and a resumed scan judges those files again.
+RETRYABLE = frozenset({"overloaded", "deadline_exceeded", "not_ready"})
+# What a line leaves out of the service's answer: per-request fields, and timings that
+# differ from run to run (a scan's lines are comparable across runs and machines).
+_NOT_RECORDED = {"request_id", "cached", "timings_ms", "batch_size", "seen_before"}
+# ISO media brands of still images (HEIF, AVIF): an "ftyp" box that is not a video.
+_IMAGE_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What each file may be, and how videos are sampled and bounded (as a job's: an
+    archive's videos may be long)."""
+
+    image_max_bytes: int
+    video_max_bytes: int
+    plan: SamplingPlan = field(default_factory=SamplingPlan)
+    rule: AggregationRule = field(default_factory=AggregationRule)
+    video_limits: VideoLimits = field(default_factory=VideoLimits)
+    video_timeout_s: float = 1800.0
+    in_flight: int = 16
+    videos_in_flight: int = 1
+
+
+@dataclass
+class Summary:
+    """What a scan did: files listed, judged, skipped (done before, by content), duplicates
+    (the same bytes under another path in this scan), verdicts, the reasons of inconclusive
+    ones, and errors by code."""
+
+    listed: int = 0
+    judged: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    inconclusive_reasons: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        return self.judged + self.skipped + self.duplicates + sum(self.errors.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "listed": self.listed,
+            "judged": self.judged,
+            "skipped": self.skipped,
+            "duplicates": self.duplicates,
+            "errors": sum(self.errors.values()),
+            "verdicts": dict(self.verdicts.most_common()),
+            "inconclusive_reasons": dict(self.inconclusive_reasons.most_common()),
+            "errors_by_code": dict(self.errors.most_common()),
+            "seconds": round(self.seconds, 1),
+            "files_per_second": round(self.judged / self.seconds, 2) if self.seconds else None,
+        }
+
+
+class _FileError(VeracityError):
+    """A file that cannot be read, or is over its kind's limit."""
+
+    status_code = 422
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def scan(
+    paths: Iterable[Path],
+    results: ResultsFile,
+    service: ModelService,
+    options: ScanOptions,
+    *,
+    credentials: CredentialReader | None = None,
+    progress: Callable[[Summary], None] | None = None,
+) -> Summary:
+    """Judge every file of ``paths`` not yet in ``results`` and append its line."""
+    summary = Summary()
+    started = time.perf_counter()
+    slots = asyncio.Semaphore(options.in_flight)
+    videos = asyncio.Semaphore(options.videos_in_flight)
+    claimed: set[str] = set()  # digests judged or being judged in this scan
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(path: Path) -> None:
+        try:
+            await _scan_file(path, results, service, options, credentials, summary, claimed, videos)
+        finally:
+            slots.release()
+            if progress is not None:
+                progress(summary)
+
+    try:
+        for path in paths:
+            summary.listed += 1
+            await slots.acquire()
+            task = asyncio.create_task(one(path))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+async def _scan_file(
+    path: Path,
+    results: ResultsFile,
+    service: ModelService,
+    options: ScanOptions,
+    credentials: CredentialReader | None,
+    summary: Summary,
+    claimed: set[str],
+    videos: asyncio.Semaphore,
+) -> None:
+    digest: str | None = None
+    kind = "image"
+    try:
+        kind, data, read = await asyncio.to_thread(_read, path, options)
+        digest = read
+        if read in results.done:
+            summary.skipped += 1
+            return
+        if read in claimed:
+            summary.duplicates += 1
+            results.write({"path": str(path), "sha256": read, "duplicate": True})
+            return
+        claimed.add(read)
+        if kind == "video":
+            async with videos:
+                answer: InferResponse | VideoResponse = await _judge_video(
+                    service, data, options, credentials
+                )
+        else:
+            answer = await _judge_image(service, data, credentials)
+    except VeracityError as e:
+        _failed(results, summary, path, digest, kind, e.code, e.message)
+        return
+    except Exception as e:  # a bug, or a decoder's crash: this file's line, not the scan's end
+        logger.exception("scan: file failed", extra={"path": str(path)})
+        _failed(results, summary, path, digest, kind, "internal_error", f"{type(e).__name__}: {e}")
+        return
+    record = {"path": str(path), "sha256": digest, "kind": kind, "size_bytes": len(data)}
+    results.write(record | answer.model_dump(mode="json", exclude=_NOT_RECORDED))
+    summary.judged += 1
+    summary.verdicts[answer.verdict] += 1
+    if answer.verdict == "inconclusive":
+        summary.inconclusive_reasons.update(reason.code for reason in answer.reasons)
+
+
+def _read(path: Path, options: ScanOptions) -> tuple[str, bytes, str]:
+    """The file's kind, bytes and SHA-256, refusing one over its kind's limit before
+    reading it."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+            video = detect_container(head) is not None and head[8:12] not in _IMAGE_BRANDS
+            kind = "video" if video else "image"
+            limit = options.video_max_bytes if kind == "video" else options.image_max_bytes
+            size = f.seek(0, 2)
+            if size > limit:
+                raise _FileError(
+                    f"{kind}_too_large",
+                    f"{size} bytes; a scanned {kind} may have at most {limit} (the service's "
+                    f"upload limit, VERACITY_{'VIDEO_' if kind == 'video' else ''}MAX_UPLOAD_MB)",
+                )
+            f.seek(0)
+            data = f.read()
+    except OSError as e:
+        raise _FileError("unreadable", f"cannot read the file: {e.strerror}") from e
+    return kind, data, hashlib.sha256(data).hexdigest()
+
+
+async def _judge_image(
+    service: ModelService, data: bytes, credentials: CredentialReader | None
+) -> InferResponse:
+    async with service.use(None, None) as chosen:
+        runner = chosen.runner
+        answer = infer_answer("", runner, await runner.predict(data))
+    if credentials is None:
+        return answer
+    return credited(answer, await credentials.read(data, image_media_type(data)))
+
+
+async def _judge_video(
+    service: ModelService,
+    data: bytes,
+    options: ScanOptions,
+    credentials: CredentialReader | None,
+) -> VideoResponse:
+    async with service.use(None, None) as chosen:
+        runner = chosen.runner
+        result = await runner.predict_video(
+            data,
+            plan=options.plan,
+            rule=options.rule,
+            limits=options.video_limits,
+            deadline=Deadline(options.video_timeout_s, JOB_TIMEOUT_SETTING),
+        )
+        answer = video_answer("", runner, result)
+    if credentials is None:
+        return answer
+    media_type = video_media_type(result.info.container)
+    return credited(answer, await credentials.read(data, media_type))
+
+
+def _failed(
+    results: ResultsFile,
+    summary: Summary,
+    path: Path,
+    digest: str | None,
+    kind: str,
+    code: str,
+    message: str,
+) -> None:
+    summary.errors[code] += 1
+    record: dict[str, Any] = {
+        "path": str(path),
+        "sha256": digest,
+        "kind": kind,
+        "error": {"code": code, "message": message},
+    }
+    if code in RETRYABLE:
+        record["retry"] = True
+    results.write(record)

@@ -9,7 +9,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 LOAD_VENV ?= .venv-load
 LOAD_STAMP := $(LOAD_VENV)/.installed
 
-.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models bench-explain bench-provenance bench-tracing bench-precision bench-profile bench-throughput overload clean
+.PHONY: install install-dev install-deploy run test lint typecheck corpus demo-model bench bench-verdicts bench-video bench-similarity bench-registry bench-models bench-explain bench-provenance bench-tracing bench-precision bench-profile bench-throughput bench-scan overload clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(DEV_STAMP): requirements-dev.txt $(STAMP)
+$(DEV_STAMP): requirements-dev.txt requirements-ray.txt $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -202,6 +202,11 @@ bench-registry: $(STAMP)
 bench-profile: $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	$(BIN)/python bench/cpu_profile.py $(BENCH_ARGS)
+
+# `veracity scan` in-process against a local Ray (issue 25; about two minutes).
+bench-scan: $(STAMP)
+	$(BIN)/pip install --quiet -r requirements-ray.txt
+	$(BIN)/python bench/scan.py $(BENCH_ARGS)
 
 # veracity against its peers and the machine (issue 23 part 3; about 4 minutes, 2 more
 # the first time): veracity FP32 and INT8, LitServe doing the same work per image and the

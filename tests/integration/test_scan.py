@@ -199,3 +199,55 @@ def test_a_scan_killed_with_sigkill_resumes_without_losing_or_redoing_a_file(
     for line in lines:
         assert line["sha256"] == sha(photos[Path(line["path"]).name])
         assert line["verdict"] in ("real", "fake", "inconclusive")
+
+
+def test_a_copy_judged_after_its_original_still_gets_its_own_line(
+    tiny_checkpoint: Path, scan_env, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    data = jpeg_bytes(120, 90, seed=5)
+    (folder / "a.jpg").write_bytes(data)
+    (folder / "b.jpg").write_bytes(data)
+    out = tmp_path / "r.jsonl"
+    argv = ["scan", str(folder), "--out", str(out), "--checkpoint", str(tiny_checkpoint)]
+    assert main([*argv, "--no-progress", "--in-flight", "1"]) == 0  # one at a time
+    a, b = read_lines(out)
+    assert (Path(a["path"]).name, Path(b["path"]).name) == ("a.jpg", "b.jpg")
+    assert "verdict" in a
+    assert b == {"path": str(folder / "b.jpg"), "sha256": sha(data), "duplicate": True}
+
+
+def test_on_a_local_ray_the_lines_are_the_in_process_scans(
+    tiny_checkpoint: Path, scan_env, tmp_path: Path, capsys
+) -> None:
+    """Ray Data's actors judge the same files into the same lines (a local Ray of 2 CPUs:
+    two actors of one CPU each), and a rerun on Ray resumes from the same file."""
+    ray = pytest.importorskip("ray")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(24):
+        (folder / f"{i:02}.jpg").write_bytes(jpeg_bytes(160, 120, seed=300 + i))
+    (folder / "clip.mp4").write_bytes(write_video(seconds=1.0))
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    base = ["scan", str(folder), "--checkpoint", str(tiny_checkpoint), "--no-progress"]
+    local, on_ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    assert main([*base, "--out", str(local)]) == 1
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main([*base, "--out", str(on_ray), "--ray", "local"]) == 1
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert (summary["judged"], summary["errors"]) == (25, 1)
+        by_path = {line["path"]: line for line in read_lines(local)}
+        lines = read_lines(on_ray)
+        assert len(lines) == len(by_path) == 26
+        for line in lines:
+            assert line == by_path[line["path"]]
+        # Resumed on Ray: everything is done already (bad.png's error is its own).
+        assert main([*base, "--out", str(on_ray), "--ray", "local"]) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert (summary["skipped"], summary["judged"], summary["errors"]) == (26, 0, 0)
+        assert len(read_lines(on_ray)) == 26
+    finally:
+        ray.shutdown()

@@ -9,12 +9,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from veracity.cli.configuration import load_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from veracity.cli.arguments import Subcommands
+    from veracity.repository.layout import ModelRepository
     from veracity.scan.results import ResultsFile
     from veracity.scan.runner import ScanOptions, Summary
     from veracity.settings import Settings
@@ -53,6 +56,20 @@ def add_parser(sub: Subcommands) -> None:
         help="files read and judged at once (default: the service's queue bound, at most 32)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ray = p.add_argument_group("on a Ray cluster (pip install veracity[ray])")
+    ray.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
+        help="judge on Ray through Ray Data: a cluster's address, `auto` (the cluster this "
+        "machine is part of) or `local` (start one on this machine's cores); the files' "
+        "paths must be readable by every worker",
+    )
+    ray.add_argument(
+        "--ray-actors", type=int, default=None, help="default: the cluster's CPUs / per actor"
+    )
+    ray.add_argument("--ray-cpus-per-actor", type=int, default=1, help="default: %(default)s")
+    ray.add_argument("--ray-gpus-per-actor", type=float, default=0.0, help="default: 0")
     p.set_defaults(handler=_cmd_scan)
 
 
@@ -80,7 +97,15 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         print(f"veracity scan: {e.message}", file=sys.stderr)
         return 2
     try:
-        summary = asyncio.run(_scan(settings, args, results, total))
+        if args.ray is not None:
+            summary = _scan_on_ray(settings, args, results, total)
+        else:
+            summary = asyncio.run(_scan(settings, args, results, total))
+    except ModuleNotFoundError as e:
+        if e.name != "ray":
+            raise
+        print("veracity scan: --ray needs Ray: pip install 'veracity[ray]'", file=sys.stderr)
+        return 2
     except VeracityError as e:
         print(f"veracity scan: {e.message}", file=sys.stderr)
         return 2
@@ -108,41 +133,76 @@ def _options(settings: Settings, args: argparse.Namespace) -> ScanOptions:
     )
 
 
-async def _scan(
-    settings: Settings, args: argparse.Namespace, results: ResultsFile, total: int | None
-) -> Summary:
+def _repository(settings: Settings) -> ModelRepository:
+    from veracity.repository.layout import ModelRepository
+
+    if settings.model_repository is not None:
+        return ModelRepository(settings.model_repository)
+    return ModelRepository(checkpoint=settings.checkpoint)
+
+
+def _progress_bar(total: int | None, disabled: bool) -> tuple[Any, Callable[[Summary], None]]:
     from tqdm import tqdm
 
-    from veracity.provenance.reader import CredentialReader
-    from veracity.repository.layout import ModelRepository
-    from veracity.scan.inputs import list_inputs
-    from veracity.scan.runner import scan
-    from veracity.serving.service import ModelService
-
-    repository = (
-        ModelRepository(settings.model_repository)
-        if settings.model_repository is not None
-        else ModelRepository(checkpoint=settings.checkpoint)
-    )
-    service = ModelService(repository, settings.service_options)
-    credentials = CredentialReader(settings.provenance_options)
-    bar = tqdm(total=total, unit="file", disable=args.no_progress, file=sys.stderr)
+    bar = tqdm(total=total, unit="file", disable=disabled, file=sys.stderr)
 
     def progress(summary: Summary) -> None:
         bar.update(summary.finished - bar.n)
         bar.set_postfix(errors=sum(summary.errors.values()), skipped=summary.skipped)
 
+    return bar, progress
+
+
+def _scan_on_ray(
+    settings: Settings, args: argparse.Namespace, results: ResultsFile, total: int | None
+) -> Summary:
+    from veracity.scan.cluster import ClusterPlan, scan_on_ray
+    from veracity.scan.inputs import list_inputs
+
+    plan = ClusterPlan(
+        address=None if args.ray == "local" else args.ray,
+        actors=args.ray_actors,
+        cpus_per_actor=args.ray_cpus_per_actor,
+        gpus_per_actor=args.ray_gpus_per_actor,
+    )
+    bar, progress = _progress_bar(total, args.no_progress)
+    try:
+        return scan_on_ray(
+            list_inputs(args.target),
+            results,
+            plan,
+            repository=_repository(settings),
+            service_options=settings.service_options,
+            options=_options(settings, args),
+            provenance=settings.provenance_options if settings.provenance_enabled else None,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+
+
+async def _scan(
+    settings: Settings, args: argparse.Namespace, results: ResultsFile, total: int | None
+) -> Summary:
+    from veracity.provenance.reader import CredentialReader
+    from veracity.scan.inputs import list_inputs
+    from veracity.scan.runner import Judge, scan
+    from veracity.serving.service import ModelService
+
+    service = ModelService(_repository(settings), settings.service_options)
+    credentials = CredentialReader(settings.provenance_options)
+    bar, progress = _progress_bar(total, args.no_progress)
+
     await service.start()
     try:
         await service.wait_ready()
-        return await scan(
-            list_inputs(args.target),
-            results,
+        judge = Judge(
             service,
             _options(settings, args),
             credentials=credentials if settings.provenance_enabled else None,
-            progress=progress,
+            done=results.done,
         )
+        return await scan(list_inputs(args.target), results, judge, progress=progress)
     finally:
         bar.close()
         await service.stop(settings.admission_limits.drain_s)

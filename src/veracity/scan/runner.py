@@ -16,7 +16,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,26 +107,118 @@ class _FileError(VeracityError):
         self.message = message
 
 
+class Judge:
+    """Turns a path into its line through ``service``: a verdict, an error of the file's
+    own, a duplicate of a file judged before in this scan, or ``{"skipped": true}`` for one
+    whose content ``done`` holds (never written). One per process: the local scan's, or
+    each Ray actor's (veracity.scan.cluster)."""
+
+    def __init__(
+        self,
+        service: ModelService,
+        options: ScanOptions,
+        *,
+        credentials: CredentialReader | None = None,
+        done: Container[str] = frozenset(),
+    ) -> None:
+        self.service = service
+        self.options = options
+        self.credentials = credentials
+        self.done = done
+        self._claimed: set[str] = set()  # digests judged or being judged here
+        self._videos = asyncio.Semaphore(options.videos_in_flight)
+
+    async def __call__(self, path: Path) -> dict[str, Any]:
+        digest: str | None = None
+        kind = "image"
+        try:
+            kind, data, read = await asyncio.to_thread(_read, path, self.options)
+            digest = read
+            # This scan's own first: a copy of a file judged earlier in it is a duplicate
+            # (with its own line), one judged by an earlier scan is skipped.
+            if read in self._claimed:
+                return {"path": str(path), "sha256": read, "duplicate": True}
+            if read in self.done:
+                return {"path": str(path), "sha256": read, "skipped": True}
+            self._claimed.add(read)
+            if kind == "video":
+                async with self._videos:
+                    answer: InferResponse | VideoResponse = await self._video(data)
+            else:
+                answer = await self._image(data)
+        except VeracityError as e:
+            return _failed(path, digest, kind, e.code, e.message)
+        except Exception as e:  # a bug, or a decoder's crash: this file's line, not the end
+            logger.exception("scan: file failed", extra={"path": str(path)})
+            return _failed(path, digest, kind, "internal_error", f"{type(e).__name__}: {e}")
+        record = {"path": str(path), "sha256": digest, "kind": kind, "size_bytes": len(data)}
+        return record | answer.model_dump(mode="json", exclude=_NOT_RECORDED)
+
+    async def _image(self, data: bytes) -> InferResponse:
+        async with self.service.use(None, None) as chosen:
+            runner = chosen.runner
+            answer = infer_answer("", runner, await runner.predict(data))
+        if self.credentials is None:
+            return answer
+        return credited(answer, await self.credentials.read(data, image_media_type(data)))
+
+    async def _video(self, data: bytes) -> VideoResponse:
+        options = self.options
+        async with self.service.use(None, None) as chosen:
+            runner = chosen.runner
+            result = await runner.predict_video(
+                data,
+                plan=options.plan,
+                rule=options.rule,
+                limits=options.video_limits,
+                deadline=Deadline(options.video_timeout_s, JOB_TIMEOUT_SETTING),
+            )
+            answer = video_answer("", runner, result)
+        if self.credentials is None:
+            return answer
+        media_type = video_media_type(result.info.container)
+        return credited(answer, await self.credentials.read(data, media_type))
+
+
+def tally(summary: Summary, record: dict[str, Any]) -> None:
+    """Count one file's line (or skip) into ``summary``."""
+    if record.get("skipped"):
+        summary.skipped += 1
+    elif record.get("duplicate"):
+        summary.duplicates += 1
+    elif "error" in record:
+        summary.errors[record["error"]["code"]] += 1
+    else:
+        summary.judged += 1
+        summary.verdicts[record["verdict"]] += 1
+        if record["verdict"] == "inconclusive":
+            summary.inconclusive_reasons.update(r["code"] for r in record["reasons"])
+
+
+def keep(results: ResultsFile, summary: Summary, record: dict[str, Any]) -> None:
+    """Count a file's line and write it (a skip is counted only)."""
+    tally(summary, record)
+    if not record.get("skipped"):
+        results.write(record)
+
+
 async def scan(
     paths: Iterable[Path],
     results: ResultsFile,
-    service: ModelService,
-    options: ScanOptions,
+    judge: Judge,
     *,
-    credentials: CredentialReader | None = None,
     progress: Callable[[Summary], None] | None = None,
 ) -> Summary:
-    """Judge every file of ``paths`` not yet in ``results`` and append its line."""
+    """Judge every file of ``paths`` not yet in ``results`` (``judge.done``) in this
+    process, ``judge.options.in_flight`` at once, and append each line as it ends."""
     summary = Summary()
     started = time.perf_counter()
-    slots = asyncio.Semaphore(options.in_flight)
-    videos = asyncio.Semaphore(options.videos_in_flight)
-    claimed: set[str] = set()  # digests judged or being judged in this scan
+    slots = asyncio.Semaphore(judge.options.in_flight)
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(path: Path) -> None:
         try:
-            await _scan_file(path, results, service, options, credentials, summary, claimed, videos)
+            keep(results, summary, await judge(path))
         finally:
             slots.release()
             if progress is not None:
@@ -146,51 +238,6 @@ async def scan(
             task.cancel()
         summary.seconds = time.perf_counter() - started
     return summary
-
-
-async def _scan_file(
-    path: Path,
-    results: ResultsFile,
-    service: ModelService,
-    options: ScanOptions,
-    credentials: CredentialReader | None,
-    summary: Summary,
-    claimed: set[str],
-    videos: asyncio.Semaphore,
-) -> None:
-    digest: str | None = None
-    kind = "image"
-    try:
-        kind, data, read = await asyncio.to_thread(_read, path, options)
-        digest = read
-        if read in results.done:
-            summary.skipped += 1
-            return
-        if read in claimed:
-            summary.duplicates += 1
-            results.write({"path": str(path), "sha256": read, "duplicate": True})
-            return
-        claimed.add(read)
-        if kind == "video":
-            async with videos:
-                answer: InferResponse | VideoResponse = await _judge_video(
-                    service, data, options, credentials
-                )
-        else:
-            answer = await _judge_image(service, data, credentials)
-    except VeracityError as e:
-        _failed(results, summary, path, digest, kind, e.code, e.message)
-        return
-    except Exception as e:  # a bug, or a decoder's crash: this file's line, not the scan's end
-        logger.exception("scan: file failed", extra={"path": str(path)})
-        _failed(results, summary, path, digest, kind, "internal_error", f"{type(e).__name__}: {e}")
-        return
-    record = {"path": str(path), "sha256": digest, "kind": kind, "size_bytes": len(data)}
-    results.write(record | answer.model_dump(mode="json", exclude=_NOT_RECORDED))
-    summary.judged += 1
-    summary.verdicts[answer.verdict] += 1
-    if answer.verdict == "inconclusive":
-        summary.inconclusive_reasons.update(reason.code for reason in answer.reasons)
 
 
 def _read(path: Path, options: ScanOptions) -> tuple[str, bytes, str]:
@@ -216,49 +263,7 @@ def _read(path: Path, options: ScanOptions) -> tuple[str, bytes, str]:
     return kind, data, hashlib.sha256(data).hexdigest()
 
 
-async def _judge_image(
-    service: ModelService, data: bytes, credentials: CredentialReader | None
-) -> InferResponse:
-    async with service.use(None, None) as chosen:
-        runner = chosen.runner
-        answer = infer_answer("", runner, await runner.predict(data))
-    if credentials is None:
-        return answer
-    return credited(answer, await credentials.read(data, image_media_type(data)))
-
-
-async def _judge_video(
-    service: ModelService,
-    data: bytes,
-    options: ScanOptions,
-    credentials: CredentialReader | None,
-) -> VideoResponse:
-    async with service.use(None, None) as chosen:
-        runner = chosen.runner
-        result = await runner.predict_video(
-            data,
-            plan=options.plan,
-            rule=options.rule,
-            limits=options.video_limits,
-            deadline=Deadline(options.video_timeout_s, JOB_TIMEOUT_SETTING),
-        )
-        answer = video_answer("", runner, result)
-    if credentials is None:
-        return answer
-    media_type = video_media_type(result.info.container)
-    return credited(answer, await credentials.read(data, media_type))
-
-
-def _failed(
-    results: ResultsFile,
-    summary: Summary,
-    path: Path,
-    digest: str | None,
-    kind: str,
-    code: str,
-    message: str,
-) -> None:
-    summary.errors[code] += 1
+def _failed(path: Path, digest: str | None, kind: str, code: str, message: str) -> dict[str, Any]:
     record: dict[str, Any] = {
         "path": str(path),
         "sha256": digest,
@@ -267,4 +272,4 @@ def _failed(
     }
     if code in RETRYABLE:
         record["retry"] = True
-    results.write(record)
+    return record

@@ -209,9 +209,10 @@ def test_a_copy_judged_after_its_original_still_gets_its_own_line(
     data = jpeg_bytes(120, 90, seed=5)
     (folder / "a.jpg").write_bytes(data)
     (folder / "b.jpg").write_bytes(data)
-    out = tmp_path / "r.jsonl"
+    out = folder / "results.jsonl"  # inside the scanned folder: not scanned itself
     argv = ["scan", str(folder), "--out", str(out), "--checkpoint", str(tiny_checkpoint)]
     assert main([*argv, "--no-progress", "--in-flight", "1"]) == 0  # one at a time
+    assert main([*argv, "--in-flight", "1"]) == 0  # resumed, with the progress bar
     a, b = read_lines(out)
     assert (Path(a["path"]).name, Path(b["path"]).name) == ("a.jpg", "b.jpg")
     assert "verdict" in a

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from veracity.cli.configuration import load_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from veracity.cli.arguments import Subcommands
     from veracity.repository.layout import ModelRepository
@@ -75,7 +75,6 @@ def add_parser(sub: Subcommands) -> None:
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from veracity.errors import VeracityError
-    from veracity.scan.inputs import list_inputs
     from veracity.scan.results import ResultsFile
     from veracity.settings import Settings
 
@@ -91,7 +90,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         return 2
     try:
         # Counted first (names only) for the progress bar, then listed again as scanned.
-        total = None if args.no_progress else sum(1 for _ in list_inputs(args.target))
+        total = None if args.no_progress else sum(1 for _ in _inputs(args))
         results = ResultsFile(args.out, retry_errors=args.retry_errors)
     except VeracityError as e:
         print(f"veracity scan: {e.message}", file=sys.stderr)
@@ -113,6 +112,14 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         results.close()
     print(json.dumps(summary.as_dict() | {"out": str(args.out)}), flush=True)
     return 1 if summary.errors else 0
+
+
+def _inputs(args: argparse.Namespace) -> Iterator[Path]:
+    """TARGET's files but the results file itself (an --out inside the scanned folder)."""
+    from veracity.scan.inputs import list_inputs
+
+    out = args.out.absolute()
+    return (path for path in list_inputs(args.target) if path.absolute() != out)
 
 
 def _options(settings: Settings, args: argparse.Namespace) -> ScanOptions:
@@ -157,7 +164,6 @@ def _scan_on_ray(
     settings: Settings, args: argparse.Namespace, results: ResultsFile, total: int | None
 ) -> Summary:
     from veracity.scan.cluster import ClusterPlan, scan_on_ray
-    from veracity.scan.inputs import list_inputs
 
     plan = ClusterPlan(
         address=None if args.ray == "local" else args.ray,
@@ -168,7 +174,7 @@ def _scan_on_ray(
     bar, progress = _progress_bar(total, args.no_progress)
     try:
         return scan_on_ray(
-            list_inputs(args.target),
+            _inputs(args),
             results,
             plan,
             repository=_repository(settings),
@@ -185,7 +191,6 @@ async def _scan(
     settings: Settings, args: argparse.Namespace, results: ResultsFile, total: int | None
 ) -> Summary:
     from veracity.provenance.reader import CredentialReader
-    from veracity.scan.inputs import list_inputs
     from veracity.scan.runner import Judge, scan
     from veracity.serving.service import ModelService
 
@@ -202,7 +207,7 @@ async def _scan(
             credentials=credentials if settings.provenance_enabled else None,
             done=results.done,
         )
-        return await scan(list_inputs(args.target), results, judge, progress=progress)
+        return await scan(_inputs(args), results, judge, progress=progress)
     finally:
         bar.close()
         await service.stop(settings.admission_limits.drain_s)

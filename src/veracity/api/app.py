@@ -308,9 +308,7 @@ def create_app(
     metrics = ServiceMetrics(registry)
     tracing = tracing or Tracing()
     service = model_service or ModelService(
-        ModelRepository(settings.model_repository)
-        if settings.model_repository is not None
-        else ModelRepository(checkpoint=settings.checkpoint),
+        ModelRepository.configured(settings.model_repository, settings.checkpoint),
         settings.service_options,
         metrics=metrics,
         tracer=tracing.tracer,

@@ -79,11 +79,7 @@ def _cmd_drift_report(args: argparse.Namespace) -> int:
     if start >= end:
         print("veracity drift-report: --since must be before --until", file=sys.stderr)
         return 2
-    repository = (
-        ModelRepository(settings.model_repository)
-        if settings.model_repository is not None
-        else ModelRepository(checkpoint=settings.checkpoint)
-    )
+    repository = ModelRepository.configured(settings.model_repository, settings.checkpoint)
     database = Database.open(settings.store_options)
     try:
         prepare_database(database.engine, migrate=False)

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from veracity.cli.arguments import Subcommands
-    from veracity.repository.layout import ModelRepository
     from veracity.scan.results import ResultsFile
     from veracity.scan.runner import ScanOptions, Summary
     from veracity.settings import Settings
@@ -140,14 +139,6 @@ def _options(settings: Settings, args: argparse.Namespace) -> ScanOptions:
     )
 
 
-def _repository(settings: Settings) -> ModelRepository:
-    from veracity.repository.layout import ModelRepository
-
-    if settings.model_repository is not None:
-        return ModelRepository(settings.model_repository)
-    return ModelRepository(checkpoint=settings.checkpoint)
-
-
 def _progress_bar(total: int | None, disabled: bool) -> tuple[Any, Callable[[Summary], None]]:
     from tqdm import tqdm
 
@@ -163,6 +154,7 @@ def _progress_bar(total: int | None, disabled: bool) -> tuple[Any, Callable[[Sum
 def _scan_on_ray(
     settings: Settings, args: argparse.Namespace, results: ResultsFile, total: int | None
 ) -> Summary:
+    from veracity.repository.layout import ModelRepository
     from veracity.scan.cluster import ClusterPlan, scan_on_ray
 
     plan = ClusterPlan(
@@ -177,7 +169,7 @@ def _scan_on_ray(
             _inputs(args),
             results,
             plan,
-            repository=_repository(settings),
+            repository=ModelRepository.configured(settings.model_repository, settings.checkpoint),
             service_options=settings.service_options,
             options=_options(settings, args),
             provenance=settings.provenance_options if settings.provenance_enabled else None,
@@ -191,10 +183,12 @@ async def _scan(
     settings: Settings, args: argparse.Namespace, results: ResultsFile, total: int | None
 ) -> Summary:
     from veracity.provenance.reader import CredentialReader
+    from veracity.repository.layout import ModelRepository
     from veracity.scan.runner import Judge, scan
     from veracity.serving.service import ModelService
 
-    service = ModelService(_repository(settings), settings.service_options)
+    repository = ModelRepository.configured(settings.model_repository, settings.checkpoint)
+    service = ModelService(repository, settings.service_options)
     credentials = CredentialReader(settings.provenance_options)
     bar, progress = _progress_bar(total, args.no_progress)
 

@@ -120,6 +120,12 @@ class ModelRepository:
         self.root = root
         self.checkpoint = checkpoint
 
+    @classmethod
+    def configured(cls, root: Path | None, checkpoint: Path) -> ModelRepository:
+        """The deployment's repository: the directory where one is configured
+        (VERACITY_MODEL_REPOSITORY), else the one checkpoint (VERACITY_CHECKPOINT)."""
+        return cls(root) if root is not None else cls(checkpoint=checkpoint)
+
     def describe(self) -> str:
         return str(self.root if self.root is not None else self.checkpoint)
 

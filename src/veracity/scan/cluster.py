@@ -123,7 +123,7 @@ def scan_on_ray(
         fn_constructor_kwargs={
             "repository": repository,
             "service_options": dataclasses.replace(service_options, runner=runner),
-            "options": dataclasses.replace(options, in_flight=BATCH_FILES),
+            "options": options,
             "provenance": provenance,
             "done": frozenset(results.done),
         },

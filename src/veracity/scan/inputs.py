@@ -9,18 +9,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from veracity.errors import DatasetError
+from veracity.video.container import detect_container
 
-# The first bytes of the formats the service accepts: a file that starts with one of them
-# is scanned itself, anything else given as the target is read as a manifest.
-_MEDIA_SIGNATURES = (
+# The first bytes of common image formats (videos: detect_container, which also takes
+# HEIF's ISO boxes): a target file that starts with one of them is scanned itself (and
+# refused there if the service does not accept its format), anything else is read as a
+# manifest.
+_IMAGE_SIGNATURES = (
     b"\xff\xd8\xff",  # JPEG
     b"\x89PNG",
-    b"RIFF",  # WebP, AVI
+    b"RIFF",  # WebP
     b"GIF8",
     b"II*\x00",  # TIFF
     b"MM\x00*",
     b"BM",
-    b"\x1aE\xdf\xa3",  # Matroska, WebM
 )
 
 
@@ -54,8 +56,7 @@ def _is_media(path: Path) -> bool:
             head = f.read(12)
     except OSError as e:
         raise DatasetError(f"{path}: {e.strerror}") from e
-    # ISO media (MP4, MOV, HEIF): the box type at byte 4.
-    return head.startswith(_MEDIA_SIGNATURES) or head[4:8] == b"ftyp"
+    return head.startswith(_IMAGE_SIGNATURES) or detect_container(head) is not None
 
 
 def _manifest(path: Path) -> Iterator[Path]:

@@ -12,7 +12,6 @@ line, never the scan's end.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import Counter
@@ -29,7 +28,7 @@ from veracity.scan.results import ResultsFile
 from veracity.serving.admission import Deadline
 from veracity.serving.jobs import JOB_TIMEOUT_SETTING
 from veracity.serving.judging import credited, infer_answer, video_answer
-from veracity.serving.recording import video_media_type
+from veracity.serving.recording import sha256_hex, video_media_type
 from veracity.serving.service import ModelService
 from veracity.video.aggregate import AggregationRule
 from veracity.video.container import detect_container
@@ -260,7 +259,7 @@ def _read(path: Path, options: ScanOptions) -> tuple[str, bytes, str]:
             data = f.read()
     except OSError as e:
         raise _FileError("unreadable", f"cannot read the file: {e.strerror}") from e
-    return kind, data, hashlib.sha256(data).hexdigest()
+    return kind, data, sha256_hex(data)
 
 
 def _failed(path: Path, digest: str | None, kind: str, code: str, message: str) -> dict[str, Any]:

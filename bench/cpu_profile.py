@@ -69,12 +69,10 @@ def stage_of(stack: str) -> str:
 
 def thread_cpu(pid: int) -> dict[int, float]:
     """CPU seconds of each of the process's threads (utime + stime, /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     found = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-            found[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks
+            found[int(tid)] = cpu_seconds(pid, int(tid))
     return found
 
 

@@ -58,7 +58,6 @@ bench/results/throughput.json.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -74,12 +73,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from server import API_KEY, BOUNDARY, Server, multipart  # the bench folder is not a package
+from verdicts import camera_scene, jpeg_90
 
 from veracity.checkpoint import load_checkpoint
 from veracity.cpus import available_cpus
@@ -88,7 +86,6 @@ from veracity.inference.backends import OnnxBackend
 from veracity.inference.precision import find_int8, int8_paths
 from veracity.inference.predictor import create_predictor
 from veracity.quantization.build import METHOD
-from veracity.sampledata import make_real
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
@@ -151,22 +148,20 @@ def frames(scenes: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     made = []
     for seed in range(scenes):
-        names = [
-            folder / f"{seed}-{row}-{mirror}.jpg" for row in WINDOWS for mirror in range(MIRRORS)
-        ]
-        made += names
-        if all(path.is_file() for path in names):
+        names = {
+            (row, mirror): folder / f"{seed}-{row}-{mirror}.jpg"
+            for row in WINDOWS
+            for mirror in range(MIRRORS)
+        }
+        made += names.values()
+        if all(path.is_file() for path in names.values()):
             continue
-        scene = np.clip(np.rint(make_real(np.random.default_rng(seed), 1280)), 0, 255)
-        scene = scene.astype(np.uint8)
-        for row in WINDOWS:
-            for mirror in range(MIRRORS):
-                window = scene[row : row + 720]
-                window = window[:, ::-1] if mirror & 1 else window
-                window = window[::-1] if mirror & 2 else window
-                buffer = io.BytesIO()
-                Image.fromarray(np.ascontiguousarray(window)).save(buffer, "JPEG", quality=90)
-                (folder / f"{seed}-{row}-{mirror}.jpg").write_bytes(buffer.getvalue())
+        scene = camera_scene(seed)
+        for (row, mirror), path in names.items():
+            window = scene[row : row + 720]
+            window = window[:, ::-1] if mirror & 1 else window
+            window = window[::-1] if mirror & 2 else window
+            path.write_bytes(jpeg_90(window))
     return made
 
 

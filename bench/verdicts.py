@@ -46,15 +46,22 @@ GATES_TARGET = 1.10
 ROBUSTNESS_TARGET = 3.0
 
 
-def frame_720p(seed: int) -> bytes:
-    """A 1280x720 JPEG built like the demo's real images (camera-like), so the gates see
-    the kind of input they are calibrated for."""
-    pixels = make_real(np.random.default_rng(seed), 1280)[:720]
+def camera_scene(seed: int) -> np.ndarray:
+    """A 1280 px square camera-like scene (uint8 RGB), built like the demo's real images."""
+    pixels = make_real(np.random.default_rng(seed), 1280)
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def jpeg_90(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)).save(
-        buffer, format="JPEG", quality=90
-    )
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+def frame_720p(seed: int) -> bytes:
+    """A 1280x720 JPEG of a camera-like scene, so the gates see the kind of input they are
+    calibrated for."""
+    return jpeg_90(camera_scene(seed)[:720])
 
 
 def gates_ratio(predictor: Predictor, frames: list[bytes], repeats: int) -> dict[str, float]:

@@ -256,3 +256,10 @@ class ModelConflictError(VeracityError):
 
     status_code = 409
     code = "model_conflict"
+
+
+class RevisionConflictError(ModelConflictError):
+    """A lifecycle change made against a revision of the desired state that another change
+    replaced meanwhile (compare-and-set on the revision): nothing was changed."""
+
+    code = "revision_conflict"

@@ -55,11 +55,22 @@ def test_the_lifecycle_from_the_command_line(repo_server: Server) -> None:
     # The newest version serves when VERACITY_DEFAULT_MODEL names no version.
     assert any(line.split()[:4] == ["tiny", "2", "loaded", "serving"] for line in lines)
     assert any(line.split()[:3] == ["tiny", "empty", "invalid"] for line in lines)
-    assert lines[-1].startswith("memory: ")
+    assert any(line.startswith("memory: ") for line in lines)
+    # The replicas sharing the desired state: this one, at revision 0 (no change yet).
+    assert "desired state: revision 0" in lines
+    (replica,) = [line for line in lines if "(answered)" in line]
+    assert replica.split()[2:4] == ["current", "0"]
+    assert replica.endswith("other:1, tiny:2")
 
     promoted = models(repo_server, "promote", "tiny", "1")
     assert promoted.returncode == 0, promoted.stderr
     assert "serving 1, previous 2" in promoted.stdout
+    assert "(revision 1)" in promoted.stdout
+    assert serving(repo_server) == "1"
+    stale = models(repo_server, "--if-revision", "0", "rollback", "tiny")
+    assert stale.returncode == 2
+    assert "409" in stale.stderr
+    assert "revision_conflict" in stale.stderr
     assert serving(repo_server) == "1"
 
     failed = models(repo_server, "promote", "tiny", "broken")

@@ -78,8 +78,7 @@ def test_the_canary_gets_exactly_its_share(percent: float, requests: int, expect
 
 def test_promote_keeps_the_way_back_and_ends_the_canary() -> None:
     route = Route(serving="1")
-    route.set_canary("2", 50)
-    route.shadow = "3"
+    route.adopt(route.spec.with_traffic("2", 50, shadow="3"))
     route.promote("2")
     assert (route.serving, route.previous, route.canary, route.shadow) == ("2", "1", None, "3")
     assert route.choose() == ("2", "primary")

@@ -59,6 +59,7 @@ from veracity.similarity.seen import SeenBefore
 from veracity.store.database import Database, prepare_database
 from veracity.store.inputs import InputFiles
 from veracity.store.predictions import PredictionStore
+from veracity.store.revisions import RevisionLog
 from veracity.store.windows import AnswerWindows
 from veracity.tracing.provider import Tracing
 
@@ -219,6 +220,9 @@ def _build_parts(app: FastAPI, settings: Settings, service: ModelService) -> Par
         else None
     )
     store = None if database is None else PredictionStore(database)
+    if database is not None:
+        # Admin changes to the models reach every replica on the same database.
+        service.share_lifecycle(RevisionLog(database))
     seen = (
         SeenBefore(store, max_distance=settings.seen_before_max_distance, metrics=metrics)
         if store is not None and settings.seen_before_enabled

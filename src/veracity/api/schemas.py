@@ -5,6 +5,7 @@ The answers themselves (verdicts, videos, batches) are the contract in ``veracit
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -188,6 +189,12 @@ class ModelEntry(BaseModel):
         "veracity_shadow_comparisons_total sums all replicas).",
     )
     versions: list[ModelVersionModel]
+    revision: int = Field(
+        default=0,
+        description="The revision of the models' desired state this replica applied (0: "
+        "its own start-up state, before any admin change). Send it as If-Match with a "
+        "change to make it only if nobody changed the models since.",
+    )
 
 
 class ModelMemory(BaseModel):
@@ -195,9 +202,36 @@ class ModelMemory(BaseModel):
     used_bytes: int
 
 
+class ReplicaModel(BaseModel):
+    """A replica sharing the models' desired state, as it last reported."""
+
+    replica_id: str
+    state: Literal["current", "applying", "failed", "unreachable"] = Field(
+        description="current: it applied the latest revision; applying: it is loading "
+        "what the latest needs; failed: the latest does not load there (reason), and it "
+        "keeps serving the revision it applied; unreachable: not heard from for three reads."
+    )
+    applied_revision: int
+    serving: dict[str, str] = Field(description="Each model's serving version there.")
+    reason: str | None = None
+    started_at: datetime
+    seen_at: datetime
+
+
 class ModelList(BaseModel):
     models: list[ModelEntry]
     memory: ModelMemory
+    revision: int = Field(
+        default=0,
+        description="The latest revision of the models' desired state, which every "
+        "replica applies within VERACITY_MODEL_SYNC_S seconds.",
+    )
+    replica_id: str = Field(default="", description="The replica that answered.")
+    replicas: list[ReplicaModel] = Field(
+        default_factory=list,
+        description="Every replica on the same results store heard from in the last day "
+        "(just this one without a store).",
+    )
 
 
 class PromoteRequest(BaseModel):

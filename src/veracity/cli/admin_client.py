@@ -29,9 +29,14 @@ class ModelAdmin:
     url: str
     api_key: str | None
     timeout_s: float = 300.0  # a load warms the model up before answering
+    # Changes are made only if the models are still at this revision (If-Match).
+    if_revision: int | None = None
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         headers = {"X-API-Key": self.api_key} if self.api_key else {}
+        if method != "GET" and self.if_revision is not None:
+            headers["If-Match"] = f'"{self.if_revision}"'
+
         try:
             response = httpx.request(
                 method,
@@ -107,4 +112,16 @@ def format_listing(listing: dict[str, Any]) -> str:
     lines.append(
         f"memory: {memory['used_bytes'] / 2**20:.1f} MB of {memory['budget_bytes'] / 2**20:.0f} MB"
     )
+    replicas = listing.get("replicas") or []
+    if replicas:
+        lines.append(f"desired state: revision {listing.get('revision', 0)}")
+        lines.append(f"{'REPLICA':<32} {'STATE':<12} {'APPLIED':<8} SERVING")
+        for replica in replicas:
+            serving = ", ".join(f"{m}:{v}" for m, v in sorted(replica["serving"].items()))
+            mark = " (answered)" if replica["replica_id"] == listing.get("replica_id") else ""
+            lines.append(
+                f"{replica['replica_id'] + mark:<32} {replica['state']:<12} "
+                f"{replica['applied_revision']:<8} {serving or '-'}"
+                + (f"  ({replica['reason']})" if replica.get("reason") else "")
+            )
     return "\n".join(lines)

@@ -23,6 +23,14 @@ def add_parser(sub: Subcommands) -> None:
         "--api-key", default=None, help="default: the VERACITY_ADMIN_KEY environment variable"
     )
     p.add_argument("--json", action="store_true", help="print the service's answer as JSON")
+    p.add_argument(
+        "--if-revision",
+        type=int,
+        default=None,
+        metavar="N",
+        help="change only if the models are still at revision N (GET /models' revision); "
+        "else the service answers 409 revision_conflict and changes nothing",
+    )
     actions = p.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="every model, its versions, state, roles and memory")
     for name, text in (
@@ -53,7 +61,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     # Read at run time from the shell, never at import: the key is the caller's, not the
     # service's settings.
     key = args.api_key or os.environ.get("VERACITY_ADMIN_KEY")
-    admin = ModelAdmin(args.url, key)
+    admin = ModelAdmin(args.url, key, if_revision=args.if_revision)
     action = args.action
     if action == "list":
         result = admin.list()
@@ -80,5 +88,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
             f"{result['previous_version'] or '-'}, canary "
             + (f"{canary['version']} {canary['percent']:g}%" if canary else "-")
             + f", shadow {result['shadow_version'] or '-'}"
+            + f" (revision {result.get('revision', 0)})"
         )
     return 0

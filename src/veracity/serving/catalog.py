@@ -8,6 +8,7 @@ models.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from veracity.repository.layout import version_key
@@ -72,6 +73,7 @@ class ModelState:
     shadow_version: str | None
     versions: tuple[VersionState, ...]
     shadow_tally: ShadowTally | None = None  # set by the service, which counts them
+    revision: int = 0  # the desired state's revision this replica applied
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,40 @@ class MemoryUse:
     used_bytes: int
 
 
+ReplicaStateName = Literal["current", "applying", "failed", "unreachable"]
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    """One replica, as it last reported: the desired state's revision it applied, and
+    (``failed``) the later one it could not, and why; it keeps serving what it applied."""
+
+    replica_id: str
+    state: ReplicaStateName
+    applied_revision: int
+    serving: dict[str, str]  # model -> the version its unnamed requests go to
+    started_at: datetime
+    seen_at: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The desired state's latest revision, and every replica sharing it (this one alone
+    without a results store)."""
+
+    revision: int
+    replica_id: str  # the replica answering
+    replicas: tuple[ReplicaState, ...]
+
+
 @dataclass(frozen=True)
 class Catalog:
-    """Every model the service has, and the memory its loaded versions hold."""
+    """Every model the service has, the memory its loaded versions hold, and the replicas."""
 
     models: tuple[ModelState, ...]
     memory: MemoryUse
+    fleet: Fleet
 
 
 def describe(registry: ModelRegistry) -> tuple[ModelState, ...]:
@@ -110,6 +140,7 @@ def _model(registry: ModelRegistry, name: str) -> ModelState:
         ),
         shadow_version=route.shadow if route else None,
         versions=tuple(_version(registry, key, route) for key in keys),
+        revision=registry.revision,
     )
 
 

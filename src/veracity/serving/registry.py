@@ -30,6 +30,7 @@ from veracity.errors import (
     ModelLoadError,
     ModelNotFoundError,
     ModelNotLoadedError,
+    VeracityError,
 )
 from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import (
@@ -39,10 +40,11 @@ from veracity.repository.layout import (
     newest,
     newest_first,
 )
+from veracity.serving.desired import DesiredState
 from veracity.serving.failures import LoadFailure
 from veracity.serving.loaded import FAILED_LOAD_COOLDOWN_S, LoadedVersions
 from veracity.serving.runner import ModelRunner
-from veracity.serving.traffic import Role, Route
+from veracity.serving.traffic import Role, Route, RouteSpec
 from veracity.settings import RegistryOptions
 
 logger = logging.getLogger("veracity.registry")
@@ -87,6 +89,10 @@ class ModelRegistry:
         self.problems: dict[Key, Problem] = {}
         self.routes: dict[str, Route] = {}
         self.default_model = ""
+        # Versions an admin asked to keep loaded (by model), and the desired state's
+        # revision this replica applied (0: its own start-up state).
+        self.warm: dict[str, frozenset[str]] = {}
+        self.revision = 0
         self._lock = asyncio.Lock()
         self._loads: dict[Key, asyncio.Task[ModelRunner]] = {}
 
@@ -106,8 +112,13 @@ class ModelRegistry:
 
     # -- the repository -------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, desired: DesiredState | None = None) -> None:
         """Scan the repository, route every model to its version, load the default one.
+
+        The default model starts on its serving version in ``desired`` (the shared desired
+        state, which wins over a pin in the settings: an admin chose it later); when that
+        does not load here, start-up goes on as if there were none, and the caller reports
+        the failure.
 
         Raises:
             CheckpointError, ConfigurationError: no usable default model.
@@ -136,12 +147,33 @@ class ModelRegistry:
                 f"(models: {', '.join(sorted(self.routes))})"
             )
         self.default_model = name
+        spec = desired.route(name) if desired is not None else None
+        if spec is not None and await self._start_preferred(name, spec.serving, pinned):
+            return
         if pinned:
             self._version(name, pinned)
-            self.routes[name].serving = pinned
+            self.routes[name].adopt(RouteSpec(serving=pinned))
             await self.ensure_loaded((name, pinned))
             return
         await self._start_newest_that_loads(name)
+
+    async def _start_preferred(self, name: str, version: str, pinned: str) -> bool:
+        try:
+            self._version(name, version)
+            await self.ensure_loaded((name, version))
+        except VeracityError as e:
+            logger.error(
+                "the desired version does not load here; starting on another",
+                extra={"model": name, "model_version": version, "error": e.message},
+            )
+            return False
+        if pinned and pinned != version:
+            logger.warning(
+                "the shared desired state overrides VERACITY_DEFAULT_MODEL's version",
+                extra={"model": name, "model_version": version, "pinned": pinned},
+            )
+        self.routes[name].adopt(RouteSpec(serving=version))
+        return True
 
     async def _start_newest_that_loads(self, name: str) -> None:
         """Serve the newest version of ``name`` that loads; report the ones that do not."""
@@ -153,9 +185,9 @@ class ModelRegistry:
             except ModelLoadError as e:
                 failed.append(f"{version}: {e.message}")
                 continue
-            route.serving = version
+            route.adopt(RouteSpec(serving=version))
             if failed:
-                self._count("fallback", "ok")
+                self.count("fallback", "ok")
                 logger.error(
                     "newer versions failed to load; an older version serves",
                     extra={"model": name, "model_version": version, "failed": failed},
@@ -176,6 +208,19 @@ class ModelRegistry:
             by_model.setdefault(name, []).append(version)
         for name, versions in by_model.items():
             self.routes.setdefault(name, Route(serving=newest(versions)))
+
+    def require_known(self, name: str, version: str) -> None:
+        """Raise ModelNotFoundError unless the repository has the version's folder (usable
+        or not: loading an unusable one answers why, as model_load_failed)."""
+        self._route(name)
+        if (name, version) not in self.versions and (name, version) not in self.problems:
+            raise ModelNotFoundError(
+                f"model {name!r} has no version {version!r}; GET /models lists its versions"
+            )
+
+    def route(self, name: str) -> Route:
+        """The model's route (ModelNotFoundError if there is no such model)."""
+        return self._route(name)
 
     def _version(self, name: str, version: str) -> ModelVersion:
         if name not in self.routes:
@@ -328,22 +373,20 @@ class ModelRegistry:
         return self._loaded.used_bytes()
 
     def _pinned(self, key: Key) -> bool:
-        """The default model's serving, canary or shadow version: always loaded. (Other
-        models' versions load on demand, so they may be unloaded.)"""
+        """The default model's serving, canary or shadow version, and every version kept
+        warm: always loaded. (Other models' versions load on demand, so they may be
+        unloaded.)"""
+        if key[1] in self.warm.get(key[0], frozenset()):
+            return True
         route = self.routes.get(key[0])
         return key[0] == self.default_model and route is not None and route.uses(key[1])
 
-    async def load(self, name: str, version: str) -> ModelRunner:
-        """Load and warm up a version without routing traffic to it (admin)."""
-        return await self.ensure_loaded((name, version))
-
     async def unload(self, name: str, version: str) -> None:
-        """Unload a version (admin); requests on it finish first. Another model's version
-        loads again on its next request.
+        """Unload a version here (requests on it finish first), unless traffic reaches it.
 
         Raises:
             ModelNotFoundError: not loaded.
-            ModelConflictError: the default model's traffic reaches it.
+            ModelConflictError: the default model's traffic reaches it, or it is kept warm.
         """
         async with self._lock:
             runner = self.runners.get((name, version))
@@ -356,102 +399,60 @@ class ModelRegistry:
                 )
             await self._loaded.unload(runner, "unload")
 
-    async def promote(self, name: str, version: str) -> Route:
-        """Make ``version`` the serving one, after loading and warming it up (admin). A
-        canary ends with the switch: its share was set against the version replaced.
-        """
-        try:
-            await self._loaded.check_weights((name, version))
-        except Exception:
-            self._count("promote", "failed")
-            raise
-        async with self._lock:
-            try:
-                await self._load((name, version))
-            except Exception:
-                self._count("promote", "failed")
-                raise
-            route = self.routes[name]
-            before, canary = route.serving, route.canary
-            route.promote(version)
-            self._count("promote", "ok")
-            logger.warning(
-                "model version promoted",
-                extra={
-                    "model": name,
-                    "model_version": version,
-                    "previous": before,
-                    "canary_ended": canary if canary != route.canary else None,
-                },
-            )
-            return route
+    # -- the desired state ------------------------------------------------------------------
 
-    async def rollback(self, name: str) -> Route:
-        """Serve the previous version again (admin); the current one becomes previous.
+    def desired(self) -> DesiredState:
+        """What this replica serves, as a desired state at the revision it applied."""
+        return DesiredState(
+            self.revision, {name: route.spec for name, route in self.routes.items()}, self.warm
+        )
+
+    async def prepare(self, desired: DesiredState) -> None:
+        """Load and warm up every version ``desired`` needs, switching nothing: the default
+        model's serving, canary and shadow versions, every version newly routed to another
+        model (the ones already routed load on their next request if evicted), and every
+        warm one.
 
         Raises:
-            ModelConflictError: nothing was promoted over a previous version.
+            ModelNotFoundError: a model or version this replica's repository does not have.
+            ModelLoadError, ModelMemoryError: one does not load (loaded ones stay, unrouted).
+        """
+        # A model this replica's repository does not have is not this replica's to serve
+        # (a model removed from the repository, say): it never blocks the others.
+        for name in sorted({*desired.routes, *desired.warm} & set(self.routes)):
+            spec, current = desired.route(name), self.routes.get(name)
+            routed = {v for v in (spec.serving, spec.canary, spec.shadow) if v} if spec else set()
+            if name != self.default_model and current is not None:
+                routed = {v for v in routed if not current.uses(v)}
+            for version in sorted(routed | desired.warm.get(name, frozenset())):
+                self.require_known(name, version)
+                await self.ensure_loaded((name, version))
+
+    async def adopt(self, desired: DesiredState) -> None:
+        """Route by ``desired`` from the next request on (``prepare`` loaded what it needs).
+
+        Versions kept warm before and not now are unloaded, unless traffic reaches them.
         """
         async with self._lock:
-            route = self._route(name)
-            if route.previous is None:
-                self._count("rollback", "failed")
-                raise ModelConflictError(
-                    f"model {name!r} has no previous version to roll back to; it has served "
-                    f"{route.serving} since start-up"
-                )
-            target, current, canary = route.previous, route.serving, route.canary
-            try:
-                await self._load((name, target))
-            except Exception:
-                self._count("rollback", "failed")
-                raise
-            route.promote(target)
-            self._count("rollback", "ok")
-            logger.warning(
-                "model version rolled back",
-                extra={
-                    "model": name,
-                    "model_version": target,
-                    "from_version": current,
-                    "canary_ended": canary,
-                },
-            )
-            return route
+            for name, spec in desired.routes.items():
+                route = self.routes.get(name)
+                if route is not None:
+                    route.adopt(spec)
+            dropped = {
+                (name, version)
+                for name, versions in self.warm.items()
+                for version in versions - desired.warm.get(name, frozenset())
+            }
+            self.warm = dict(desired.warm)
+            self.revision = desired.revision
+            for key in sorted(dropped):
+                runner = self.runners.get(key)
+                if runner is not None and not self._pinned(key):
+                    await self._loaded.unload(runner, "unload")
 
-    async def set_traffic(
-        self,
-        name: str,
-        *,
-        canary: str | None,
-        canary_percent: float,
-        shadow: str | None,
-    ) -> Route:
-        """Send a share of traffic to a canary and/or score it in a shadow (admin)."""
-        async with self._lock:
-            route = self._route(name)
-            for version in (canary, shadow):
-                if version is not None:
-                    if version == route.serving:
-                        raise ModelConflictError(f"{name}/{version} is already the serving version")
-                    try:
-                        await self._load((name, version))
-                    except Exception:
-                        self._count("traffic", "failed")
-                        raise
-            route.set_canary(canary, canary_percent)
-            route.shadow = shadow
-            self._count("traffic", "ok")
-            logger.warning(
-                "model traffic changed",
-                extra={
-                    "model": name,
-                    "canary": canary,
-                    "canary_percent": canary_percent,
-                    "shadow": shadow,
-                },
-            )
-            return route
+    def count(self, action: str, outcome: str) -> None:
+        """Count a lifecycle change (``veracity_model_lifecycle_total``)."""
+        self._loaded.count(action, outcome)
 
     def _route(self, name: str) -> Route:
         route = self.routes.get(name)
@@ -460,9 +461,6 @@ class ModelRegistry:
                 f"no model named {name!r}; GET /models lists the models this service has"
             )
         return route
-
-    def _count(self, action: str, outcome: str) -> None:
-        self._loaded.count(action, outcome)
 
     async def stop(self) -> None:
         for task in list(self._loads.values()):

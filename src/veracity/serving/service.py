@@ -37,10 +37,12 @@ from veracity.metrics import ServiceMetrics
 from veracity.repository.layout import ModelRepository, ModelVersion
 from veracity.serving.admission import Admission
 from veracity.serving.catalog import Catalog, MemoryUse, ModelState, ShadowTally, describe
+from veracity.serving.lifecycle import NO_CONDITIONS, Change, Lifecycle
 from veracity.serving.pools import Pools
 from veracity.serving.registry import ModelRegistry, Selection
 from veracity.serving.runner import ModelRunner
 from veracity.settings import ServiceOptions
+from veracity.store.revisions import RevisionLog
 from veracity.verdicts.decision import VerdictPolicy
 from veracity.video.plan import VideoLimits
 
@@ -74,6 +76,7 @@ class ModelService:
             drain_s=self.options.admission.drain_s,
             metrics=metrics,
         )
+        self._lifecycle = Lifecycle(self._registry, self.options.registry)
         self._pools: Pools | None = None
         self._load_task: asyncio.Task[None] | None = None
         self._shadows: set[asyncio.Task[None]] = set()
@@ -183,9 +186,14 @@ class ModelService:
         if self.state == "failed":
             raise ServiceUnavailableError(f"model failed to load: {self.failure}")
 
+    def share_lifecycle(self, log: RevisionLog) -> None:
+        """Keep the models' desired state in the results store, shared by every replica on
+        it (called before ``start``)."""
+        self._lifecycle.share(log)
+
     async def _load(self) -> None:
         try:
-            await self._registry.start()
+            await self._lifecycle.start()
         except Exception as e:
             self.state = "failed"
             reason = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
@@ -235,6 +243,7 @@ class ModelService:
             task.cancel()
         if not await self.admission.wait_idle(drain_s):
             logger.warning("drain time exceeded", extra={"in_flight": self.admission.in_flight})
+        await self._lifecycle.stop()
         await self._registry.stop()
         if self._pools is not None:
             self._pools.shutdown()
@@ -252,6 +261,7 @@ class ModelService:
         return Catalog(
             models=self._described(),
             memory=MemoryUse(registry.budget_bytes, registry.used_bytes()),
+            fleet=await self._lifecycle.fleet(),
         )
 
     def _described(self) -> tuple[ModelState, ...]:
@@ -281,34 +291,49 @@ class ModelService:
                 return model
         raise ModelNotFoundError(f"no model named {name!r}; GET /models lists the models")
 
-    async def load_version(self, name: str, version: str) -> ModelState:
-        """Load and warm up a version without sending it traffic (admin)."""
-        await self._registry.load(name, version)
+    async def load_version(
+        self, name: str, version: str, change: Change = NO_CONDITIONS
+    ) -> ModelState:
+        """Load and warm up a version on every replica, without traffic (admin)."""
+        await self._lifecycle.load(name, version, change)
         return self._model(name)
 
-    async def unload_version(self, name: str, version: str) -> ModelState:
-        """Unload a version once the requests on it finish (admin)."""
-        await self._registry.unload(name, version)
+    async def unload_version(
+        self, name: str, version: str, change: Change = NO_CONDITIONS
+    ) -> ModelState:
+        """Stop keeping a version warm anywhere, and unload it here (admin)."""
+        await self._lifecycle.unload(name, version, change)
         return self._model(name)
 
-    async def promote(self, name: str, version: str) -> ModelState:
-        """Serve ``version``, loaded and warmed up first (admin)."""
-        await self._registry.promote(name, version)
+    async def promote(self, name: str, version: str, change: Change = NO_CONDITIONS) -> ModelState:
+        """Serve ``version`` on every replica, loaded and warmed up first (admin)."""
+        await self._lifecycle.promote(name, version, change)
         return self._model(name)
 
-    async def rollback(self, name: str) -> ModelState:
-        """Serve the previous version again (admin)."""
-        await self._registry.rollback(name)
+    async def rollback(self, name: str, change: Change = NO_CONDITIONS) -> ModelState:
+        """Serve the previous version again, on every replica (admin)."""
+        await self._lifecycle.rollback(name, change)
         return self._model(name)
 
     async def set_traffic(
-        self, name: str, *, canary: str | None, canary_percent: float, shadow: str | None
+        self,
+        name: str,
+        *,
+        canary: str | None,
+        canary_percent: float,
+        shadow: str | None,
+        change: Change = NO_CONDITIONS,
     ) -> ModelState:
-        """Send a share of traffic to a canary and/or score a shadow (admin)."""
-        await self._registry.set_traffic(
-            name, canary=canary, canary_percent=canary_percent, shadow=shadow
+        """Send a share of traffic to a canary and/or score a shadow, everywhere (admin)."""
+        await self._lifecycle.set_traffic(
+            name, canary=canary, canary_percent=canary_percent, shadow=shadow, change=change
         )
         return self._model(name)
+
+    async def sync_models(self) -> None:
+        """Apply the latest revision of the desired state now (tests; a replica does it
+        every VERACITY_MODEL_SYNC_S seconds)."""
+        await self._lifecycle.sync()
 
     def check_model(self, name: str | None, version: str | None) -> None:
         """Raise ModelNotFoundError unless the model (and version) can be asked for."""

@@ -35,6 +35,7 @@ from veracity.settings.options import (
     RegistryOptions,
     RunnerOptions,
     ServiceOptions,
+    default_replica_id,
 )
 from veracity.verdicts.decision import Thresholds, VerdictPolicy
 from veracity.verdicts.quality import QualityLimits
@@ -83,6 +84,12 @@ class Settings(MonitoringSettings):
     # A request naming a version that is not loaded loads it (within the budget). Off: only
     # an admin's load or promote does, so no client can make the replica load models.
     model_load_on_demand: bool = True
+    # Every replica reads the models' desired state from the results store this often (and
+    # at once on a PostgreSQL notification): the bound on an admin change reaching it.
+    model_sync_s: Annotated[float, Field(gt=0, le=300)] = 5.0
+    # This replica's name in GET /models (default: the host's name, which is the pod's on
+    # Kubernetes, with the process ID when it is not 1).
+    replica_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")] | None = None
     device: DevicePreference = "auto"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8001
@@ -397,6 +404,8 @@ class Settings(MonitoringSettings):
             memory_budget_bytes=int(self.model_memory_mb * 2**20),
             default_model=self.default_model,
             load_on_demand=self.model_load_on_demand,
+            replica_id=self.replica_id or default_replica_id(),
+            sync_s=self.model_sync_s,
         )
 
     @property

@@ -6,6 +6,8 @@ layers (pyproject.toml), and they must stay torch-free for the light commands.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +62,14 @@ class AdmissionLimits:
     drain_s: float = 20.0  # how long stopping (or unloading) waits for work in flight
 
 
+def default_replica_id() -> str:
+    """The host's name (a pod's name on Kubernetes), with the process ID unless it is 1 (a
+    container's only process), so that several processes on one host stay apart."""
+    host = socket.gethostname() or "replica"
+    pid = os.getpid()
+    return (host if pid == 1 else f"{host}-{pid}")[:200]
+
+
 @dataclass(frozen=True)
 class RegistryOptions:
     """Which versions are loaded, and how many fit."""
@@ -67,6 +77,8 @@ class RegistryOptions:
     memory_budget_bytes: int = 4 * 2**30
     default_model: str | None = None  # NAME or NAME:VERSION; None: the only model
     load_on_demand: bool = True
+    replica_id: str = ""  # this replica in GET /models ("": the host's name, and PID)
+    sync_s: float = 5.0  # how often a replica reads the shared desired state
 
 
 @dataclass(frozen=True)

@@ -168,3 +168,35 @@ class JobInputRow(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     filename: Mapped[str | None] = mapped_column(Text)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ModelRevisionRow(Base):
+    """One revision of the models' desired state (routes and warm versions), written by an
+    admin change on any replica; every replica applies the latest. Never updated: the rows
+    are the lifecycle's history."""
+
+    __tablename__ = "model_revisions"
+
+    # 1, 2, 3...: the primary key is the compare-and-set, two changes made against the same
+    # revision cannot both insert the next one.
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    action: Mapped[str] = mapped_column(String(16))  # promote | rollback | traffic | load ...
+    model_name: Mapped[str] = mapped_column(String(200))
+    key_id: Mapped[str | None] = mapped_column(String(64))  # the admin key's ID
+    document: Mapped[dict[str, Any]] = mapped_column(Document)
+
+
+class ReplicaRow(Base):
+    """What one replica last reported: the revision it applied, whether applying the latest
+    failed (and why), and the versions it serves."""
+
+    __tablename__ = "replicas"
+
+    replica_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    applied_revision: Mapped[int] = mapped_column(Integer)
+    failed_revision: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    serving: Mapped[dict[str, Any]] = mapped_column(Document)  # model -> version

@@ -1,7 +1,9 @@
 """Models and their lifecycle: GET /models for every key, /admin/models for admin keys.
 
-Every change goes through the model service (its registry serialises them and changes
-nothing when a load fails); the answer is the model as it stands afterwards.
+Every change goes through the model service: it becomes a revision of the desired state
+that every replica on the same results store applies (serving/lifecycle.py); a failed load
+or a conflicting change changes nothing. The answer is the model as it stands afterwards
+on the replica that answered (the others follow within VERACITY_MODEL_SYNC_S seconds).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Header, Path
 
 from veracity.api.deps import AdminDep, ApiKeyDep, ModelServiceDep
 from veracity.api.openapi import MODEL_ERRORS, only
@@ -20,15 +22,30 @@ from veracity.api.schemas import (
     ModelMemory,
     ModelVersionModel,
     PromoteRequest,
+    ReplicaModel,
     ShadowAgreement,
     TrafficRequest,
 )
 from veracity.errors import ModelConflictError
 from veracity.repository.layout import NAME_PATTERN
-from veracity.serving.catalog import ModelState, VersionState
+from veracity.serving.catalog import ModelState, ReplicaState, VersionState
+from veracity.serving.lifecycle import Change
 
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN, description="A model's name.")]
 VersionName = Annotated[str, Path(pattern=NAME_PATTERN, description="One of its versions.")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        pattern=r'^(W/)?"?[0-9]{1,9}"?$',
+        description="The revision the change is decided on (GET /models' `revision`): "
+        "409 revision_conflict, changing nothing, when the models are at another one.",
+    ),
+]
+
+
+def _change(caller_key_id: str | None, if_match: str | None) -> Change:
+    expected = None if if_match is None else int(if_match.removeprefix("W/").strip('"'))
+    return Change(key_id=caller_key_id, expected_revision=expected)
 
 
 def _version(state: VersionState) -> ModelVersionModel:
@@ -61,7 +78,12 @@ def _entry(model: ModelState) -> ModelEntry:
         shadow_version=model.shadow_version,
         shadow_agreement=ShadowAgreement(**dataclasses.asdict(tally)) if tally else None,
         versions=[_version(v) for v in model.versions],
+        revision=model.revision,
     )
+
+
+def _replica(replica: ReplicaState) -> ReplicaModel:
+    return ReplicaModel(**dataclasses.asdict(replica))
 
 
 router = APIRouter(tags=["models"])
@@ -77,10 +99,13 @@ READ_ERRORS = only(MODEL_ERRORS, 401, 404, 429, 503)
 async def list_models(service: ModelServiceDep, _: ApiKeyDep) -> ModelList:
     # Versions dropped into the repository since the last look show up here.
     catalog = await service.catalog()
-    memory = catalog.memory
+    memory, fleet = catalog.memory, catalog.fleet
     return ModelList(
         models=[_entry(m) for m in catalog.models],
         memory=ModelMemory(budget_bytes=memory.budget_bytes, used_bytes=memory.used_bytes),
+        revision=fleet.revision,
+        replica_id=fleet.replica_id,
+        replicas=[_replica(r) for r in fleet.replicas],
     )
 
 
@@ -97,46 +122,63 @@ async def get_model(name: ModelName, service: ModelServiceDep, _: ApiKeyDep) -> 
 @router.post(
     "/admin/models/{name}/versions/{version}/load",
     response_model=ModelEntry,
-    summary="Load and warm up a version without sending it traffic (admin)",
-    description="Unloads least recently used versions if the memory budget needs it. "
-    "422 model_load_failed (corrupt or mismatched checkpoint) and 507 "
-    "model_memory_exceeded leave everything as it was.",
+    summary="Load and warm up a version on every replica, without traffic (admin)",
+    description="The version is kept warm (never evicted) until unloaded. Unloads least "
+    "recently used versions if the memory budget needs it. 422 model_load_failed "
+    "(corrupt or mismatched checkpoint) and 507 model_memory_exceeded leave everything as "
+    "it was.",
     responses=MODEL_ERRORS,
 )
 async def load(
-    name: ModelName, version: VersionName, service: ModelServiceDep, _: AdminDep
+    name: ModelName,
+    version: VersionName,
+    service: ModelServiceDep,
+    caller: AdminDep,
+    if_match: IfMatch = None,
 ) -> ModelEntry:
-    return _entry(await service.load_version(name, version))
+    change = _change(caller.key_id, if_match)
+    return _entry(await service.load_version(name, version, change))
 
 
 @router.post(
     "/admin/models/{name}/versions/{version}/unload",
     response_model=ModelEntry,
     summary="Unload a version (admin)",
-    description="Requests already on it finish first. 409 while it is the default "
-    "model's serving, canary or shadow version; another model's version loads again "
-    "on its next request.",
+    description="No replica keeps it warm any longer; this one unloads it once the "
+    "requests on it finish. 409 while it is the default model's serving, canary or shadow "
+    "version; another model's version loads again on its next request.",
     responses=MODEL_ERRORS,
 )
 async def unload(
-    name: ModelName, version: VersionName, service: ModelServiceDep, _: AdminDep
+    name: ModelName,
+    version: VersionName,
+    service: ModelServiceDep,
+    caller: AdminDep,
+    if_match: IfMatch = None,
 ) -> ModelEntry:
-    return _entry(await service.unload_version(name, version))
+    change = _change(caller.key_id, if_match)
+    return _entry(await service.unload_version(name, version, change))
 
 
 @router.post(
     "/admin/models/{name}/promote",
     response_model=ModelEntry,
-    summary="Serve another version: loaded and warmed up first, then switched (admin)",
+    summary="Serve another version on every replica: loaded and warmed up first, then "
+    "switched (admin)",
     description="Requests in flight finish on the version they started on; the one "
     "replaced becomes previous_version, which POST .../rollback returns to. A failed "
-    "load leaves the serving version as it was.",
+    "load leaves the serving version as it was; a replica where the version does not "
+    "load keeps serving the one before and says why in GET /models.",
     responses=MODEL_ERRORS,
 )
 async def promote(
-    name: ModelName, body: PromoteRequest, service: ModelServiceDep, _: AdminDep
+    name: ModelName,
+    body: PromoteRequest,
+    service: ModelServiceDep,
+    caller: AdminDep,
+    if_match: IfMatch = None,
 ) -> ModelEntry:
-    return _entry(await service.promote(name, body.version))
+    return _entry(await service.promote(name, body.version, _change(caller.key_id, if_match)))
 
 
 @router.post(
@@ -146,8 +188,10 @@ async def promote(
     description="409 when nothing was promoted over a previous version.",
     responses=MODEL_ERRORS,
 )
-async def rollback(name: ModelName, service: ModelServiceDep, _: AdminDep) -> ModelEntry:
-    return _entry(await service.rollback(name))
+async def rollback(
+    name: ModelName, service: ModelServiceDep, caller: AdminDep, if_match: IfMatch = None
+) -> ModelEntry:
+    return _entry(await service.rollback(name, _change(caller.key_id, if_match)))
 
 
 @router.put(
@@ -162,7 +206,11 @@ async def rollback(name: ModelName, service: ModelServiceDep, _: AdminDep) -> Mo
     responses=MODEL_ERRORS,
 )
 async def traffic(
-    name: ModelName, body: TrafficRequest, service: ModelServiceDep, _: AdminDep
+    name: ModelName,
+    body: TrafficRequest,
+    service: ModelServiceDep,
+    caller: AdminDep,
+    if_match: IfMatch = None,
 ) -> ModelEntry:
     if body.canary_version is None and body.canary_percent > 0:
         raise ModelConflictError("canary_percent needs a canary_version")
@@ -171,5 +219,6 @@ async def traffic(
         canary=body.canary_version,
         canary_percent=body.canary_percent,
         shadow=body.shadow_version,
+        change=_change(caller.key_id, if_match),
     )
     return _entry(model)

@@ -5,16 +5,21 @@ judging a file twice or losing one."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.api.conftest import API_KEY, jpeg_bytes, make_settings, serving
 from tests.videofiles import write_video
@@ -219,36 +224,169 @@ def test_a_copy_judged_after_its_original_still_gets_its_own_line(
     assert b == {"path": str(folder / "b.jpg"), "sha256": sha(data), "duplicate": True}
 
 
-def test_on_a_local_ray_the_lines_are_the_in_process_scans(
-    tiny_checkpoint: Path, scan_env, tmp_path: Path, capsys
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few hundred generated files: JPEG, PNG and WebP photos of several sizes, H.264 and
+    VP9 clips, and files no decoder accepts (each must get its own error line)."""
+    folder = tmp_path_factory.mktemp("archive")
+    rng = np.random.default_rng(11)
+    for i in range(270):
+        width, height = (160, 120) if i % 2 else (120, 160)
+        if i % 3 == 0:
+            (folder / f"photos/{i:03}.jpg").parent.mkdir(exist_ok=True)
+            (folder / f"photos/{i:03}.jpg").write_bytes(jpeg_bytes(width, height, seed=1000 + i))
+            continue
+        pixels = rng.integers(0, 256, (height // 4, width // 4, 3), dtype=np.uint8)
+        picture = Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR)
+        encoded = io.BytesIO()
+        kind = "png" if i % 3 == 1 else "webp"
+        picture.save(encoded, format=kind.upper())
+        (folder / f"photos/{i:03}.{kind}").write_bytes(encoded.getvalue())
+    (folder / "clips").mkdir()
+    for i, codec in enumerate(["libx264"] * 4 + ["libvpx-vp9"] * 2):
+        container = "mp4" if codec == "libx264" else "mkv"
+        clip = write_video(codec=codec, container=container, seconds=1.0, width=128 + 16 * i)
+        (folder / f"clips/{i}.{container}").write_bytes(clip)
+    (folder / "broken").mkdir()
+    (folder / "broken/bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    (folder / "broken/empty.jpg").write_bytes(b"")
+    clip = (folder / "clips/0.mp4").read_bytes()
+    (folder / "broken/cut.mp4").write_bytes(clip[: len(clip) // 3])
+    return folder
+
+
+ARCHIVE_FILES, ARCHIVE_ERRORS = 279, 3
+
+
+def test_a_few_hundred_files_on_a_local_ray_get_the_in_process_lines_and_records(
+    tiny_checkpoint: Path, scan_env, tmp_path: Path, capsys, archive: Path
 ) -> None:
     """Ray Data's actors judge the same files into the same lines (a local Ray of 2 CPUs:
-    two actors of one CPU each), and a rerun on Ray resumes from the same file."""
+    two actors of one CPU each), record them in the store as the service would (--store),
+    and a rerun on Ray resumes from the same file."""
     ray = pytest.importorskip("ray")
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(24):
-        (folder / f"{i:02}.jpg").write_bytes(jpeg_bytes(160, 120, seed=300 + i))
-    (folder / "clip.mp4").write_bytes(write_video(seconds=1.0))
-    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    base = ["scan", str(folder), "--checkpoint", str(tiny_checkpoint), "--no-progress"]
+    base = ["scan", str(archive), "--checkpoint", str(tiny_checkpoint), "--no-progress"]
     local, on_ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
     assert main([*base, "--out", str(local)]) == 1
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["judged"], summary["errors"]) == (ARCHIVE_FILES - 3, ARCHIVE_ERRORS)
+    by_path = {line["path"]: line for line in read_lines(local)}
+    assert sum(line.get("kind") == "video" and "verdict" in line for line in by_path.values()) == 6
+    errors = {Path(p).name: line["error"]["code"] for p, line in by_path.items() if "error" in line}
+    assert set(errors) == {"bad.png", "empty.jpg", "cut.mp4"}
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        assert main([*base, "--out", str(on_ray), "--ray", "local"]) == 1
+        assert main([*base, "--out", str(on_ray), "--ray", "local", "--store"]) == 1
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        assert (summary["judged"], summary["errors"]) == (25, 1)
-        by_path = {line["path"]: line for line in read_lines(local)}
+        assert (summary["judged"], summary["errors"]) == (ARCHIVE_FILES - 3, ARCHIVE_ERRORS)
         lines = read_lines(on_ray)
-        assert len(lines) == len(by_path) == 26
+        assert len(lines) == len(by_path) == ARCHIVE_FILES
         for line in lines:
-            assert line == by_path[line["path"]]
-        # Resumed on Ray: everything is done already (bad.png's error is its own).
+            stored = line.pop("prediction_id", None)
+            expected = {k: v for k, v in by_path[line["path"]].items() if k != "prediction_id"}
+            assert line == expected
+            assert (stored is None) == ("error" in line)
+        # Resumed on Ray: everything is done already (the errors are the files' own).
         assert main([*base, "--out", str(on_ray), "--ray", "local"]) == 0
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        assert (summary["skipped"], summary["judged"], summary["errors"]) == (26, 0, 0)
-        assert len(read_lines(on_ray)) == 26
+        assert (summary["skipped"], summary["judged"], summary["errors"]) == (ARCHIVE_FILES, 0, 0)
+        assert len(read_lines(on_ray)) == ARCHIVE_FILES
     finally:
         ray.shutdown()
+    # Every verdict was recorded once, by the actors, as the service records one.
+    with sqlite3.connect(Path(scan_env["VERACITY_DATA_DIR"]) / "veracity.db") as db:
+        rows = dict(db.execute("SELECT id, verdict FROM predictions").fetchall())
+    assert len(rows) == ARCHIVE_FILES - ARCHIVE_ERRORS
+    for line in read_lines(on_ray):
+        if "verdict" in line:
+            assert rows[line["prediction_id"]] == line["verdict"]
+
+
+def test_with_the_store_a_scan_records_as_the_service_does_and_reuses_its_answers(
+    tiny_checkpoint: Path, scan_env, tmp_path: Path, capsys
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photos = {f"{i}.jpg": jpeg_bytes(160, 120, seed=500 + i) for i in range(5)}
+    for name, data in photos.items():
+        (folder / name).write_bytes(data)
+    (folder / "clip.mp4").write_bytes(write_video(seconds=1.0))
+    base = ["scan", str(folder), "--checkpoint", str(tiny_checkpoint), "--no-progress", "--store"]
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    assert main([*base, "--out", str(first)]) == 0
+    assert main([*base, "--out", str(second)]) == 0  # a new output: nothing is "done"
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["judged"], summary["from_store"]) == (6, 6)
+    before = {line["path"]: line for line in read_lines(first)}
+    for line in read_lines(second):
+        assert line.pop("from_store") is True
+        assert line == before[line["path"]]
+    # The records are the service's: an admin reads them over the API like any other.
+    settings = make_settings(
+        tiny_checkpoint, data_dir=scan_env["VERACITY_DATA_DIR"], admin_api_keys="admin-" + "k" * 24
+    )
+    with serving(settings) as client:
+        for line in before.values():
+            response = client.get(
+                f"/predictions/{line['prediction_id']}", headers={"X-API-Key": "admin-" + "k" * 24}
+            )
+            assert response.status_code == 200, response.text
+            stored = response.json()
+            assert (stored["verdict"], stored["input_sha256"]) == (line["verdict"], line["sha256"])
+
+
+def _actor_pids() -> list[int]:
+    """The processes of Ray Data's scan actors (their titles name the map operator)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"MapBatches(_Actor)" in title:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_ray_worker_lost_mid_scan_has_its_files_judged_again(
+    tiny_checkpoint: Path, scan_env, tmp_path: Path, capsys
+) -> None:
+    ray = pytest.importorskip("ray")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photos = {f"{i:03}.jpg": jpeg_bytes(320, 240, seed=700 + i) for i in range(160)}
+    for name, data in photos.items():
+        (folder / name).write_bytes(data)
+    out = tmp_path / "ray.jsonl"
+    killed: list[int] = []
+
+    def kill_one_actor() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            pids = _actor_pids()
+            written = out.read_text().count("\n") if out.is_file() else 0
+            if pids and written >= 16:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(written)
+                return
+            time.sleep(0.05)
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    killer = threading.Thread(target=kill_one_actor, daemon=True)
+    try:
+        killer.start()
+        argv = ["scan", str(folder), "--out", str(out), "--checkpoint", str(tiny_checkpoint)]
+        assert main([*argv, "--no-progress", "--ray", "local"]) == 0
+        killer.join(timeout=10)
+    finally:
+        ray.shutdown()
+    assert killed, "no actor was killed: the scan ended first"
+    assert killed[0] < len(photos), "the actor was killed after the last file"
+    # The last JSON line: Ray's raylet may print after it (the actor's retried calls).
+    printed = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(next(line for line in reversed(printed) if line.startswith("{")))
+    assert (summary["judged"], summary["errors"]) == (len(photos), 0)
+    lines = read_lines(out)
+    assert Counter(Path(line["path"]).name for line in lines) == Counter(dict.fromkeys(photos, 1))

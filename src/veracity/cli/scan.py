@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from veracity.cli.arguments import Subcommands
     from veracity.scan.results import ResultsFile
     from veracity.scan.runner import ScanOptions, Summary
+    from veracity.scan.store import ScanStore
     from veracity.settings import Settings
 
 
@@ -54,6 +55,13 @@ def add_parser(sub: Subcommands) -> None:
         default=None,
         help="files read and judged at once (default: the service's queue bound, at most 32)",
     )
+    p.add_argument(
+        "--store",
+        action="store_true",
+        help="also record each verdict in the results store (VERACITY_DATABASE_URL, else "
+        "the SQLite file in VERACITY_DATA_DIR) as the service records one; a file whose "
+        "answer a scan already recorded there is answered from it",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     ray = p.add_argument_group("on a Ray cluster (pip install veracity[ray])")
     ray.add_argument(
@@ -73,9 +81,12 @@ def add_parser(sub: Subcommands) -> None:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from veracity.errors import VeracityError
     from veracity.scan.results import ResultsFile
     from veracity.settings import Settings
+    from veracity.store.database import describe_error
 
     # No HTTP, so no API keys: the scan reads what its user can read.
     overrides: dict[str, object] = {"auth_disabled": True}
@@ -107,6 +118,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     except VeracityError as e:
         print(f"veracity scan: {e.message}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as e:  # --store: the database cannot be reached or prepared
+        print(f"veracity scan: the results store failed: {describe_error(e)}", file=sys.stderr)
+        return 2
     finally:
         results.close()
     print(json.dumps(summary.as_dict() | {"out": str(args.out)}), flush=True)
@@ -137,6 +151,14 @@ def _options(settings: Settings, args: argparse.Namespace) -> ScanOptions:
         in_flight=max(1, min(args.in_flight or 32, admission.max_queue)),
         videos_in_flight=admission.max_concurrent_videos,
     )
+
+
+def _store(settings: Settings, args: argparse.Namespace) -> ScanStore | None:
+    from veracity.scan.store import ScanStore
+
+    if not args.store:
+        return None
+    return ScanStore(settings.store_options, cache=settings.cache_enabled)
 
 
 def _progress_bar(total: int | None, disabled: bool) -> tuple[Any, Callable[[Summary], None]]:
@@ -173,6 +195,7 @@ def _scan_on_ray(
             service_options=settings.service_options,
             options=_options(settings, args),
             provenance=settings.provenance_options if settings.provenance_enabled else None,
+            store=_store(settings, args),
             progress=progress,
         )
     finally:
@@ -185,8 +208,11 @@ async def _scan(
     from veracity.provenance.reader import CredentialReader
     from veracity.repository.layout import ModelRepository
     from veracity.scan.runner import Judge, scan
+    from veracity.scan.store import open_recorder
     from veracity.serving.service import ModelService
 
+    store = _store(settings, args)
+    recorder, database = (None, None) if store is None else await open_recorder(store)
     repository = ModelRepository.configured(settings.model_repository, settings.checkpoint)
     service = ModelService(repository, settings.service_options)
     credentials = CredentialReader(settings.provenance_options)
@@ -200,9 +226,12 @@ async def _scan(
             _options(settings, args),
             credentials=credentials if settings.provenance_enabled else None,
             done=results.done,
+            recorder=recorder,
         )
         return await scan(_inputs(args), results, judge, progress=progress)
     finally:
         bar.close()
         await service.stop(settings.admission_limits.drain_s)
         credentials.close()
+        if database is not None:
+            await asyncio.to_thread(database.close)

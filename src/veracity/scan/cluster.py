@@ -31,6 +31,8 @@ from veracity.provenance.reader import CredentialReader
 from veracity.repository.layout import ModelRepository
 from veracity.scan.results import ResultsFile
 from veracity.scan.runner import Judge, ScanOptions, Summary, keep
+from veracity.scan.store import ScanStore, open_recorder
+from veracity.serving.recording import Recorder
 from veracity.serving.service import ModelService
 from veracity.settings.options import ServiceOptions
 
@@ -59,16 +61,22 @@ class _Actor:
         options: ScanOptions,
         provenance: ProvenanceOptions | None,
         done: frozenset[str],
+        store: ScanStore | None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._service = ModelService(repository, service_options)
         self._credentials = None if provenance is None else CredentialReader(provenance)
-        self._loop.run_until_complete(self._start())
-        self._judge = Judge(self._service, options, credentials=self._credentials, done=done)
+        recorder = self._loop.run_until_complete(self._start(store))
+        self._judge = Judge(
+            self._service, options, credentials=self._credentials, done=done, recorder=recorder
+        )
 
-    async def _start(self) -> None:
+    async def _start(self, store: ScanStore | None) -> Recorder | None:
+        """Load the model, and open the store where the scan records (each actor its own
+        connections; the driver migrated the schema)."""
         await self._service.start()
         await self._service.wait_ready()
+        return None if store is None else (await open_recorder(store))[0]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         async def judge_all() -> list[dict[str, Any]]:
@@ -88,11 +96,21 @@ def scan_on_ray(
     service_options: ServiceOptions,
     options: ScanOptions,
     provenance: ProvenanceOptions | None,
+    store: ScanStore | None = None,
     progress: Callable[[Summary], None] | None = None,
 ) -> Summary:
-    """Judge every file of ``paths`` not yet in ``results`` on Ray; write each line."""
+    """Judge every file of ``paths`` not yet in ``results`` on Ray; write each line (and,
+    with ``store``, each actor records its verdicts there as ``scan --store`` does)."""
     import ray
     import ray.data
+
+    if store is not None:
+        # Once, here, before any actor connects: the actors only check the schema.
+        _recorder, database = asyncio.run(open_recorder(store))
+        database.close()
+        store = dataclasses.replace(
+            store, options=dataclasses.replace(store.options, migrate=False)
+        )
 
     summary = Summary()
     started = time.perf_counter()
@@ -126,6 +144,7 @@ def scan_on_ray(
             "options": options,
             "provenance": provenance,
             "done": frozenset(results.done),
+            "store": store,
         },
     )
     for row in dataset.iter_rows():

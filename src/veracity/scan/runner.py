@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
@@ -21,15 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from veracity.answers import InferResponse, VideoResponse
+from veracity.callers import Caller
 from veracity.errors import VeracityError
-from veracity.images import image_media_type
 from veracity.provenance.reader import CredentialReader
 from veracity.scan.results import ResultsFile
 from veracity.serving.admission import Deadline
+from veracity.serving.context import RequestContext
 from veracity.serving.jobs import JOB_TIMEOUT_SETTING
-from veracity.serving.judging import credited, infer_answer, video_answer
-from veracity.serving.recording import sha256_hex, video_media_type
+from veracity.serving.judging import judge_image, judge_video
+from veracity.serving.recording import Recorder, sha256_hex
 from veracity.serving.service import ModelService
+from veracity.store.schema import PredictionRow
 from veracity.video.aggregate import AggregationRule
 from veracity.video.container import detect_container
 from veracity.video.plan import SamplingPlan, VideoLimits
@@ -42,6 +45,9 @@ RETRYABLE = frozenset({"overloaded", "deadline_exceeded", "not_ready"})
 # What a line leaves out of the service's answer: per-request fields, and timings that
 # differ from run to run (a scan's lines are comparable across runs and machines).
 _NOT_RECORDED = {"request_id", "cached", "timings_ms", "batch_size", "seen_before"}
+# Who a scan's records belong to: no API key (admins list them, as they list the records of
+# a service run without keys); a rerun finds its own records in the exact cache.
+SCAN_CALLER = Caller(key_id=None, admin=False)
 # ISO media brands of still images (HEIF, AVIF): an "ftyp" box that is not a video.
 _IMAGE_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
 
@@ -69,6 +75,7 @@ class Summary:
 
     listed: int = 0
     judged: int = 0
+    from_store: int = 0  # judged, with the answer the results store held (scan --store)
     skipped: int = 0
     duplicates: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
@@ -84,6 +91,7 @@ class Summary:
         return {
             "listed": self.listed,
             "judged": self.judged,
+            "from_store": self.from_store,
             "skipped": self.skipped,
             "duplicates": self.duplicates,
             "errors": sum(self.errors.values()),
@@ -110,7 +118,14 @@ class Judge:
     """Turns a path into its line through ``service``: a verdict, an error of the file's
     own, a duplicate of a file judged before in this scan, or ``{"skipped": true}`` for one
     whose content ``done`` holds (never written). One per process: the local scan's, or
-    each Ray actor's (veracity.scan.cluster)."""
+    each Ray actor's (veracity.scan.cluster).
+
+    Files are judged by the service's own ``judge_image`` and ``judge_video``. With a
+    ``recorder`` over the results store (``scan --store``), each verdict is recorded there
+    as the service records one, and a file whose exact answer the store already holds (the
+    same bytes, model, calibration, policy and options, recorded by a scan) is answered
+    from it: its line says ``from_store``.
+    """
 
     def __init__(
         self,
@@ -119,11 +134,13 @@ class Judge:
         *,
         credentials: CredentialReader | None = None,
         done: Container[str] = frozenset(),
+        recorder: Recorder | None = None,
     ) -> None:
         self.service = service
         self.options = options
         self.credentials = credentials
         self.done = done
+        self.recorder = recorder or Recorder(None, cache=False)
         self._claimed: set[str] = set()  # digests judged or being judged here
         self._videos = asyncio.Semaphore(options.videos_in_flight)
 
@@ -140,43 +157,52 @@ class Judge:
             if read in self.done:
                 return {"path": str(path), "sha256": read, "skipped": True}
             self._claimed.add(read)
+            answer: InferResponse | VideoResponse
             if kind == "video":
                 async with self._videos:
-                    answer: InferResponse | VideoResponse = await self._video(data)
+                    answer, row = await self._video(data)
             else:
-                answer = await self._image(data)
+                answer, row = await self._image(data)
+            if self.recorder.store is not None and row.cached_from is None:
+                await self.recorder.save([row])
         except VeracityError as e:
             return _failed(path, digest, kind, e.code, e.message)
         except Exception as e:  # a bug, or a decoder's crash: this file's line, not the end
             logger.exception("scan: file failed", extra={"path": str(path)})
             return _failed(path, digest, kind, "internal_error", f"{type(e).__name__}: {e}")
         record = {"path": str(path), "sha256": digest, "kind": kind, "size_bytes": len(data)}
-        return record | answer.model_dump(mode="json", exclude=_NOT_RECORDED)
+        record |= answer.model_dump(mode="json", exclude=_NOT_RECORDED)
+        if self.recorder.store is not None:
+            record["prediction_id"] = row.cached_from or row.id
+            if row.cached_from is not None:
+                record["from_store"] = True
+        return record
 
-    async def _image(self, data: bytes) -> InferResponse:
-        async with self.service.use(None, None) as chosen:
-            runner = chosen.runner
-            answer = infer_answer("", runner, await runner.predict(data))
-        if self.credentials is None:
-            return answer
-        return credited(answer, await self.credentials.read(data, image_media_type(data)))
+    def _context(self, deadline: Deadline | None = None) -> RequestContext:
+        return RequestContext(f"scan-{uuid.uuid4().hex[:24]}", SCAN_CALLER, deadline=deadline)
 
-    async def _video(self, data: bytes) -> VideoResponse:
+    async def _image(self, data: bytes) -> tuple[InferResponse, PredictionRow]:
+        return await judge_image(
+            self.service,
+            self.recorder,
+            self._context(),
+            data,
+            robustness_check=None,
+            credentials=self.credentials,
+        )
+
+    async def _video(self, data: bytes) -> tuple[VideoResponse, PredictionRow]:
         options = self.options
-        async with self.service.use(None, None) as chosen:
-            runner = chosen.runner
-            result = await runner.predict_video(
-                data,
-                plan=options.plan,
-                rule=options.rule,
-                limits=options.video_limits,
-                deadline=Deadline(options.video_timeout_s, JOB_TIMEOUT_SETTING),
-            )
-            answer = video_answer("", runner, result)
-        if self.credentials is None:
-            return answer
-        media_type = video_media_type(result.info.container)
-        return credited(answer, await self.credentials.read(data, media_type))
+        return await judge_video(
+            self.service,
+            self.recorder,
+            self._context(Deadline(options.video_timeout_s, JOB_TIMEOUT_SETTING)),
+            data,
+            plan=options.plan,
+            rule=options.rule,
+            limits=options.video_limits,
+            credentials=self.credentials,
+        )
 
 
 def tally(summary: Summary, record: dict[str, Any]) -> None:
@@ -189,6 +215,7 @@ def tally(summary: Summary, record: dict[str, Any]) -> None:
         summary.errors[record["error"]["code"]] += 1
     else:
         summary.judged += 1
+        summary.from_store += bool(record.get("from_store"))
         summary.verdicts[record["verdict"]] += 1
         if record["verdict"] == "inconclusive":
             summary.inconclusive_reasons.update(r["code"] for r in record["reasons"])

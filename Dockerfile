@@ -94,6 +94,29 @@ COPY deploy/docker/slim-venv.sh /usr/local/bin/slim-venv
 RUN pip install --no-deps . \
     && slim-venv /opt/venv
 
+# ---------------------------------------------------------------------------------------
+# Ray: the CPU image with Ray Data on top, for archive scans on a Ray cluster (`veracity
+# scan --ray auto` in a KubeRay RayJob, deploy/ray/rayjob.yaml). KubeRay starts its own
+# command (`ray start ...`) in these pods; the service image (cpu, below) stays without Ray.
+FROM cpu-build AS ray-build
+COPY requirements-ray.txt ./
+RUN pip install -r requirements-ray.txt
+
+FROM ${PYTHON_IMAGE} AS ray
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    VERACITY_CHECKPOINT=/app/checkpoints/demo.safetensors
+RUN groupadd --system --gid 10001 veracity \
+    && useradd --system --uid 10001 --gid veracity --home-dir /app --shell /bin/bash veracity
+WORKDIR /app
+COPY --from=ray-build /opt/venv /opt/venv
+COPY --chown=root:root --chmod=0644 checkpoints/demo.safetensors checkpoints/demo.calibration.safetensors checkpoints/demo.drift.json checkpoints/demo.json /app/checkpoints/
+USER 10001:10001
+# A scan is a batch job, not a server: nothing to probe.
+HEALTHCHECK NONE
+ENTRYPOINT ["veracity", "scan"]
+
 FROM ${PYTHON_IMAGE} AS cpu
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -460,3 +460,96 @@ def test_alert_rules_are_the_same_for_compose_and_the_operator_and_name_real_met
     agreement = next(r for r in alerts if r["alert"] == "VeracityReviewerAgreementLow")
     floor = Settings.model_fields["drift_min_agreement"].default
     assert agreement["expr"].endswith(f"< {floor}")
+
+
+RAYJOB = REPO_ROOT / "deploy" / "ray" / "rayjob.yaml"
+# KubeRay's ray.io/v1 API (rayjob_types.go, raycluster_types.go): the fields of the parts of
+# a RayJob the example uses. The CRD's schema is not on this machine; the pod templates are
+# checked against the Kubernetes client's models, the cluster spec by Ray's own reader of
+# KubeRay clusters (the autoscaler's), and the entry point by veracity's own parser.
+RAYJOB_SPEC_FIELDS = {
+    "activeDeadlineSeconds", "backoffLimit", "rayClusterSpec", "submitterPodTemplate",
+    "metadata", "clusterSelector", "submitterConfig", "managedBy", "deletionPolicy",
+    "entrypoint", "runtimeEnvYAML", "jobId", "submissionMode", "entrypointResources",
+    "entrypointNumCpus", "entrypointNumGpus", "ttlSecondsAfterFinished",
+    "shutdownAfterJobFinishes", "suspend",
+}  # fmt: skip
+CLUSTER_SPEC_FIELDS = {
+    "headGroupSpec", "workerGroupSpecs", "rayVersion", "enableInTreeAutoscaling",
+    "autoscalerOptions", "headServiceAnnotations", "suspend", "managedBy",
+    "gcsFaultToleranceOptions",
+}  # fmt: skip
+HEAD_FIELDS = {"rayStartParams", "template", "serviceType", "enableIngress", "headService"}
+WORKER_FIELDS = {
+    "groupName", "replicas", "minReplicas", "maxReplicas", "rayStartParams", "template",
+    "scaleStrategy", "numOfHosts", "suspend", "idleTimeoutSeconds",
+}  # fmt: skip
+
+
+def test_the_rayjob_example_is_a_valid_kuberay_job_running_a_real_scan() -> None:
+    from ray.autoscaler._private.kuberay.autoscaling_config import (
+        _derive_autoscaling_config_from_ray_cr,
+    )
+
+    from veracity.cli.command import build_parser
+
+    document = yaml.safe_load(RAYJOB.read_text())
+    assert (document["apiVersion"], document["kind"]) == ("ray.io/v1", "RayJob")
+    spec = document["spec"]
+    assert set(spec) <= RAYJOB_SPEC_FIELDS
+    cluster = spec["rayClusterSpec"]
+    assert set(cluster) <= CLUSTER_SPEC_FIELDS
+    assert set(cluster["headGroupSpec"]) <= HEAD_FIELDS
+    assert all(set(group) <= WORKER_FIELDS for group in cluster["workerGroupSpecs"])
+    pins = dict(
+        line.split("==", 1)
+        for line in (REPO_ROOT / "requirements-ray.txt").read_text().splitlines()
+        if "==" in line
+    )
+    assert cluster["rayVersion"] == pins["ray[data]"]
+    templates = [cluster["headGroupSpec"]["template"]] + [
+        group["template"] for group in cluster["workerGroupSpecs"]
+    ]
+    for template in templates:
+        assert _unknown_fields(template, "V1PodTemplateSpec", "") == []
+        pod = template["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        (container,) = pod["containers"]
+        assert container["image"] == "veracity:ray"  # the Dockerfile's ray stage
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        env = {e["name"] for e in container["env"]}
+        assert env <= {f"VERACITY_{f.upper()}" for f in Settings.model_fields}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for mount in container["volumeMounts"]:
+            assert mount["name"] in volumes
+    # Ray's reader of KubeRay clusters sizes the node types from the same spec.
+    derived = _derive_autoscaling_config_from_ray_cr(
+        {"metadata": {"name": "veracity-scan", "namespace": "veracity"}, "spec": cluster}
+    )
+    (worker,) = cluster["workerGroupSpecs"]
+    node = derived["available_node_types"][worker["groupName"]]
+    assert derived["available_node_types"]["headgroup"]["resources"]["CPU"] == 0
+    # The entry point is a real `veracity scan` whose actors fit the worker pods.
+    program, *argv = spec["entrypoint"].split()
+    assert program == "veracity"
+    arguments = build_parser().parse_args(argv)
+    assert arguments.ray == "auto"
+    assert arguments.ray_cpus_per_actor == node["resources"]["CPU"]
+    assert arguments.ray_actors <= worker["maxReplicas"]
+    assert arguments.out.parent.as_posix() == "/results"
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert "/results" in {m["mountPath"] for m in head["volumeMounts"]}
+    assert all(
+        m.get("readOnly") is True
+        for template in templates
+        for m in template["spec"]["containers"][0]["volumeMounts"]
+        if m["mountPath"] in ("/archive", "/models")
+    )
+
+
+def test_the_ray_image_adds_ray_to_the_cpu_build() -> None:
+    stages = dockerfile_stages()
+    assert "FROM cpu-build AS ray-build" in (REPO_ROOT / "Dockerfile").read_text()
+    assert any("requirements-ray.txt" in line for line in stages["ray-build"])
+    assert "USER 10001:10001" in stages["ray"]
+    assert list(stages)[-1] == "cpu"  # the service image stays the default, without Ray

@@ -86,7 +86,7 @@ class PredictionRow(Base):
     response: Mapped[dict[str, Any]] = mapped_column(Document)
     # SHA-256 over the input's digest, the model's weights and calibration, the verdict
     # policy and the request's options: equal keys give equal answers.
-    cache_key: Mapped[str] = mapped_column(String(64), index=True)
+    cache_key: Mapped[str] = mapped_column(String(64))
     # The prediction whose stored answer this one repeated (an exact-cache hit).
     cached_from: Mapped[str | None] = mapped_column(String(80))
     # A shadow version's score of the same input: the prediction it shadowed (not listed
@@ -97,6 +97,9 @@ class PredictionRow(Base):
         # Listing: a key's own predictions (or all, for admins), newest first.
         Index("ix_predictions_key_created", "key_id", "created_at", "id"),
         Index("ix_predictions_created", "created_at", "id"),
+        # The exact cache: a key's latest answer is the last entry of its run in the index
+        # (repeated uploads add rows under the same key, so "latest" must not mean a sort).
+        Index("ix_predictions_cache_key_created", "cache_key", "created_at"),
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from veracity.errors import DeadlineExceededError, OverloadedError
@@ -26,6 +27,10 @@ from veracity.settings import AdmissionLimits
 
 REQUEST_TIMEOUT_SETTING = "VERACITY_REQUEST_TIMEOUT_S"
 VIDEO_TIMEOUT_SETTING = "VERACITY_VIDEO_TIMEOUT_S"
+
+# Set while the current task holds a slot: work it does inside (the model's, after a store
+# lookup done under the same slot) is already admitted, counted once, under one deadline.
+_HOLDING: ContextVar[bool] = ContextVar("veracity_admission_holding", default=False)
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,9 @@ class Admission:
         self._idle.set()
 
     def check(self) -> None:
-        """Raise OverloadedError when ``max_queue`` requests are already admitted."""
-        if self.in_flight >= self.max_queue:
+        """Raise OverloadedError when ``max_queue`` requests are already admitted (never for
+        a task that holds a slot already)."""
+        if self.in_flight >= self.max_queue and not _HOLDING.get():
             self.record_shed("overloaded")
             raise OverloadedError(
                 f"the service is at capacity ({self.max_queue} requests queued); retry after "
@@ -97,13 +103,19 @@ class Admission:
 
     @contextlib.asynccontextmanager
     async def admitted(self, deadline: Deadline | None = None) -> AsyncIterator[None]:
-        """Hold one slot under a deadline (``request_timeout_s`` unless given)."""
+        """Hold one slot under a deadline (``request_timeout_s`` unless given). Inside a
+        slot the task already holds, nothing more is counted: the outer slot's deadline
+        bounds it all."""
+        if _HOLDING.get():
+            yield
+            return
         if deadline is None:
             deadline = Deadline(self.request_timeout_s, REQUEST_TIMEOUT_SETTING)
         timeout_s, setting = deadline.seconds, deadline.setting
         self.in_flight += 1
         self._idle.clear()
         timeout = asyncio.timeout(timeout_s)
+        holding = _HOLDING.set(True)
         try:
             async with timeout:
                 yield
@@ -116,6 +128,7 @@ class Admission:
                 "service is busy; retry later or on another replica"
             ) from e
         finally:
+            _HOLDING.reset(holding)
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()

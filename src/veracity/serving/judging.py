@@ -256,12 +256,18 @@ async def judge_image(
         key = _image_key(
             runner, recorder, digest, robustness_check, credentials, explain, explain_method
         )
-        hit = (await recorder.cached([key], caller)).get(key)
-        result = explained = None
-        if hit is None:
-            result = await context.run(runner.predict(data, robustness_check=robustness_check))
-            if explain and explain_method == "grad_cam":
-                explained = await context.run(runner.grad_cam(data))
+        # The store's lookup runs under the request's admission slot and deadline, as the
+        # model's work does: a request refused as overload costs the database nothing, and
+        # a slow database answers 504 within the deadline rather than after it.
+        service.admission.check()
+        async with service.admission.admitted():
+            hit = (await recorder.cached([key], caller)).get(key)
+            result = explained = None
+            if hit is None:
+                work = runner.predict(data, robustness_check=robustness_check)
+                result = await context.run(work)
+                if explain and explain_method == "grad_cam":
+                    explained = await context.run(runner.grad_cam(data))
         answer, row = await _image_outcome(
             runner,
             recorder,

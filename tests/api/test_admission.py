@@ -79,6 +79,8 @@ def test_a_full_queue_is_shed_at_once_and_admitted_requests_finish(
             assert shed.headers["retry-after"] == "1"
             assert "capacity" in error["message"]
             assert metric(client, 'veracity_shed_requests_total{reason="overloaded"}') == 1.0
+            # The store was asked only about the admitted requests' uploads.
+            assert metric(client, 'veracity_cache_lookups_total{result="miss"}') == 2.0
 
             gate.opened.set()
             assert [future.result().status_code for future in admitted] == [200, 200]

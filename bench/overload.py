@@ -1,17 +1,20 @@
 """Overload, soak and shutdown run against the real server, with locust as the load generator.
 
 Run with `make overload` (`.ci/run` runs it after the test suite). Loopback only; every phase
-is bounded in time. In one run it:
+is bounded in time. It runs once per results store (`--store`, both by default: the embedded
+SQLite file, then a throwaway PostgreSQL server it starts from the installed binaries and
+removes afterwards), and each run:
 
 1. starts `veracity serve` (the synthetic model by default; see --checkpoint) with a small
-   admission queue and deadline;
+   admission queue and deadline, recording every verdict in that store;
 2. measures capacity: a few closed-loop users with no think time;
 3. offers 4x that capacity, open-loop, for a sustained period (the soak), sampling the
    server's RSS; accepted requests must keep a p99 within the deadline, and the excess
    must be shed with 503 at once rather than queued;
 4. sends SIGTERM in the middle of a second overload: readiness fails, the process must
    exit 0 within the drain time, and no request the server had taken in may fail;
-5. prints a summary, writes bench/results/overload.json, and exits 1 if a guarantee broke.
+5. prints a summary, writes bench/results/overload.json (one report per store), and exits
+   1 if a guarantee broke on either store.
 
 A request the server "had taken in" is one its access log records (every request that
 reached the app is logged, whatever its outcome). Requests whose connection was closed before
@@ -39,11 +42,16 @@ from PIL import Image
 from server import API_KEY, BOUNDARY, Server, multipart  # bench/server.py
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# The tests' throwaway PostgreSQL server (started as the postgres user when run as root).
+from tests.pgserver import PostgresServer, find_bindir  # noqa: E402
+
 LOCUST = ROOT / ".venv-load" / "bin" / "locust"
 
 
-def start_server(workdir: Path, args: argparse.Namespace) -> Server:
+def start_server(workdir: Path, args: argparse.Namespace, database_url: str | None) -> Server:
     env = {
+        **({"VERACITY_DATABASE_URL": database_url} if database_url else {}),
         "VERACITY_BACKEND": args.backend,
         "VERACITY_MAX_QUEUE": str(args.max_queue),
         "VERACITY_REQUEST_TIMEOUT_S": str(args.request_timeout),
@@ -185,13 +193,16 @@ def main() -> int:
     parser.add_argument(
         "--checkpoint", type=Path, default=ROOT / "checkpoints/synthetic.safetensors"
     )
+    parser.add_argument(
+        "--store", default="both", choices=["sqlite", "postgresql", "both"], help="results store"
+    )
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     parser.add_argument("--max-queue", type=int, default=16)
     parser.add_argument("--request-timeout", type=float, default=5.0)
     parser.add_argument("--drain", type=float, default=20.0)
     parser.add_argument("--overload-factor", type=float, default=4.0)
-    parser.add_argument("--capacity-seconds", type=int, default=15)
-    parser.add_argument("--soak-seconds", type=int, default=60)
+    parser.add_argument("--capacity-seconds", type=int, default=12)
+    parser.add_argument("--soak-seconds", type=int, default=45)
     parser.add_argument("--shutdown-seconds", type=int, default=20)
     parser.add_argument("--sigterm-after", type=float, default=8.0)
     parser.add_argument("--users", type=int, default=64)
@@ -200,13 +211,46 @@ def main() -> int:
     if not LOCUST.exists():
         raise SystemExit(f"{LOCUST} not found: run `make overload` (it installs locust)")
 
-    workdir = Path(tempfile.mkdtemp(prefix="veracity-overload-"))
+    stores = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
+    settings = {k: str(v) for k, v in vars(args).items()}
+    report: dict = {"settings": settings, "stores": {}, "failures": []}
+    for store in stores:
+        workdir = Path(tempfile.mkdtemp(prefix=f"veracity-overload-{store}-"))
+        if store == "sqlite":
+            result = run_once(args, workdir, None)
+        else:
+            bindir = find_bindir()
+            if bindir is None:
+                raise SystemExit("no PostgreSQL server binaries (apt-get install postgresql)")
+            database = PostgresServer(bindir)
+            try:
+                database.start()
+                result = run_once(args, workdir, database.create_database("overload"))
+            finally:
+                database.close()
+        report["stores"][store] = result
+        report["failures"] += [f"{store}: {failure}" for failure in result["failures"]]
+        print(f"--- {store}")
+        print_summary(result)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        "all guarantees held on " + " and ".join(stores)
+        if not report["failures"]
+        else "GUARANTEES BROKEN"
+    )
+    return 1 if report["failures"] else 0
+
+
+def run_once(args: argparse.Namespace, workdir: Path, database_url: str | None) -> dict:
+    """Capacity, the soak and SIGTERM under overload against one server and store."""
     body = workdir / "body.bin"
     body.write_bytes(upload_body(1280, 720))
     failures: list[str] = []
-    report: dict = {"settings": {k: str(v) for k, v in vars(args).items()}}
+    report: dict = {"database": "postgresql" if database_url else "sqlite"}
 
-    server = start_server(workdir, args)
+    server = start_server(workdir, args, database_url)
     rss: list[tuple[float, float]] = []
     stop_sampling = threading.Event()
     threading.Thread(target=sample_rss, args=(server, stop_sampling, rss), daemon=True).start()
@@ -321,11 +365,7 @@ def main() -> int:
     if not taken_in:
         failures.append("shutdown: no request was in flight at SIGTERM; the test proved nothing")
     report["failures"] = failures
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print_summary(report)
-    return 1 if failures else 0
+    return report
 
 
 def print_summary(report: dict) -> None:
@@ -353,7 +393,6 @@ def print_summary(report: dict) -> None:
     )
     for failure in report["failures"]:
         print(f"FAILED: {failure}")
-    print("all guarantees held" if not report["failures"] else "GUARANTEES BROKEN")
 
 
 if __name__ == "__main__":

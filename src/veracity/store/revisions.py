@@ -179,8 +179,16 @@ class RevisionLog:
         timeout = max(1, round(self.database.timeout_s))
         while True:
             try:
+                # TCP keepalives: a connection cut without a reset (a partitioned network)
+                # fails within about a minute and is opened again, instead of waiting forever.
                 async with await psycopg.AsyncConnection.connect(
-                    conninfo, autocommit=True, connect_timeout=timeout
+                    conninfo,
+                    autocommit=True,
+                    connect_timeout=timeout,
+                    keepalives=1,
+                    keepalives_idle=30,
+                    keepalives_interval=10,
+                    keepalives_count=3,
                 ) as connection:
                     await connection.execute(f"LISTEN {CHANNEL}")
                     # A revision appended while the connection was down: poll at once.

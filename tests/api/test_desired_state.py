@@ -12,6 +12,9 @@ from fastapi.testclient import TestClient
 from tests.api.conftest import assert_error, assert_still_serving, infer, jpeg_bytes, serving
 from tests.api.test_models import ADMIN, USER, model, repo_settings, states
 from tests.conftest import make_repository
+from veracity.serving.desired import DesiredState
+from veracity.serving.traffic import RouteSpec
+from veracity.store.revisions import RevisionLog
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +138,38 @@ def test_without_a_store_the_revisions_are_this_process_own(
         found = listing(client)
         assert found["revision"] == 1
         assert [r["applied_revision"] for r in found["replicas"]] == [1]
+
+
+def test_a_revision_that_does_not_fit_is_reported_and_the_replica_keeps_serving(
+    repository: Path, tiny_checkpoint: Path
+) -> None:
+    """A revision stored by another replica that needs more versions at once than this one
+    has room for: nothing it loaded is evicted for another of its own, nothing is routed to
+    a version that is not loaded, and the replica serves on, saying why."""
+    size = (repository / "tiny" / "1" / "model.safetensors").stat().st_size
+    settings = repo_settings(repository, tiny_checkpoint, model_memory_mb=2.5 * size / 2**20)
+    with serving(settings) as client:
+        service = client.app.state.model_service
+        log = RevisionLog(client.app.state.parts.database)
+        document = DesiredState(
+            0,
+            {"tiny": RouteSpec("2", previous="1"), "other": RouteSpec("1")},
+            {"other": frozenset({"1"})},
+        ).to_document()
+        client.portal.call(
+            lambda: log.append(0, document, action="promote", model="tiny", key_id=None)
+        )
+        client.portal.call(service.sync_models)
+        found = listing(client)
+        (replica,) = found["replicas"]
+        assert (found["revision"], replica["applied_revision"], replica["state"]) == (
+            1,
+            0,
+            "failed",
+        )
+        assert "VERACITY_MODEL_MEMORY_MB" in replica["reason"]
+        assert model(client)["serving_version"] == "1"
+        assert infer(client, jpeg_bytes()).json()["model_version"] == "1"
+        assert states(client)["1"] == "loaded"
+        # The versions it loaded for the revision are no longer held for it.
+        assert infer(client, jpeg_bytes(), params={"model": "other"}).status_code == 200

@@ -303,3 +303,18 @@ def test_a_replica_down_during_a_promotion_comes_back_on_it(fleet: Fleet) -> Non
     states = replicas_by_id(fleet.url("d"))
     assert states["replica-d"]["applied_revision"] == revision
     assert states["replica-d"]["state"] == "current"
+
+
+def test_a_version_copied_in_after_start_up_is_found_by_every_replica(fleet: Fleet) -> None:
+    write_tiny_checkpoint(fleet.repositories["a"] / "tiny" / "4" / "model.safetensors", seed=3)
+    response = admin("POST", fleet.url("d"), "/admin/models/tiny/promote", json={"version": "4"})
+    assert response.status_code == 200, response.text
+    # Every replica on the shared volume reads the repository again to apply it.
+    wait_until_served(fleet, ("a", "b", "d"), "4")
+    # Replica c's own volume has no tiny/4: it says so, and serves on.
+    started = time.monotonic()
+    while (replica := replicas_by_id(fleet.url("a"))["replica-c"])["state"] != "failed":
+        assert time.monotonic() - started < BOUND_S, replica
+        time.sleep(0.2)
+    assert "'4'" in replica["reason"]
+    assert served_version(fleet.url("c")) == "2"

@@ -266,8 +266,9 @@ async def judge_image(
             if hit is None:
                 work = runner.predict(data, robustness_check=robustness_check)
                 result = await context.run(work)
-                if explain and explain_method == "grad_cam":
-                    explained = await context.run(runner.grad_cam(data))
+        # Grad-CAM (several times a prediction's cost) holds a slot and deadline of its own.
+        if hit is None and explain and explain_method == "grad_cam":
+            explained = await context.run(runner.grad_cam(data))
         answer, row = await _image_outcome(
             runner,
             recorder,

@@ -54,6 +54,10 @@ class Change:
 NO_CONDITIONS = Change()
 
 
+class _HereOnly(Exception):  # noqa: N818 (a signal between two methods, never raised out)
+    """An unload of a version no revision keeps warm: this replica's own affair."""
+
+
 class Lifecycle:
     """This replica's side of the shared desired state."""
 
@@ -77,10 +81,12 @@ class Lifecycle:
 
     async def start(self) -> None:
         """Start the registry on the latest revision, then follow the ones after it."""
-        desired = await self._stored()
-        await self._registry.start(desired)
-        if desired is not None:
-            async with self._lock:
+        # Under the lock: an admin change arriving meanwhile waits for start-up, rather than
+        # being overwritten by the start-up choice of version.
+        async with self._lock:
+            desired = await self._stored()
+            await self._registry.start(desired)
+            if desired is not None:
                 await self._apply(desired)
         if self._log is None:
             return
@@ -136,11 +142,15 @@ class Lifecycle:
         """Load what ``desired`` needs, then switch to it; on failure keep what serves."""
         registry = self._registry
         try:
+            # The repository again first: a version copied in for this revision is found.
+            await registry.rescan()
             await registry.prepare(desired)
             await registry.adopt(desired)
         except VeracityError as e:
+            registry.release()
             reason = registry.repository.public(e.message)
-            if self._failure != (desired.revision, reason):
+            # Logged once per revision (a retry's reason names the cool-down's age).
+            if self._failure is None or self._failure[0] != desired.revision:
                 logger.error(
                     "the models' desired state does not apply here; serving the last one",
                     extra={
@@ -185,15 +195,16 @@ class Lifecycle:
         """The latest revision and every replica's state (this one's own, without a store
         or while it is unavailable)."""
         registry = self._registry
-        own = self._own_state()
         if self._log is None:
-            return Fleet(registry.revision, self.replica_id, (own,))
+            return Fleet(registry.revision, self.replica_id, (self._own_state(registry.revision),))
         try:
             latest = await self._log.latest()
             reports = await self._log.replicas()
         except StoreUnavailableError:
+            own = self._own_state(registry.revision)
             return Fleet(registry.revision, self.replica_id, (own,))
         revision = latest.revision if latest is not None else 0
+        own = self._own_state(revision)
         now = datetime.now(UTC)
         # Silent for three reads and ten seconds more: stopped, or cut off from the store.
         silent = timedelta(seconds=3 * self._sync_s + 10)
@@ -205,10 +216,16 @@ class Lifecycle:
             replicas.append(own)
         return Fleet(revision, self.replica_id, tuple(replicas))
 
-    def _own_state(self) -> ReplicaState:
+    def _own_state(self, latest: int) -> ReplicaState:
         registry, failure = self._registry, self._failure
         now = datetime.now(UTC)
-        state: ReplicaStateName = "failed" if failure else "current"
+        state: ReplicaStateName
+        if failure is not None and failure[0] >= latest:
+            state = "failed"
+        elif registry.revision >= latest:
+            state = "current"
+        else:
+            state = "applying"
         return ReplicaState(
             self.replica_id,
             state,
@@ -216,7 +233,7 @@ class Lifecycle:
             self._serving(),
             self._started_at,
             now,
-            failure[1] if failure else None,
+            failure[1] if state == "failed" and failure else None,
         )
 
     # -- admin changes ----------------------------------------------------------------------
@@ -277,11 +294,12 @@ class Lifecycle:
             ModelConflictError: the default model's traffic reaches it.
         """
         registry = self._registry
-        if version not in registry.warm.get(name, frozenset()):
-            await registry.unload(name, version)  # loaded here on demand: here only
-            return
 
         def plan(base: DesiredState) -> DesiredState:
+            # Decided on the latest revision, under the lock: a replica behind the others
+            # still stops keeping warm what they keep warm.
+            if version not in base.warm.get(name, frozenset()):
+                raise _HereOnly
             spec = base.route(name)
             if name == registry.default_model and spec is not None and spec.uses(version):
                 raise ModelConflictError(
@@ -290,7 +308,11 @@ class Lifecycle:
                 )
             return base.with_warm(name, base.warm.get(name, frozenset()) - {version})
 
-        await self._change("unload", name, plan, change)
+        try:
+            await self._change("unload", name, plan, change)
+        except _HereOnly:
+            await registry.unload(name, version)  # loaded here on demand: here only
+            return
         if (name, version) in registry.runners:  # another model's routed version, say
             with contextlib.suppress(ModelNotFoundError):
                 await registry.unload(name, version)
@@ -320,6 +342,12 @@ class Lifecycle:
                 )
             try:
                 desired = plan(base)
+            except _HereOnly:
+                raise
+            except Exception:
+                registry.count(action, "failed")
+                raise
+            try:
                 await registry.prepare(desired)
                 revision = base.revision + 1
                 if self._log is not None:
@@ -332,6 +360,7 @@ class Lifecycle:
                     )
                 await registry.adopt(desired.at(revision))
             except Exception:
+                registry.release()
                 registry.count(action, "failed")
                 raise
             self._failure = None

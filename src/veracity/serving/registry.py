@@ -1,12 +1,14 @@
 """The registry: which versions are loaded and which one answers each request.
 
 It owns one route per model (see traffic.py) and the loaded versions (loaded.py: loading,
-the failed-load cool-down, the memory budget). Lifecycle changes (load, unload, promote,
-rollback, traffic) run one at a time under a lock, so two admins racing cannot leave a
-route pointing at an unloaded version. A version is loaded and warmed up completely before
-any route points at it; switching a route is one assignment on the event loop, so a
-request sees either the old version or the new one, and a request holds a lease on the
-runner it started on, so the old version finishes it. A failed load changes nothing.
+the failed-load cool-down, the memory budget). It applies a desired state (desired.py; the
+lifecycle decides which, lifecycle.py) in two steps: ``prepare`` loads and warms up every
+version the state needs, each reserved from eviction as it loads, and ``adopt`` switches
+the routes under the lock every load and eviction takes, checking first that the reserved
+versions are still loaded. So no route ever points at a version that is not loaded;
+switching a route is one assignment on the event loop, so a request sees either the old
+version or the new one, and a request holds a lease on the runner it started on, so the
+old version finishes it. A failed load changes nothing.
 
 At start-up an unpinned default model serves its newest version that loads: a corrupt
 newest version is reported (GET /models, the log, ``veracity_model_lifecycle_total``) and
@@ -93,6 +95,9 @@ class ModelRegistry:
         # revision this replica applied (0: its own start-up state).
         self.warm: dict[str, frozenset[str]] = {}
         self.revision = 0
+        # Versions a desired state being applied needs, loaded by ``prepare``: kept from
+        # eviction until ``adopt`` routes to them (or ``release`` gives the change up).
+        self._reserved: set[Key] = set()
         self._lock = asyncio.Lock()
         self._loads: dict[Key, asyncio.Task[ModelRunner]] = {}
 
@@ -376,7 +381,7 @@ class ModelRegistry:
         """The default model's serving, canary or shadow version, and every version kept
         warm: always loaded. (Other models' versions load on demand, so they may be
         unloaded.)"""
-        if key[1] in self.warm.get(key[0], frozenset()):
+        if key[1] in self.warm.get(key[0], frozenset()) or key in self._reserved:
             return True
         route = self.routes.get(key[0])
         return key[0] == self.default_model and route is not None and route.uses(key[1])
@@ -426,18 +431,37 @@ class ModelRegistry:
                 routed = {v for v in routed if not current.uses(v)}
             for version in sorted(routed | desired.warm.get(name, frozenset())):
                 self.require_known(name, version)
+                # Reserved before it loads: loading the next one (or a request's on-demand
+                # load) must not evict it before ``adopt`` routes to it.
+                self._reserved.add((name, version))
                 await self.ensure_loaded((name, version))
+
+    def release(self) -> None:
+        """Give up the desired state ``prepare`` loaded for (its versions may be evicted)."""
+        self._reserved.clear()
 
     async def adopt(self, desired: DesiredState) -> None:
         """Route by ``desired`` from the next request on (``prepare`` loaded what it needs).
 
         Versions kept warm before and not now are unloaded, unless traffic reaches them.
+
+        Raises:
+            ModelLoadError, ModelMemoryError: a version ``prepare`` loaded is gone and does
+                not load again; nothing was switched.
         """
         async with self._lock:
-            for name, spec in desired.routes.items():
-                route = self.routes.get(name)
-                if route is not None:
-                    route.adopt(spec)
+            try:
+                # Reserved since ``prepare``, so still loaded; checked all the same, under the
+                # lock that every load and eviction takes, so that no route ever points at a
+                # version that is not loaded.
+                for key in sorted(self._reserved):
+                    await self._load(key)
+                for name, spec in desired.routes.items():
+                    route = self.routes.get(name)
+                    if route is not None:
+                        route.adopt(spec)
+            finally:
+                self._reserved.clear()
             dropped = {
                 (name, version)
                 for name, versions in self.warm.items()

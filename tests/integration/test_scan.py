@@ -390,3 +390,42 @@ def test_a_ray_worker_lost_mid_scan_has_its_files_judged_again(
     assert (summary["judged"], summary["errors"]) == (len(photos), 0)
     lines = read_lines(out)
     assert Counter(Path(line["path"]).name for line in lines) == Counter(dict.fromkeys(photos, 1))
+
+
+def test_a_manifest_may_name_uris_that_the_workers_read(
+    tiny_checkpoint: Path, scan_env, tmp_path: Path, capsys
+) -> None:
+    """URIs in a manifest are read through PyArrow's file systems (file:// here; s3://,
+    gs://, hdfs:// on a cluster that reaches them), in-process and by Ray's actors alike;
+    a URI no file system reads is that file's error line."""
+    pytest.importorskip("pyarrow")
+    ray = pytest.importorskip("ray")
+    folder = tmp_path / "bucket"
+    folder.mkdir()
+    photos = {f"{i}.jpg": jpeg_bytes(160, 120, seed=900 + i) for i in range(4)}
+    for name, data in photos.items():
+        (folder / name).write_bytes(data)
+    manifest = tmp_path / "list.txt"
+    entries = [(folder / "0.jpg").as_uri(), (folder / "1.jpg").as_uri(), "bucket/2.jpg"]
+    manifest.write_text("\n".join([*entries, (folder / "3.jpg").as_uri(), "nope://b/4.jpg"]))
+    base = ["scan", "--checkpoint", str(tiny_checkpoint), "--no-progress"]
+    direct, listed, on_ray = (tmp_path / n for n in ("direct.jsonl", "m.jsonl", "ray.jsonl"))
+    assert main([*base, str(folder), "--out", str(direct)]) == 0
+    assert main([*base, str(manifest), "--out", str(listed)]) == 1  # the nope:// line
+    by_digest = {line["sha256"]: line for line in read_lines(direct)}
+    lines = {line["path"]: line for line in read_lines(listed)}
+    uris = {entries[0], entries[1], (folder / "3.jpg").as_uri()}
+    assert set(lines) == uris | {str(folder / "2.jpg"), "nope://b/4.jpg"}
+    error = lines.pop("nope://b/4.jpg")["error"]
+    assert error["code"] == "unreadable"
+    assert "nope://b/4.jpg" in error["message"]
+    for path, line in lines.items():
+        assert line | {"path": None} == by_digest[line["sha256"]] | {"path": None}, path
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main([*base, str(manifest), "--out", str(on_ray), "--ray", "local"]) == 1
+    finally:
+        ray.shutdown()
+    assert {line["path"]: line for line in read_lines(on_ray)} == {
+        line["path"]: line for line in read_lines(listed)
+    }

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from veracity.cli.arguments import Subcommands
+    from veracity.scan.inputs import Location
     from veracity.scan.results import ResultsFile
     from veracity.scan.runner import ScanOptions, Summary
     from veracity.scan.store import ScanStore
@@ -127,12 +128,16 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 1 if summary.errors else 0
 
 
-def _inputs(args: argparse.Namespace) -> Iterator[Path]:
+def _inputs(args: argparse.Namespace) -> Iterator[Location]:
     """TARGET's files but the results file itself (an --out inside the scanned folder)."""
     from veracity.scan.inputs import list_inputs
 
     out = args.out.absolute()
-    return (path for path in list_inputs(args.target) if path.absolute() != out)
+    return (
+        path
+        for path in list_inputs(args.target)
+        if not (isinstance(path, Path) and path.absolute() == out)
+    )
 
 
 def _options(settings: Settings, args: argparse.Namespace) -> ScanOptions:

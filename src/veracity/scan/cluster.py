@@ -21,7 +21,6 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ import numpy as np
 from veracity.provenance.options import ProvenanceOptions
 from veracity.provenance.reader import CredentialReader
 from veracity.repository.layout import ModelRepository
+from veracity.scan.inputs import Location, as_location
 from veracity.scan.results import ResultsFile
 from veracity.scan.runner import Judge, ScanOptions, Summary, keep
 from veracity.scan.store import ScanStore, open_recorder
@@ -80,7 +80,7 @@ class _Actor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         async def judge_all() -> list[dict[str, Any]]:
-            paths = [Path(str(p)) for p in batch["path"]]
+            paths = [as_location(str(p)) for p in batch["path"]]
             return list(await asyncio.gather(*(self._judge(p) for p in paths)))
 
         lines = self._loop.run_until_complete(judge_all())
@@ -88,7 +88,7 @@ class _Actor:
 
 
 def scan_on_ray(
-    paths: Iterable[Path],
+    paths: Iterable[Location],
     results: ResultsFile,
     plan: ClusterPlan,
     *,

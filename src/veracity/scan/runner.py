@@ -19,12 +19,13 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from veracity.answers import InferResponse, VideoResponse
 from veracity.callers import Caller
 from veracity.errors import VeracityError
 from veracity.provenance.reader import CredentialReader
+from veracity.scan.inputs import Location
 from veracity.scan.results import ResultsFile
 from veracity.serving.admission import Deadline
 from veracity.serving.context import RequestContext
@@ -144,7 +145,7 @@ class Judge:
         self._claimed: set[str] = set()  # digests judged or being judged here
         self._videos = asyncio.Semaphore(options.videos_in_flight)
 
-    async def __call__(self, path: Path) -> dict[str, Any]:
+    async def __call__(self, path: Location) -> dict[str, Any]:
         digest: str | None = None
         kind = "image"
         try:
@@ -229,7 +230,7 @@ def keep(results: ResultsFile, summary: Summary, record: dict[str, Any]) -> None
 
 
 async def scan(
-    paths: Iterable[Path],
+    paths: Iterable[Location],
     results: ResultsFile,
     judge: Judge,
     *,
@@ -242,7 +243,7 @@ async def scan(
     slots = asyncio.Semaphore(judge.options.in_flight)
     tasks: set[asyncio.Task[None]] = set()
 
-    async def one(path: Path) -> None:
+    async def one(path: Location) -> None:
         try:
             keep(results, summary, await judge(path))
         finally:
@@ -266,11 +267,11 @@ async def scan(
     return summary
 
 
-def _read(path: Path, options: ScanOptions) -> tuple[str, bytes, str]:
+def _read(path: Location, options: ScanOptions) -> tuple[str, bytes, str]:
     """The file's kind, bytes and SHA-256, refusing one over its kind's limit before
     reading it."""
     try:
-        with path.open("rb") as f:
+        with _open(path) as f:
             head = f.read(16)
             video = detect_container(head) is not None and head[8:12] not in _IMAGE_BRANDS
             kind = "video" if video else "image"
@@ -284,12 +285,30 @@ def _read(path: Path, options: ScanOptions) -> tuple[str, bytes, str]:
                 )
             f.seek(0)
             data = f.read()
-    except OSError as e:
-        raise _FileError("unreadable", f"cannot read the file: {e.strerror}") from e
+    except (OSError, ValueError) as e:  # PyArrow's "not a file system it knows" is a ValueError
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)[:300]
+        raise _FileError("unreadable", f"cannot read the file: {reason}") from e
     return kind, data, sha256_hex(data)
 
 
-def _failed(path: Path, digest: str | None, kind: str, code: str, message: str) -> dict[str, Any]:
+def _open(location: Location) -> BinaryIO:
+    """A local file, or a URI through PyArrow's file systems (object stores, HDFS)."""
+    if isinstance(location, Path):
+        return location.open("rb")
+    try:
+        from pyarrow import fs
+    except ModuleNotFoundError as e:
+        raise _FileError(
+            "unreadable",
+            f"{location}: reading URIs needs PyArrow (pip install 'veracity[ray]')",
+        ) from e
+    filesystem, inner = fs.FileSystem.from_uri(location)
+    return cast(BinaryIO, filesystem.open_input_file(inner))
+
+
+def _failed(
+    path: Location, digest: str | None, kind: str, code: str, message: str
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "path": str(path),
         "sha256": digest,

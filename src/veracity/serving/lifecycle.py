@@ -128,17 +128,23 @@ class Lifecycle:
 
     async def _stored(self) -> DesiredState | None:
         """The latest stored revision (None: none, or the store cannot say right now)."""
-        if self._log is None:
-            return None
         try:
-            latest = await self._log.latest()
+            return await self._latest()
         except StoreUnavailableError:
             return None  # logged by the store; this replica serves what it applied
-        if latest is None:
-            return None
-        return DesiredState.from_document(latest.revision, latest.document)
 
-    async def _apply(self, desired: DesiredState) -> bool:
+    async def _latest(self) -> DesiredState | None:
+        """The latest stored revision (None: none, or no store).
+
+        Raises:
+            StoreUnavailableError: the store cannot say.
+        """
+        latest = None if self._log is None else await self._log.latest()
+        return (
+            None if latest is None else DesiredState.from_document(latest.revision, latest.document)
+        )
+
+    async def _apply(self, desired: DesiredState) -> None:
         """Load what ``desired`` needs, then switch to it; on failure keep what serves."""
         registry = self._registry
         try:
@@ -161,80 +167,64 @@ class Lifecycle:
                 )
             self._failure = (desired.revision, reason)
             registry.count("sync", "failed")
-            return False
+            return
         self._failure = None
         registry.count("sync", "ok")
         logger.info(
             "the models' desired state applied",
             extra={"revision": desired.revision, "serving": self._serving()},
         )
-        return True
 
     def _serving(self) -> dict[str, str]:
         return {name: route.serving for name, route in sorted(self._registry.routes.items())}
 
-    async def _report(self) -> None:
-        if self._log is None:
-            return
+    def _own_report(self) -> ReplicaReport:
+        """This replica as it is now, as it reports itself to the others."""
         failure = self._failure
-        report = ReplicaReport(
+        now = datetime.now(UTC)
+        return ReplicaReport(
             replica_id=self.replica_id,
             started_at=self._started_at,
-            seen_at=datetime.now(UTC),
+            seen_at=now,
             applied_revision=self._registry.revision,
             failed_revision=failure[0] if failure else None,
             reason=failure[1] if failure else None,
             serving=self._serving(),
         )
+
+    async def _report(self) -> None:
+        if self._log is None:
+            return
         with contextlib.suppress(StoreUnavailableError):  # reported at the next read
-            await self._log.report(report)
+            await self._log.report(self._own_report())
 
     # -- what GET /models says about the replicas -------------------------------------------
 
     async def fleet(self) -> Fleet:
         """The latest revision and every replica's state (this one's own, without a store
         or while it is unavailable)."""
-        registry = self._registry
-        if self._log is None:
-            return Fleet(registry.revision, self.replica_id, (self._own_state(registry.revision),))
-        try:
-            latest = await self._log.latest()
-            reports = await self._log.replicas()
-        except StoreUnavailableError:
-            own = self._own_state(registry.revision)
-            return Fleet(registry.revision, self.replica_id, (own,))
-        revision = latest.revision if latest is not None else 0
-        own = self._own_state(revision)
+        revision = self._registry.revision
+        reports: list[ReplicaReport] = []
+        if self._log is not None:
+            try:
+                latest = await self._log.latest()
+                reports = await self._log.replicas()
+            except StoreUnavailableError:
+                pass  # this replica alone, at its own revision
+            else:
+                revision = latest.revision if latest is not None else 0
         now = datetime.now(UTC)
         # Silent for three reads and ten seconds more: stopped, or cut off from the store.
-        silent = timedelta(seconds=3 * self._sync_s + 10)
+        silent_since = now - timedelta(seconds=3 * self._sync_s + 10)
+        # This replica as it is now, rather than as it last reported.
+        own = _state(self._own_report(), revision, silent_since)
         replicas = [
-            own if r.replica_id == self.replica_id else _state(r, revision, now - silent)
+            own if r.replica_id == self.replica_id else _state(r, revision, silent_since)
             for r in reports
         ]
-        if all(r.replica_id != self.replica_id for r in reports):
+        if own not in replicas:
             replicas.append(own)
         return Fleet(revision, self.replica_id, tuple(replicas))
-
-    def _own_state(self, latest: int) -> ReplicaState:
-        registry, failure = self._registry, self._failure
-        now = datetime.now(UTC)
-        state: ReplicaStateName
-        if failure is not None and failure[0] >= latest:
-            state = "failed"
-        elif registry.revision >= latest:
-            state = "current"
-        else:
-            state = "applying"
-        return ReplicaState(
-            self.replica_id,
-            state,
-            registry.revision,
-            self._serving(),
-            self._started_at,
-            now,
-            failure[1] if state == "failed" and failure else None,
-        )
 
     # -- admin changes ----------------------------------------------------------------------
 
@@ -385,12 +375,10 @@ class Lifecycle:
             StoreUnavailableError: the store cannot say; a change now could not be shared.
         """
         local = self._registry.desired()
-        if self._log is None:
-            return local
-        latest = await self._log.latest()
-        if latest is None:
-            return local.at(0)
-        stored = DesiredState.from_document(latest.revision, latest.document)
+        stored = await self._latest()
+        if stored is None:
+            # Without a store, this process's own count; with one, nothing stored yet.
+            return local if self._log is None else local.at(0)
         # Models added since keep this replica's routes; models no longer in the repository
         # drop out of the next revision.
         routes = {name: stored.routes.get(name, spec) for name, spec in local.routes.items()}

@@ -425,11 +425,11 @@ class ModelRegistry:
         # A model this replica's repository does not have is not this replica's to serve
         # (a model removed from the repository, say): it never blocks the others.
         for name in sorted({*desired.routes, *desired.warm} & set(self.routes)):
-            spec, current = desired.route(name), self.routes.get(name)
-            routed = {v for v in (spec.serving, spec.canary, spec.shadow) if v} if spec else set()
-            if name != self.default_model and current is not None:
-                routed = {v for v in routed if not current.uses(v)}
-            for version in sorted(routed | desired.warm.get(name, frozenset())):
+            needed = desired.needs(name)
+            if name != self.default_model:
+                warm, current = desired.warm.get(name, frozenset()), self.routes[name]
+                needed = frozenset(v for v in needed if v in warm or not current.uses(v))
+            for version in sorted(needed):
                 self.require_known(name, version)
                 # Reserved before it loads: loading the next one (or a request's on-demand
                 # load) must not evict it before ``adopt`` routes to it.

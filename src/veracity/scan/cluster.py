@@ -31,7 +31,7 @@ from veracity.repository.layout import ModelRepository
 from veracity.scan.inputs import Location, as_location
 from veracity.scan.results import ResultsFile
 from veracity.scan.runner import Judge, ScanOptions, Summary, keep
-from veracity.scan.store import ScanStore, open_recorder
+from veracity.scan.store import ScanStore, open_recorder, prepare_store
 from veracity.serving.recording import Recorder
 from veracity.serving.service import ModelService
 from veracity.settings.options import ServiceOptions
@@ -105,12 +105,7 @@ def scan_on_ray(
     import ray.data
 
     if store is not None:
-        # Once, here, before any actor connects: the actors only check the schema.
-        _recorder, database = asyncio.run(open_recorder(store))
-        database.close()
-        store = dataclasses.replace(
-            store, options=dataclasses.replace(store.options, migrate=False)
-        )
+        store = prepare_store(store)
 
     summary = Summary()
     started = time.perf_counter()

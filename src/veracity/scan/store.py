@@ -4,7 +4,7 @@ service opens it (the same database, migrated or checked the same way)."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from veracity.serving.recording import Recorder
 from veracity.store.database import Database, prepare_database
@@ -34,3 +34,14 @@ async def open_recorder(store: ScanStore) -> tuple[Recorder, Database]:
         await asyncio.to_thread(database.close)
         raise
     return Recorder(PredictionStore(database), cache=store.cache), database
+
+
+def prepare_store(store: ScanStore) -> ScanStore:
+    """Migrate (or check) the store's schema once, before Ray's actors connect; the store
+    returned only checks it, so that many actors starting at once do not all migrate."""
+    database = Database.open(store.options)
+    try:
+        prepare_database(database.engine, migrate=store.options.migrate)
+    finally:
+        database.close()
+    return replace(store, options=replace(store.options, migrate=False))

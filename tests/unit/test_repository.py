@@ -69,7 +69,7 @@ def test_a_single_checkpoint_is_a_one_model_repository(tiny_checkpoint: Path) ->
 )
 def test_the_canary_gets_exactly_its_share(percent: float, requests: int, expected: int) -> None:
     route = Route(serving="1")
-    route.set_canary("2", percent)
+    route.adopt(route.spec.with_traffic("2", percent, None))
     chosen = [route.choose() for _ in range(requests)]
     assert sum(1 for version, role in chosen if role == "canary") == expected
     assert all(version == "2" for version, role in chosen if role == "canary")
@@ -79,10 +79,10 @@ def test_the_canary_gets_exactly_its_share(percent: float, requests: int, expect
 def test_promote_keeps_the_way_back_and_ends_the_canary() -> None:
     route = Route(serving="1")
     route.adopt(route.spec.with_traffic("2", 50, shadow="3"))
-    route.promote("2")
+    route.adopt(route.spec.promoted("2"))
     assert (route.serving, route.previous, route.canary, route.shadow) == ("2", "1", None, "3")
     assert route.choose() == ("2", "primary")
-    route.promote("2")  # promoting the serving version changes nothing
+    route.adopt(route.spec.promoted("2"))  # promoting the serving version changes nothing
     assert route.previous == "1"
     assert route.uses("3")
     assert not route.uses("1")

@@ -115,11 +115,5 @@ class Route:
             self._credit = 0.0
         self.spec = spec
 
-    def set_canary(self, version: str | None, percent: float) -> None:
-        self.adopt(self.spec.with_traffic(version, percent, self.spec.shadow))
-
-    def promote(self, version: str) -> None:
-        self.adopt(self.spec.promoted(version))
-
     def uses(self, version: str) -> bool:
         return self.spec.uses(version)

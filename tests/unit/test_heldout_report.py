@@ -39,6 +39,7 @@ from veracity.evaluation.heldout_report import (
     format_summary,
     goals,
 )
+from veracity.evaluation.intervals import goal_intervals
 from veracity.evaluation.localisation import (
     cell_touches,
     most_suspicious_cell,
@@ -336,3 +337,38 @@ def test_the_report_on_the_ci_sample_adds_up(
     assert "real clips (truth: real)" in printed
     for name in ("photos", "edited_by_kind", "edited_by_source", "reliability", "video"):
         assert (out / f"heldout_{name}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_goal_intervals_resample_photographs_not_items() -> None:
+    # Two photographs: one whose six edited copies are all called fake and whose re-saved
+    # copy is real, one whose copies are all missed and whose re-saved copy is unsure.
+    def photo(name: str, verdict: str, real: str) -> list[HeldOutItem]:
+        copies = [_item("edited", verdict, photo=name, touches=True) for _ in range(6)]
+        return [_item("jpeg", real, photo=name), *copies]
+
+    items = photo("a.jpg", "fake", "real") + photo("b.jpg", "inconclusive", "inconclusive")
+    intervals = goal_intervals(items, resamples=400)
+    # 12 copies as independent draws would give a narrow interval around 50%; as two
+    # photographs, a resample holds a's copies only, b's only, or both.
+    assert intervals["edited_fake"] == pytest.approx((0.0, 1.0))
+    assert intervals["photos_real"] == pytest.approx((0.0, 1.0))
+    assert intervals["photos_never_fake"] == (0.0, 0.0)
+    # Localisation is measured only where some copy was called fake: those draws only.
+    assert intervals["edit_located"] == (1.0, 1.0)
+    report = build_heldout_report(items, checkpoint={}, options=HeldOutOptions())
+    assert report["intervals"]["resampled"].startswith("photographs")
+    by_name = {g["name"]: g for g in report["goals"]}
+    assert tuple(by_name["edited_fake"]["interval"]) == pytest.approx((0.0, 1.0))
+    assert "95% interval 0.0% to 100.0%" in by_name["edited_fake"]["line"]
+
+
+def test_an_undefined_measure_has_no_interval_and_one_photograph_none_to_speak_of() -> None:
+    items = [_item("jpeg", "real"), _item("edited", "inconclusive", touches=True)]
+    intervals = goal_intervals(items, resamples=50)
+    assert all(math.isnan(b) for b in intervals["edit_located"])
+    # A single photograph: every resample is that photograph.
+    assert intervals["photos_real"] == (1.0, 1.0)
+    goal = Goal(
+        "g", "touch", math.nan, 0.7, at_most=False, detail="0 of 0", interval=(math.nan, math.nan)
+    )
+    assert "interval" not in goal.line()

@@ -33,7 +33,10 @@ class Judged(Protocol):
 @dataclass(frozen=True)
 class Goal:
     """One goal: what is measured, the number, the bound, and how many images it rests on.
-    ``measured`` is NaN when nothing could be measured (which fails the goal)."""
+    ``measured`` is NaN when nothing could be measured (which fails the goal);
+    ``interval``, when known, how far it could be from what a larger sample of the same
+    sources would give (``evaluation.intervals``). PASS and FAIL read the measured value:
+    the interval says how much weight a PASS or FAIL bears, it does not change it."""
 
     name: str
     text: str
@@ -42,6 +45,7 @@ class Goal:
     at_most: bool
     detail: str
     percent: bool = True
+    interval: tuple[float, float] | None = None
 
     @property
     def passed(self) -> bool:
@@ -57,9 +61,12 @@ class Goal:
 
         bound = "<=" if self.at_most else ">="
         status = "PASS" if self.passed else "FAIL"
+        spread = ""
+        if self.interval is not None and not math.isnan(self.interval[0]):
+            spread = f"; 95% interval {show(self.interval[0])} to {show(self.interval[1])}"
         return (
             f"{status}  {self.text}: {show(self.measured)} "
-            f"(goal {bound} {show(self.target)}; {self.detail})"
+            f"(goal {bound} {show(self.target)}; {self.detail}{spread})"
         )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from veracity.evaluation.heldout_video_report import (
     video_section,
     video_summary_lines,
 )
+from veracity.evaluation.intervals import LEVEL, RESAMPLES, goal_intervals
 from veracity.verdicts.calibration import expected_calibration_error, reliability_curve
 
 
@@ -110,7 +111,16 @@ def _calibration(items: Sequence[HeldOutItem]) -> dict[str, Any]:
 
 def goals(report: dict[str, Any]) -> list[Goal]:
     """The issue's goals measured on ``report``, in the issue's order (the video goals only
-    when the report has a video arm)."""
+    when the report has a video arm), each image goal with its interval when the report
+    has them."""
+    intervals = report.get("intervals", {}).get("goals", {})
+    return [
+        replace(goal, interval=tuple(intervals[goal.name])) if goal.name in intervals else goal
+        for goal in _goals(report)
+    ]
+
+
+def _goals(report: dict[str, Any]) -> list[Goal]:
     photos = report["photos"]["jpeg"]["overall"]
     edited = report["edited"]["overall"]
     where = edited["localisation"]
@@ -195,6 +205,12 @@ def build_heldout_report(
     }
     if clips is not None:
         report["video"] = video_section(clips, video_options or HeldOutVideoOptions())
+    report["intervals"] = {
+        "level": LEVEL,
+        "resamples": RESAMPLES,
+        "resampled": "photographs (each with all its items)",
+        "goals": {name: list(bounds) for name, bounds in goal_intervals(items).items()},
+    }
     report["goals"] = [asdict(g) | {"passed": g.passed, "line": g.line()} for g in goals(report)]
     return report
 

@@ -15,6 +15,7 @@ import pytest
 
 from tests.api.asgi import body_then, call, disconnect, half_then_disconnect, multipart, stall
 from tests.api.conftest import (
+    API_KEY,
     assert_error,
     assert_still_serving,
     infer,
@@ -22,6 +23,8 @@ from tests.api.conftest import (
     make_settings,
     serving,
 )
+from tests.videofiles import write_video
+from veracity.serving.recording import Recorder
 from veracity.serving.runner import ModelRunner
 
 
@@ -85,6 +88,68 @@ def test_a_full_queue_is_shed_at_once_and_admitted_requests_finish(
             gate.opened.set()
             assert [future.result().status_code for future in admitted] == [200, 200]
         assert metric(client, "veracity_queue_depth") == 0.0
+        assert_still_serving(client)
+
+
+def test_a_slow_store_lookup_of_a_batch_or_video_ends_at_its_deadline(
+    tiny_checkpoint: Path, monkeypatch
+) -> None:
+    # The exact-cache lookup runs under the request's slot and deadline, as the model's
+    # work does: a store that stalls answers 504 within the deadline, not when it wakes.
+    stalled = {"on": True}
+    original_cached = Recorder.cached
+
+    async def slow(self, keys, caller):  # type: ignore[no-untyped-def]
+        if stalled["on"]:
+            await asyncio.sleep(5)
+        return await original_cached(self, keys, caller)
+
+    monkeypatch.setattr(Recorder, "cached", slow)
+    settings = make_settings(tiny_checkpoint, request_timeout_s=0.5, video_timeout_s=0.5)
+    clip = write_video(seconds=1.0)
+    headers = {"X-API-Key": API_KEY}
+    with serving(settings) as client:
+        admission = client.app.state.model_service.admission
+        parts = [("files", (f"{i}.jpg", jpeg_bytes(seed=10 + i), "image/jpeg")) for i in (0, 1)]
+        started = time.monotonic()
+        batch = client.post("/infer/batch", files=parts, headers=headers)
+        error = assert_error(batch, 504, "deadline_exceeded")
+        assert "VERACITY_REQUEST_TIMEOUT_S" in error["message"]
+        video = client.post(
+            "/infer/video", files={"file": ("c.mp4", clip, "video/mp4")}, headers=headers
+        )
+        error = assert_error(video, 504, "deadline_exceeded")
+        assert "VERACITY_VIDEO_TIMEOUT_S" in error["message"]
+        # Each ended at its deadline, not after the store's 5 s stall.
+        assert time.monotonic() - started < 5
+        assert admission.in_flight == 0
+        stalled["on"] = False
+        assert_still_serving(client)
+
+
+def test_a_stored_video_is_answered_while_every_video_place_is_taken(
+    tiny_checkpoint: Path,
+) -> None:
+    settings = make_settings(tiny_checkpoint, max_concurrent_videos=1)
+    clip, other = write_video(seconds=1.0), write_video(seconds=1.0, width=192)
+
+    def post(data: bytes):
+        files = {"file": ("clip.mp4", data, "video/mp4")}
+        return client.post("/infer/video", files=files, headers={"X-API-Key": API_KEY})
+
+    with serving(settings) as client:
+        admission = client.app.state.model_service.admission
+        first = post(clip)
+        assert first.status_code == 200, first.text
+        admission.videos = 1  # another video holds the only place
+        try:
+            again = post(clip)
+            assert again.status_code == 200, again.text
+            assert again.json()["cached"] is True
+            assert_error(post(other), 503, "overloaded")
+        finally:
+            admission.videos = 0
+        assert admission.in_flight == 0
         assert_still_serving(client)
 
 

@@ -35,6 +35,7 @@ from veracity.inference.explanation import explain as explain_prediction
 from veracity.provenance.reader import CredentialReader
 from veracity.provenance.report import ProvenanceModel
 from veracity.receipts import ReceiptClaims, ReceiptSigner
+from veracity.serving.admission import Admission
 from veracity.serving.context import RequestContext
 from veracity.serving.recording import (
     Recorder,
@@ -359,14 +360,20 @@ async def judge_video(
     async with service.use(context.model, context.version) as chosen:
         runner = chosen.runner
         key = recorder.key(runner, digest, "video", options)
-        hit = (await recorder.cached([key], caller)).get(key)
+        # As for an image (judge_image): the lookup under the request's slot and deadline.
+        # The analysis inside takes a video place of its own; an answer from the store needs
+        # none, so a stored video is answered while every place is taken.
+        service.admission.check()
+        async with service.admission.admitted(runner.video_deadline(deadline)):
+            hit = (await recorder.cached([key], caller)).get(key)
+            if hit is None:
+                work = runner.predict_video(
+                    data, plan=plan, rule=rule, limits=limits, deadline=deadline
+                )
+                result = await context.run(work)
         if hit is not None:
             answer = VideoResponse(**hit.response, request_id=request_id, cached=True)
         else:
-            work = runner.predict_video(
-                data, plan=plan, rule=rule, limits=limits, deadline=deadline
-            )
-            result = await context.run(work)
             answer = video_answer(request_id, runner, result)
             media_type = video_media_type(result.info.container)
             answer = credited(answer, await _credentials(credentials, data, media_type))
@@ -405,6 +412,7 @@ async def judge_batch(
     async with service.use(context.model, context.version) as chosen:
         return await _judge_batch_on(
             chosen.runner,
+            service.admission,
             recorder,
             context,
             files,
@@ -417,6 +425,7 @@ async def judge_batch(
 
 async def _judge_batch_on(
     runner: ModelRunner,
+    admission: Admission,
     recorder: Recorder,
     context: RequestContext,
     files: list[tuple[str | None, bytes]],
@@ -429,11 +438,14 @@ async def _judge_batch_on(
     caller, request_id = context.caller, context.request_id
     uploads = [data for _, data in files]
     keys = [_image_key(runner, recorder, d, robustness_check, credentials) for d in digests]
-    hits = await recorder.cached(keys, caller)
-    missing = [i for i, key in enumerate(keys) if key not in hits]
-    computed = await context.run(
-        runner.predict_many([uploads[i] for i in missing], robustness_check=robustness_check)
-    )
+    # As for an image (judge_image): the lookup under the request's slot and deadline.
+    admission.check()
+    async with admission.admitted(runner.batch_deadline(len(uploads))):
+        hits = await recorder.cached(keys, caller)
+        missing = [i for i, key in enumerate(keys) if key not in hits]
+        computed = await context.run(
+            runner.predict_many([uploads[i] for i in missing], robustness_check=robustness_check)
+        )
     fresh = dict(zip(missing, computed, strict=True))
     answers: list[tuple[str | None, InferResponse | VeracityError]] = []
     rows = []

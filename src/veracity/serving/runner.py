@@ -376,8 +376,7 @@ class ModelRunner:
 
         An item that is not an accepted image gets its own error; the others are judged.
         Items are bulk for the batcher (single images go first) and at most one batch of
-        them is decoded and waiting at once. The deadline is ``request_timeout_s`` per
-        ``batch_share`` items (what a busy service gives bulk items per forward pass).
+        them is decoded and waiting at once, under ``batch_deadline``.
 
         Raises:
             OverloadedError, DeadlineExceededError: as ``predict``.
@@ -393,10 +392,18 @@ class ModelRunner:
                 except InvalidImageError as e:
                     return e
 
-        rounds = math.ceil(len(uploads) / self.batch_share) if uploads else 1
-        deadline = Deadline(self._admission.request_timeout_s * rounds, REQUEST_TIMEOUT_SETTING)
-        async with self._admission.admitted(deadline):
+        async with self._admission.admitted(self.batch_deadline(len(uploads))):
             return list(await asyncio.gather(*(one(data) for data in uploads)))
+
+    def batch_deadline(self, items: int) -> Deadline:
+        """A batch's deadline: ``request_timeout_s`` per ``batch_share`` items (what a busy
+        service gives bulk items per forward pass)."""
+        rounds = math.ceil(items / self.batch_share) if items else 1
+        return Deadline(self._admission.request_timeout_s * rounds, REQUEST_TIMEOUT_SETTING)
+
+    def video_deadline(self, deadline: Deadline | None = None) -> Deadline:
+        """A video's deadline: a job's own, else ``video_timeout_s``."""
+        return deadline or Deadline(self.video_timeout_s, VIDEO_TIMEOUT_SETTING)
 
     async def predict_video(
         self,
@@ -422,9 +429,7 @@ class ModelRunner:
         self._admission.check()
         async with (
             self._admission.video_slot(),
-            self._admission.admitted(
-                deadline or Deadline(self.video_timeout_s, VIDEO_TIMEOUT_SETTING)
-            ),
+            self._admission.admitted(self.video_deadline(deadline)),
         ):
             with child_span(
                 self._tracer, "video.analyse", attributes={"veracity.bytes": len(data)}

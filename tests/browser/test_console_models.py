@@ -114,3 +114,58 @@ def test_an_admin_sets_a_shadow_and_sees_its_agreement(page: Page, repo_server: 
         f"agreed {tally['agree']}, disagreed {tally['disagree']}, not scored {tally['dropped']}"
     )
     assert counted() == 3
+
+
+def test_the_replicas_are_listed_and_a_change_from_a_stale_page_is_refused(
+    page: Page, repo_server: Server
+) -> None:
+    page.goto(f"{repo_server.base_url}/console")
+    sign_in(page, ADMIN_KEY)
+    page.get_by_role("button", name="Models").click()
+    catalog = httpx.get(f"{repo_server.base_url}/models", headers={"X-API-Key": API_KEY}).json()
+    replicas = page.locator("#replicas")
+    expect(
+        page.get_by_role("heading", name=f"Replicas: revision {catalog['revision']}")
+    ).to_be_visible()
+    me = replicas.locator(f'tr[data-replica="{catalog["replica_id"]}"]')
+    expect(me.locator("td").nth(1)).to_have_text("current")
+    expect(me.locator("td").nth(2)).to_have_text(str(catalog["revision"]))
+    expect(me.locator("td").nth(3)).to_contain_text(f"tiny {serving(repo_server)}")
+    assert_no_serious_violations(page)
+
+    # Another admin changes the models while this page is open: version 1 shadows.
+    assert serving(repo_server) == "2"
+    admin = {"X-API-Key": ADMIN_KEY}
+
+    def traffic(shadow: str | None) -> None:
+        response = httpx.put(
+            f"{repo_server.base_url}/admin/models/tiny/traffic",
+            json={"shadow_version": shadow},
+            headers=admin,
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+
+    traffic("1")
+    # This page's promotion was decided on the old revision: refused, nothing changes, and
+    # the page now shows the models as they stand.
+    tiny = page.locator('article[data-model="tiny"]')
+    tiny.get_by_role("button", name="Promote tiny version 1").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    expect(page.locator("#models-message")).to_contain_text("409")
+    assert serving(repo_server) == "2"
+    expect(
+        page.get_by_role("heading", name=f"Replicas: revision {catalog['revision'] + 1}")
+    ).to_be_visible()
+    expect(tiny).to_contain_text("Shadow1: agreed")
+    # From the fresh page the same change goes through.
+    tiny.get_by_role("button", name="Promote tiny version 1").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    expect(tiny.locator('tr[data-version="1"] td').nth(2)).to_contain_text("serving")
+    assert serving(repo_server) == "1"
+    # As the module's other tests expect it.
+    promoted = httpx.post(
+        f"{repo_server.base_url}/admin/models/tiny/promote", json={"version": "2"}, headers=admin
+    )
+    assert promoted.status_code == 200, promoted.text
+    traffic(None)

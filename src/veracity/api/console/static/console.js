@@ -674,18 +674,64 @@ function confirmAction(text) {
   });
 }
 
+// The revision of the models' desired state this page shows. Each change is sent with
+// If-Match on it, so a change decided on a stale page (another admin changed the models
+// since) is refused with 409 and the page shows the models as they now stand.
+let shownRevision = null;
+
 async function loadModels() {
   const box = $("#models");
   $("#models-message").textContent = "";
   try {
     const catalog = await api("/models");
+    shownRevision = catalog.revision;
     box.replaceChildren(
       element("p", `Memory: ${megabytes(catalog.memory.used_bytes)} of ${megabytes(catalog.memory.budget_bytes)} held by loaded versions.`),
+      replicaTable(catalog),
       ...catalog.models.map(modelCard),
     );
   } catch (error) {
     $("#models-message").textContent = error.message;
   }
+}
+
+// Every replica sharing the desired state: which revision it applied, what it serves, and
+// whether it is current, still applying, failed (why) or unreachable.
+function replicaTable(catalog) {
+  const section = element("section", null, "replicas");
+  section.setAttribute("aria-label", "Replicas");
+  section.append(
+    element("h3", `Replicas: revision ${catalog.revision}`),
+    element("p", `This page was answered by ${catalog.replica_id || "this replica"}.`),
+  );
+  const table = element("table");
+  table.id = "replicas";
+  const head = element("tr");
+  for (const title of ["Replica", "State", "Applied revision", "Serving", "Last heard"]) {
+    const cell = element("th", title);
+    cell.scope = "col";
+    head.append(cell);
+  }
+  table.append(element("caption", "Replicas and the revision each applied", "visually-hidden"), head);
+  for (const replica of catalog.replicas) {
+    const row = element("tr");
+    row.dataset.replica = replica.replica_id;
+    const state = element("td", replica.state, "state");
+    if (replica.reason) state.append(element("div", replica.reason, "reason"));
+    const serving = Object.entries(replica.serving)
+      .map(([model, version]) => `${model} ${version}`)
+      .join(", ");
+    row.append(
+      element("td", replica.replica_id),
+      state,
+      element("td", replica.applied_revision),
+      element("td", serving || "none"),
+      element("td", new Date(replica.seen_at).toLocaleString()),
+    );
+    table.append(row);
+  }
+  section.append(table);
+  return section;
 }
 
 function megabytes(bytes) {
@@ -694,8 +740,10 @@ function megabytes(bytes) {
 
 async function modelAction(text, path, options = {}) {
   if (!(await confirmAction(text))) return;
+  const headers = { ...(options.headers || {}) };
+  if (shownRevision !== null) headers["If-Match"] = `"${shownRevision}"`;
   try {
-    await api(path, options);
+    await api(path, { ...options, headers });
   } catch (error) {
     $("#models-message").textContent = error.message;
   }

@@ -57,3 +57,22 @@ def test_predict_finds_the_manipulated_segment_of_a_sample_video(tmp_path: Path,
     assert top["start_s"] == pytest.approx(2.0, abs=0.5)
     assert top["end_s"] == pytest.approx(4.0, abs=0.5)
     assert len(manipulated["timeline"]) == 12
+
+
+def test_predict_takes_the_services_sustained_run_rule(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "videos"
+    assert main(["make-sample-videos", "--out", str(out), "--seconds", "6"]) == 0
+    capsys.readouterr()
+    manipulated = json.loads((out / "manifest.json").read_text())[1]["file"]
+    args = ["predict", manipulated, "--count", "12", "--no-progress"]
+    args += ["--checkpoint", str(SYNTHETIC_CHECKPOINT)]
+    # A run longer than the clip's 12 samples can never be sustained: the segment stays,
+    # and the video is not called fake for it.
+    assert main([*args, "--run-min-frames", "13"]) == 0
+    (strict,) = lines(capsys)
+    assert strict["segments"]
+    assert not strict["segments"][0]["sustained"]
+    assert strict["verdict"] != "fake"
+    # One frame never decides a video, whatever the flags say.
+    assert main([*args, "--run-min-frames", "1"]) == 2
+    assert "min_frames >= 2" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from veracity.cli.arguments import (
     video_plan,
 )
 from veracity.errors import VeracityError
+from veracity.video.aggregate import AggregationRule, SustainedRun
 
 if TYPE_CHECKING:
     from veracity.cli.arguments import Subcommands
@@ -63,6 +64,26 @@ def add_parser(sub: Subcommands) -> None:
         default="confident",
         help="how a video's frame probabilities become its own (default: %(default)s)",
     )
+    # The service's sustained-run rule (VERACITY_VIDEO_RUN_*), with the same defaults.
+    p.add_argument(
+        "--run-min-frames",
+        type=int,
+        default=SustainedRun.min_frames,
+        help="fake frames a run needs to make a video fake (default: %(default)s; at least 2)",
+    )
+    p.add_argument(
+        "--run-min-duration",
+        type=float,
+        default=SustainedRun.min_duration_s,
+        metavar="S",
+        help="seconds such a run must cover (default: %(default)s)",
+    )
+    p.add_argument(
+        "--run-max-gap",
+        type=int,
+        default=SustainedRun.max_gap,
+        help="other frames in a row a run may hold between two fake ones (default: %(default)s)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
     p.add_argument(
         "--trust-anchors",
@@ -92,6 +113,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"veracity predict: --trust-anchors: {e}", file=sys.stderr)
         return 2
+    # Checked before any work (ConfigurationError: exit 2), not once per video.
+    args.rule = AggregationRule(
+        method=args.aggregation,
+        run=SustainedRun(args.run_min_frames, args.run_min_duration, args.run_max_gap),
+    )
     credentials = CredentialReader(
         ProvenanceOptions(enabled=not args.no_provenance, trust_anchors=anchors)
     )
@@ -185,7 +211,6 @@ def _predict_video(args: argparse.Namespace, predictor: Predictor, path: Path) -
     from tqdm import tqdm
 
     from veracity.answers import VideoResponse
-    from veracity.video.aggregate import AggregationRule
     from veracity.video.analysis import analyse_video
 
     plan, limits = video_plan(args)
@@ -201,7 +226,7 @@ def _predict_video(args: argparse.Namespace, predictor: Predictor, path: Path) -
             predictor,
             path,
             plan=plan,
-            rule=AggregationRule(method=args.aggregation),
+            rule=args.rule,
             limits=limits,
             on_frame=progress,
         )

@@ -90,6 +90,27 @@ def test_replicas_report_and_long_silent_ones_are_forgotten(
         assert (a.applied_revision, a.failed_revision, a.reason) == (1, 2, "tiny/3 does not load")
         assert a.serving == {"tiny": "2"}
         assert b.applied_revision == 1
+        # A report made before the one stored, committing after it (the follower's and an
+        # admin change's, in either order), changes nothing.
+        late = ReplicaReport(
+            "b",
+            now - timedelta(seconds=1),
+            now - timedelta(seconds=3),
+            0,
+            None,
+            None,
+            {"tiny": "0"},
+        )
+        await log.report(late)
+        b = {r.replica_id: r for r in await log.replicas()}["b"]
+        assert (b.applied_revision, b.serving) == (1, {"tiny": "1"})
+        # A restarted process (another start) reports afresh, whatever its clock says.
+        restarted = ReplicaReport(
+            "b", now, now - timedelta(seconds=3), 0, None, None, {"tiny": "0"}
+        )
+        await log.report(restarted)
+        b = {r.replica_id: r for r in await log.replicas()}["b"]
+        assert (b.applied_revision, b.serving) == (0, {"tiny": "0"})
 
     try:
         asyncio.run(scenario())

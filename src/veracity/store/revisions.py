@@ -141,12 +141,18 @@ class RevisionLog:
                 "reason": report.reason,
                 "serving": report.serving,
             }
-            row = session.get(ReplicaRow, report.replica_id)
+            # Locked (PostgreSQL): a report that commits second reads the first one's row.
+            row = session.get(ReplicaRow, report.replica_id, with_for_update=True)
             if row is None:
                 session.add(ReplicaRow(replica_id=report.replica_id, **values))
                 session.execute(
                     delete(ReplicaRow).where(ReplicaRow.seen_at < report.seen_at - FORGET_AFTER)
                 )
+            elif row.started_at == report.started_at and row.seen_at > report.seen_at:
+                # One process reports from its follower and from admin changes; the two can
+                # commit in either order. The report made last wins, not the one stored last,
+                # so the table never shows a replica back on a revision it has left.
+                return
             else:
                 for name, value in values.items():
                     setattr(row, name, value)

@@ -674,9 +674,11 @@ function confirmAction(text) {
   });
 }
 
-// The revision of the models' desired state this page shows. Each change is sent with
-// If-Match on it, so a change decided on a stale page (another admin changed the models
-// since) is refused with 409 and the page shows the models as they now stand.
+// The revision of the models' desired state this page's model cards show: what the
+// answering replica applied, which is older than the latest while it catches up or when
+// the latest fails there. Each change is sent with If-Match on it, so a change decided on
+// a stale view (another admin changed the models since) is refused with 409 and the page
+// shows the models as they now stand.
 let shownRevision = null;
 
 async function loadModels() {
@@ -684,7 +686,9 @@ async function loadModels() {
   $("#models-message").textContent = "";
   try {
     const catalog = await api("/models");
-    shownRevision = catalog.revision;
+    shownRevision = catalog.models.length
+      ? Math.min(...catalog.models.map((model) => model.revision))
+      : catalog.revision;
     box.replaceChildren(
       element("p", `Memory: ${megabytes(catalog.memory.used_bytes)} of ${megabytes(catalog.memory.budget_bytes)} held by loaded versions.`),
       replicaTable(catalog),
@@ -704,6 +708,15 @@ function replicaTable(catalog) {
     element("h3", `Replicas: revision ${catalog.revision}`),
     element("p", `This page was answered by ${catalog.replica_id || "this replica"}.`),
   );
+  if (shownRevision !== null && shownRevision < catalog.revision) {
+    section.append(
+      element(
+        "p",
+        `The models below are as this replica applied them (revision ${shownRevision}), not yet the latest; a change made from here is refused until it catches up.`,
+        "message",
+      ),
+    );
+  }
   const table = element("table");
   table.id = "replicas";
   const head = element("tr");

@@ -76,3 +76,5 @@ def test_predict_takes_the_services_sustained_run_rule(tmp_path: Path, capsys) -
     # One frame never decides a video, whatever the flags say.
     assert main([*args, "--run-min-frames", "1"]) == 2
     assert "min_frames >= 2" in capsys.readouterr().err
+    assert main([*args, "--run-min-duration", "nan"]) == 2
+    assert "a finite min_duration_s" in capsys.readouterr().err

@@ -57,6 +57,7 @@ after frame would otherwise vanish into a clip-wide mean under the real threshol
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -85,9 +86,11 @@ class SustainedRun:
 
     def __post_init__(self) -> None:
         # A single frame must never decide a video, whatever the deployment sets.
-        if self.min_frames < 2 or self.min_duration_s < 0 or self.max_gap < 0:
+        duration_ok = math.isfinite(self.min_duration_s) and self.min_duration_s >= 0
+        if self.min_frames < 2 or not duration_ok or self.max_gap < 0:
             raise ConfigurationError(
-                "a sustained run needs min_frames >= 2, min_duration_s >= 0 and max_gap >= 0, "
+                "a sustained run needs min_frames >= 2, a finite min_duration_s >= 0 and "
+                "max_gap >= 0, "
                 f"got {self.min_frames}, {self.min_duration_s} and {self.max_gap}"
             )
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -141,21 +141,27 @@ class RevisionLog:
                 "reason": report.reason,
                 "serving": report.serving,
             }
-            # Locked (PostgreSQL): a report that commits second reads the first one's row.
-            row = session.get(ReplicaRow, report.replica_id, with_for_update=True)
-            if row is None:
-                session.add(ReplicaRow(replica_id=report.replica_id, **values))
-                session.execute(
-                    delete(ReplicaRow).where(ReplicaRow.seen_at < report.seen_at - FORGET_AFTER)
-                )
-            elif row.started_at == report.started_at and row.seen_at > report.seen_at:
-                # One process reports from its follower and from admin changes; the two can
-                # commit in either order. The report made last wins, not the one stored last,
-                # so the table never shows a replica back on a revision it has left.
+            # One process reports from its follower and from admin changes; the two can
+            # commit in either order. The report made last wins, not the one stored last,
+            # so the table never shows a replica back on a revision it has left; a new
+            # process (another start) always does. One conditional UPDATE, so the check and
+            # the write are atomic on SQLite as on PostgreSQL.
+            newer = or_(
+                ReplicaRow.started_at != report.started_at,
+                ReplicaRow.seen_at <= report.seen_at,
+            )
+            updated = session.execute(
+                update(ReplicaRow)
+                .where(ReplicaRow.replica_id == report.replica_id, newer)
+                .values(**values)
+            )
+            matched = updated.rowcount  # type: ignore[attr-defined]
+            if matched or session.get(ReplicaRow, report.replica_id) is not None:
                 return
-            else:
-                for name, value in values.items():
-                    setattr(row, name, value)
+            session.add(ReplicaRow(replica_id=report.replica_id, **values))
+            session.execute(
+                delete(ReplicaRow).where(ReplicaRow.seen_at < report.seen_at - FORGET_AFTER)
+            )
 
         await self.database.run("report_replica", write)
 

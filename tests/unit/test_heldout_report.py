@@ -352,9 +352,11 @@ def test_goal_intervals_resample_photographs_not_items() -> None:
     # photographs, a resample holds a's copies only, b's only, or both.
     assert intervals["edited_fake"] == pytest.approx((0.0, 1.0))
     assert intervals["photos_real"] == pytest.approx((0.0, 1.0))
-    assert intervals["photos_never_fake"] == (0.0, 0.0)
-    # Localisation is measured only where some copy was called fake: those draws only.
-    assert intervals["edit_located"] == (1.0, 1.0)
+    # None of 2 photographs called fake: a resample can never see one, but 0 of 2 is far
+    # from certain (the exact binomial bound over the photographs).
+    assert intervals["photos_never_fake"] == pytest.approx((0.0, 0.8419), abs=1e-4)
+    # Localisation rests on the one photograph whose copies were called fake.
+    assert intervals["edit_located"] == pytest.approx((0.025, 1.0), abs=1e-3)
     report = build_heldout_report(items, checkpoint={}, options=HeldOutOptions())
     assert report["intervals"]["resampled"].startswith("photographs")
     by_name = {g["name"]: g for g in report["goals"]}
@@ -366,8 +368,14 @@ def test_an_undefined_measure_has_no_interval_and_one_photograph_none_to_speak_o
     items = [_item("jpeg", "real"), _item("edited", "inconclusive", touches=True)]
     intervals = goal_intervals(items, resamples=50)
     assert all(math.isnan(b) for b in intervals["edit_located"])
-    # A single photograph: every resample is that photograph.
-    assert intervals["photos_real"] == (1.0, 1.0)
+    # A single photograph: every resample is that photograph; the exact bound still says
+    # that one photograph proves little.
+    assert intervals["photos_real"] == pytest.approx((0.025, 1.0), abs=1e-3)
+    many = [_item("jpeg", "inconclusive", photo=f"{n}.jpg") for n in range(42)]
+    # The held-out list's "0 of 42 called fake": at most about 8.4%, not 0%.
+    assert goal_intervals(many, resamples=50)["photos_never_fake"] == pytest.approx(
+        (0.0, 0.0841), abs=1e-3
+    )
     goal = Goal(
         "g", "touch", math.nan, 0.7, at_most=False, detail="0 of 0", interval=(math.nan, math.nan)
     )

@@ -11,6 +11,15 @@ the interval is the percentile interval of those measures.
 Written here rather than with ``scipy.stats.bootstrap``: that resamples observations, and
 its percentiles do not skip a resample in which a measure is undefined (no copy judged
 ``fake``, so no localisation share), which a share over few items often is.
+
+A percentile bootstrap cannot leave 0% or 100%: "0 of 42 photographs called fake" would
+read 0% to 0%, as if certain. So a share of 0% or 100% gets the exact (Clopper-Pearson)
+binomial interval over the number of photographs it rests on: 0 of 42 reads 0% to 8.4%.
+(Between the two, each photograph's copies are only partly alike, which the resampling
+measures; counting each photograph as one observation there would overstate the spread.)
+The calibration error has no such floor, and its bootstrap is biased upwards (a resample
+repeats photographs, which makes its bins noisier): read its interval as the spread, not as
+centred on the truth.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import binomtest
 
 from veracity.evaluation.heldout import HeldOutItem
 from veracity.verdicts.calibration import expected_calibration_error
@@ -48,20 +58,40 @@ class _Columns:
 
 
 Measure = Callable[[_Columns, np.ndarray], float]
+# The items a share is over, as a mask of the items at ``index``.
+Population = Callable[[_Columns, np.ndarray], np.ndarray]
 
 
-def _share(arm: str, verdict: str) -> Measure:
-    def measure(columns: _Columns, index: np.ndarray) -> float:
-        chosen = columns.verdict[index][columns.arm[index] == arm]
-        return float((chosen == verdict).mean()) if len(chosen) else math.nan
+@dataclass(frozen=True)
+class _Share:
+    """A share of a population of items that hold a property."""
 
-    return measure
+    population: Population
+    holds: Callable[[_Columns, np.ndarray], np.ndarray]
+
+    def __call__(self, columns: _Columns, index: np.ndarray) -> float:
+        chosen = self.population(columns, index)
+        if not chosen.any():
+            return math.nan
+        return float(self.holds(columns, index)[chosen].mean())
 
 
-def _touch_rate(columns: _Columns, index: np.ndarray) -> float:
-    fakes = (columns.arm[index] == "edited") & (columns.verdict[index] == "fake")
-    touches = columns.touches[index][fakes & (columns.touches[index] >= 0)]
-    return float(touches.mean()) if len(touches) else math.nan
+def _arm_share(arm: str, verdict: str) -> _Share:
+    return _Share(
+        population=lambda columns, index: columns.arm[index] == arm,
+        holds=lambda columns, index: columns.verdict[index] == verdict,
+    )
+
+
+# Of the edited copies judged fake with a grid: the share whose top cell touches the edit.
+_TOUCH_RATE = _Share(
+    population=lambda columns, index: (
+        (columns.arm[index] == "edited")
+        & (columns.verdict[index] == "fake")
+        & (columns.touches[index] >= 0)
+    ),
+    holds=lambda columns, index: columns.touches[index] == 1,
+)
 
 
 def _ece(columns: _Columns, index: np.ndarray) -> float:
@@ -73,11 +103,11 @@ def _ece(columns: _Columns, index: np.ndarray) -> float:
 
 # The image goals of heldout_report.goals, by name, as measures of the items drawn.
 GOAL_MEASURES: Mapping[str, Measure] = {
-    "photos_never_fake": _share("jpeg", "fake"),
-    "photos_real": _share("jpeg", "real"),
-    "edited_fake": _share("edited", "fake"),
-    "edited_real": _share("edited", "real"),
-    "edit_located": _touch_rate,
+    "photos_never_fake": _arm_share("jpeg", "fake"),
+    "photos_real": _arm_share("jpeg", "real"),
+    "edited_fake": _arm_share("edited", "fake"),
+    "edited_real": _arm_share("edited", "real"),
+    "edit_located": _TOUCH_RATE,
     "calibration": _ece,
 }
 
@@ -106,12 +136,30 @@ def goal_intervals(
         for name, measure in GOAL_MEASURES.items():
             values[name][r] = measure(columns, index)
     tail = (1 - level) / 2 * 100
+    everything = np.arange(len(judged))
+    photo_of = np.array([photos.index(i.photo) for i in judged])
     intervals = {}
     for name, draws in values.items():
         defined = draws[~np.isnan(draws)]
         if not len(defined):
             intervals[name] = (math.nan, math.nan)
             continue
-        low, high = np.percentile(defined, [tail, 100 - tail])
-        intervals[name] = (float(low), float(high))
+        low, high = (float(v) for v in np.percentile(defined, [tail, 100 - tail]))
+        measure = GOAL_MEASURES[name]
+        share = measure(columns, everything)
+        if isinstance(measure, _Share) and share in (0.0, 1.0):
+            over = len(set(photo_of[measure.population(columns, everything)]))
+            exact = _exact(share, over, level)
+            low, high = min(low, exact[0]), max(high, exact[1])
+        intervals[name] = (low, high)
     return intervals
+
+
+def _exact(share: float, photographs: int, level: float) -> tuple[float, float]:
+    """The Clopper-Pearson interval of ``share`` as if each of ``photographs`` were one
+    independent observation."""
+    if math.isnan(share) or photographs == 0:
+        return (math.nan, math.nan)
+    found = binomtest(round(share * photographs), photographs)
+    bounds = found.proportion_ci(confidence_level=level, method="exact")
+    return (float(bounds.low), float(bounds.high))

@@ -103,12 +103,13 @@ class Admission:
 
     @contextlib.asynccontextmanager
     async def admitted(self, deadline: Deadline | None = None) -> AsyncIterator[None]:
-        """Hold one slot under a deadline (``request_timeout_s`` unless given). Inside a
-        slot the task already holds, nothing more is counted: the outer slot's deadline
-        bounds it all."""
+        """Hold one slot under a deadline (``request_timeout_s`` unless given), refused at
+        once (``check``) when ``max_queue`` are held. Inside a slot the task already holds,
+        nothing more is counted: the outer slot's deadline bounds it all."""
         if _HOLDING.get():
             yield
             return
+        self.check()
         if deadline is None:
             deadline = Deadline(self.request_timeout_s, REQUEST_TIMEOUT_SETTING)
         timeout_s, setting = deadline.seconds, deadline.setting

@@ -260,7 +260,6 @@ async def judge_image(
         # The store's lookup runs under the request's admission slot and deadline, as the
         # model's work does: a request refused as overload costs the database nothing, and
         # a slow database answers 504 within the deadline rather than after it.
-        service.admission.check()
         async with service.admission.admitted():
             hit = (await recorder.cached([key], caller)).get(key)
             result = explained = None
@@ -363,7 +362,6 @@ async def judge_video(
         # As for an image (judge_image): the lookup under the request's slot and deadline.
         # The analysis inside takes a video place of its own; an answer from the store needs
         # none, so a stored video is answered while every place is taken.
-        service.admission.check()
         async with service.admission.admitted(runner.video_deadline(deadline)):
             hit = (await recorder.cached([key], caller)).get(key)
             if hit is None:
@@ -439,7 +437,6 @@ async def _judge_batch_on(
     uploads = [data for _, data in files]
     keys = [_image_key(runner, recorder, d, robustness_check, credentials) for d in digests]
     # As for an image (judge_image): the lookup under the request's slot and deadline.
-    admission.check()
     async with admission.admitted(runner.batch_deadline(len(uploads))):
         hits = await recorder.cached(keys, caller)
         missing = [i for i, key in enumerate(keys) if key not in hits]

@@ -278,7 +278,6 @@ class ModelRunner:
             DeadlineExceededError: not served within ``request_timeout_s``.
             InvalidImageError: and subclasses, for uploads that are not accepted images.
         """
-        self._admission.check()
         check = self.policy.robustness_check if robustness_check is None else robustness_check
         async with self._admission.admitted():
             return await self._predict_admitted(data, check)
@@ -343,7 +342,6 @@ class ModelRunner:
         runs its forward and backward pass in the inference thread, between micro-batches
         (about 7x the plain answer's time through the service: make bench-explain).
         """
-        self._admission.check()
         predictor = self.predictor
         async with self._admission.admitted():
             with self._pending.preparing():
@@ -381,7 +379,6 @@ class ModelRunner:
         Raises:
             OverloadedError, DeadlineExceededError: as ``predict``.
         """
-        self._admission.check()
         check = self.policy.robustness_check if robustness_check is None else robustness_check
         window = asyncio.Semaphore(self.options.max_batch_size)
 
@@ -426,10 +423,11 @@ class ModelRunner:
                 when the video slots are taken).
             InvalidVideoError: and subclasses, for files that are not accepted videos.
         """
-        self._admission.check()
+        # The queue is checked before the video places (admitted first), so a full queue
+        # answers overloaded whatever the video places hold.
         async with (
-            self._admission.video_slot(),
             self._admission.admitted(self.video_deadline(deadline)),
+            self._admission.video_slot(),
         ):
             with child_span(
                 self._tracer, "video.analyse", attributes={"veracity.bytes": len(data)}

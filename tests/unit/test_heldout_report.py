@@ -39,7 +39,7 @@ from veracity.evaluation.heldout_report import (
     format_summary,
     goals,
 )
-from veracity.evaluation.intervals import goal_intervals
+from veracity.evaluation.intervals import GOAL_MEASURES, _Columns, goal_intervals
 from veracity.evaluation.localisation import (
     cell_touches,
     most_suspicious_cell,
@@ -380,3 +380,21 @@ def test_an_undefined_measure_has_no_interval_and_one_photograph_none_to_speak_o
         "g", "touch", math.nan, 0.7, at_most=False, detail="0 of 0", interval=(math.nan, math.nan)
     )
     assert "interval" not in goal.line()
+
+
+def test_the_resampled_measures_are_the_reports_own_on_every_item() -> None:
+    # intervals.py measures the goals on arrays (2,000 resamples); on all the items it must
+    # give exactly what the report measures, or the intervals would be about other numbers.
+    committed = Path(__file__).parents[2] / "bench/results/demo-heldout/report.json"
+    report = json.loads(committed.read_text())
+    items = [
+        HeldOutItem(**(d | {"top_cell": tuple(d["top_cell"]) if d["top_cell"] else None}))
+        for d in report["items"]
+    ]
+    judged = [i for i in items if i.error is None]
+    columns = _Columns.of(judged)
+    everything = np.arange(len(judged))
+    rebuilt = build_heldout_report(items, checkpoint={}, options=HeldOutOptions())
+    for goal in goals(rebuilt):
+        measured = GOAL_MEASURES[goal.name](columns, everything)
+        assert measured == pytest.approx(goal.measured), goal.name

@@ -127,7 +127,9 @@ def goal_intervals(
     if not photos:
         return {name: (math.nan, math.nan) for name in GOAL_MEASURES}
     columns = _Columns.of(judged)
-    members = [np.array([k for k, i in enumerate(judged) if i.photo == p]) for p in photos]
+    number = {photo: k for k, photo in enumerate(photos)}
+    photo_of = np.array([number[i.photo] for i in judged])
+    members = [np.flatnonzero(photo_of == k) for k in range(len(photos))]
     rng = np.random.default_rng(seed)
     values = {name: np.empty(resamples) for name in GOAL_MEASURES}
     for r in range(resamples):
@@ -137,7 +139,6 @@ def goal_intervals(
             values[name][r] = measure(columns, index)
     tail = (1 - level) / 2 * 100
     everything = np.arange(len(judged))
-    photo_of = np.array([photos.index(i.photo) for i in judged])
     intervals = {}
     for name, draws in values.items():
         defined = draws[~np.isnan(draws)]
@@ -146,8 +147,7 @@ def goal_intervals(
             continue
         low, high = (float(v) for v in np.percentile(defined, [tail, 100 - tail]))
         measure = GOAL_MEASURES[name]
-        share = measure(columns, everything)
-        if isinstance(measure, _Share) and share in (0.0, 1.0):
+        if isinstance(measure, _Share) and (share := measure(columns, everything)) in (0.0, 1.0):
             over = len(set(photo_of[measure.population(columns, everything)]))
             exact = _exact(share, over, level)
             low, high = min(low, exact[0]), max(high, exact[1])

@@ -114,7 +114,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"veracity predict: --trust-anchors: {e}", file=sys.stderr)
         return 2
     # Checked before any work (ConfigurationError: exit 2), not once per video.
-    args.rule = AggregationRule(
+    rule = AggregationRule(
         method=args.aggregation,
         run=SustainedRun(args.run_min_frames, args.run_min_duration, args.run_max_gap),
     )
@@ -122,12 +122,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         ProvenanceOptions(enabled=not args.no_provenance, trust_anchors=anchors)
     )
     try:
-        return _predict_files(args, credentials)
+        return _predict_files(args, rule, credentials)
     finally:
         credentials.close()
 
 
-def _predict_files(args: argparse.Namespace, credentials: CredentialReader) -> int:
+def _predict_files(
+    args: argparse.Namespace, rule: AggregationRule, credentials: CredentialReader
+) -> int:
     from veracity.answers import VerdictFields
     from veracity.images import image_media_type
     from veracity.serving.recording import video_media_type
@@ -139,7 +141,7 @@ def _predict_files(args: argparse.Namespace, credentials: CredentialReader) -> i
         record: dict[str, object] = {"path": str(path)}
         try:
             if _is_video(path):
-                record |= _predict_video(args, predictor, path)
+                record |= _predict_video(args, rule, predictor, path)
                 container = record["video"]["container"]  # type: ignore[index]
                 record |= _credited(record, credentials, path, video_media_type(container))
                 print(json.dumps(record), flush=True)
@@ -207,7 +209,9 @@ def _is_video(path: Path) -> bool:
         return False
 
 
-def _predict_video(args: argparse.Namespace, predictor: Predictor, path: Path) -> dict[str, object]:
+def _predict_video(
+    args: argparse.Namespace, rule: AggregationRule, predictor: Predictor, path: Path
+) -> dict[str, object]:
     from tqdm import tqdm
 
     from veracity.answers import VideoResponse
@@ -226,7 +230,7 @@ def _predict_video(args: argparse.Namespace, predictor: Predictor, path: Path) -
             predictor,
             path,
             plan=plan,
-            rule=args.rule,
+            rule=rule,
             limits=limits,
             on_frame=progress,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 import av
@@ -40,8 +40,10 @@ def write_video(
     extra_video_streams: int = 0,
     pixel_format: str = "yuv420p",
     left_marker: bool = False,
+    pixels_of: Callable[[int, int, int], np.ndarray] = frame_pixels,
 ) -> bytes:
-    """Encode a video in memory; ``timestamps`` (seconds) give variable frame timing."""
+    """Encode a video in memory; ``timestamps`` (seconds) give variable frame timing;
+    ``pixels_of(index, width, height)`` draws frame ``index`` (RGB)."""
     times = (
         list(timestamps)
         if timestamps is not None
@@ -68,7 +70,7 @@ def write_video(
             streams.append(stream)
         audio_stream = out.add_stream("aac", rate=8000) if audio else None
         for i, when in enumerate(times):
-            pixels = frame_pixels(i, width, height)
+            pixels = pixels_of(i, width, height)
             if left_marker:
                 pixels[:, :16] = 255  # shows which way a rotation turned the frame
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")

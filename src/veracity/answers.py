@@ -301,7 +301,8 @@ class SegmentModel(BaseModel):
     end_s: float
     frames: int = Field(
         description="Sampled frames from its first fake frame to its last: the fake ones "
-        "and, between them, at most VERACITY_VIDEO_RUN_MAX_GAP in a row that are not."
+        "and, between them, at most VERACITY_VIDEO_RUN_MAX_GAP in a row that are not. For a "
+        "segment found by temporal contrast (`step` set): every frame of the stretch."
     )
     fake_prob: float = Field(description="Mean over the segment's usable frames.")
     peak_fake_prob: float
@@ -309,6 +310,12 @@ class SegmentModel(BaseModel):
     sustained: bool = Field(
         default=False,
         description="A sustained run: enough by itself to make the video fake (README, 'Video').",
+    )
+    step: float | None = Field(
+        default=None,
+        description="Found by temporal contrast: how far (in logits of fake_prob) its "
+        "lowest frame lies above the median of the rest of its shot; null for a run of "
+        "fake frames.",
     )
 
 
@@ -409,6 +416,7 @@ class VideoResponse(StoreFields, ProvenanceFields):
                     fake_prob=seg.fake_prob,
                     peak_fake_prob=seg.peak_fake_prob,
                     sustained=seg.sustained,
+                    step=seg.step,
                 )
                 for seg in verdict.segments
             ],

@@ -292,6 +292,28 @@ def test_batch_items_and_videos_are_recorded(store_client) -> None:
     assert again["timeline"] == answer["timeline"]
 
 
+def test_a_stored_video_answer_is_not_reused_under_another_video_rule(
+    tiny_checkpoint: Path, database_url: str
+) -> None:
+    video = write_video(seconds=2.0, fps=10)
+
+    def judged(**rule) -> dict:
+        settings = make_settings(tiny_checkpoint, database_url=database_url, **rule)
+        with serving(settings) as client:
+            return client.post(
+                "/infer/video",
+                files={"file": ("v.mp4", video, "video/mp4")},
+                params={"frames": 4},
+                headers={"X-API-Key": API_KEY},
+            ).json()
+
+    assert judged()["cached"] is False
+    assert judged()["cached"] is True
+    # Temporal contrast and the sustained run shape the verdict: another rule, another key.
+    assert judged(video_contrast_min_step=0.5)["cached"] is False
+    assert judged(video_run_min_frames=4)["cached"] is False
+
+
 def test_a_failing_store_still_answers_and_says_the_verdict_was_not_stored(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:

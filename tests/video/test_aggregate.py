@@ -7,14 +7,8 @@ from veracity.errors import ConfigurationError
 from veracity.settings import Settings
 from veracity.verdicts.decision import Thresholds, decide
 from veracity.verdicts.quality import InputQuality, Reason
-from veracity.video.aggregate import (
-    AggregationRule,
-    FrameVerdict,
-    SustainedRun,
-    aggregate_probabilities,
-    find_segments,
-    judge_video,
-)
+from veracity.video.aggregate import AggregationRule, aggregate_probabilities, judge_video
+from veracity.video.segments import FrameVerdict, SustainedRun, find_segments
 
 QUALITY = InputQuality(width=640, height=360, jpeg_quality=None, content_std=40.0)
 THRESHOLDS = Thresholds()

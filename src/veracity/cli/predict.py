@@ -18,7 +18,9 @@ from veracity.cli.arguments import (
     video_plan,
 )
 from veracity.errors import VeracityError
-from veracity.video.aggregate import AggregationRule, SustainedRun
+from veracity.video.aggregate import AggregationRule
+from veracity.video.contrast import TemporalContrast
+from veracity.video.segments import SustainedRun
 
 if TYPE_CHECKING:
     from veracity.cli.arguments import Subcommands
@@ -64,26 +66,7 @@ def add_parser(sub: Subcommands) -> None:
         default="confident",
         help="how a video's frame probabilities become its own (default: %(default)s)",
     )
-    # The service's sustained-run rule (VERACITY_VIDEO_RUN_*), with the same defaults.
-    p.add_argument(
-        "--run-min-frames",
-        type=int,
-        default=SustainedRun.min_frames,
-        help="fake frames a run needs to make a video fake (default: %(default)s; at least 2)",
-    )
-    p.add_argument(
-        "--run-min-duration",
-        type=float,
-        default=SustainedRun.min_duration_s,
-        metavar="S",
-        help="seconds such a run must cover (default: %(default)s)",
-    )
-    p.add_argument(
-        "--run-max-gap",
-        type=int,
-        default=SustainedRun.max_gap,
-        help="other frames in a row a run may hold between two fake ones (default: %(default)s)",
-    )
+    _add_video_rule(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
     p.add_argument(
         "--trust-anchors",
@@ -104,6 +87,38 @@ def add_parser(sub: Subcommands) -> None:
     p.set_defaults(handler=_cmd_predict)
 
 
+def _add_video_rule(p: argparse.ArgumentParser) -> None:
+    """The service's sustained-run rule (VERACITY_VIDEO_RUN_*) and temporal contrast
+    (VERACITY_VIDEO_CONTRAST_MIN_STEP), with the same defaults."""
+    p.add_argument(
+        "--run-min-frames",
+        type=int,
+        default=SustainedRun.min_frames,
+        help="fake frames a run needs to make a video fake (default: %(default)s; at least 2)",
+    )
+    p.add_argument(
+        "--run-min-duration",
+        type=float,
+        default=SustainedRun.min_duration_s,
+        metavar="S",
+        help="seconds such a run must cover (default: %(default)s)",
+    )
+    p.add_argument(
+        "--run-max-gap",
+        type=int,
+        default=SustainedRun.max_gap,
+        help="other frames in a row a run may hold between two fake ones (default: %(default)s)",
+    )
+    p.add_argument(
+        "--contrast-min-step",
+        type=float,
+        default=TemporalContrast.min_step,
+        metavar="LOGITS",
+        help="temporal contrast: how far above the rest of its shot a stretch must score to "
+        "make a video fake (default: %(default)s; 0: off)",
+    )
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from veracity.provenance.options import ProvenanceOptions, load_trust_anchors
     from veracity.provenance.reader import CredentialReader
@@ -117,6 +132,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     rule = AggregationRule(
         method=args.aggregation,
         run=SustainedRun(args.run_min_frames, args.run_min_duration, args.run_max_gap),
+        contrast=TemporalContrast(min_step=args.contrast_min_step),
     )
     credentials = CredentialReader(
         ProvenanceOptions(enabled=not args.no_provenance, trust_anchors=anchors)

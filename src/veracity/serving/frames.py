@@ -22,9 +22,10 @@ from veracity.inference.predictor import Prediction, Predictor, PreparedImage
 from veracity.metrics import ServiceMetrics
 from veracity.serving.batcher import Pending
 from veracity.serving.pools import close_in, run_in
-from veracity.video.aggregate import AggregationRule, FrameVerdict
+from veracity.video.aggregate import AggregationRule
 from veracity.video.analysis import FrameSource, VideoAnalysis
 from veracity.video.plan import SamplingPlan, VideoLimits
+from veracity.video.segments import FrameVerdict
 
 Score = Callable[[Sequence[torch.Tensor]], Awaitable[list[Prediction]]]
 
@@ -97,7 +98,8 @@ class VideoScoring:
             # awaiting future reports done at once): close() waits for it, in a video thread
             # so that the event loop does not.
             close_in(pool, reader.close)
-        analysis = source.conclude(judged, rule)
+        # Off the event loop: the contrast search grows with the square of the frames.
+        analysis = await run_in(pool, lambda: source.conclude(judged, rule))
         self._count(analysis, len(judged), source.decode_s)
         return analysis
 

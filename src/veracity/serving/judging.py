@@ -354,6 +354,8 @@ async def judge_video(
         "aggregation": rule.method,
         # The deployment's sustained-run rule shapes the verdict as much as the method.
         "run": [run.min_frames, run.min_duration_s, run.max_gap],
+        # So does temporal contrast (answers stored before it existed had none).
+        "contrast": [rule.contrast.min_step, rule.contrast.max_share, rule.contrast.min_side],
         "provenance": _fingerprint(credentials),
     }
     async with service.use(context.model, context.version) as chosen:

@@ -39,8 +39,10 @@ from veracity.settings.options import (
 )
 from veracity.verdicts.decision import Thresholds, VerdictPolicy
 from veracity.verdicts.quality import QualityLimits
-from veracity.video.aggregate import AggregationMethod, AggregationRule, SustainedRun
+from veracity.video.aggregate import AggregationMethod, AggregationRule
+from veracity.video.contrast import TemporalContrast
 from veracity.video.plan import VideoLimits
+from veracity.video.segments import SustainedRun
 
 _IDENTIFIER = "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 DEFAULT_MODEL_PATTERN = rf"^{_IDENTIFIER}(:{_IDENTIFIER})?$"
@@ -161,6 +163,10 @@ class Settings(MonitoringSettings):
     video_run_min_frames: Annotated[int, Field(ge=2, le=1024)] = 3
     video_run_min_duration_s: Annotated[float, Field(ge=0, le=3600)] = 1.0
     video_run_max_gap: Annotated[int, Field(ge=0, le=64)] = 1
+    # Temporal contrast: a stretch of one shot whose every frame scores at least
+    # contrast_min_step logits above the median of the rest of the shot is fake (README,
+    # "Video"; veracity.video.contrast). 0 turns it off.
+    video_contrast_min_step: Annotated[float, Field(ge=0, le=20)] = TemporalContrast.min_step
     # Fairness: videos analysed at once (each also takes one admission slot), and how many
     # places of a forward pass video frames and batch files may take while images wait.
     max_concurrent_videos: Annotated[int, Field(ge=1, le=64)] = 2
@@ -324,6 +330,7 @@ class Settings(MonitoringSettings):
                 min_duration_s=self.video_run_min_duration_s,
                 max_gap=self.video_run_max_gap,
             ),
+            contrast=TemporalContrast(min_step=self.video_contrast_min_step),
         )
 
     @property

@@ -22,6 +22,8 @@ REASON_ACTIONS: dict[ReasonCode, str] = {
     "suspicious_segments": "A person looks at the named segments: part of the clip may be "
     "manipulated.",
     "doubtful_stretch": "A person looks at the named stretch: the model half-sees something there.",
+    "temporal_contrast": "Treat the first segment as edited: the same shot looks "
+    "manipulated there and not around it (read segments[0].step).",
     "declared_ai_generated": "Label it as AI-generated: its maker's signed credentials say "
     "so (read provenance.signer; model_verdict is what the model alone saw).",
     "provenance_invalid": "Ask for the original file: this copy was changed after it was "

@@ -28,6 +28,7 @@ ReasonCode = Literal[
     "too_many_inconclusive_frames",
     "suspicious_segments",
     "doubtful_stretch",
+    "temporal_contrast",
     # Content credentials (veracity.provenance.verdict)
     "declared_ai_generated",
     "provenance_invalid",

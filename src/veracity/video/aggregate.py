@@ -57,42 +57,28 @@ after frame would otherwise vanish into a clip-wide mean under the real threshol
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from veracity.errors import ConfigurationError
-from veracity.verdicts.decision import Thresholds, Verdict, VerdictLabel
+from veracity.verdicts.decision import Thresholds, VerdictLabel
 from veracity.verdicts.quality import Reason
+from veracity.video.contrast import Step, TemporalContrast
+from veracity.video.segments import (
+    USABLE_REASONS,
+    FrameVerdict,
+    Segment,
+    SustainedRun,
+    contrast_step,
+    doubtful_stretch,
+    find_segments,
+    mean,
+    step_segment,
+    usable,
+)
 
 AggregationMethod = Literal["confident", "mean", "max", "top_k"]
 AGGREGATION_METHODS: tuple[AggregationMethod, ...] = ("confident", "mean", "max", "top_k")
-
-# Reasons that leave a frame's probability meaningful; any other reason excludes it.
-_USABLE_REASONS = {"near_threshold"}
-# Segment bounds are rounded to the millisecond; a run that covers exactly the minimum
-# must not fall short by the rounding.
-_DURATION_TOLERANCE_S = 1e-6
-
-
-@dataclass(frozen=True)
-class SustainedRun:
-    """When a stretch of fake frames makes the whole video fake (the module docstring)."""
-
-    min_frames: int = 3  # fake frames in the segment
-    min_duration_s: float = 1.0  # time the segment covers
-    max_gap: int = 1  # frames in a row between two fake frames of one segment
-
-    def __post_init__(self) -> None:
-        # A single frame must never decide a video, whatever the deployment sets.
-        duration_ok = math.isfinite(self.min_duration_s) and self.min_duration_s >= 0
-        if self.min_frames < 2 or not duration_ok or self.max_gap < 0:
-            raise ConfigurationError(
-                "a sustained run needs min_frames >= 2, a finite min_duration_s >= 0 and "
-                "max_gap >= 0, "
-                f"got {self.min_frames}, {self.min_duration_s} and {self.max_gap}"
-            )
 
 
 @dataclass(frozen=True)
@@ -107,31 +93,11 @@ class AggregationRule:
     min_frames: int = 2
     min_segment_frames: int = 2
     run: SustainedRun = field(default_factory=SustainedRun)
+    contrast: TemporalContrast = field(default_factory=TemporalContrast)
 
     def with_method(self, method: AggregationMethod | None) -> AggregationRule:
         """This rule with a request's method (None: the deployment's)."""
         return self if method is None else replace(self, method=method)
-
-
-@dataclass(frozen=True)
-class FrameVerdict:
-    timestamp_s: float
-    verdict: Verdict
-
-
-@dataclass(frozen=True)
-class Segment:
-    start_s: float
-    end_s: float
-    frames: int  # sampled frames from its first fake frame to its last, gaps included
-    fake_prob: float  # mean over the segment's usable frames
-    peak_fake_prob: float
-    fake_frames: int  # frames at or above the fake operating point
-    sustained: bool  # enough by itself to make the video fake
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
 
 
 @dataclass(frozen=True)
@@ -149,108 +115,24 @@ class VideoVerdict:
         return None if self.fake_prob is None else 1.0 - self.fake_prob
 
 
-def usable(verdict: Verdict) -> bool:
-    return all(reason.code in _USABLE_REASONS for reason in verdict.reasons)
-
-
 def aggregate_probabilities(probabilities: Sequence[float], rule: AggregationRule) -> float:
     """The video's fake probability from its usable frames' (at least one)."""
     values = list(probabilities)
     if not values:
         raise ValueError("no probabilities to aggregate")
     if rule.method == "mean":
-        return _mean(values)
+        return mean(values)
     if rule.method == "max":
         return max(values)
     if rule.method == "top_k":
-        return _mean(sorted(values, reverse=True)[: max(1, rule.top_k)])
+        return mean(sorted(values, reverse=True)[: max(1, rule.top_k)])
     fakes = [p for p in values if p >= rule.confident_fake]
     if len(fakes) >= rule.fake_fraction * len(values):
-        return _mean(fakes)
+        return mean(fakes)
     reals = [p for p in values if p <= rule.confident_real]
     if len(reals) >= rule.real_fraction * len(values):
-        return _mean(reals)
-    return _mean(values)
-
-
-def find_segments(
-    frames: Sequence[FrameVerdict], duration_s: float, thresholds: Thresholds, rule: AggregationRule
-) -> list[Segment]:
-    """Runs of fake sampled frames (at most ``rule.run.max_gap`` others in a row between
-    two of them), sustained ones first, then the most suspicious."""
-    runs = _runs([_is_fake(f.verdict, thresholds) for f in frames], rule.run.max_gap)
-    segments = [
-        _segment(frames, run, duration_s, thresholds, rule.run)
-        for run in runs
-        if len(run) >= rule.min_segment_frames
-    ]
-    segments.sort(key=lambda s: (not s.sustained, -s.fake_prob, -s.frames, s.start_s))
-    return segments
-
-
-def _runs(marked: Sequence[bool], max_gap: int) -> list[list[int]]:
-    """Indices of the marked frames, joined into runs across at most ``max_gap`` others."""
-    runs: list[list[int]] = []
-    for i, flag in enumerate(marked):
-        if not flag:
-            continue
-        if runs and i - runs[-1][-1] - 1 <= max_gap:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return runs
-
-
-def doubtful_stretch(
-    frames: Sequence[FrameVerdict], duration_s: float, thresholds: Thresholds, run: SustainedRun
-) -> Segment | None:
-    """The longest sustained run of usable frames that are not confidently real (above the
-    real operating point), if any: a clip holding one is never called ``real``."""
-    marked = [usable(f.verdict) and f.verdict.fake_prob > thresholds.real_threshold for f in frames]
-    found = []
-    for indices in _runs(marked, run.max_gap):
-        segment = _segment(frames, indices, duration_s, thresholds, run)
-        long_enough = segment.end_s - segment.start_s >= run.min_duration_s - _DURATION_TOLERANCE_S
-        if len(indices) >= run.min_frames and long_enough:
-            found.append(segment)
-    return max(found, key=lambda s: (s.fake_frames, s.fake_prob), default=None)
-
-
-def _is_fake(verdict: Verdict, thresholds: Thresholds) -> bool:
-    return verdict.verdict == "fake" or (
-        usable(verdict) and verdict.fake_prob >= thresholds.fake_threshold
-    )
-
-
-def _segment(
-    frames: Sequence[FrameVerdict],
-    run: list[int],
-    duration_s: float,
-    thresholds: Thresholds,
-    sustained_run: SustainedRun,
-) -> Segment:
-    first, last = run[0], run[-1]
-    start = (frames[first - 1].timestamp_s + frames[first].timestamp_s) / 2 if first > 0 else 0.0
-    end = (
-        (frames[last].timestamp_s + frames[last + 1].timestamp_s) / 2
-        if last + 1 < len(frames)
-        else duration_s
-    )
-    start, end = round(start, 3), round(max(end, start), 3)
-    # Gated gap frames carry no probability; the fake frames always do.
-    probabilities = [f.verdict.fake_prob for f in frames[first : last + 1] if usable(f.verdict)]
-    fake_prob = round(_mean(probabilities), 4)
-    return Segment(
-        start_s=start,
-        end_s=end,
-        frames=last - first + 1,
-        fake_prob=fake_prob,
-        peak_fake_prob=round(max(probabilities), 4),
-        fake_frames=len(run),
-        sustained=len(run) >= sustained_run.min_frames
-        and end - start >= sustained_run.min_duration_s - _DURATION_TOLERANCE_S
-        and fake_prob >= thresholds.fake_threshold,
-    )
+        return mean(reals)
+    return mean(values)
 
 
 def judge_video(
@@ -260,7 +142,10 @@ def judge_video(
     thresholds: Thresholds,
     rule: AggregationRule,
     min_duration_s: float,
+    shots: Sequence[range] | None = None,
 ) -> VideoVerdict:
+    """The video's verdict from its sampled frames' (in time order). ``shots`` splits the
+    frames into shots (``video.shots``); None (not known) leaves temporal contrast out."""
     segments = find_segments(frames, duration_s, thresholds, rule)
     used = [f.verdict.fake_prob for f in frames if usable(f.verdict)]
     abstention = _abstention(
@@ -280,7 +165,21 @@ def judge_video(
     fake_prob = aggregate_probabilities(used, rule)
     if segments and segments[0].sustained:
         fake_prob = max(fake_prob, segments[0].fake_prob)
-    verdict, reasons = _classify(fake_prob, thresholds, segments, rule.run)
+    found = (
+        None if shots is None else _contrast(frames, segments, shots, duration_s, thresholds, rule)
+    )
+    if found is not None:
+        contrasted, step = found
+        # As with a sustained run: the video is as manipulated as that stretch. Runs of
+        # fake frames inside it are part of it, not segments of their own.
+        fake_prob = max(fake_prob, contrasted.fake_prob)
+        inside = [
+            s for s in segments if contrasted.start_s <= s.start_s <= s.end_s <= contrasted.end_s
+        ]
+        segments = [contrasted, *(s for s in segments if s not in inside)]
+        verdict, reasons = _contrasted(fake_prob, thresholds, contrasted, step)
+    else:
+        verdict, reasons = _classify(fake_prob, thresholds, segments, rule.run)
     doubt = doubtful_stretch(frames, duration_s, thresholds, rule.run)
     if verdict == "real" and doubt is not None:
         verdict = "inconclusive"
@@ -331,7 +230,7 @@ def _abstention(
         ), None
     if not used or excluded > rule.max_inconclusive_fraction * len(frames):
         codes = sorted(
-            {r.code for f in frames for r in f.verdict.reasons if r.code not in _USABLE_REASONS}
+            {r.code for f in frames for r in f.verdict.reasons if r.code not in USABLE_REASONS}
         )
         return Reason(
             "too_many_inconclusive_frames",
@@ -372,5 +271,53 @@ def _classify(
     return verdict, reasons
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
+def _contrast(
+    frames: Sequence[FrameVerdict],
+    segments: list[Segment],
+    shots: Sequence[range],
+    duration_s: float,
+    thresholds: Thresholds,
+    rule: AggregationRule,
+) -> tuple[Segment, Step] | None:
+    """The temporal-contrast stretch, when it says more than the segments already found:
+    with no sustained run, or around the first one (its fake frames are the peak of a longer
+    stretch that stands out from its shot, and the stretch is where the edit is). A
+    sustained run it does not contain (a whole clip of fake frames) stays first."""
+    step = contrast_step(
+        frames,
+        shots,
+        duration_s=duration_s,
+        thresholds=thresholds,
+        run=rule.run,
+        contrast=rule.contrast,
+    )
+    if step is None:
+        return None
+    contrasted = step_segment(frames, step, duration_s, thresholds)
+    top = segments[0] if segments and segments[0].sustained else None
+    if top is not None and not (
+        contrasted.start_s <= top.start_s and top.end_s <= contrasted.end_s
+    ):
+        return None
+    return contrasted, step
+
+
+def _contrasted(
+    fake_prob: float, thresholds: Thresholds, segment: Segment, step: Step
+) -> tuple[VerdictLabel, list[Reason]]:
+    """A video holding a temporal-contrast run is fake; the reason says why when its
+    fake_prob alone would not say so (the probability stays what the frames say: the
+    contrast is evidence about the clip, not a calibrated probability)."""
+    if thresholds.classify(fake_prob) == "fake":
+        return "fake", []
+    return "fake", [
+        Reason(
+            "temporal_contrast",
+            f"the {segment.frames} frames between {segment.start_s:.2f} s and "
+            f"{segment.end_s:.2f} s all score at least {step.step:.2f} logits above the rest "
+            f"of their shot (fake_prob {segment.fake_prob:.2f} there against a median of "
+            f"{step.reference:.2f} elsewhere): the same picture looks manipulated there and "
+            f"not elsewhere. fake_prob {fake_prob:.3f} is what the frames say on their own, "
+            f"below the fake operating point {thresholds.fake_threshold:g}.",
+        )
+    ]

@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from veracity.verdicts.quality import measure
-from veracity.video.aggregate import AggregationRule, FrameVerdict, VideoVerdict, judge_video
+from veracity.video.aggregate import AggregationRule, VideoVerdict, judge_video
 from veracity.video.plan import SamplingPlan, VideoLimits
+from veracity.video.segments import FrameVerdict
+from veracity.video.shots import ShotRule, shots, signature
 
 if TYPE_CHECKING:
     from veracity.inference.predictor import Predictor, PreparedImage
@@ -57,6 +61,8 @@ class FrameSource:
         self.decode_s = 0.0  # seeking, decoding and preprocessing
         self.started = started
         self._frames = reader.sample(plan)
+        # One per frame handed out, in order: where the shots change (temporal contrast).
+        self._signatures: list[np.ndarray] = []
 
     def next(self) -> PreparedFrame | None:
         """The next sampled frame as model inputs (None: no more). Blocking: call it off
@@ -68,21 +74,29 @@ class FrameSource:
             if frame is None:
                 return None
             # No JPEG table: a video frame's compression is the codec's, not a JPEG's.
+            self._signatures.append(signature(frame.image))
             quality = measure(frame.image, None)
             prepared = self.predictor.prepare_decoded(frame.image, quality, robustness_check=False)
             return frame.timestamp_s, prepared
         finally:
             self.decode_s += time.perf_counter() - t0
 
+    def shots(self) -> list[range]:
+        """The frames handed out so far, split into shots (``video.shots``)."""
+        return shots(self._signatures, ShotRule())
+
     def conclude(self, judged: list[FrameVerdict], rule: AggregationRule) -> VideoAnalysis:
         """The video's verdict from its frames' (in time order)."""
         info = self.reader.info
+        # Every frame handed out is judged, in order; anything else leaves the shots unknown.
+        cuts = self.shots() if len(self._signatures) == len(judged) else None
         verdict = judge_video(
             judged,
             duration_s=info.duration_s,
             thresholds=self.predictor.policy.thresholds,
             rule=rule,
             min_duration_s=self.limits.min_duration_s,
+            shots=cuts,
         )
         return VideoAnalysis(
             verdict=verdict,

@@ -446,7 +446,7 @@ function renderTimeline(card, answer, source) {
   for (const segment of answer.segments || []) {
     const button = element(
       "button",
-      `${segment.start_s.toFixed(1)}–${segment.end_s.toFixed(1)} s: P(fake) ${segment.fake_prob.toFixed(2)}${segment.sustained ? ", sustained" : ""}`,
+      `${segment.start_s.toFixed(1)}–${segment.end_s.toFixed(1)} s: P(fake) ${segment.fake_prob.toFixed(2)}${segmentNote(segment)}`,
     );
     button.type = "button";
     button.addEventListener("click", () => seek(segment.start_s));
@@ -455,6 +455,12 @@ function renderTimeline(card, answer, source) {
     list.append(item);
   }
   figure.hidden = false;
+}
+
+// A segment found by temporal contrast says how far it stands above the rest of its shot.
+function segmentNote(segment) {
+  if (segment.step != null) return `, ${segment.step.toFixed(2)} logits above the rest of its shot`;
+  return segment.sustained ? ", sustained" : "";
 }
 
 function drawChart(canvas, frames, segments, thresholds, duration) {

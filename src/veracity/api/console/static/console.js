@@ -457,10 +457,11 @@ function renderTimeline(card, answer, source) {
   figure.hidden = false;
 }
 
-// A segment found by temporal contrast says how far it stands above the rest of its shot.
+// A segment found by temporal contrast also says how far it stands above the rest of its shot.
 function segmentNote(segment) {
-  if (segment.step != null) return `, ${segment.step.toFixed(2)} logits above the rest of its shot`;
-  return segment.sustained ? ", sustained" : "";
+  const sustained = segment.sustained ? ", sustained" : "";
+  if (segment.step == null) return sustained;
+  return `${sustained}, ${segment.step.toFixed(2)} logits above the rest of its shot`;
 }
 
 function drawChart(canvas, frames, segments, thresholds, duration) {

@@ -18,7 +18,7 @@ from veracity.settings import Settings
 from veracity.verdicts.quality import Reason
 from veracity.video.aggregate import AggregationRule, judge_video
 from veracity.video.analysis import FrameSource
-from veracity.video.contrast import TemporalContrast, find_step, logit
+from veracity.video.contrast import TemporalContrast, candidate_steps, find_step, logit
 from veracity.video.plan import SamplingPlan, VideoLimits
 from veracity.video.sampling import VideoReader
 from veracity.video.shots import ShotRule, same_shot, shots, signature
@@ -264,3 +264,68 @@ def test_reason_text_names_the_stretch() -> None:
     reason: Reason = judge_with(edited()).reasons[0]
     assert "3.75 s and 7.75 s" in reason.message
     assert "logits" in reason.message
+
+
+def test_a_stretch_just_above_the_real_point_never_reads_as_real() -> None:
+    # Frames a hair above 0.25 among frames at 0.05: a rounded mean would land on 0.25,
+    # which classifies as real; the video's fake_prob must stay above it.
+    video = judge_with(edited(n=32, first=12, last=19, base=0.05, value=0.25 + 4e-5))
+    assert video.verdict == "fake"
+    assert video.fake_prob > THRESHOLDS.real_threshold
+    assert THRESHOLDS.classify(video.fake_prob) != "real"
+
+
+def test_segments_never_overlap_the_stretch() -> None:
+    # A run of fake frames starting inside the stretch and crossing its end (past a frame
+    # back at the baseline) is part of it, not a segment beside it.
+    probabilities = edited(n=32, first=8, last=13)
+    probabilities[13] = 0.8
+    probabilities[15] = 0.8  # frame 14 stays at the baseline: the stretch ends at 13
+    video = judge_with(probabilities)
+    assert video.segments[0].step is not None
+    top = video.segments[0]
+    assert all(s.end_s <= top.start_s or s.start_s >= top.end_s for s in video.segments[1:])
+
+
+def _brute_force(probabilities, shot, real_threshold, long_enough, rule):
+    """Every qualifying run straight from the definition (contrast.py's docstring)."""
+    usable = [i for i in shot if probabilities[i] is not None]
+    limit = int(rule.max_share * len(usable))
+    found = set()
+    for first in shot:
+        for last in range(first, shot.stop):
+            run = range(first, last + 1)
+            ok = all(
+                probabilities[i] is not None and probabilities[i] > real_threshold for i in run
+            )
+            before = [logit(probabilities[i]) for i in usable if i < first]
+            after = [logit(probabilities[i]) for i in usable if i > last]
+            if not ok or len(run) > limit or not long_enough(first, last):
+                continue
+            if min(len(before), len(after)) < rule.min_side:
+                continue
+            reference = max(float(np.median(before)), float(np.median(after)))
+            found.add(
+                (first, last, round(min(logit(probabilities[i]) for i in run) - reference, 4))
+            )
+    return found
+
+
+def test_the_search_finds_exactly_the_runs_the_definition_names() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n = int(rng.integers(4, 28))
+        probabilities = [
+            None if rng.random() < 0.1 else float(rng.choice([0.1, 0.3, 0.5, 0.7, 0.9, 1.0]))
+            for _ in range(n)
+        ]
+        start = int(rng.integers(0, 3))
+        shot = range(min(start, n - 1), n)
+        rule = TemporalContrast(min_side=int(rng.integers(2, 4)), max_share=0.5)
+        minimum = int(rng.integers(1, 4))
+        check = {"real_threshold": 0.25, "long_enough": lambda a, b, m=minimum: b - a + 1 >= m}
+        steps = list(candidate_steps(probabilities, [shot], contrast=rule, **check))
+        assert len(steps) == len({(s.first, s.last) for s in steps})
+        assert {(s.first, s.last, s.step) for s in steps} == _brute_force(
+            probabilities, shot, 0.25, check["long_enough"], rule
+        )

@@ -16,7 +16,7 @@ default. For each photograph chosen, per codec:
 Each clip goes through ``video.analysis.analyse_video`` (the service's ``VideoReader``
 sampling, the predictor, ``judge_video`` with its sustained-run rule and temporal contrast)
 with the service's defaults: 32 evenly spaced frames, the ``confident`` method, a run of 3
-fake frames over 1 s, a contrast step of 1.2 logits. An edited clip's top segment
+fake frames over 1 s, a contrast step of 1.0 logits. An edited clip's top segment
 (``segments[0]``) is compared with the edited interval (``localisation.interval_overlap``).
 
 Which photographs: ``videos`` of them, taken from each source in turn (in the list's order

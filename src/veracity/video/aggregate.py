@@ -170,13 +170,13 @@ def judge_video(
     )
     if found is not None:
         contrasted, step = found
-        # As with a sustained run: the video is as manipulated as that stretch. Runs of
-        # fake frames inside it are part of it, not segments of their own.
-        fake_prob = max(fake_prob, contrasted.fake_prob)
-        inside = [
-            s for s in segments if contrasted.start_s <= s.start_s <= s.end_s <= contrasted.end_s
-        ]
-        segments = [contrasted, *(s for s in segments if s not in inside)]
+        # As with a sustained run: the video is as manipulated as that stretch (its mean
+        # unrounded: every frame of it is above the real operating point, so the video's
+        # fake_prob is too). Runs of fake frames it overlaps are part of it, not segments of
+        # their own.
+        stretch = [f.verdict.fake_prob for f in frames[step.first : step.last + 1]]
+        fake_prob = max(fake_prob, mean(stretch))
+        segments = [contrasted, *(s for s in segments if not _overlap(s, contrasted))]
         verdict, reasons = _contrasted(fake_prob, thresholds, contrasted, step)
     else:
         verdict, reasons = _classify(fake_prob, thresholds, segments, rule.run)
@@ -300,6 +300,10 @@ def _contrast(
     ):
         return None
     return contrasted, step
+
+
+def _overlap(a: Segment, b: Segment) -> bool:
+    return a.start_s < b.end_s and b.start_s < a.end_s
 
 
 def _contrasted(

@@ -143,18 +143,20 @@ def _in_shot(
     limit = math.floor(contrast.max_share * len(logits))
     # A run's frames must all be usable and above the real operating point.
     doubtful = [(probabilities[i] or 0.0) > real_threshold and i in logits for i in shot]
+    # Both sides kept sorted as the run moves and grows, their medians in constant time: a
+    # shot of n frames costs about n * n / 2 cheap steps (the service's 128 frames about
+    # 15 ms; the most a deployment may set, 1,024, a second or two), not n cubed.
+    before: list[float] = []
+    remaining = sorted(logits.values())  # the usable frames from the run's start on
     for a in range(len(shot)):
         first = shot[a]
-        if not doubtful[a]:
-            continue
-        before = sorted(value for i, value in logits.items() if i < first)
-        if len(before) < contrast.min_side:
+        if a > 0 and (previous := shot[a - 1]) in logits:
+            bisect.insort(before, logits[previous])
+            del remaining[bisect.bisect_left(remaining, logits[previous])]
+        if not doubtful[a] or len(before) < contrast.min_side:
             continue
         before_median = _median(before)
-        # The shot after the run, kept sorted as the run grows: its median in constant
-        # time, so a shot of n frames costs about n * n / 2 cheap steps (the service's 128
-        # frames about 15 ms; the most a deployment may set, 1,024, about a second).
-        after = sorted(value for i, value in logits.items() if i >= first)
+        after = list(remaining)
         lowest = math.inf
         for b in range(a, min(len(shot), a + limit)):
             if not doubtful[b]:

@@ -314,7 +314,8 @@ class SegmentModel(BaseModel):
     step: float | None = Field(
         default=None,
         description="Found by temporal contrast: how far (in logits of fake_prob) its "
-        "lowest frame lies above the median of the rest of its shot; null for a run of "
+        "lowest frame lies above the higher of the medians of its shot before and after it; "
+        "null for a run of "
         "fake frames.",
     )
 

@@ -164,7 +164,7 @@ class Settings(MonitoringSettings):
     video_run_min_duration_s: Annotated[float, Field(ge=0, le=3600)] = 1.0
     video_run_max_gap: Annotated[int, Field(ge=0, le=64)] = 1
     # Temporal contrast: a stretch of one shot whose every frame scores at least
-    # contrast_min_step logits above the median of the rest of the shot is fake (README,
+    # contrast_min_step logits above the shot's median on each side of it is fake (README,
     # "Video"; veracity.video.contrast). 0 turns it off.
     video_contrast_min_step: Annotated[float, Field(ge=0, le=20)] = TemporalContrast.min_step
     # Fairness: videos analysed at once (each also takes one admission slot), and how many

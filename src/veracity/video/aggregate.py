@@ -318,10 +318,10 @@ def _contrasted(
         Reason(
             "temporal_contrast",
             f"the {segment.frames} frames between {segment.start_s:.2f} s and "
-            f"{segment.end_s:.2f} s all score at least {step.step:.2f} logits above the rest "
-            f"of their shot (fake_prob {segment.fake_prob:.2f} there against a median of "
-            f"{step.reference:.2f} elsewhere): the same picture looks manipulated there and "
-            f"not elsewhere. fake_prob {fake_prob:.3f} is what the frames say on their own, "
-            f"below the fake operating point {thresholds.fake_threshold:g}.",
+            f"{segment.end_s:.2f} s all score at least {step.step:.2f} logits above their "
+            f"shot on both sides (fake_prob {segment.fake_prob:.2f} there against a median of "
+            f"{step.reference:.2f} on the higher side): the same picture looks manipulated "
+            f"there and not around it. fake_prob {fake_prob:.3f} is what the frames say on "
+            f"their own, below the fake operating point {thresholds.fake_threshold:g}.",
         )
     ]

@@ -66,8 +66,8 @@ class Segment:
     peak_fake_prob: float
     fake_frames: int  # frames at or above the fake operating point
     sustained: bool  # enough by itself to make the video fake
-    # Temporal contrast: its lowest logit above the rest of its shot's median (None: a run
-    # of fake frames, not found by contrast).
+    # Temporal contrast: its lowest logit above the higher of its shot's medians before and
+    # after it (None: a run of fake frames, not found by contrast).
     step: float | None = None
 
     @property
